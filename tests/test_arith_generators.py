@@ -1,0 +1,92 @@
+"""Generators: answers equal Python arithmetic, exact counts, seeds, cascades, distinctness."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from arithlens.arith import QType, enriched, uniform
+from arithlens.arith.questions import parse_answer
+from arithlens.errors import QuestionRequestError
+
+
+def python_answer(a, op, b):
+    return {10: a + b, 11: a - b, 13: a * b}[op]
+
+
+def assert_rows_are_right(batch):
+    for i in range(len(batch)):
+        a, op, b = int(batch.a[i]), int(batch.op[i]), int(batch.b[i])
+        value = python_answer(a, op, b)
+        assert parse_answer(batch.tokens[i, 2 * batch.n_digits + 2:]) == value
+        assert batch.answer_string(i) == ("-" if value < 0 else "+") + str(abs(value)).zfill(batch.n_digits + 1)
+        assert batch.question_string(i) == f"{a:0{batch.n_digits}d}{'+-=*'[op - 10] if op != 13 else '*'}" \
+            f"{b:0{batch.n_digits}d}="
+        expected_qtype = {10: QType.ADD, 13: QType.MUL}.get(op, QType.SUB if a >= b else QType.NEG)
+        assert batch.qtype[i] == expected_qtype
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 15), st.sampled_from(["add", "sub", "mix", "mul"]), st.integers(0, 60), st.integers(0, 2**32))
+def test_uniform_rows_equal_python_arithmetic(n, op, count, seed):
+    batch = uniform(n, count, np.random.default_rng(seed), op=op)
+    assert len(batch) == count
+    assert_rows_are_right(batch)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 15), st.integers(0, 60), st.integers(0, 2**32))
+def test_enriched_rows_equal_python_arithmetic(n, count, seed):
+    batch = enriched(n, count, np.random.default_rng(seed), qtypes={"add": 1, "sub": 1, "neg": 1, "mul": 1})
+    assert len(batch) == count
+    assert_rows_are_right(batch)
+
+
+def test_same_seed_same_questions_and_two_seeds_differ():
+    one = uniform(6, 500, np.random.default_rng(7), op="mix")
+    two = uniform(6, 500, np.random.default_rng(7), op="mix")
+    other = uniform(6, 500, np.random.default_rng(8), op="mix")
+    assert np.array_equal(one.tokens, two.tokens)
+    assert not np.array_equal(one.tokens, other.tokens)
+    e1 = enriched(6, 500, np.random.default_rng(7))
+    e2 = enriched(6, 500, np.random.default_rng(7))
+    assert np.array_equal(e1.tokens, e2.tokens)
+
+
+@pytest.mark.parametrize("qtype", ["add", "sub", "neg", "mul"])
+def test_uniform_by_qtype_gives_only_that_qtype(qtype):
+    batch = uniform(6, 2000, np.random.default_rng(0), qtypes={qtype: 1})
+    assert (batch.qtype == QType.parse(qtype)).all()
+    if qtype == "mul":
+        assert batch.a.max() < 1000 and batch.b.max() < 1000
+
+
+def test_enriched_mix_follows_the_requested_weights_and_makes_cascades():
+    batch = enriched(6, 20000, np.random.default_rng(3), qtypes={"add": 0.5, "sub": 0.25, "neg": 0.25})
+    share = np.bincount(batch.qtype, minlength=4) / len(batch)
+    assert share[QType.ADD] == pytest.approx(0.5, abs=0.02)
+    assert share[QType.SUB] == pytest.approx(0.25, abs=0.02)
+    # Cascades: far more S2+ / M2+ / true-N2+ questions than uniform operands give.
+    uni = uniform(6, 20000, np.random.default_rng(3), qtypes={"add": 0.5, "sub": 0.25, "neg": 0.25})
+
+    def hard(b):
+        c = b.complexity_true
+        return np.isin(c, ["S3", "S4", "S5", "M3", "M4+", "N3", "N4+"]).mean()
+
+    assert hard(batch) > 3 * hard(uni)
+    equal = (batch.a == batch.b) & (batch.qtype == QType.SUB)
+    assert 0 < equal.sum() < 0.03 * len(batch)
+
+
+def test_distinct_request_larger_than_the_space_is_an_error():
+    with pytest.raises(QuestionRequestError, match="only 100 exist"):
+        uniform(1, 101, np.random.default_rng(0), op="add", distinct=True)
+    batch = uniform(1, 100, np.random.default_rng(0), op="add", distinct=True)
+    assert len({(int(a), int(b)) for a, b in zip(batch.a, batch.b)}) == 100
+
+
+def test_bad_op_and_negative_count_are_errors():
+    with pytest.raises(QuestionRequestError, match="unknown op"):
+        uniform(6, 5, np.random.default_rng(0), op="div")
+    with pytest.raises(QuestionRequestError, match="non-negative"):
+        uniform(6, -1, np.random.default_rng(0))
