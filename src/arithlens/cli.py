@@ -124,6 +124,19 @@ def _print_batch(batch, as_json: bool) -> None:
         out.write(line + "\n")
 
 
+def _register_commands() -> None:
+    import importlib
+    import pkgutil
+
+    import arithlens.commands as commands
+
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
+        importlib.import_module(f"arithlens.commands.{info.name}").register(app)
+
+
+_register_commands()
+
+
 def main() -> None:
     """Entry point: run the app, turning arithlens errors into `error: ...` and exit code 2."""
     try:

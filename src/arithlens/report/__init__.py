@@ -1,0 +1,1 @@
+"""The report layer: figures (quanta maps, PCA, loss curves) and the offline HTML report."""

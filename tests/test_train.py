@@ -1,0 +1,139 @@
+"""Training: schedule, determinism, kill -9 then --resume is bit-identical, insert mode copies everything."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from arithlens.model import HookedTransformer, ModelSpec, load_checkpoint
+from arithlens.model.train import TrainConfig, insert_model, insert_slices, lr_at, qtype_mix, train
+
+TINY = dict(d_model=32, d_head=8, d_mlp=64)
+
+
+def tiny_spec(name="mix_d3_l2_h2_t1K_s123456"):
+    return ModelSpec.parse(name, **TINY)
+
+
+def tiny_cfg(**kw):
+    base = dict(steps=30, batch_size=32, eval_every=15, eval_questions=50, checkpoint_every=10, warmup_steps=5)
+    return TrainConfig(**(base | kw))
+
+
+def test_lr_warms_up_then_decays_to_min():
+    cfg = TrainConfig(steps=1000, lr=1e-3, warmup_steps=100, min_lr=1e-5)
+    assert lr_at(cfg, 0) == pytest.approx(1e-5)
+    assert lr_at(cfg, 100) == pytest.approx(1e-3)
+    assert lr_at(cfg, 550) == pytest.approx((1e-3 + 1e-5) / 2)
+    assert lr_at(cfg, 1000) == pytest.approx(1e-5)
+
+
+def test_qtype_mix_follows_the_spec_percentages():
+    assert qtype_mix(ModelSpec.parse("add_d6_l2_h3_t1K_s123456")) == {"add": 1.0}
+    assert qtype_mix(ModelSpec.parse("sub_d6_l2_h3_t1K_s123456")) == {"sub": 0.5, "neg": 0.5}
+    mix = qtype_mix(ModelSpec.parse("mix_d6_l2_h3_t1K_s123456"))
+    assert mix["add"] == pytest.approx(0.34) and mix["sub"] == pytest.approx(0.33)
+
+
+def test_same_seed_gives_identical_weights_and_another_seed_does_not():
+    torch.set_num_threads(1)
+    one = train(tiny_spec(), tiny_cfg(steps=12)).model.state_dict()
+    two = train(tiny_spec(), tiny_cfg(steps=12)).model.state_dict()
+    other = train(tiny_spec("mix_d3_l2_h2_t1K_s654321"), tiny_cfg(steps=12)).model.state_dict()
+    assert all(torch.equal(one[k], two[k]) for k in one)
+    assert not torch.equal(one["blocks.0.attn.W_Q"], other["blocks.0.attn.W_Q"])
+
+
+def test_training_lowers_the_loss_and_writes_checkpoint_and_history(tmp_path):
+    torch.set_num_threads(1)
+    result = train(tiny_spec(), tiny_cfg(steps=60, lr=3e-3), tmp_path)
+    loss = result.history["loss"]
+    assert sum(loss[-5:]) / 5 < 0.8 * sum(loss[:5]) / 5
+    ck = load_checkpoint(tmp_path)
+    assert ck.spec == tiny_spec() and ck.extra["training"]["steps"] == 60
+    history = json.loads((tmp_path / "training.json").read_text())
+    assert len(history["loss_by_position"]) == 60 and len(history["loss_by_position"][0]) == 5
+    assert history["answer_names"] == ["A4", "A3", "A2", "A1", "A0"]
+    assert [e["step"] for e in history["eval"]] == [15, 30, 45, 60]
+
+
+SCRIPT = textwrap.dedent("""
+    import os, signal, sys, torch
+    from arithlens.model import ModelSpec
+    from arithlens.model.train import TrainConfig, train
+    torch.set_num_threads(1)
+    spec = ModelSpec.parse("mix_d3_l2_h2_t1K_s123456", d_model=32, d_head=8, d_mlp=64)
+    cfg = TrainConfig(steps=40, batch_size=32, eval_every=15, eval_questions=50, checkpoint_every=10,
+                      warmup_steps=5)
+    out, kill_at, resume = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+
+    def progress(step, info):
+        if step == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    train(spec, cfg, out, resume=resume, progress=progress)
+""")
+
+
+def test_kill_9_then_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
+    def run(out, kill_at, resume):
+        return subprocess.run([sys.executable, "-c", SCRIPT, str(out), str(kill_at), "1" if resume else "0"])
+
+    assert run(tmp_path / "full", -1, False).returncode == 0
+    killed = run(tmp_path / "cut", 25, False)
+    assert killed.returncode == -9  # died between the checkpoints at 20 and 30
+    assert run(tmp_path / "cut", -1, True).returncode == 0
+    full = load_checkpoint(tmp_path / "full").model.state_dict()
+    resumed = load_checkpoint(tmp_path / "cut").model.state_dict()
+    assert all(torch.equal(full[k], resumed[k]) for k in full)
+    h_full = json.loads((tmp_path / "full" / "training.json").read_text())
+    h_cut = json.loads((tmp_path / "cut" / "training.json").read_text())
+    assert h_full["loss"] == h_cut["loss"] and len(h_cut["loss"]) == 40
+
+
+def test_resume_with_another_config_is_refused(tmp_path):
+    from arithlens.errors import CheckpointError
+
+    train(tiny_spec(), tiny_cfg(steps=10), tmp_path)
+    with pytest.raises(CheckpointError, match="another spec or config"):
+        train(tiny_spec(), tiny_cfg(steps=20), tmp_path, resume=True)
+
+
+def test_insert_copies_every_component_including_wo_ln2_and_b_u():
+    small = HookedTransformer(ModelSpec.parse("add_d3_l1_h2_t1K_s111111", **TINY))
+    for p in small.parameters():
+        torch.nn.init.normal_(p)  # biases and LN weights too, so a missed copy shows
+    big = HookedTransformer(ModelSpec.parse("mix_d3_l2_h3_t1K_s222222", d_model=32, d_head=8, d_mlp=96))
+    insert_model(big, small)
+    bs, ss = big.state_dict(), small.state_dict()
+    for name in ("blocks.0.attn.W_O", "blocks.0.attn.b_O", "blocks.0.ln2.w", "blocks.0.ln2.b", "ln_final.b",
+                 "unembed.b_U", "embed.W_E", "blocks.0.attn.W_Q"):
+        sl = insert_slices(small.spec, big.spec)[name]
+        assert torch.equal(bs[name][sl], ss[name]), name
+    assert torch.equal(bs["blocks.0.mlp.W_in"][:, :64], ss["blocks.0.mlp.W_in"])
+    assert not torch.equal(bs["blocks.0.attn.W_Q"][2], torch.zeros_like(bs["blocks.0.attn.W_Q"][2]))
+
+
+def test_frozen_insert_keeps_inserted_weights_while_the_rest_learns(tmp_path):
+    small_spec = ModelSpec.parse("add_d3_l1_h2_t1K_s111111", **TINY)
+    train(small_spec, tiny_cfg(steps=5), tmp_path / "small")
+    small = load_checkpoint(tmp_path / "small").model.state_dict()
+    big_spec = ModelSpec.parse("ins1_mix_d3_l2_h3_t1K_s222222", d_model=32, d_head=8, d_mlp=96)
+    big = train(big_spec, tiny_cfg(steps=8, insert_from=str(tmp_path / "small"), insert_freeze=True)).model
+    state = big.state_dict()
+    slices = insert_slices(small_spec, big_spec)
+    assert torch.equal(state["blocks.0.attn.W_O"][slices["blocks.0.attn.W_O"]], small["blocks.0.attn.W_O"])
+    assert torch.equal(state["unembed.b_U"], small["unembed.b_U"])
+    fresh = HookedTransformer(big_spec).state_dict()
+    assert not torch.equal(state["blocks.1.attn.W_Q"], fresh["blocks.1.attn.W_Q"])  # layer 1 trained
+
+
+def test_insert_of_a_wider_model_is_an_error():
+    from arithlens.errors import ArithLensError
+
+    with pytest.raises(ArithLensError, match="d_model, d_head and n_digits must match"):
+        insert_slices(ModelSpec.parse("add_d3_l1_h2_t1K_s111111", d_model=64, d_head=8),
+                      ModelSpec.parse("mix_d3_l2_h3_t1K_s222222", **TINY))
