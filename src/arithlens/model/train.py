@@ -285,6 +285,8 @@ def train(
         history["seconds"] = elapsed_before + time.perf_counter() - started
         if out is not None and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
             _save_state(out, model, opt, rng, step, history, cfg, spec)
+            if step < cfg.steps:  # a loadable snapshot while training runs
+                save_checkpoint(model, spec, out, {"training": {"steps": step, "partial": True}})
         if progress is not None:
             progress(step, info)
     model.eval()
