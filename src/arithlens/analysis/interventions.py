@@ -1,0 +1,395 @@
+"""Interventions as small frozen values (zero / mean / resample / patch), per-layer means, and the `Engine`
+that runs many single interventions on one question set without recomputing what they cannot change.
+
+An edit at position p in layer l leaves every position before p and every layer below l as it was, and an
+edit after layer l's attention mixing (a head's `hook_z`, the MLP, `hook_resid_post`) leaves layer l at the
+other positions as it was too. So the engine runs position p alone from the cached residual at layer l
+(with the cached keys and values of earlier positions), then the later positions from layer l + 1 with
+position p's new keys and values spliced in, and unembeds only answer positions; everything else is read
+from the one clean run. Interventions are run one at a time: on these CPUs stacking them along the batch
+axis was measured slower (ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from arithlens.arith.questions import QuestionBatch
+from arithlens.errors import ArithLensError
+from arithlens.model.transformer import Hook, HookedTransformer, HookPoint
+
+KINDS = ("zero", "mean", "resample", "patch")
+LOSS_THRESHOLD = 0.01  # REFERENCE_SPEC §5.3: a question fails when its mean answer NLL is above this ...
+# ... and some answer position's argmax is wrong.
+
+_LAYER_RE = re.compile(r"blocks\.(\d+)\.(.+)")
+_HEAD_HOOKS = ("attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_z", "attn.hook_result")
+_NEURON_HOOKS = ("mlp.hook_pre", "mlp.hook_post")
+_QK_HOOKS = ("attn.hook_attn_scores", "attn.hook_pattern")
+# Hooks whose edit at position p reaches later positions of the same layer (through that layer's keys and
+# values). Every other block hook changes its layer at position p only.
+_SPREADING = ("hook_resid_pre", "ln1.hook_scale", "ln1.hook_normalized", "attn.hook_k", "attn.hook_v")
+
+
+def _split(hook_name: str) -> tuple[int | None, str]:
+    m = _LAYER_RE.fullmatch(hook_name)
+    return (int(m[1]), m[2]) if m else (None, hook_name)
+
+
+@dataclass(frozen=True, eq=False)
+class Intervention:
+    """Replace one activation slice: `hook_name` at absolute `positions`, optionally one `head` or `neuron`.
+
+    `value` is the replacement (None for "zero"), broadcast against the slice `x[:, positions]`,
+    `x[:, positions, head]` or `x[:, positions, neuron]`: shape (1 or batch, len(positions), ...).
+    Build one with `zero_ablate`, `mean_ablate`, `resample_ablate` or `patch_from`.
+    """
+
+    hook_name: str
+    positions: tuple[int, ...]
+    head: int | None = None
+    neuron: int | None = None
+    kind: str = "zero"
+    value: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "positions", _positions(self.positions))
+        layer, site = _split(self.hook_name)
+        if self.kind not in KINDS:
+            raise ArithLensError(f"intervention kind {self.kind!r} is not one of {', '.join(KINDS)}")
+        if site in _QK_HOOKS:
+            raise ArithLensError(f"{self.hook_name!r} is (batch, head, query, key): use a hook function there")
+        if self.head is not None and self.neuron is not None:
+            raise ArithLensError("an intervention names a head or a neuron, not both")
+        if self.head is not None and site not in _HEAD_HOOKS:
+            raise ArithLensError(f"a head is chosen at {', '.join(_HEAD_HOOKS)}; {self.hook_name!r} is not one")
+        if self.neuron is not None and site not in _NEURON_HOOKS:
+            raise ArithLensError(f"a neuron is chosen at {', '.join(_NEURON_HOOKS)}; {self.hook_name!r} is not one")
+        if (self.kind == "zero") != (self.value is None):
+            raise ArithLensError(f"a {self.kind} intervention {'takes no' if self.kind == 'zero' else 'needs a'} value")
+        if self.value is not None and (self.value.ndim < 2 or self.value.shape[1] != len(self.positions)):
+            raise ArithLensError(
+                f"intervention value has shape {tuple(self.value.shape)}; need (1 or batch, {len(self.positions)}, ...)"
+            )
+
+    @property
+    def layer(self) -> int | None:
+        """The block the hook is in (None for hook_embed, hook_pos_embed, ln_final)."""
+        return _split(self.hook_name)[0]
+
+    @property
+    def spreads(self) -> bool:
+        """True when the edit at p reaches later positions of its own layer (keys / values of that layer)."""
+        return _split(self.hook_name)[1] in _SPREADING
+
+    def hook(self) -> Hook:
+        """`(name, fn)` for the model's scoped hook API. Positions a run does not compute are left alone
+        (the engine skips positions that cannot reach an answer logit)."""
+        positions, value = self.positions, self.value
+        rest = tuple(k for k in (self.head, self.neuron) if k is not None)  # both index the axis after pos
+
+        def fn(x: Tensor, hook: HookPoint) -> Tensor | None:
+            keep = [(j, i) for j, p in enumerate(positions) if (i := _index(hook.positions, p)) is not None]
+            if not keep:
+                return None
+            x = x.clone()
+            if value is None:
+                x[(slice(None), [i for _, i in keep], *rest)] = 0.0
+            else:
+                x[(slice(None), [i for _, i in keep], *rest)] = (
+                    value if len(keep) == len(positions) else value[:, [j for j, _ in keep]])
+            return x
+
+        return self.hook_name, fn
+
+    def rows(self, rows: slice | np.ndarray | Tensor) -> Intervention:
+        """The same intervention for a sub-batch (a per-question value keeps only those rows)."""
+        if self.value is None or self.value.shape[0] == 1:
+            return self
+        return Intervention(self.hook_name, self.positions, self.head, self.neuron, self.kind, self.value[rows])
+
+
+def _positions(positions: int | Iterable[int]) -> tuple[int, ...]:
+    out = (positions,) if isinstance(positions, (int, np.integer)) else tuple(positions)
+    if not out or any(not isinstance(p, (int, np.integer)) or p < 0 for p in out) or len(set(out)) != len(out):
+        raise ArithLensError(f"intervention positions must be distinct non-negative integers, not {positions!r}")
+    return tuple(int(p) for p in out)
+
+
+def _index(positions: Sequence[int], p: int) -> int | None:
+    if isinstance(positions, range) and positions.step == 1:
+        return p - positions.start if p in positions else None
+    try:
+        return list(positions).index(p)
+    except ValueError:
+        return None
+
+
+def _slice(acts: Tensor, positions: tuple[int, ...], head: int | None, neuron: int | None) -> Tensor:
+    """acts (batch, pos, ...) -> the slice an intervention replaces, keeping the batch and position axes."""
+    out = acts[:, list(positions)]
+    if head is not None:
+        out = out[:, :, head]
+    elif neuron is not None:
+        out = out[..., neuron]
+    return out
+
+
+def zero_ablate(hook_name: str, positions: int | Iterable[int], *, head: int | None = None,
+                neuron: int | None = None) -> Intervention:
+    return Intervention(hook_name, _positions(positions), head, neuron, "zero")
+
+
+def mean_ablate(means: Means, hook_name: str, positions: int | Iterable[int], *, head: int | None = None,
+                neuron: int | None = None) -> Intervention:
+    """Replace the slice with its mean over the question set `means` was computed on."""
+    pos = _positions(positions)
+    return Intervention(hook_name, pos, head, neuron, "mean", _slice(means[hook_name], pos, head, neuron))
+
+
+def patch_from(stored: Mapping[str, Tensor], hook_name: str, positions: int | Iterable[int], *,
+               head: int | None = None, neuron: int | None = None) -> Intervention:
+    """Replace each question's slice with the same row of a stored run (`record`) on paired questions."""
+    if hook_name not in stored:
+        raise ArithLensError(f"the stored run has no {hook_name!r}; record it first")
+    pos = _positions(positions)
+    return Intervention(hook_name, pos, head, neuron, "patch", _slice(stored[hook_name], pos, head, neuron))
+
+
+def resample_ablate(stored: Mapping[str, Tensor], hook_name: str, positions: int | Iterable[int], *,
+                    batch_size: int, rng: np.random.Generator, head: int | None = None,
+                    neuron: int | None = None) -> Intervention:
+    """Replace each question's slice with that of a question drawn at random (with `rng`) from another set."""
+    if hook_name not in stored:
+        raise ArithLensError(f"the stored run has no {hook_name!r}; record it first")
+    rows = torch.from_numpy(rng.integers(0, stored[hook_name].shape[0], size=batch_size))
+    pos = _positions(positions)
+    return Intervention(hook_name, pos, head, neuron, "resample", _slice(stored[hook_name][rows], pos, head, neuron))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Stored runs and means
+
+
+def _tokens(questions: QuestionBatch | Tensor, device: torch.device) -> Tensor:
+    if isinstance(questions, QuestionBatch):
+        return questions.torch_tokens(str(device))
+    return questions.to(device)
+
+
+def clean_caches(model: HookedTransformer, questions: QuestionBatch | Tensor, hook_names: Iterable[str],
+                 *, chunk: int = 2048) -> Iterator[tuple[Tensor, dict[str, Tensor]]]:
+    """(tokens, {name: activation}) of a clean run, `chunk` questions at a time."""
+    names = list(hook_names)
+    tokens = _tokens(questions, model.device)
+    with torch.inference_mode():
+        for start in range(0, len(tokens), chunk):
+            part = tokens[start : start + chunk]
+            yield part, model.run_with_cache(part, names, logit_positions=[0])[1]
+
+
+def record(model: HookedTransformer, questions: QuestionBatch | Tensor, hook_names: Iterable[str],
+           *, chunk: int = 2048) -> dict[str, Tensor]:
+    """Activations of a clean run at `hook_names`: {name: (batch, pos, ...)} (a store for patching)."""
+    names = list(hook_names)
+    parts: dict[str, list[Tensor]] = {n: [] for n in names}
+    for _, cache in clean_caches(model, questions, names, chunk=chunk):
+        for n in names:
+            parts[n].append(cache[n])
+    return {n: torch.cat(v) for n, v in parts.items()}
+
+
+@dataclass(frozen=True, eq=False)
+class Means:
+    """Mean activation per hook over a question set: {hook name: (1, pos, ...)}, each layer its own."""
+
+    values: Mapping[str, Tensor]
+    n_questions: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "values", MappingProxyType(dict(self.values)))
+
+    def __getitem__(self, hook_name: str) -> Tensor:
+        if hook_name not in self.values:
+            raise ArithLensError(f"no mean for {hook_name!r}; compute_means(..., hook_names) must include it")
+        return self.values[hook_name]
+
+    def __contains__(self, hook_name: str) -> bool:
+        return hook_name in self.values
+
+    def layer0_for_all(self) -> Means:
+        """The predecessor's means: layer 0's value used for every layer (REFERENCE_SPEC §5.2, its bug)."""
+        out = {}
+        for name in self.values:
+            layer, site = _split(name)
+            zero = f"blocks.0.{site}"
+            if layer is not None and zero not in self.values:
+                raise ArithLensError(f"reference-compat means need {zero!r} as well as {name!r}")
+            out[name] = self.values[name] if layer is None else self.values[zero]
+        return Means(out, self.n_questions)
+
+
+def compute_means(model: HookedTransformer, questions: QuestionBatch | Tensor, hook_names: Iterable[str],
+                  *, chunk: int = 2048) -> Means:
+    """Per-hook, per-layer means over `questions` (float64 sums, returned in the model's dtype)."""
+    names = list(hook_names)
+    sums: dict[str, Tensor] = {}
+    count = 0
+    for part, cache in clean_caches(model, questions, names, chunk=chunk):
+        count += len(part)
+        for n in names:
+            s = cache[n].double().sum(0, keepdim=True)
+            sums[n] = s if n not in sums else sums[n] + s
+    if count == 0:
+        raise ArithLensError("means need at least one question")
+    dtype = model.embed.W_E.dtype
+    return Means({n: (s / count).to(dtype) for n, s in sums.items()}, count)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Outcomes: the failure criterion
+
+
+@dataclass(frozen=True, eq=False)
+class Outcome:
+    """Per-question verdict of one run, teacher forced (REFERENCE_SPEC §5.3)."""
+
+    loss: np.ndarray  # (batch,) float64: mean NLL over the answer positions
+    wrong: np.ndarray  # (batch, n_answer) bool: argmax differs from the answer token (sign first)
+    threshold: float
+
+    @property
+    def fails(self) -> np.ndarray:
+        """(batch,) bool: loss above the threshold and at least one answer token wrong."""
+        return (self.loss > self.threshold) & self.wrong.any(1)
+
+    @property
+    def n_fails(self) -> int:
+        return int(self.fails.sum())
+
+
+def score(logits: Tensor, targets: Tensor, threshold: float = LOSS_THRESHOLD) -> Outcome:
+    """logits (batch, n_answer, vocab) against targets (batch, n_answer) -> `Outcome`."""
+    logp = F.log_softmax(logits.double(), dim=-1)  # float64 so losses near the threshold are exact enough
+    nll = -logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (batch, n_answer)
+    wrong = logits.argmax(-1) != targets
+    return Outcome(nll.mean(-1).cpu().numpy(), wrong.cpu().numpy(), threshold)
+
+
+def run_with_interventions(model: HookedTransformer, tokens: Tensor,
+                           interventions: Sequence[Intervention]) -> Tensor:
+    """Answer logits (batch, n_answer, vocab) of one full forward with every intervention hooked: the
+    plain way, which `Engine` must agree with."""
+    with torch.inference_mode():
+        return model.run_with_hooks(tokens, [iv.hook() for iv in interventions],
+                                    logit_positions=model.spec.layout.answer_logit_positions)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The engine
+
+
+class Engine:
+    """One question set, one clean run; then `answer_logits(interventions)` / `outcome(interventions)`.
+
+    `targets` (batch, n_answer) default to the answer tokens (teacher forcing). The engine keeps scratch
+    key/value buffers, so one engine serves one caller at a time.
+    """
+
+    def __init__(self, model: HookedTransformer, questions: QuestionBatch | Tensor, *,
+                 targets: Tensor | None = None, threshold: float = LOSS_THRESHOLD):
+        self.model = model
+        spec = model.spec
+        self.n_layers = spec.n_layers
+        self.tokens = _tokens(questions, model.device)
+        if self.tokens.ndim != 2 or self.tokens.shape[1] != spec.n_ctx:
+            raise ArithLensError(f"questions must be (batch, {spec.n_ctx}) tokens, not {tuple(self.tokens.shape)}")
+        answer = spec.layout.answer_logit_positions
+        self.answer = answer  # logit positions, sign first
+        self.last = answer.stop - 1  # positions after this one reach no answer logit
+        teacher = self.tokens[:, answer.start + 1 : answer.stop + 1]  # the answer tokens
+        self.targets = teacher if targets is None else targets.to(model.device)
+        self.threshold = threshold
+        resid_names = [f"blocks.{layer}.hook_resid_pre" for layer in range(self.n_layers)]
+        with torch.inference_mode():
+            logits, cache = model.run_with_cache(self.tokens, resid_names + model.kv_names(0), logit_positions=answer)
+        self.clean_logits = logits  # (batch, n_answer, vocab)
+        self._resid = [cache[n] for n in resid_names]  # (batch, pos, d_model) per layer
+        self._kv_clean = {n: cache[n] for n in model.kv_names(0)}  # (batch, pos, head, d_head)
+        self._kv = {n: t.clone() for n, t in self._kv_clean.items()}  # scratch: clean but for one position
+        self.clean = score(self.clean_logits, self.targets, threshold)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def outcome(self, interventions: Sequence[Intervention]) -> Outcome:
+        return score(self.answer_logits(interventions), self.targets, self.threshold)
+
+    def answer_logits(self, interventions: Sequence[Intervention]) -> Tensor:
+        """(batch, n_answer, vocab) with all `interventions` applied together."""
+        interventions = list(interventions)
+        if not interventions:
+            return self.clean_logits.clone()
+        if any(iv.layer is None for iv in interventions):  # embeddings / final LayerNorm: no saving to make
+            return run_with_interventions(self.model, self.tokens, interventions)
+        positions = {p for iv in interventions for p in iv.positions}
+        if max(positions) >= self.model.spec.n_ctx:
+            raise ArithLensError(f"intervention position {max(positions)} is outside 0..{self.model.spec.n_ctx - 1}")
+        start = min(positions)
+        if start > self.last:
+            return self.clean_logits.clone()
+        with torch.inference_mode():
+            if len(positions) == 1:
+                return self._one_position(interventions, start)
+            return self._from(interventions, start)
+
+    def _from(self, interventions: list[Intervention], start: int) -> Tensor:
+        """The general case: every position from `start`, every layer from the lowest edited one."""
+        layer = min(iv.layer for iv in interventions)
+        resid = self._resid[layer][:, start : self.last + 1]
+        logit_positions = range(max(start, self.answer.start), self.last + 1)
+        out = self.model.forward_from(resid, layer, start_pos=start, kv_prefix=self._kv_clean,
+                                      logit_positions=logit_positions, hooks=[iv.hook() for iv in interventions])
+        logits = self.clean_logits.clone()
+        logits[:, logit_positions.start - self.answer.start :] = out
+        return logits
+
+    def _one_position(self, interventions: list[Intervention], p: int) -> Tensor:
+        """Every edit at position p: run p alone through the layers, then the later positions from the first
+        layer whose keys or values at p changed."""
+        layer = min(iv.layer for iv in interventions)
+        first = layer if any(iv.spreads for iv in interventions if iv.layer == layer) else layer + 1
+        answers_after = range(max(p + 1, self.answer.start), self.last + 1)
+        if p not in self.answer and (first == self.n_layers or not answers_after):
+            return self.clean_logits.clone()  # only p's own, non-answer logits could change
+        kv_names = self.model.kv_names(first) if first < self.n_layers and answers_after else []
+        logits_p, cache = self.model.forward_from(
+            self._resid[layer][:, p : p + 1], layer, start_pos=p, kv_prefix=self._kv_clean,
+            hooks=[iv.hook() for iv in interventions], names=kv_names,
+        )
+        logits = self.clean_logits.clone()
+        if p in self.answer:
+            logits[:, p - self.answer.start] = logits_p[:, 0]
+        if not kv_names:
+            return logits
+        # Positions after p enter layer `first` unchanged; if it is the last layer, only answer positions
+        # need computing there (the others' keys and values are the clean ones).
+        start = answers_after.start if first == self.n_layers - 1 else p + 1
+        try:
+            for n in kv_names:
+                self._kv[n][:, p] = cache[n][:, 0]
+            out = self.model.forward_from(self._resid[first][:, start : self.last + 1], first, start_pos=start,
+                                          kv_prefix=self._kv, logit_positions=answers_after)
+        finally:
+            for n in kv_names:
+                self._kv[n][:, p] = self._kv_clean[n][:, p]
+        logits[:, answers_after.start - self.answer.start :] = out
+        return logits

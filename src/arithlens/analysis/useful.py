@@ -1,0 +1,247 @@
+"""Useful positions and useful nodes (REFERENCE_SPEC §5): mean-ablate each position's residual stream, then
+each head, MLP layer (and optionally neuron) at the useful positions, and tag what fails with typed tags."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from arithlens.analysis.interventions import (
+    LOSS_THRESHOLD, Engine, Intervention, Means, Outcome, clean_caches, compute_means, mean_ablate, score,
+)
+from arithlens.analysis.nodes import Major, Node, NodeList, Tag, impact_string
+from arithlens.arith.curated import curated
+from arithlens.arith.generators import uniform
+from arithlens.arith.questions import QType, QuestionBatch
+from arithlens.arith.vocab import tokens_to_string
+from arithlens.errors import ArithLensError
+from arithlens.model.spec import ModelSpec
+from arithlens.model.transformer import HookedTransformer
+
+ANALYSIS_SEED = 345621  # the predecessor's analysis seed
+RANDOM_QUESTIONS = 256  # the random part of the varied set for 3-layer 4-head models (REFERENCE_SPEC §13.2)
+ATTN_TAGS = 4  # keys tagged per head (the predecessor declared 5 but stored 4)
+MIN_ATTN_PERCENT = 1.0
+CHUNK = 4096  # questions per engine: bounds the memory of the cached clean run
+
+# complexity class prefix and tag major per question type
+_MATH = ((QType.ADD, "S", Major.MATH_ADD), (QType.SUB, "M", Major.MATH_SUB), (QType.NEG, "N", Major.MATH_NEG))
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The test questions
+
+
+def varied_questions(spec: ModelSpec, *, count: int = RANDOM_QUESTIONS, seed: int = ANALYSIS_SEED) -> QuestionBatch:
+    """A seeded random batch split by the model's operation mix, then the curated sets of the operations it
+    was trained on (REFERENCE_SPEC §4.3: 256 + 214 = 470 questions for a 6-digit mixed model)."""
+    if count < 0:
+        raise ArithLensError(f"the random question count must be >= 0, not {count}")
+    rng = np.random.default_rng(seed)
+    n_sub, n_mul = count * spec.perc_sub // 100, count * spec.perc_mul // 100
+    parts = [uniform(spec.n_digits, k, rng, op=op)
+             for op, k in (("add", count - n_sub - n_mul), ("sub", n_sub), ("mul", n_mul)) if k > 0]
+    keep = ([QType.ADD] if spec.perc_add > 0 else []) + ([QType.SUB, QType.NEG] if spec.perc_sub > 0 else [])
+    hand = curated(spec.n_digits).batch
+    parts.append(hand.select(np.isin(hand.qtype, keep)))
+    return QuestionBatch.concat([p for p in parts if len(p)])
+
+
+@dataclass(frozen=True)
+class CleanCheck:
+    """The questions the clean model answers right (the rest are dropped, as the predecessor did)."""
+
+    kept: QuestionBatch
+    dropped: list[str]  # "question answer -> model's answer"
+    mean_loss: float  # mean answer NLL of the clean model over all the questions (< 0.04 is good)
+
+
+def clean_check(model: HookedTransformer, questions: QuestionBatch) -> CleanCheck:
+    tokens = questions.torch_tokens(str(model.device))
+    answer = model.spec.layout.answer_logit_positions
+    losses, wrongs, preds = [], [], []
+    with torch.inference_mode():
+        for start in range(0, len(tokens), CHUNK):
+            t = tokens[start : start + CHUNK]
+            logits = model(t, logit_positions=answer)
+            out = score(logits, t[:, answer.start + 1 : answer.stop + 1])
+            losses.append(out.loss), wrongs.append(out.wrong.any(1)), preds.append(logits.argmax(-1).cpu().numpy())
+    wrong = np.concatenate(wrongs) if wrongs else np.zeros(0, bool)
+    pred = np.concatenate(preds) if preds else np.zeros((0, len(answer)), int)
+    dropped = [f"{questions.question_string(i)}{questions.answer_string(i)} -> {tokens_to_string(pred[i])}"
+               for i in np.flatnonzero(wrong)]
+    loss = float(np.concatenate(losses).mean()) if losses else float("nan")
+    return CleanCheck(questions.select(~wrong), dropped, loss)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Tags
+
+
+def behaviour_tags(outcome: Outcome, questions: QuestionBatch) -> list[Tag]:
+    """`Fail%`, `Impact` and `Math.Add/Sub/Neg` tags of one ablation; empty when no question fails."""
+    fails = outcome.fails
+    if not fails.any():
+        return []
+    n = questions.n_digits
+    tags = [Tag(Major.FAIL, str(100 * int(fails.sum()) // len(fails)))]
+    # Answer token j (0 = sign) is answer digit A(n+1-j).
+    wrong_tokens = np.flatnonzero(outcome.wrong[fails].any(0))
+    tags.append(Tag(Major.IMPACT, impact_string(n + 1 - j for j in wrong_tokens)))
+    for qtype, prefix, major in _MATH:
+        classes = questions.complexity[fails & (questions.qtype == qtype)]
+        digits = sorted({c[1] for c in classes if len(c) > 1 and c[1].isdigit()})  # "M4+" gives "4"
+        if digits:
+            tags.append(Tag(major, prefix + "".join(digits)))
+    return tags
+
+
+def mean_attention(model: HookedTransformer, questions: QuestionBatch | torch.Tensor) -> torch.Tensor:
+    """(layer, head, query, key) attention pattern averaged over the questions."""
+    names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(model.spec.n_layers)]
+    total, count = None, 0
+    for part, cache in clean_caches(model, questions, names, chunk=CHUNK):
+        s = torch.stack([cache[n].double().sum(0) for n in names])  # (layer, head, query, key)
+        total, count = (s if total is None else total + s), count + len(part)
+    return total / count
+
+
+def attention_tags(pattern: torch.Tensor, node: Node) -> list[Tag]:
+    """`Attn:P{key}={pct}` for the head's top keys at its position, strongest first, pct >= 1 (REFERENCE_SPEC §5.6)."""
+    row = pattern[node.layer, node.num, node.position, : node.position + 1].double()
+    pct = (row / row.sum() * 100).tolist()
+    top = sorted(range(len(pct)), key=lambda k: (-pct[k], k))[:ATTN_TAGS]
+    return [Tag(Major.ATTN, f"P{k}={pct[k]:.0f}") for k in top if pct[k] >= MIN_ATTN_PERCENT]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Ablations
+
+
+def residual_hooks(spec: ModelSpec) -> list[str]:
+    return [f"blocks.{layer}.hook_resid_post" for layer in range(spec.n_layers)]
+
+
+def node_hooks(spec: ModelSpec) -> list[str]:
+    return ([f"blocks.{layer}.attn.hook_z" for layer in range(spec.n_layers)]
+            + [f"blocks.{layer}.mlp.hook_post" for layer in range(spec.n_layers)])
+
+
+def position_ablation(means: Means, spec: ModelSpec, position: int) -> list[Intervention]:
+    """The residual stream at `position` mean-ablated after every layer."""
+    return [mean_ablate(means, name, position) for name in residual_hooks(spec)]
+
+
+def node_ablation(means: Means, node: Node) -> list[Intervention]:
+    """A head's `hook_z`, a whole MLP layer's or one neuron's `hook_post`, at the node's position."""
+    prefix = f"blocks.{node.layer}."
+    if node.is_head:
+        return [mean_ablate(means, prefix + "attn.hook_z", node.position, head=node.num)]
+    return [mean_ablate(means, prefix + "mlp.hook_post", node.position, neuron=node.num if node.is_neuron else None)]
+
+
+def sweep(model: HookedTransformer, questions: QuestionBatch, ablations: Sequence[list[Intervention]], *,
+          threshold: float = LOSS_THRESHOLD, progress: Progress | None = None, stage: str = "ablate") -> list[Outcome]:
+    """One `Outcome` per ablation (each a list of interventions applied together), over all the questions."""
+    parts: list[list[Outcome]] = [[] for _ in ablations]
+    chunks = range(0, len(questions), CHUNK)
+    done, total = 0, len(chunks) * len(ablations)
+    for start in chunks:
+        rows = slice(start, start + CHUNK)
+        engine = Engine(model, questions.select(rows), threshold=threshold)
+        for k, ivs in enumerate(ablations):
+            parts[k].append(engine.outcome([iv.rows(rows) for iv in ivs]))
+            done += 1
+            if progress is not None:
+                progress(stage, done, total)
+    return [Outcome(np.concatenate([o.loss for o in p]), np.concatenate([o.wrong for o in p]), threshold)
+            for p in parts]
+
+
+@dataclass(frozen=True)
+class UsefulResult:
+    spec: ModelSpec
+    questions: QuestionBatch  # the questions tested (those the clean model gets right)
+    dropped: list[str]  # questions the clean model gets wrong, removed first
+    clean_loss: float
+    position_failures: list[int]  # failing questions when each position's residual stream is ablated
+    nodes: NodeList
+    reference_compat: bool
+    seconds: float
+
+    @property
+    def useful_positions(self) -> list[int]:
+        return [p for p, count in enumerate(self.position_failures) if count > 0]
+
+
+def find_useful(
+    model: HookedTransformer,
+    questions: QuestionBatch,
+    *,
+    neurons: bool = False,
+    reference_compat: bool = False,
+    positions: Iterable[int] | None = None,
+    threshold: float = LOSS_THRESHOLD,
+    progress: Progress | None = None,
+) -> UsefulResult:
+    """Useful positions, then useful heads and MLP layers (and, with `neurons`, the neurons of useful MLP
+    layers) at those positions, each tagged. `positions` overrides which positions' nodes are tried.
+
+    Questions the clean model gets wrong are dropped first. Means are per layer; `reference_compat` uses
+    layer 0's means for every layer, as the predecessor did (REFERENCE_SPEC §5.2).
+    """
+    t0 = time.perf_counter()
+    spec = model.spec
+    check = clean_check(model, questions)
+    tested = check.kept
+    if len(tested) == 0:
+        raise ArithLensError(f"the model answers none of the {len(questions)} questions right: nothing to ablate")
+    means = compute_means(model, tested, residual_hooks(spec) + node_hooks(spec))
+    if reference_compat:
+        means = means.layer0_for_all()
+
+    by_position = sweep(model, tested, [position_ablation(means, spec, p) for p in range(spec.n_ctx)],
+                        threshold=threshold, progress=progress, stage="positions")
+    failures = [o.n_fails for o in by_position]
+    if positions is None:
+        positions = [p for p, count in enumerate(failures) if count > 0]
+    positions = sorted(set(positions))
+    for p in positions:
+        if not 0 <= p < spec.n_ctx:
+            raise ArithLensError(f"position {p} is outside 0..{spec.n_ctx - 1}")
+
+    candidates = [Node(p, layer, False, h) for p in positions for layer in range(spec.n_layers)
+                  for h in range(spec.n_heads)]
+    candidates += [Node(p, layer, True, -1) for p in positions for layer in range(spec.n_layers)]
+    nodes = _tag(model, tested, means, candidates, threshold, progress, "nodes")
+    if neurons:
+        cells = [n.node for n in nodes.mlps]
+        found = _tag(model, tested, means, [Node(c.position, c.layer, True, k) for c in cells
+                                            for k in range(spec.d_mlp)], threshold, progress, "neurons")
+        nodes = NodeList([*nodes, *found])
+    if nodes.heads:
+        pattern = mean_attention(model, tested)
+        for un in nodes.heads:
+            for tag in attention_tags(pattern, un.node):
+                un.add(tag)
+    return UsefulResult(spec, tested, check.dropped, check.mean_loss, failures, nodes, reference_compat,
+                        time.perf_counter() - t0)
+
+
+def _tag(model, questions, means, candidates: list[Node], threshold, progress, stage) -> NodeList:
+    outcomes = sweep(model, questions, [node_ablation(means, n) for n in candidates],
+                     threshold=threshold, progress=progress, stage=stage)
+    found = NodeList()
+    for node, outcome in zip(candidates, outcomes):
+        tags = behaviour_tags(outcome, questions)
+        if tags:
+            un = found.ensure(node)
+            for tag in tags:
+                un.add(tag)
+    return found

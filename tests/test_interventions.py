@@ -1,0 +1,169 @@
+"""Interventions as values, per-layer means, and the engine agreeing with one full forward per intervention."""
+
+import numpy as np
+import pytest
+import torch
+
+from arithlens.analysis.interventions import (
+    Engine,
+    Intervention,
+    compute_means,
+    mean_ablate,
+    patch_from,
+    record,
+    resample_ablate,
+    run_with_interventions,
+    score,
+    zero_ablate,
+)
+from arithlens.analysis.useful import position_ablation
+from arithlens.arith import uniform
+from arithlens.errors import ArithLensError
+from arithlens.model import HookedTransformer, ModelSpec
+
+# 3 digits: n_ctx 13, answer logits at 7..11.
+SPEC = ModelSpec.parse("mix_d3_l3_h2_t1K_s000001", d_model=32, d_head=8, d_mlp=48)
+HOOKS = ([f"blocks.{l}.attn.hook_z" for l in range(3)] + [f"blocks.{l}.mlp.hook_post" for l in range(3)]
+         + [f"blocks.{l}.hook_resid_post" for l in range(3)] + [f"blocks.{l}.hook_resid_pre" for l in range(3)]
+         + [f"blocks.{l}.attn.hook_v" for l in range(3)])
+
+
+
+
+@pytest.fixture(scope="module")
+def model():
+    m = HookedTransformer(SPEC, seed=3)
+    with torch.no_grad():  # a larger init than the default, so ablations change argmaxes often
+        for name, p in m.named_parameters():
+            if name.rsplit(".", 1)[-1].startswith("W_"):
+                p.mul_(2.5)
+    return m.eval()
+
+
+@pytest.fixture(scope="module")
+def tokens():
+    return uniform(3, 60, np.random.default_rng(0)).torch_tokens()
+
+
+@pytest.fixture(scope="module")
+def means(model, tokens):
+    return compute_means(model, tokens, HOOKS)
+
+
+@pytest.fixture(scope="module")
+def engine(model, tokens):
+    # A random model answers nothing right, so score against its own clean predictions: a question fails
+    # when an ablation moves an argmax (and the loss, large for a random model, is above 0.01).
+    with torch.inference_mode():
+        own = model(tokens, logit_positions=SPEC.layout.answer_logit_positions).argmax(-1)
+    return Engine(model, tokens, targets=own)
+
+
+def test_interventions_are_frozen_values_checked_at_construction():
+    iv = zero_ablate("blocks.0.attn.hook_z", 5, head=1)
+    assert iv.positions == (5,) and iv.layer == 0 and not iv.spreads
+    with pytest.raises(AttributeError):
+        iv.head = 0
+    for make, message in [
+        (lambda: zero_ablate("blocks.0.mlp.hook_post", 5, head=1), "a head is chosen at"),
+        (lambda: zero_ablate("blocks.0.attn.hook_z", 5, neuron=1), "a neuron is chosen at"),
+        (lambda: zero_ablate("blocks.0.attn.hook_pattern", 5), "use a hook function"),
+        (lambda: zero_ablate("blocks.0.attn.hook_z", [3, 3]), "distinct non-negative"),
+        (lambda: Intervention("blocks.0.attn.hook_z", (1,), kind="mean"), "needs a value"),
+        (lambda: Intervention("blocks.0.attn.hook_z", (1,), kind="blur"), "not one of"),
+        (lambda: Intervention("blocks.0.hook_resid_post", (1, 2), kind="mean", value=torch.zeros(1, 3, 4)),
+         "need \\(1 or batch, 2"),
+    ]:
+        with pytest.raises(ArithLensError, match=message):
+            make()
+    assert zero_ablate("blocks.1.attn.hook_v", 2).spreads and zero_ablate("blocks.1.hook_resid_pre", 2).spreads
+
+
+def test_a_mean_ablation_replaces_exactly_its_slice(model, tokens, means):
+    iv = mean_ablate(means, "blocks.1.attn.hook_z", 4, head=1)
+    _, clean = model.run_with_cache(tokens, "blocks.1.attn.hook_z")
+    _, hooked = model.run_with_cache(tokens, "blocks.1.attn.hook_z", hooks=[iv.hook()])
+    z, zh = clean["blocks.1.attn.hook_z"], hooked["blocks.1.attn.hook_z"]
+    assert torch.equal(zh[:, 4, 1], means["blocks.1.attn.hook_z"][0, 4, 1].expand(len(tokens), -1))
+    keep = torch.ones_like(z, dtype=torch.bool)
+    keep[:, 4, 1] = False
+    assert torch.equal(z[keep], zh[keep])
+    # The mean is the batch mean of the clean activation, per position.
+    torch.testing.assert_close(means["blocks.1.attn.hook_z"][0], z.mean(0), rtol=0, atol=1e-6)
+
+
+def test_means_are_per_layer_and_reference_compat_uses_layer_zero_for_every_layer(means, engine):
+    compat = means.layer0_for_all()
+    for site in ("hook_resid_post", "attn.hook_z", "mlp.hook_post"):
+        l0, l2 = means[f"blocks.0.{site}"], means[f"blocks.2.{site}"]
+        assert not torch.allclose(l0, l2)
+        assert torch.equal(compat[f"blocks.2.{site}"], l0) and torch.equal(compat[f"blocks.0.{site}"], l0)
+    ivs = position_ablation(compat, SPEC, 7)
+    assert all(torch.equal(iv.value, means["blocks.0.hook_resid_post"][:, [7]]) for iv in ivs)
+    # and the position sweep sees the difference
+    per_layer = [engine.outcome(position_ablation(means, SPEC, p)).n_fails for p in range(SPEC.n_ctx)]
+    layer0 = [engine.outcome(position_ablation(compat, SPEC, p)).n_fails for p in range(SPEC.n_ctx)]
+    assert per_layer != layer0
+
+
+def _cases(means, stored):
+    """Single interventions of every kind the engine treats differently, plus combinations."""
+    cases = []
+    for p in (0, 3, 7, 9, 11, 12):
+        for layer in range(3):
+            cases += [[mean_ablate(means, f"blocks.{layer}.attn.hook_z", p, head=h)] for h in range(2)]
+            cases.append([mean_ablate(means, f"blocks.{layer}.mlp.hook_post", p)])
+            cases.append([mean_ablate(means, f"blocks.{layer}.mlp.hook_post", p, neuron=5)])
+        cases.append(position_ablation(means, SPEC, p))
+    cases += [
+        [mean_ablate(means, "blocks.1.hook_resid_pre", 4)],  # edits this layer's keys and values at 4
+        [mean_ablate(means, "blocks.0.attn.hook_v", 8, head=0)],
+        [zero_ablate("blocks.2.attn.hook_z", [2, 9], head=1)],  # two positions
+        [mean_ablate(means, "blocks.0.attn.hook_z", 5, head=0), mean_ablate(means, "blocks.2.attn.hook_v", 5, head=1)],
+        [mean_ablate(means, "blocks.1.mlp.hook_post", range(13))],  # every position, including the last
+        [patch_from(stored, "blocks.1.hook_resid_post", [6, 10])],
+        [resample_ablate(stored, "blocks.0.attn.hook_z", 8, head=1, batch_size=60, rng=np.random.default_rng(1))],
+        [zero_ablate("hook_embed", 3)],  # before the blocks: a full forward
+    ]
+    return cases
+
+
+def test_engine_equals_one_full_forward_per_intervention(model, tokens, means, engine):
+    other = uniform(3, 60, np.random.default_rng(9)).torch_tokens()
+    stored = record(model, other, ["blocks.1.hook_resid_post", "blocks.0.attn.hook_z"])
+    changed = 0
+    for ivs in _cases(means, stored):
+        fast = engine.answer_logits(ivs)
+        full = run_with_interventions(model, tokens, ivs)
+        torch.testing.assert_close(fast, full, rtol=0, atol=2e-5)
+        fails_fast, fails_full = engine.outcome(ivs).fails, score(full, engine.targets).fails
+        assert np.array_equal(fails_fast, fails_full), ivs[0].hook_name
+        changed += bool(fails_full.any())
+    assert changed > 20  # the comparison is not vacuous
+
+
+def test_engine_leaves_logits_alone_where_an_edit_cannot_reach(means, engine):
+    # P12 (A0) predicts nothing; a last-layer edit at a question position reaches only that position's logits.
+    for ivs in ([mean_ablate(means, "blocks.0.attn.hook_z", 12, head=0)],
+                [mean_ablate(means, "blocks.2.mlp.hook_post", 3)]):
+        assert torch.equal(engine.answer_logits(ivs), engine.clean_logits)
+    assert not torch.equal(engine.answer_logits([mean_ablate(means, "blocks.1.mlp.hook_post", 3)]),
+                           engine.clean_logits)
+
+
+def test_engine_restores_its_scratch_keys_and_values(model, tokens, means, engine):
+    ivs = [mean_ablate(means, "blocks.0.attn.hook_z", 6, head=1)]
+    first = engine.answer_logits(ivs)
+    engine.answer_logits([mean_ablate(means, "blocks.0.mlp.hook_post", 6)])
+    assert torch.equal(engine.answer_logits(ivs), first)
+    assert all(torch.equal(engine._kv[n], engine._kv_clean[n]) for n in engine._kv)
+
+
+def test_failure_needs_both_a_loss_above_threshold_and_a_wrong_digit():
+    logits = torch.zeros(3, 2, 4)
+    logits[0, :, 1] = 20.0  # right and confident
+    logits[1, :, 1] = 2.0  # right, but loss above 0.01
+    logits[2, 0, 1], logits[2, 1, 2] = 20.0, 20.0  # second digit wrong
+    out = score(logits, torch.ones(3, 2, dtype=torch.long))
+    assert out.fails.tolist() == [False, False, True]
+    assert out.wrong[2].tolist() == [False, True] and out.loss[1] > 0.01 > out.loss[0]
