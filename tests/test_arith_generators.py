@@ -90,3 +90,11 @@ def test_bad_op_and_negative_count_are_errors():
         uniform(6, 5, np.random.default_rng(0), op="div")
     with pytest.raises(QuestionRequestError, match="non-negative"):
         uniform(6, -1, np.random.default_rng(0))
+
+
+def test_shared_low_rows_share_their_low_digits_and_keep_their_qtype():
+    batch = enriched(6, 400, np.random.default_rng(5), qtypes={"sub": 1, "neg": 1}, shared_low=1.0)
+    assert_rows_are_right(batch)
+    assert (batch.a % 10 == batch.b % 10).mean() > 0.95  # all but the few NEG rows that would become a == b
+    assert (batch.qtype[: len(batch)] != QType.ADD).all()
+    assert (batch.result % 10 == 0).mean() > 0.95

@@ -38,6 +38,7 @@ def register(app: typer.Typer) -> None:
         lr: Optional[float] = typer.Option(None, "--lr"),
         batch_size: Optional[int] = typer.Option(None, "--batch-size"),
         insert_from: Optional[Path] = typer.Option(None, "--insert-from", help="Checkpoint of a smaller model to insert."),
+        init_from: Optional[Path] = typer.Option(None, "--init-from", help="Fine-tune: start from this checkpoint's weights."),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
         threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
         resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint in --out."),
@@ -67,7 +68,8 @@ def register(app: typer.Typer) -> None:
         model_spec = ModelSpec.parse(spec, **overrides)
         recipe = {"steps": model_spec.training_steps, **file_cfg}
         for key, value in (("steps", steps), ("lr", lr), ("batch_size", batch_size),
-                           ("insert_from", str(insert_from) if insert_from else None)):
+                           ("insert_from", str(insert_from) if insert_from else None),
+                           ("init_from", str(init_from) if init_from else None)):
             if value is not None:
                 recipe[key] = value
         if model_spec.insert_mode and not recipe.get("insert_from"):

@@ -47,6 +47,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     cascade: float = 0.4  # share of rows with a forced carry/borrow cascade
     equal: float = 0.01  # share of SUB rows with a == b
+    shared_low: float = 0.0  # share of SUB/NEG rows whose operands share their low digits
+    init_from: str | None = None  # fine-tune: start from this checkpoint's weights (same spec shape)
     eval_every: int = 500
     eval_questions: int = 2000  # held-out uniform + as many enriched
     checkpoint_every: int = 1000
@@ -241,6 +243,11 @@ def train(
         inserted = insert_model(model, small)
         if cfg.insert_freeze:
             _freeze(model, inserted)
+    if cfg.init_from:
+        start = load_checkpoint(cfg.init_from, device=device).model
+        if start.spec.layout != spec.layout or start.state_dict().keys() != model.state_dict().keys():
+            raise ArithLensError(f"--init-from {cfg.init_from}: its shape differs from {spec.name}")
+        model.load_state_dict(start.state_dict())
     opt = _optimizer(model, cfg)
     mix = qtype_mix(spec)
     heldout = _heldout(spec, cfg)
@@ -256,7 +263,8 @@ def train(
     elapsed_before = history.get("seconds", 0.0)
     model.train()
     while step < cfg.steps:
-        batch = enriched(spec.n_digits, cfg.batch_size, rng, qtypes=mix, cascade=cfg.cascade, equal=cfg.equal)
+        batch = enriched(spec.n_digits, cfg.batch_size, rng, qtypes=mix, cascade=cfg.cascade, equal=cfg.equal,
+                         shared_low=cfg.shared_low)
         tokens = batch.torch_tokens(device)
         for group in opt.param_groups:
             group["lr"] = lr_at(cfg, step)
