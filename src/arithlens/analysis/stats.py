@@ -1,0 +1,326 @@
+"""Statistics for node studies: Wilson intervals, PCA, cross-validated logistic probes with a permutation null,
+silhouette and k-means purity, class-mean directions with a random-split null, and R^2 of group means.
+
+scikit-learn style: plain arrays in and out, every random choice from a `random_state`, no module state.
+The probe is our own batched Newton (IRLS) logistic regression so that the observed labels and all the
+permuted label vectors of a permutation test are fitted together in one pass; its objective is
+scikit-learn's `LogisticRegression(C=C)` (sum of log-losses + ||w||^2 / (2C), intercept not penalised)
+on standardised features.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from arithlens.errors import ArithLensError
+
+
+def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95% Wilson score interval of a binomial proportion; (nan, nan) when n == 0."""
+    if n == 0:
+        return math.nan, math.nan
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def rate(successes: int, n: int) -> dict:
+    """{"k", "n", "rate", "ci": [lo, hi]} with a Wilson interval: the JSON shape of every rate in a study."""
+    lo, hi = wilson(int(successes), int(n))
+    return {"k": int(successes), "n": int(n), "rate": successes / n if n else math.nan, "ci": [lo, hi]}
+
+
+# ---------------------------------------------------------------------------------------------------
+# PCA
+
+
+@dataclass(frozen=True)
+class PCAResult:
+    scores: np.ndarray  # (n, k)
+    components: np.ndarray  # (k, d) unit rows
+    explained_variance_ratio: np.ndarray  # (k,)
+    mean: np.ndarray  # (d,)
+
+
+def pca(x: np.ndarray, n_components: int) -> PCAResult:
+    """Exact PCA (SVD of the centred data, signs fixed as scikit-learn fixes them: deterministic)."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or len(x) < 2:
+        raise ArithLensError(f"PCA needs a (n >= 2, d) array, not shape {x.shape}")
+    mean = x.mean(0)
+    u, s, vt = np.linalg.svd(x - mean, full_matrices=False)
+    # scikit-learn's svd_flip (u-based): the largest |u| entry of each component is positive.
+    signs = np.sign(u[np.abs(u).argmax(0), np.arange(u.shape[1])])
+    signs[signs == 0] = 1.0
+    u, vt = u * signs, vt * signs[:, None]
+    k = min(n_components, len(s))
+    var = s**2
+    total = var.sum()
+    evr = var[:k] / total if total > 0 else np.zeros(k)
+    return PCAResult((u * s)[:, :k], vt[:k], evr, mean)
+
+
+def rank_components(x: np.ndarray, max_components: int, tol: float = 1e-6) -> PCAResult:
+    """PCA keeping at most `max_components` components, dropping those with variance ratio below `tol`."""
+    full = pca(x, max_components)
+    keep = max(1, int((full.explained_variance_ratio > tol).sum()))
+    return PCAResult(full.scores[:, :keep], full.components[:keep], full.explained_variance_ratio[:keep], full.mean)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Logistic probe
+
+
+class LogisticProbe:
+    """L2-regularised logistic regression fitted by Newton's method, for one or many label columns at once.
+
+    `fit(x, y)` with y of shape (n,) or (n, m) in {0, 1}; `coef_` (m, d) and `intercept_` (m,) are in the
+    units of the input (standardisation is folded back in). `predict` returns (n,) or (n, m) 0/1.
+    """
+
+    def __init__(self, C: float = 1.0, max_iter: int = 100, tol: float = 1e-6, standardize: bool = True):
+        if C <= 0:
+            raise ArithLensError(f"C must be positive, not {C}")
+        self.C, self.max_iter, self.tol, self.standardize = C, max_iter, tol, standardize
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> LogisticProbe:
+        x = np.asarray(x, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        self._one = y.ndim == 1
+        y = y[:, None] if self._one else y  # (n, m)
+        if x.ndim != 2 or len(x) != len(y):
+            raise ArithLensError(f"probe needs x (n, d) and y (n[, m]); got {x.shape} and {y.shape}")
+        mu = x.mean(0) if self.standardize else np.zeros(x.shape[1])
+        sd = x.std(0) if self.standardize else np.ones(x.shape[1])
+        sd = np.where(sd > 1e-12, sd, 1.0)
+        xs = np.hstack([(x - mu) / sd, np.ones((len(x), 1))])  # (n, d+1), last column the intercept
+        n, d1 = xs.shape
+        penalty = np.full(d1, 1.0 / self.C)
+        penalty[-1] = 1e-10  # the intercept is (almost) free, as in scikit-learn
+        w = np.zeros((y.shape[1], d1))  # (m, d+1)
+        loss = _logistic_loss(xs, y, w, penalty)
+        outer = (xs[:, :, None] * xs[:, None, :]).reshape(n, d1 * d1)  # row outer products: Hessians in one GEMM
+        active = np.arange(len(w))  # columns still moving; converged ones are left alone
+        self.n_iter_ = 0
+        for _ in range(self.max_iter):
+            self.n_iter_ += 1
+            wa, ya = w[active], y[:, active]
+            p = _sigmoid(xs @ wa.T)  # (n, a)
+            grad = (xs.T @ (p - ya)).T + wa * penalty  # (a, d+1)
+            s = p * (1 - p)  # (n, a)
+            hess = (s.T @ outer).reshape(len(active), d1, d1) + np.diag(penalty)[None]  # (a, d+1, d+1)
+            step = np.linalg.solve(hess, grad[..., None])[..., 0]  # (a, d+1)
+            # Damped Newton: halve the step of any column whose loss went up.
+            scale = np.ones(len(active))
+            for _ in range(30):
+                trial = wa - step * scale[:, None]
+                new = _logistic_loss(xs, ya, trial, penalty)
+                worse = new > loss[active] + 1e-12
+                if not worse.any():
+                    break
+                scale[worse] *= 0.5
+            w[active], loss[active] = trial, new
+            active = active[np.abs(step * scale[:, None]).max(1) >= self.tol]
+            if not len(active):
+                break
+        self.coef_ = w[:, :-1] / sd  # back to input units
+        self.intercept_ = w[:, -1] - self.coef_ @ mu
+        return self
+
+    def decision_function(self, x: np.ndarray) -> np.ndarray:
+        out = np.asarray(x, dtype=np.float64) @ self.coef_.T + self.intercept_  # (n, m)
+        return out[:, 0] if self._one else out
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return (self.decision_function(x) > 0).astype(np.int8)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1 + np.tanh(0.5 * z))
+
+
+def _logistic_loss(xs, y, w, penalty) -> np.ndarray:
+    eta = xs @ w.T  # (n, m)
+    nll = np.logaddexp(0, eta) - y * eta
+    return nll.sum(0) + 0.5 * (w * w * penalty).sum(1)
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """Cross-validated probe accuracy with a permutation null (all computed on the same folds)."""
+
+    accuracy: float  # mean held-out accuracy over the folds
+    fold_accuracies: list[float]
+    null_accuracies: np.ndarray  # (permutations,)
+    p_value: float  # (1 + #null >= observed) / (1 + permutations)
+    coef: np.ndarray  # (d,) weights of a probe fitted on all rows (input units)
+    null_coefs: np.ndarray  # (permutations, d) the same for each shuffled label vector
+    n: int
+    positives: int
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        null = self.null_accuracies
+        return {
+            "accuracy": self.accuracy, "fold_accuracies": self.fold_accuracies, "p_value": self.p_value,
+            "null_mean": float(null.mean()) if len(null) else math.nan,
+            "null_q99": float(np.quantile(null, 0.99)) if len(null) else math.nan,
+            "permutations": int(len(null)), "n": self.n, "positives": self.positives, "note": self.note,
+        }
+
+
+def stratified_folds(y: np.ndarray, n_splits: int, random_state: int) -> np.ndarray:
+    """Fold index per row: each class shuffled (seeded) and dealt round-robin, so folds keep class ratios."""
+    rng = np.random.default_rng(random_state)
+    fold = np.empty(len(y), dtype=np.int64)
+    offset = 0
+    for label in np.unique(y):
+        rows = rng.permutation(np.flatnonzero(y == label))
+        fold[rows] = (np.arange(len(rows)) + offset) % n_splits
+        offset += len(rows)
+    return fold
+
+
+def probe_accuracy(x: np.ndarray, y: np.ndarray, *, n_splits: int = 5, permutations: int = 100,
+                   random_state: int = 0, C: float = 1.0) -> ProbeResult:
+    """Held-out accuracy of a logistic probe for binary `y`, and the same for `permutations` label shuffles."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y).astype(np.int8)
+    positives = int(y.sum())
+    minority = min(positives, len(y) - positives)
+    if minority < n_splits:
+        return ProbeResult(math.nan, [], np.zeros(0), math.nan, np.full(x.shape[1], np.nan),
+                           np.zeros((0, x.shape[1])), len(y), positives,
+                           f"only {minority} rows in the smaller class; need {n_splits} for {n_splits}-fold CV")
+    rng = np.random.default_rng(random_state)
+    labels = np.column_stack([y] + [rng.permutation(y) for _ in range(permutations)])  # (n, 1 + P)
+    fold = stratified_folds(y, n_splits, random_state)
+    correct = np.zeros(labels.shape[1])
+    fold_acc = []
+    for f in range(n_splits):
+        test = fold == f
+        probe = LogisticProbe(C=C).fit(x[~test], labels[~test])
+        hits = probe.predict(x[test]) == labels[test]  # (n_test, 1 + P)
+        correct += hits.sum(0)
+        fold_acc.append(float(hits[:, 0].mean()))
+    acc = correct / len(y)
+    null = acc[1:]
+    p = (1 + int((null >= acc[0]).sum())) / (1 + permutations)
+    coefs = LogisticProbe(C=C).fit(x, labels).coef_  # (1 + P, d)
+    return ProbeResult(float(acc[0]), fold_acc, null, p, coefs[0], coefs[1:], len(y), positives)
+
+
+def lookup_ceiling(keys: np.ndarray, y: np.ndarray) -> float:
+    """Best accuracy of any function of `keys` (rows: discrete tuples) at predicting `y`: majority per key."""
+    keys = np.asarray(keys)
+    _, inverse = np.unique(keys, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    ones = np.bincount(inverse, weights=np.asarray(y, dtype=np.float64))
+    counts = np.bincount(inverse)
+    return float(np.maximum(ones, counts - ones).sum() / len(y))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Clusters
+
+
+def silhouette(x: np.ndarray, labels: np.ndarray) -> float:
+    """Mean silhouette coefficient of `labels` in Euclidean space (scikit-learn's definition: a row alone in
+    its label scores 0); nan with fewer than 2 labels."""
+    x = np.asarray(x, dtype=np.float64)
+    uniq, inverse = np.unique(np.asarray(labels), return_inverse=True)
+    inverse = inverse.ravel()
+    if len(uniq) < 2 or len(uniq) >= len(x):
+        return math.nan
+    sq = (x * x).sum(1)
+    dist = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2 * x @ x.T, 0.0))  # (n, n)
+    onehot = np.eye(len(uniq))[inverse]  # (n, L)
+    counts = onehot.sum(0)
+    sums = dist @ onehot  # (n, L): summed distance to each label
+    own = counts[inverse]
+    a = sums[np.arange(len(x)), inverse] / np.maximum(own - 1, 1)
+    other = sums / counts
+    other[np.arange(len(x)), inverse] = np.inf
+    b = other.min(1)
+    s = np.where(own > 1, (b - a) / np.maximum(np.maximum(a, b), 1e-300), 0.0)
+    return float(s.mean())
+
+
+# ---------------------------------------------------------------------------------------------------
+# Directions
+
+
+def cosine(u: np.ndarray, v: np.ndarray) -> float:
+    nu, nv = np.linalg.norm(u), np.linalg.norm(v)
+    return float(u @ v / (nu * nv)) if nu > 0 and nv > 0 else math.nan
+
+
+def mean_difference(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """mean(x | y == 1) - mean(x | y == 0): the class-mean direction of a binary label."""
+    y = np.asarray(y).astype(bool)
+    if y.all() or not y.any():
+        return np.full(x.shape[1], np.nan)
+    return x[y].mean(0) - x[~y].mean(0)
+
+
+def direction_cosine_null(x1: np.ndarray, y1: np.ndarray, x2: np.ndarray, y2: np.ndarray, *,
+                          permutations: int = 100, random_state: int = 0) -> dict:
+    """Cosine of the two class-mean directions, and its null: the cosine when one side's labels are
+    shuffled (random splits of the same sizes), half the draws shuffling each side.
+
+    p_value = (1 + #|null| >= |observed|) / (1 + permutations): small when the directions are aligned
+    (or anti-aligned) beyond what random splits of these rows give.
+    """
+    rng = np.random.default_rng(random_state)
+    d1, d2 = mean_difference(x1, y1), mean_difference(x2, y2)
+    observed = cosine(d1, d2)
+    null = np.empty(permutations)
+    for i in range(permutations):
+        if i % 2 == 0:
+            null[i] = cosine(d1, mean_difference(x2, rng.permutation(y2)))
+        else:
+            null[i] = cosine(mean_difference(x1, rng.permutation(y1)), d2)
+    finite = np.isfinite(null)
+    p = (1 + int((np.abs(null[finite]) >= abs(observed)).sum())) / (1 + int(finite.sum())) if np.isfinite(observed) \
+        else math.nan
+    return {"cosine": observed, "null_abs_q95": float(np.quantile(np.abs(null[finite]), 0.95)) if finite.any()
+            else math.nan, "null_abs_mean": float(np.abs(null[finite]).mean()) if finite.any() else math.nan,
+            "p_value": p, "permutations": permutations}
+
+
+def position_on_axis(point: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
+    """Where `point` projects on the axis from mean(x | y=0) (0.0) to mean(x | y=1) (1.0)."""
+    y = np.asarray(y).astype(bool)
+    if y.all() or not y.any():
+        return math.nan
+    lo, hi = x[~y].mean(0), x[y].mean(0)
+    d = hi - lo
+    norm2 = float(d @ d)
+    return float((point - lo) @ d / norm2) if norm2 > 0 else math.nan
+
+
+# ---------------------------------------------------------------------------------------------------
+# Variance decomposition
+
+
+def group_r2(x: np.ndarray, groups: np.ndarray) -> float:
+    """Share of the total (multivariate) variance of `x` explained by the means of `groups`:
+    between-group sum of squares / total sum of squares. `groups` rows may be tuples (2-D)."""
+    x = np.asarray(x, dtype=np.float64)
+    groups = np.asarray(groups)
+    _, inverse = np.unique(groups.reshape(len(groups), -1), axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    centred = x - x.mean(0)
+    total = float((centred**2).sum())
+    if total == 0:
+        return math.nan
+    counts = np.bincount(inverse)
+    sums = np.zeros((len(counts), x.shape[1]))
+    np.add.at(sums, inverse, centred)
+    between = float(((sums**2).sum(1) / counts).sum())
+    return between / total
