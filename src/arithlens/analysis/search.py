@@ -1,0 +1,374 @@
+"""The sub-task search: patch each candidate node from store questions into clean ones, many pairs at once,
+and tag the nodes whose patch makes the answer change the sub-task predicts (`Algo:A1.SC`).
+
+For every sub-task and alter digit: draw the pairs (seeded per task and digit, so a result does not depend
+on which other tasks ran), run the store questions once and keep every head's `hook_z` and every MLP's
+`hook_post`, run the clean questions once (the intervention engine's clean run), then give each candidate
+one batched patched run in which row i of the clean batch gets row i of the store's activation at the
+node. Only pairs the model answers right, store and clean, are judged. A pair is a *strong* success when
+the patched answer equals the expected answer (on the judged positions), a *weak* one when exactly the
+expected answer digits change (to any value). Rates come with Wilson 95% intervals; `Rule` says when one
+earns a tag.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from arithlens.analysis.interventions import Engine, patch_from, record
+from arithlens.analysis.nodes import Major, Node, NodeList, Tag, UsefulNode, impact_string
+from arithlens.analysis.stats import rate, wilson
+from arithlens.analysis.subtasks import (
+    DEFAULT_MIN_ATTN,
+    DEFAULT_PAIRS,
+    ORDER,
+    Pairs,
+    SubTask,
+    candidate_filter,
+    digit_ref,
+    tasks_for,
+)
+from arithlens.arith.vocab import tokens_to_string
+from arithlens.errors import ArithLensError
+
+ATTENTION_FACTS = ("OPR", "SGN")
+WEAK_POLICIES = ("always", "fallback", "never")
+_TASK_INDEX = {t.name: i for i, t in enumerate(ORDER)}  # part of each (task, digit) seed: never reorder
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A rate earns a tag when the lower end of its Wilson 95% interval reaches `min_lower`.
+
+    0.5 means: with 95% confidence the patch does what the sub-task predicts in most pairs. Chance is far
+    below that (an unrelated patch leaves the answer unchanged, which never matches the expected answer),
+    and the bar scales with the evidence: 100 judged pairs need a rate of at least 0.60 (200: 0.57; 20: 0.75;
+    5: all 5). A fixed rate cut (say 0.8) would tag on 4 of 5 pairs and miss real but shared mechanisms
+    (two heads splitting one job, each moving the answer in 60-80% of pairs).
+    """
+
+    min_lower: float = 0.5
+
+    def passes(self, hits: int, n: int) -> bool:
+        return n > 0 and wilson(hits, n)[0] >= self.min_lower
+
+    def describe(self) -> str:
+        return f"lower end of the Wilson 95% interval of the success rate >= {self.min_lower:g}"
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One (node or node pair, sub-task, digit) test: counts over the judged pairs."""
+
+    nodes: tuple[Node, ...]
+    task: str
+    digit: int
+    tag: str
+    valid: int
+    strong: int
+    weak: int
+    tagged: str | None = None  # the Algo tag this trial added, if any
+
+    @property
+    def name(self) -> str:
+        return "+".join(n.name for n in self.nodes)
+
+    def to_dict(self) -> dict:
+        return {"node": self.name, "task": self.task, "digit": self.digit, "tag": self.tag,
+                "strong": _rate(self.strong, self.valid), "weak": _rate(self.weak, self.valid),
+                "tagged": self.tagged}
+
+
+def _rate(hits: int, n: int) -> dict:
+    """`stats.rate` rounded for JSON, with null instead of NaN when no pair was judged."""
+    r = rate(hits, n)
+    if not n:
+        return {"k": hits, "n": n, "rate": None, "ci": None}
+    return {**r, "rate": round(r["rate"], 4), "ci": [round(x, 4) for x in r["ci"]]}
+
+
+@dataclass
+class Cell:
+    """One (sub-task, digit): what was tried."""
+
+    task: str
+    digit: int | None
+    tag: str
+    candidates: list[str]
+    filter: str
+    pairs: int = 0
+    valid: int = 0
+    tagged: list[str] = field(default_factory=list)
+    example: dict | None = None  # the first pair: store and clean questions, clean and expected answers
+
+    def to_dict(self) -> dict:
+        return {"task": self.task, "digit": self.digit, "tag": self.tag, "pairs": self.pairs, "valid": self.valid,
+                "candidates": self.candidates, "tagged": self.tagged, "filter": self.filter.strip(),
+                "example": self.example}
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Useful heads / MLP nodes, those with any Algo tag, and those with a strong patching tag."""
+
+    heads: int
+    heads_purposed: int
+    heads_strong: int
+    mlps: int
+    mlps_purposed: int
+    mlps_strong: int
+
+    @staticmethod
+    def _pct(a: int, b: int) -> float:
+        return 100.0 * a / b if b else 0.0
+
+    def line(self) -> str:
+        return (f"{self.heads_purposed} of {self.heads} useful attention heads "
+                f"({self._pct(self.heads_purposed, self.heads):.2f}%) have an algorithmic purpose assigned "
+                f"({self.heads_strong} by a strong test); {self.mlps_purposed} of {self.mlps} useful MLP nodes "
+                f"({self._pct(self.mlps_purposed, self.mlps):.2f}%) ({self.mlps_strong} strong)")
+
+    def to_dict(self) -> dict:
+        return {
+            "heads": {"useful": self.heads, "purposed": self.heads_purposed, "strong": self.heads_strong,
+                      "pct": round(self._pct(self.heads_purposed, self.heads), 2)},
+            "mlps": {"useful": self.mlps, "purposed": self.mlps_purposed, "strong": self.mlps_strong,
+                     "pct": round(self._pct(self.mlps_purposed, self.mlps), 2)},
+            "line": self.line(),
+        }
+
+
+def is_strong_tag(value: str) -> bool:
+    """`A1.SC` (a strong patching tag), not `A1.SC.A2` (weak) nor the attention facts."""
+    return value not in ATTENTION_FACTS and value.count(".") == 1
+
+
+def coverage(nodes: Iterable[UsefulNode]) -> Coverage:
+    nodes = list(nodes)
+    counts = []
+    for group in ([n for n in nodes if n.node.is_head], [n for n in nodes if n.node.is_mlp]):
+        purposed = sum(bool(n.values(Major.ALGO)) for n in group)
+        strong = sum(any(is_strong_tag(v) for v in n.values(Major.ALGO)) for n in group)
+        counts += [len(group), purposed, strong]
+    return Coverage(*counts)
+
+
+@dataclass
+class SearchResult:
+    """Tagged nodes (the input's tags with this search's Algo tags), every trial and the coverage."""
+
+    nodes: NodeList
+    trials: list[Trial]
+    cells: list[Cell]
+    rule: Rule
+    settings: dict
+
+    @property
+    def coverage(self) -> Coverage:
+        return coverage(self.nodes)
+
+    def algo_tags(self) -> dict[str, list[str]]:
+        return {un.name: un.values(Major.ALGO) for un in self.nodes if un.values(Major.ALGO)}
+
+    def to_json(self) -> dict:
+        return {
+            **self.settings,
+            "rule": self.rule.describe(),
+            "coverage": self.coverage.to_dict(),
+            "tags": self.algo_tags(),
+            "cells": [c.to_dict() for c in self.cells],
+            "trials": [t.to_dict() for t in self.trials],
+        }
+
+
+# ---------------------------------------------------------------------------------------------------
+# Running patched questions
+
+
+class Runner(Protocol):
+    """Answers (batch, n_answer) argmax tokens, sign first, for one set of pairs."""
+
+    clean_pred: np.ndarray  # the clean questions, unpatched
+    store_pred: np.ndarray  # the store questions
+
+    def patched(self, nodes: Sequence[Node]) -> np.ndarray:
+        """The clean questions with every node's output replaced by the same row's store output."""
+        ...
+
+
+def node_hook(node: Node) -> tuple[str, dict]:
+    """The hook a node's output lives at, and the head / neuron to pick there."""
+    if node.is_head:
+        return f"blocks.{node.layer}.attn.hook_z", {"head": node.num}
+    if node.is_neuron:
+        return f"blocks.{node.layer}.mlp.hook_post", {"neuron": node.num}
+    return f"blocks.{node.layer}.mlp.hook_post", {}
+
+
+class EngineRunner:
+    """Patches with the intervention engine: one store run, one clean run, one partial run per patch."""
+
+    def __init__(self, model, pairs: Pairs):
+        n_layers = model.spec.n_layers
+        names = [f"blocks.{i}.{site}" for site in ("attn.hook_z", "mlp.hook_post") for i in range(n_layers)]
+        self._stored = record(model, pairs.store, names)
+        self._engine = Engine(model, pairs.clean)
+        self.clean_pred = self._engine.clean_logits.argmax(-1).cpu().numpy()
+        answer = model.spec.layout.answer_logit_positions
+        with torch.inference_mode():
+            store_logits = model(pairs.store.torch_tokens(str(model.device)), logit_positions=answer)
+        self.store_pred = store_logits.argmax(-1).cpu().numpy()
+
+    def patched(self, nodes: Sequence[Node]) -> np.ndarray:
+        ivs = []
+        for node in nodes:
+            hook, which = node_hook(node)
+            ivs.append(patch_from(self._stored, hook, node.position, **which))
+        return self._engine.answer_logits(ivs).argmax(-1).cpu().numpy()
+
+
+RunnerFactory = Callable[[Pairs], Runner]
+
+
+def engine_runner(model) -> RunnerFactory:
+    return lambda pairs: EngineRunner(model, pairs)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The search
+
+
+def _judge(pred: np.ndarray, pairs: Pairs, valid: np.ndarray) -> tuple[int, int]:
+    """(strong, weak) success counts over the valid rows."""
+    j = pairs.judged
+    strong = (pred[:, j] == pairs.expected_tokens[:, j]).all(1)
+    changed = (pred != pairs.clean_tokens) & j
+    weak = (changed == pairs.impact).all(1) & pairs.impact.any(1)
+    return int((strong & valid).sum()), int((weak & valid).sum())
+
+
+def _weak_tag(task: SubTask, k: int, n_digits: int) -> str:
+    """`A5.ND.A5`: the strong tag plus the answer digit the sub-task changes (the sign is A(n+1))."""
+    if task.effect.kind == "sign":
+        digit = n_digits + 1
+    else:
+        digit = digit_ref(task.effect.digit, k=k, n=n_digits)
+    return f"{task.tag(k)}.{impact_string([digit])}"
+
+
+def search(nodes: NodeList, spec, runner: RunnerFactory, *, tasks: Sequence[SubTask] | None = None,
+           n_pairs: int = DEFAULT_PAIRS, seed: int = 0, rule: Rule = Rule(), weak: str = "always",
+           pair_search: bool = True, min_pct: int = DEFAULT_MIN_ATTN,
+           make_pairs: Callable[[SubTask, int, int, np.random.Generator], Pairs] | None = None,
+           progress: Callable[[int, int, str], None] | None = None) -> SearchResult:
+    """Run the sub-task searches over useful `nodes` of a model described by `spec` (a ModelSpec).
+
+    `runner(pairs)` patches (see `engine_runner`); `tasks` default to those the model's operation mix
+    allows, in the predecessor's order. `weak`: "always" tags a node that passes only the weak test with
+    `A1.SC.A2`; "fallback" only when no node passed the strong test for that task and digit (the
+    predecessor); "never". With `pair_search`, two layer-0 heads at one position that each attend one of
+    the digits the task needs are tried together (the predecessor's "virtual head") when no head there
+    passed alone; a layer-0 head that attends only part of them is not tried alone. `make_pairs(task, k,
+    n_pairs, rng)` replaces the tasks' own pair drawing (e.g. questions a hand-built model can answer).
+    Deterministic for a seed.
+    """
+    if weak not in WEAK_POLICIES:
+        raise ArithLensError(f"weak policy {weak!r} is not one of {', '.join(WEAK_POLICIES)}")
+    layout = spec.layout
+    n = layout.n_digits
+    tasks = tuple(tasks_for(spec.perc_add, spec.perc_sub) if tasks is None else tasks)
+    out = NodeList(UsefulNode(un.node, [t for t in un.tags if t.major != Major.ALGO]) for un in nodes)
+    work = [(t, k) for t in tasks for k in (t.digit_range(n) if not t.is_attention_fact else [None])]
+    trials: list[Trial] = []
+    cells: list[Cell] = []
+    for i, (task, k) in enumerate(work):
+        tag = task.tag(k)
+        if progress is not None:
+            progress(i, len(work), tag)
+        flt = candidate_filter(task, k, layout, min_pct=min_pct)
+        candidates = [un for un in out if flt(un)]
+        cell = Cell(task.name, k, tag, [un.name for un in candidates], flt.describe())
+        cells.append(cell)
+        if task.is_attention_fact:
+            for un in candidates:
+                un.add(Tag(Major.ALGO, tag))
+                cell.tagged.append(un.name)
+            continue
+        if not candidates:
+            continue
+        rng = np.random.default_rng([seed, _TASK_INDEX[task.name], k])
+        pairs = task.pairs(n, k, n_pairs, rng) if make_pairs is None else make_pairs(task, k, n_pairs, rng)
+        run = runner(pairs)
+        valid = (run.clean_pred == pairs.clean_tokens).all(1) & (run.store_pred == pairs.store_tokens).all(1)
+        cell.pairs, cell.valid = len(pairs), int(valid.sum())
+        cell.example = {"store": pairs.store.question_string(0), "clean": pairs.clean.question_string(0),
+                        "clean_answer": pairs.clean.answer_string(0),
+                        "expected": tokens_to_string(pairs.expected_tokens[0]),
+                        "judged": "sign" if not pairs.judged[1:].any() else "all"}
+        weak_tag = _weak_tag(task, k, n)
+        whole = [un for un in candidates if task.prereq.covers([un], k, layout, min_pct=min_pct)]
+        tried = []
+        for un in whole:
+            strong, weak_hits = _judge(run.patched([un.node]), pairs, valid)
+            tried.append(Trial((un.node,), task.name, k, tag, cell.valid, strong, weak_hits))
+        if pair_search:
+            halves = [un for un in candidates if un not in whole]
+            passed = {t.nodes[0] for t in tried if t.nodes[0].is_head and rule.passes(t.strong, t.valid)}
+            for a, b in _virtual_heads(halves, passed, task, k, layout, min_pct):
+                strong, weak_hits = _judge(run.patched([a.node, b.node]), pairs, valid)
+                tried.append(Trial((a.node, b.node), task.name, k, tag, cell.valid, strong, weak_hits))
+        any_strong = any(rule.passes(t.strong, t.valid) for t in tried)
+        for t in tried:
+            added = None
+            if rule.passes(t.strong, t.valid):
+                added = tag
+            elif (task.weak and rule.passes(t.weak, t.valid)
+                  and (weak == "always" or (weak == "fallback" and not any_strong))):
+                added = weak_tag
+            if added is not None:
+                for node in t.nodes:
+                    out.get(node).add(Tag(Major.ALGO, added))
+                cell.tagged.append(t.name)
+            trials.append(Trial(t.nodes, t.task, t.digit, t.tag, t.valid, t.strong, t.weak, added))
+    if progress is not None:
+        progress(len(work), len(work), "done")
+    drop_lone_attention_facts(out)
+    settings = {"model": getattr(spec, "name", None), "n_digits": n, "pairs": n_pairs, "seed": seed,
+                "weak": weak, "pair_search": pair_search, "min_attn_pct": min_pct,
+                "tasks": [t.name for t in tasks]}
+    return SearchResult(out, trials, cells, rule, settings)
+
+
+def _virtual_heads(halves: list[UsefulNode], passed: set[Node], task: SubTask, k: int, layout,
+                   min_pct: int) -> list[tuple[UsefulNode, UsefulNode]]:
+    """Two layer-0 heads at one position that each attend part of what the task needs and together all of it
+    (the predecessor's "virtual head"), where no head there passed alone."""
+    groups: dict[tuple[int, int], list[UsefulNode]] = {}
+    for un in halves:
+        groups.setdefault((un.node.position, un.node.layer), []).append(un)
+    out = []
+    for (position, layer), group in sorted(groups.items()):
+        if any(n.position == position and n.layer == layer for n in passed):
+            continue
+        out += [(a, b) for a, b in itertools.combinations(group, 2)
+                if task.prereq.covers([a, b], k, layout, min_pct=min_pct)]
+    return out
+
+
+def drop_lone_attention_facts(nodes: NodeList) -> None:
+    """A node whose only Algo tags are OPR or SGN (not both) loses them: attending is not a purpose."""
+    for un in nodes:
+        values = set(un.values(Major.ALGO))
+        if values and values <= set(ATTENTION_FACTS) and values != set(ATTENTION_FACTS):
+            un.remove(Major.ALGO)
+
+
+def search_model(model, nodes: NodeList, **kwargs) -> SearchResult:
+    """`search` with the intervention engine on `model` (its spec gives the digits and operation mix)."""
+    return search(nodes, model.spec, engine_runner(model), **kwargs)

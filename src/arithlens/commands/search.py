@@ -1,0 +1,141 @@
+"""`arithlens search`: run the algorithm sub-task searches on a model's useful nodes; write the algorithm JSON,
+the search record with every rate, the purpose maps, and check the default algorithm claims."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from arithlens.errors import ArithLensError
+
+
+def _useful_nodes(net, out: Path, nodes_path: Optional[Path], quiet: bool):
+    """The behaviour node list: --nodes, else `<model>_behavior.json` in --out, else a fresh useful sweep."""
+    from arithlens.analysis.nodes import NodeList
+
+    if nodes_path is not None:
+        if not nodes_path.is_file():
+            raise ArithLensError(f"--nodes '{nodes_path}' is not a file")
+        return NodeList.load(nodes_path), str(nodes_path)
+    found = out / f"{net.spec.base_name}_behavior.json"
+    if found.is_file():
+        return NodeList.load(found), str(found)
+    from arithlens.analysis.useful import find_useful, varied_questions
+
+    if not quiet:
+        typer.echo(f"no {found.name} in {out}: running the useful-node sweep first", err=True)
+    result = find_useful(net, varied_questions(net.spec))
+    result.nodes.save(found)
+    return result.nodes, str(found)
+
+
+def _draw_maps(nodes, spec, out: Path) -> tuple[list[Path], str | None]:
+    """MathsPurposePerNode (AlgorithmPurpose), MathsPurposeAllNodes and the Quanta At tables."""
+    try:
+        from arithlens.report.quanta_maps import catalogue, draw_map, draw_quanta_at
+    except ImportError:
+        return [], "maps skipped: arithlens.report.quanta_maps is not available"
+    layout, prefix = spec.layout, spec.base_name
+    maps = catalogue(layout)
+    files = []
+    for key in ("MathsPurposePerNode", "MathsPurposeAllNodes"):
+        files += draw_map(nodes, maps[key], layout, out, prefix)
+    for position in range(layout.sign_pos + 1, spec.n_ctx - 1):
+        files += draw_quanta_at(nodes, spec, position, out, prefix)
+    return files, None
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def search(
+        out: Path = typer.Option(..., "--out", help="Output directory (algorithm JSON, search record, maps)."),
+        model: Optional[str] = typer.Option(None, "--model", help="Model name or checkpoint path (default: the shipped model)."),
+        pairs: int = typer.Option(100, "--pairs", help="Question pairs per sub-task and digit."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the question pairs; the same seed gives the same tags."),
+        nodes: Optional[Path] = typer.Option(None, "--nodes", help="Behaviour JSON from `arithlens useful` (default: the one in --out, else a fresh sweep)."),
+        min_attn: int = typer.Option(10, "--min-attn", help="Attention percent that counts as attending a digit."),
+        min_lower: float = typer.Option(0.5, "--min-lower", help="A rate tags when its Wilson 95% lower bound reaches this."),
+        weak: str = typer.Option("always", "--weak", help="Weak tags (A1.SC.A2): always, fallback (only when no strong tag) or never."),
+        pair_search: bool = typer.Option(True, "--pairs-of-heads/--no-pairs-of-heads", help="Try split-attention layer-0 head pairs (virtual heads)."),
+        threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
+        as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
+        quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    ) -> None:
+        """Give useful nodes an algorithmic purpose by activation patching, each tag backed by a success rate.
+
+        Writes `<model>_algorithm.json` (Algo tags, the predecessor's `_maths.json` schema), `<model>_search.json`
+        (every rate with its Wilson interval, coverage, claims) and the purpose maps into --out.
+        Examples: `arithlens search --out out/`; `arithlens search --model runs/mix --out out/ --pairs 200 --json`.
+        """
+        import torch
+
+        from arithlens.analysis.claims import default_claims, evaluate_all
+        from arithlens.analysis.nodes import Major
+        from arithlens.analysis.search import WEAK_POLICIES, Rule, search_model
+        from arithlens.model.checkpoint import load_checkpoint, write_atomic
+        from arithlens.model.zoo import resolve_model
+
+        if pairs < 1:
+            raise ArithLensError(f"--pairs must be at least 1, not {pairs}")
+        if weak not in WEAK_POLICIES:
+            raise ArithLensError(f"--weak must be one of {', '.join(WEAK_POLICIES)}, not {weak!r}")
+        if not 0 < min_lower <= 1:
+            raise ArithLensError(f"--min-lower must lie in (0, 1], not {min_lower}")
+        if threads:
+            torch.set_num_threads(threads)
+        net = load_checkpoint(resolve_model(model)).model.eval()
+        spec = net.spec
+        useful, source = _useful_nodes(net, out, nodes, quiet or as_json)
+        progress, finish = _progress(quiet or as_json)
+        try:
+            result = search_model(net, useful, n_pairs=pairs, seed=seed, weak=weak, pair_search=pair_search,
+                                  min_pct=min_attn, rule=Rule(min_lower), progress=progress)
+        finally:
+            finish()
+        claims = evaluate_all(default_claims(spec.n_digits, add=spec.perc_add > 0, sub=spec.perc_sub > 0),
+                              result.nodes, spec.layout)
+        algo_path = result.nodes.save(out / f"{spec.base_name}_algorithm.json", majors=[Major.ALGO])
+        record = {**result.to_json(), "nodes_from": source, "claims": [c.to_dict() for c in claims]}
+        record_path = out / f"{spec.base_name}_search.json"
+        write_atomic(record_path, (json.dumps(record, indent=1) + "\n").encode())
+        maps, note = _draw_maps(result.nodes, spec, out)
+        files = [algo_path, record_path, *maps]
+        if as_json:
+            summary = {"model": spec.name, "coverage": record["coverage"], "tags": record["tags"],
+                       "claims": record["claims"], "files": [str(f) for f in files]}
+            if note:
+                summary["note"] = note
+            sys.stdout.write(json.dumps(summary) + "\n")
+            return
+        typer.echo(f"{spec.name}: {len(result.trials)} patch tests over {len(result.cells)} sub-task digits, "
+                   f"{pairs} pairs each (seed {seed}); {result.rule.describe()}")
+        typer.echo(result.coverage.line())
+        passed = sum(c.passed for c in claims)
+        typer.echo(f"claims: {passed} of {len(claims)} pass")
+        for c in claims:
+            typer.echo(f"  {c.line()}")
+        typer.echo(f"wrote {algo_path}, {record_path}" + (f" and {len(maps)} maps" if maps else ""))
+        if note:
+            typer.echo(note)
+
+
+def _progress(quiet: bool):
+    """A rich progress bar on stderr over the (sub-task, digit) cells."""
+    if quiet:
+        return None, lambda: None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn("search {task.fields[label]:8s}"), BarColumn(), MofNCompleteColumn(),
+                   TimeRemainingColumn(), console=Console(stderr=True), refresh_per_second=4)
+    task = bar.add_task("search", total=None, label="")
+    bar.start()
+
+    def update(done: int, total: int, label: str) -> None:
+        bar.update(task, completed=done, total=total, label=label)
+
+    return update, bar.stop
