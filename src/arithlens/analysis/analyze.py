@@ -1,0 +1,262 @@
+"""The whole analysis of one model as one function: useful nodes and tags, the sub-task searches, and node studies
+of the heads that look like carry/borrow for several operations (always with the layer-0 heads that compute A2).
+
+It computes and returns; it writes nothing. `arithlens analyze` writes the JSON files, the maps and the report.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from arithlens.analysis.node_study import P_MAX, StudyOptions, study_node
+from arithlens.analysis.nodes import Major, Node, NodeList, UsefulNode
+from arithlens.analysis.useful import ANALYSIS_SEED, RANDOM_QUESTIONS, UsefulResult, find_useful, varied_questions
+from arithlens.errors import ArithLensError
+from arithlens.model.spec import ModelSpec
+
+# (stage, done, total, detail): called as work advances; stages are "positions", "nodes", "search", "studies".
+Progress = Callable[[str, int, int, str], None]
+
+# Sub-tasks whose Algo tag says "this node knows whether digit k makes (or passes on) a carry or borrow", by
+# the operation they serve: make / pass on / tricase (REFERENCE_SPEC §6).
+CARRY_LIKE = {"SC": "ADD", "SS": "ADD", "ST": "ADD", "MB": "SUB", "MZ": "SUB", "MT": "SUB",
+              "NB": "NEG", "NZ": "NEG", "NT": "NEG"}
+_ALGO_RE = re.compile(r"A(?P<digit>\d+)\.(?P<task>[A-Z]{2})(?:\.A\d+)?")
+
+# The layer-0 heads at A2's position get `arithlens node`'s own defaults, so the report's verdicts on the founding
+# question are the ones `arithlens node P18L0H0` prints. The other heads get smaller sets, so a dozen of them fit
+# the time budget; their CIs show the cost (a necessity rate +-3 points at worst instead of +-2). Both keep 100
+# permutations: a permutation p-value is at least 1/(permutations+1), and the verdict needs p <= 0.01.
+FOUNDING_STUDY = StudyOptions()
+STUDY_DEFAULTS = StudyOptions(questions=300, pairs=100, per_case=150, mixed=500, permutations=100)
+SEARCH_PAIRS = 100
+
+
+@dataclass(frozen=True)
+class AnalyzeOptions:
+    questions: int = RANDOM_QUESTIONS  # random questions of the useful-node sweep (the curated set is added)
+    pairs: int = SEARCH_PAIRS  # search pairs per sub-task and digit
+    seed: int | None = None  # None: each stage's own default seed (useful 345621, search 0, studies 0)
+    study: StudyOptions = STUDY_DEFAULTS  # the heads with carry-like tags
+    founding_study: StudyOptions = FOUNDING_STUDY  # the layer-0 heads at the position computing A2
+    max_studies: int | None = None  # None: every target; else the founding heads first, then by position
+    search: bool = True
+
+    def __post_init__(self) -> None:
+        if self.questions < 0:
+            raise ArithLensError(f"--questions must be >= 0, not {self.questions}")
+        if self.pairs < 1:
+            raise ArithLensError(f"--pairs must be at least 1, not {self.pairs}")
+        if self.max_studies is not None and self.max_studies < 0:
+            raise ArithLensError(f"--max-studies must be >= 0, not {self.max_studies}")
+        for study in (self.study, self.founding_study):
+            if 1 / (study.permutations + 1) > P_MAX:
+                raise ArithLensError(f"{study.permutations} permutations cannot give a p-value <= {P_MAX}: a study "
+                                     f"needs at least {round(1 / P_MAX) - 1}")
+
+    def study_options(self, target: StudyTarget, digit: int | None = None) -> StudyOptions:
+        base = self.founding_study if target.founding else self.study
+        return replace(base, seed=base.seed if self.seed is None else self.seed, digit=digit)
+
+
+@dataclass(frozen=True)
+class StudyTarget:
+    """A head to study and why: the founding question, carry-like tags for several operations, or both."""
+
+    node: Node
+    reasons: tuple[str, ...]
+    operations: tuple[str, ...] = ()  # operations whose carry-like Algo tags the head carries
+    tags: tuple[str, ...] = ()  # those tags
+    digit: int | None = None  # the tags' carry digit: used when the study cannot pick one from attention
+    founding: bool = False  # a layer-0 head at the position computing A2
+
+
+@dataclass
+class StudyEntry:
+    target: StudyTarget
+    data: dict | None = None  # the study's JSON object (NodeStudy.data); None when it failed
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.target.node.name
+
+
+@dataclass
+class Analysis:
+    spec: ModelSpec
+    options: AnalyzeOptions
+    useful: UsefulResult
+    nodes: NodeList  # the useful nodes with every tag: behaviour, attention, and Algo when the search ran
+    search: object | None = None  # arithlens.analysis.search.SearchResult when the search ran
+    search_note: str | None = None  # why it did not run, or what went wrong
+    claims: list = field(default_factory=list)  # arithlens.analysis.claims.ClaimResult
+    studies: list[StudyEntry] = field(default_factory=list)
+    skipped_studies: list[StudyTarget] = field(default_factory=list)  # over max_studies
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
+
+    def summary(self) -> dict:
+        """The numbers of `analysis.json` and of `--json`, without file names."""
+        u = self.useful
+        mlps = [n for n in self.nodes.mlps if not n.node.is_neuron]
+        data = {
+            "model": self.spec.name,
+            "questions": len(u.questions), "dropped": len(u.dropped), "clean_loss": u.clean_loss,
+            "useful_positions": u.useful_positions, "position_failures": u.position_failures,
+            "heads": len(self.nodes.heads), "mlps": len(mlps),
+            "options": {"questions": self.options.questions, "pairs": self.options.pairs, "seed": self.options.seed,
+                        "study": _sizes(self.options.study), "founding_study": _sizes(self.options.founding_study),
+                        "max_studies": self.options.max_studies},
+            "search": None if self.search is None else self.search.coverage.to_dict(),
+            "search_note": self.search_note,
+            "claims": {"passed": sum(c.passed for c in self.claims), "total": len(self.claims)},
+            "studies": [_study_summary(e) for e in self.studies],
+            "skipped_studies": [t.node.name for t in self.skipped_studies],
+            "timings": {k: round(v, 2) for k, v in self.timings.items()},
+        }
+        return data
+
+
+def _sizes(options: StudyOptions) -> dict:
+    return {k: v for k, v in vars(options).items() if k not in ("seed", "digit")}
+
+
+def _study_summary(entry: StudyEntry) -> dict:
+    out = {"node": entry.name, "reasons": list(entry.target.reasons), "seconds": round(entry.seconds, 2)}
+    if entry.data is None:
+        return {**out, "error": entry.error}
+    verdict = entry.data["verdict"]
+    return {**out, "study_digit": entry.data["study_digit"], "polysemantic": verdict["polysemantic"],
+            "roles": verdict["roles"], "shared_direction": verdict["shared_direction"], "tags": entry.data["tags"],
+            "verdict": verdict["text"]}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Which heads to study
+
+
+def carry_like_tags(un: UsefulNode) -> dict[str, list[str]]:
+    """Operation (ADD / SUB / NEG) -> the node's carry-like Algo tags (strong `A1.SC` or weak `A1.SC.A2`)."""
+    out: dict[str, list[str]] = {}
+    for value in un.values(Major.ALGO):
+        m = _ALGO_RE.fullmatch(value)
+        if m and m["task"] in CARRY_LIKE:
+            out.setdefault(CARRY_LIKE[m["task"]], []).append(value)
+    return out
+
+
+def _read_digit(tag: str) -> int:
+    """The operand digit whose pair a carry-like tag reads: k for `Ak.SC`, k-1 for the pass-on tags `Ak.SS`."""
+    m = _ALGO_RE.fullmatch(tag)
+    return int(m["digit"]) - (1 if m["task"] in ("SS", "MZ", "NZ") else 0)
+
+
+def founding_position(spec: ModelSpec) -> int:
+    """Where A2 is computed (P18 for 6 digits): the position of the head the project set out to study."""
+    return spec.layout.computed_at(min(2, spec.n_digits))
+
+
+def study_targets(nodes: NodeList, spec: ModelSpec) -> list[StudyTarget]:
+    """Every layer-0 head at the position computing A2, then every head whose Algo tags mark a carry-like
+    predicate for more than one operation, in node order, each once with all its reasons."""
+    position = founding_position(spec)
+    reasons: dict[Node, list[str]] = {}
+    extra: dict[Node, tuple[tuple[str, ...], tuple[str, ...], int | None]] = {}
+    for h in range(spec.n_heads):
+        node = Node(position, 0, False, h)
+        reasons[node] = [f"layer-0 head at P{position}, where A{min(2, spec.n_digits)} is computed"]
+    for un in nodes.heads:
+        by_op = carry_like_tags(un)
+        if len(by_op) < 2:
+            continue
+        tags = tuple(t for op in ("ADD", "SUB", "NEG") for t in by_op.get(op, []))
+        reasons.setdefault(un.node, []).append(f"carry/borrow-like tags for {len(by_op)} operations: {' '.join(tags)}")
+        digits = [_read_digit(t) for t in tags]
+        extra[un.node] = (tuple(op for op in ("ADD", "SUB", "NEG") if op in by_op), tags,
+                          max(sorted(set(digits)), key=digits.count))
+    founding = [n for n in reasons if n.position == position and n.layer == 0 and n.is_head]
+    rest = sorted(n for n in reasons if n not in founding)
+    return [StudyTarget(n, tuple(reasons[n]), *extra.get(n, ((), (), None)), founding=n in founding)
+            for n in sorted(founding) + rest]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The pipeline
+
+
+def analyze(model, options: AnalyzeOptions | None = None, progress: Progress | None = None) -> Analysis:
+    """Useful nodes and tags, the searches (when `arithlens.analysis.search` is installed) and the node studies.
+
+    Raises ArithLensError when the useful-node sweep cannot run (e.g. the model answers no question right);
+    a search or a study that fails is recorded in the result instead, so one bad head does not lose the rest.
+    """
+    options = options or AnalyzeOptions()
+    say = progress or (lambda stage, done, total, detail="": None)
+    spec = model.spec
+    model.eval()
+    timings: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    seed = ANALYSIS_SEED if options.seed is None else options.seed
+    questions = varied_questions(spec, count=options.questions, seed=seed)
+    useful = find_useful(model, questions, progress=lambda stage, done, total: say(stage, done, total, ""))
+    timings["useful"] = time.perf_counter() - t0
+    result = Analysis(spec, options, useful, useful.nodes, timings=timings)
+
+    t0 = time.perf_counter()
+    _search(model, result, say)
+    timings["search"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    targets = study_targets(result.nodes, spec)
+    if options.max_studies is not None:
+        targets, result.skipped_studies = targets[: options.max_studies], targets[options.max_studies:]
+    for i, target in enumerate(targets):
+        say("studies", i, len(targets), target.node.name)
+        result.studies.append(_study(model, target, options))
+    say("studies", len(targets), len(targets), "")
+    timings["studies"] = time.perf_counter() - t0
+    return result
+
+
+def _search(model, result: Analysis, say: Progress) -> None:
+    if not result.options.search:
+        result.search_note = "search not run (--no-search)"
+        return
+    try:
+        from arithlens.analysis.claims import default_claims, evaluate_all
+        from arithlens.analysis.search import search_model
+    except ImportError as exc:  # the searches are an optional layer of the analysis
+        result.search_note = f"search skipped: {exc}"
+        return
+    spec, options = model.spec, result.options
+    try:
+        search = search_model(model, result.nodes, n_pairs=options.pairs,
+                              seed=0 if options.seed is None else options.seed,
+                              progress=lambda done, total, label: say("search", done, total, label))
+    except ArithLensError as exc:
+        result.search_note = f"search failed: {exc}"
+        return
+    result.search, result.nodes = search, search.nodes
+    claims = default_claims(spec.n_digits, add=spec.perc_add > 0, sub=spec.perc_sub > 0)
+    result.claims = evaluate_all(claims, search.nodes, spec.layout)
+
+
+def _study(model, target: StudyTarget, options: AnalyzeOptions) -> StudyEntry:
+    t0 = time.perf_counter()
+    try:
+        try:
+            study = study_node(model, target.node, options.study_options(target))
+        except ArithLensError:
+            if target.digit is None:  # nothing better to offer than the study's own choice
+                raise
+            # A question-token head (P10) predicts no answer digit and may split its attention: its tags say
+            # which digit it serves.
+            study = study_node(model, target.node, options.study_options(target, target.digit))
+        return StudyEntry(target, study.data, seconds=time.perf_counter() - t0)
+    except ArithLensError as exc:
+        return StudyEntry(target, None, str(exc), time.perf_counter() - t0)

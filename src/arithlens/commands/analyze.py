@@ -1,0 +1,160 @@
+"""`arithlens analyze`: the whole analysis of a model (useful nodes, searches, node studies, maps) written as JSON
+files and one offline HTML report, `report.html`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def analyze(
+        out: Path = typer.Option(..., "--out", help="Output directory (report.html, JSON files, maps, figures)."),
+        model: Optional[str] = typer.Option(None, "--model", help="Model name or checkpoint path (default: the shipped model)."),
+        questions: int = typer.Option(256, "--questions", help="Random questions of the useful-node sweep, before the curated set is added."),
+        pairs: int = typer.Option(100, "--pairs", help="Question pairs per sub-task and digit in the searches."),
+        seed: Optional[int] = typer.Option(None, "--seed", help="One seed for every stage (default: each stage's own: useful 345621, search and studies 0)."),
+        max_studies: Optional[int] = typer.Option(None, "--max-studies", help="Study at most this many heads (the layer-0 heads computing A2 first)."),
+        search: bool = typer.Option(True, "--search/--no-search", help="Run the algorithm sub-task searches."),
+        svg: bool = typer.Option(False, "--svg", help="Also write every map and figure as SVG."),
+        threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
+        as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+        quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    ) -> None:
+        """Analyse a model end to end and write one offline HTML report, DIR/report.html.
+
+        Useful nodes and tags, the sub-task searches, a node study of every head tagged carry/borrow for more
+        than one operation and of every layer-0 head where A2 is computed (P18 for 6 digits), every quanta map.
+        Also writes the behaviour, algorithm, search, per-node study and analysis.json files; nothing on failure.
+        Examples: `arithlens analyze --out out/`; `arithlens analyze --model runs/mix --out out/ --json`.
+        """
+        import torch
+
+        from arithlens.analysis.analyze import AnalyzeOptions
+        from arithlens.analysis.analyze import analyze as run_analysis
+        from arithlens.errors import ArithLensError
+        from arithlens.model import load_checkpoint
+        from arithlens.model.zoo import resolve_model
+
+        start = time.perf_counter()
+        options = AnalyzeOptions(questions=questions, pairs=pairs, seed=seed, max_studies=max_studies, search=search)
+        if out.exists() and not out.is_dir():
+            raise ArithLensError(f"--out '{out}' is a file, not a directory")
+        if threads:
+            torch.set_num_threads(threads)
+        path = resolve_model(model)
+        ck = load_checkpoint(path)
+        load_seconds = time.perf_counter() - start
+        progress, finish = _progress(quiet or as_json)
+        try:
+            analysis = run_analysis(ck.model, options, progress=progress)
+            analysis.timings = {"model": load_seconds, **analysis.timings}
+            files, timings = _write(analysis, out, card=ck.extra, source=str(path),
+                                    formats=("png", "svg") if svg else ("png",), progress=progress, start=start)
+        finally:
+            finish()
+        summary = json.loads((out / "analysis.json").read_text())
+        if as_json:
+            sys.stdout.write(json.dumps(summary) + "\n")
+        else:
+            _print_summary(analysis, out, files, timings)
+
+
+def _write(analysis, out: Path, *, card: dict, source: str, formats, progress, start: float):
+    """Every file, written into a staging directory and moved into `out` only when all of them are there."""
+    import torch
+
+    from arithlens.analysis.node_study import NodeStudy
+    from arithlens.analysis.nodes import Major
+    from arithlens.model.checkpoint import write_atomic
+    from arithlens.report.html import write_report
+
+    spec = analysis.spec
+    parent = out.resolve().parent
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent if parent.is_dir() else None))
+    try:
+        t0 = time.perf_counter()
+        files = [analysis.useful.nodes.save(stage / f"{spec.base_name}_behavior.json")]
+        if analysis.search is not None:
+            files.append(analysis.search.nodes.save(stage / f"{spec.base_name}_algorithm.json", majors=[Major.ALGO]))
+            record = {**analysis.search.to_json(), "claims": [c.to_dict() for c in analysis.claims]}
+            files.append(stage / f"{spec.base_name}_search.json")
+            write_atomic(files[-1], (json.dumps(record, indent=1) + "\n").encode())
+        for entry in analysis.studies:
+            if entry.data is not None:
+                files.append(NodeStudy(entry.target.node, entry.data).save(stage))
+        json_seconds = time.perf_counter() - t0
+        report = write_report(analysis, stage, card=card, source=source, formats=formats, progress=progress)
+        files += [*report.all]
+        timings = {**analysis.timings, "json": json_seconds, **report.timings}
+        timings["total"] = time.perf_counter() - start
+        # Wall times on a shared machine mean little alone: the CPU time and the load say how busy it was.
+        timings["cpu"] = time.process_time()
+        summary = {**analysis.summary(), "source": source, "timings": {k: round(v, 2) for k, v in timings.items()},
+                   "load_average": [round(x, 2) for x in os.getloadavg()], "threads": torch.get_num_threads(),
+                   "report": "report.html", "files": sorted(p.name for p in files) + ["analysis.json"]}
+        write_atomic(stage / "analysis.json", (json.dumps(summary, indent=1, allow_nan=False) + "\n").encode())
+        files.append(stage / "analysis.json")
+        out.mkdir(parents=True, exist_ok=True)
+        moved = []
+        for f in files:
+            target = out / f.name
+            try:
+                os.replace(f, target)  # same file system: atomic
+            except OSError:
+                shutil.move(str(f), target)
+            moved.append(target)
+        return moved, timings
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _print_summary(analysis, out: Path, files: list[Path], timings: dict[str, float]) -> None:
+    u, nodes, echo = analysis.useful, analysis.nodes, typer.echo
+    mlps = [n for n in nodes.mlps if not n.node.is_neuron]
+    echo(f"{analysis.spec.name}: {len(u.questions)} questions ({len(u.dropped)} dropped), "
+         f"{len(u.useful_positions)} useful positions, {len(nodes.heads)} useful heads, {len(mlps)} MLP layers")
+    if analysis.search is not None:
+        passed = sum(c.passed for c in analysis.claims)
+        echo(f"search: {analysis.search.coverage.line()}; claims {passed} of {len(analysis.claims)} pass")
+    if analysis.search_note:
+        echo(analysis.search_note)
+    echo(f"node studies ({len(analysis.studies)}):")
+    for e in analysis.studies:
+        text = f"failed: {e.error}" if e.data is None else e.data["verdict"]["text"].split(";")[0]
+        echo(f"  {e.name:<9} {text}")
+    if analysis.skipped_studies:
+        echo(f"  not studied (--max-studies): {', '.join(t.node.name for t in analysis.skipped_studies)}")
+    stages = ", ".join(f"{k} {v:.1f} s" for k, v in timings.items() if k not in ("total", "cpu"))
+    load = os.getloadavg()[0]
+    echo(f"time: {timings['total']:.1f} s (CPU {timings['cpu']:.1f} s, load average {load:.1f}): {stages}")
+    echo(f"report: {out / 'report.html'} ({len(files) - 1} more files in {out})")
+
+
+def _progress(quiet: bool):
+    """Rich progress bars on stderr, one per stage, with the item being worked on."""
+    if quiet:
+        return None, lambda: None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("{task.description:9s}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("{task.fields[detail]}"), console=Console(stderr=True), refresh_per_second=4)
+    tasks: dict[str, int] = {}
+    bar.start()
+
+    def update(stage: str, done: int, total: int, detail: str = "") -> None:
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(stage, total=total, detail=detail)
+        bar.update(tasks[stage], completed=done, total=total, detail=detail)
+
+    return update, bar.stop

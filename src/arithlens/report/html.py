@@ -1,0 +1,462 @@
+"""The offline HTML report of `arithlens analyze`: one self-contained page (inline CSS, PNGs embedded as data
+URIs, no script, no network) with the model card, the useful nodes, every quanta map, the node studies and
+the search rates. `write_report` draws the figures beside it; `render_report` only builds the text.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from arithlens.analysis.analyze import Analysis, StudyEntry, founding_position
+from arithlens.analysis.stats import wilson
+from arithlens.model.checkpoint import write_atomic
+from arithlens.model.zoo import card_accuracy
+from arithlens.report.node_figures import write_node_figures
+from arithlens.report.quanta_maps import (
+    QUANTA_AT_COLUMNS,
+    catalogue,
+    draw_all_maps,
+    draw_position_failures,
+    file_stem,
+    operation_coverage,
+    quanta_at_rows,
+)
+
+REPORT_FILE = "report.html"
+FIGURE_TITLES = {"pca": "PCA of the head's output per operation", "attention": "Attention per operation",
+                 "necessity": "Necessity: answer tokens wrong under ablation",
+                 "grid": "Mean output over the 10x10 digit pairs"}
+
+Say = Callable[[str, int, int, str], None]
+
+
+@dataclass
+class ReportFiles:
+    report: Path
+    maps: list[Path] = field(default_factory=list)  # every map and table file (all formats)
+    figures: dict[str, dict[str, list[Path]]] = field(default_factory=dict)  # node -> figure -> files
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def all(self) -> list[Path]:
+        return [*self.maps, *(p for figs in self.figures.values() for paths in figs.values() for p in paths),
+                self.report]
+
+
+def write_report(analysis: Analysis, out_dir: str | Path, *, card: dict | None = None, source: str | None = None,
+                 formats: Sequence[str] = ("png",), progress: Say | None = None) -> ReportFiles:
+    """Draw the maps and the node-study figures into `out_dir`, then write `report.html` there.
+
+    `card` is the checkpoint sidecar's extra keys ("training", "accuracy"); `source` where the model came from.
+    PNG is always drawn (the page embeds it); `formats` may add "svg".
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    formats = ("png", *(f for f in formats if f != "png"))
+    say = progress or (lambda stage, done, total, detail="": None)
+    spec, prefix = analysis.spec, analysis.spec.base_name
+    timings = {}
+
+    t0 = time.perf_counter()
+    say("maps", 0, 1, "")
+    maps = list(draw_all_maps(analysis.nodes, spec, out, prefix, formats))
+    maps += draw_position_failures(analysis.useful.position_failures, spec, out, prefix, formats)
+    say("maps", 1, 1, "")
+    timings["maps"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    figures = {}
+    done = [e for e in analysis.studies if e.data is not None]
+    for i, entry in enumerate(done):
+        say("figures", i, len(done), entry.name)
+        figures[entry.name] = write_node_figures(entry.data, out, formats)
+    say("figures", len(done), len(done), "")
+    timings["figures"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    page = render_report(analysis, maps=maps, figures=figures, card=card, source=source,
+                         timings={**analysis.timings, **timings})
+    path = out / REPORT_FILE
+    write_atomic(path, page.encode("utf-8"))
+    timings["report"] = time.perf_counter() - t0
+    return ReportFiles(path, maps, figures, timings)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Page building blocks
+
+
+def _e(value) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _pct(x, digits: int = 1) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{100 * x:.{digits}f}%"
+
+
+def _num(x, fmt: str = ".2f") -> str:
+    return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, fmt)
+
+
+def _rate(r: dict | None) -> str:
+    """`97.0% [94.1, 98.5] n=200` from a stats.rate dict."""
+    if not r or not r.get("n"):
+        return "n/a"
+    lo, hi = r["ci"]
+    return f"{_pct(r['rate'])} <span class=ci>[{_pct(lo)}, {_pct(hi)}] n={r['n']}</span>"
+
+
+def _img(path: Path, alt: str, cls: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img class="{cls}" alt="{_e(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "", raw: bool = False) -> str:
+    """A table; cells are escaped unless `raw` (the caller built them from escaped pieces)."""
+    cell = (lambda c: str(c)) if raw else _e
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{cell(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _kv(rows: Sequence[tuple[str, str]]) -> str:
+    return '<table class="kv">' + "".join(f"<tr><th>{_e(k)}</th><td>{v}</td></tr>" for k, v in rows) + "</table>"
+
+
+def _png(paths: Sequence[Path]) -> Path | None:
+    return next((p for p in paths if p.suffix == ".png"), None)
+
+
+CSS = """
+body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1d2430; margin: 0;
+       background: #f6f7f9; }
+main { max-width: 1240px; margin: 0 auto; padding: 16px 28px 60px; background: #fff; }
+header.top { background: #1f3a5f; color: #fff; padding: 18px 28px; }
+header.top h1 { margin: 0; font-size: 24px; }
+header.top p { margin: 4px 0 0; opacity: .85; }
+header.top code { background: rgba(255,255,255,.15); color: #fff; }
+header.top nav a { color: #cfe0f5; }
+h2 { border-bottom: 2px solid #1f3a5f; padding-bottom: 4px; margin-top: 40px; }
+h3 { margin: 28px 0 8px; }
+nav { font-size: 14px; margin: 10px 0 0; }
+nav a { margin-right: 14px; color: #1f3a5f; }
+table { border-collapse: collapse; margin: 8px 0 14px; font-size: 13.5px; }
+th, td { border: 1px solid #d5d9e0; padding: 3px 8px; text-align: left; vertical-align: top; }
+thead th { background: #eef1f5; }
+table.kv th { background: #f3f5f8; font-weight: 600; width: 15em; }
+table.positions td, table.positions th { text-align: center; min-width: 2.4em; }
+table.positions td.hit { background: #dbeecd; font-weight: 600; }
+table.quanta td.filled { background: #eaf3df; }
+.cards { display: flex; flex-wrap: wrap; gap: 12px; margin: 12px 0; }
+.card { border: 1px solid #d5d9e0; border-radius: 6px; padding: 8px 14px; min-width: 150px; background: #fafbfc; }
+.card b { display: block; font-size: 22px; color: #1f3a5f; }
+.card span { font-size: 13px; color: #556; }
+.verdict { border-left: 5px solid #1f3a5f; background: #f2f6fb; padding: 8px 14px; margin: 8px 0 12px; }
+.verdict.poly { border-color: #b5532a; background: #fbf3ee; }
+.note { color: #8a4b08; background: #fff7e6; border: 1px solid #f0d9a8; padding: 6px 12px; border-radius: 4px; }
+.error { color: #8b1a1a; background: #fdecec; border: 1px solid #f3b9b9; padding: 6px 12px; border-radius: 4px; }
+.ci { color: #667; font-size: 12px; }
+.yes { color: #1a6b2a; font-weight: 600; }
+.no { color: #777; }
+figure { margin: 12px 0 22px; }
+.pair { display: grid; grid-template-columns: 1fr 1fr; gap: 16px; align-items: start; }
+.pair figure { margin: 0 0 18px; }
+figure img { max-width: 100%; height: auto; border: 1px solid #e3e6ea; }
+figcaption { font-size: 13px; color: #556; margin-top: 3px; }
+details { margin: 6px 0 14px; }
+summary { cursor: pointer; color: #1f3a5f; }
+code { background: #f1f3f6; padding: 0 3px; border-radius: 3px; }
+footer { margin-top: 40px; font-size: 12.5px; color: #667; }
+"""
+
+
+# ---------------------------------------------------------------------------------------------------
+# The page
+
+
+def render_report(analysis: Analysis, *, maps: Sequence[Path], figures: dict[str, dict[str, list[Path]]],
+                  card: dict | None = None, source: str | None = None, timings: dict[str, float] | None = None) -> str:
+    """The whole page as one string."""
+    spec = analysis.spec
+    sections = [
+        ("card", "Model", _model_card(analysis, card or {}, source)),
+        ("summary", "Summary", _summary(analysis)),
+        ("positions", "Failures per position", _positions(analysis)),
+        ("maps", "Quanta maps", _maps(analysis, maps)),
+        ("quanta", "Quanta at each answer position", _quanta_at(analysis)),
+        ("studies", "Node studies", _studies(analysis, figures)),
+        ("search", "Algorithm searches", _search(analysis)),
+        ("timings", "Timings", _timings(timings or analysis.timings)),
+    ]
+    nav = "".join(f'<a href="#{key}">{_e(title)}</a>' for key, title, _ in sections)
+    body = "".join(f'<section id="{key}"><h2>{_e(title)}</h2>{content}</section>' for key, title, content in sections)
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        "<link rel=\"icon\" href=\"data:,\">"  # no favicon request: the page loads nothing from anywhere
+        f"<title>arithlens analysis: {_e(spec.name)}</title><style>{CSS}</style></head><body>"
+        f"<header class=\"top\"><h1>arithlens analysis of <code>{_e(spec.name)}</code></h1>"
+        f"<p>{_e(stamp)}: useful nodes, algorithm searches and node studies</p>"
+        f"<nav>{nav}</nav></header><main>{body}"
+        "<footer>Written by <code>arithlens analyze</code>. Every number is also in the JSON files beside this page "
+        "(<code>analysis.json</code>, the behaviour, algorithm and search JSONs, one <code>*_study.json</code> per "
+        "node study).</footer></main></body></html>\n"
+    )
+
+
+def _model_card(analysis: Analysis, card: dict, source: str | None) -> str:
+    s = analysis.spec
+    training = card.get("training") if isinstance(card.get("training"), dict) else {}
+    rows = [("name", f"<code>{_e(s.name)}</code>"),
+            ("operation", _e(f"{s.op}: {s.perc_add}% addition, {s.perc_sub}% subtraction"
+                             + (f", {s.perc_mul}% multiplication" if s.perc_mul else ""))),
+            ("shape", _e(f"{s.n_digits} digits, {s.n_layers} layers x {s.n_heads} heads, d_model {s.d_model}, "
+                         f"d_head {s.d_head}, d_mlp {s.d_mlp}, {s.act_fn}")),
+            ("training", _e(f"{s.training_steps:,} steps planned, seed {s.seed}"
+                            + (f"; {training['steps']:,} steps done" if "steps" in training else "")
+                            + (f" in {training['seconds']:.0f} s" if training.get("seconds") else "")))]
+    heldout = training.get("heldout")
+    if isinstance(heldout, dict) and heldout.get("questions"):
+        rows.append(("held-out check", _e(f"{heldout['wrong']} wrong of {heldout['questions']:,} at step "
+                                          f"{heldout.get('step', '?')}")))
+    accuracy = card_accuracy(card)
+    rows.append(("accuracy", _e(accuracy) if accuracy else "not in the model card (run <code>arithlens eval</code>)"))
+    if training.get("final_loss") is not None:
+        rows.append(("final training loss", _e(f"{training['final_loss']:.3g}")))
+    if source:
+        rows.append(("loaded from", f"<code>{_e(source)}</code>"))
+    out = _kv(rows)
+    if training.get("partial"):
+        out = (f'<p class="note">This is a snapshot taken while training ran (step {training.get("steps", "?")}); '
+               "a finished model may use other nodes.</p>") + out
+    return out
+
+
+def _summary(analysis: Analysis) -> str:
+    u, nodes = analysis.useful, analysis.nodes
+    mlps = [n for n in nodes.mlps if not n.node.is_neuron]
+    cover = operation_coverage(nodes)
+    cards = [(len(u.useful_positions), "useful positions"), (len(nodes.heads), "useful heads"),
+             (len(mlps), "useful MLP layers"), (len(u.questions), f"questions tested ({len(u.dropped)} dropped)")]
+    if analysis.search is not None:
+        c = analysis.search.coverage
+        cards.append((f"{c.heads_purposed}/{c.heads}", "heads with an algorithmic purpose"))
+        cards.append((f"{sum(r.passed for r in analysis.claims)}/{len(analysis.claims)}", "algorithm claims pass"))
+    done = [e for e in analysis.studies if e.data is not None]
+    cards.append((f"{sum(e.data['verdict']['polysemantic'] for e in done)}/{len(done)}", "studied heads polysemantic"))
+    html_cards = "".join(f'<div class="card"><b>{_e(v)}</b><span>{_e(k)}</span></div>' for v, k in cards)
+    layout = analysis.spec.layout
+    rows = [("useful positions", _e(" ".join(f"P{p} ({layout.meaning(p)})" for p in u.useful_positions) or "none")),
+            ("clean answer loss", _e(f"{u.clean_loss:.2e} (mean NLL of the answer tokens; < 0.04 is good)")),
+            ("operation coverage", _e("nodes whose ablation fails addition (S) "
+                                      f"{cover.by_operation['S']}, subtraction (M) {cover.by_operation['M']}, "
+                                      f"negative subtraction (N) {cover.by_operation['N']}; serving 3 operations "
+                                      f"{cover.by_count[3]}, 2: {cover.by_count[2]}, 1: {cover.by_count[1]}"))]
+    if analysis.search is not None:
+        rows.append(("search coverage", _e(analysis.search.coverage.line())))
+    out = f'<div class="cards">{html_cards}</div>' + _kv(rows)
+    if u.dropped:
+        shown = "".join(f"<li><code>{_e(d)}</code></li>" for d in u.dropped[:20])
+        out += (f"<details><summary>{_plural(len(u.dropped), 'question')} the model gets wrong (dropped first)"
+                f"</summary><ul>{shown}</ul></details>")
+    return out + _founding(analysis)
+
+
+def _founding(analysis: Analysis) -> str:
+    """The project's founding question: is the layer-0 head at A2's position doing several jobs?"""
+    position = founding_position(analysis.spec)
+    entries = [e for e in analysis.studies if e.target.node.position == position and e.target.node.layer == 0]
+    if not entries:
+        return ""
+    items = []
+    for e in entries:
+        if e.data is None:
+            items.append(f"<li><a href=\"#study-{e.name}\">{_e(e.name)}</a>: study failed ({_e(e.error)})</li>")
+            continue
+        v = e.data["verdict"]
+        headline = v["text"].split(";")[0]
+        cls = "yes" if v["polysemantic"] else "no"
+        items.append(f"<li><a href=\"#study-{e.name}\">{_e(e.name)}</a>: <span class=\"{cls}\">{_e(headline)}</span>"
+                     + (f" (tags {_e(' '.join(e.data['tags']))})" if e.data["tags"] else "") + "</li>")
+    return (f"<h3>Is one layer-0 head at P{position} doing several jobs?</h3>"
+            f"<p>Each layer-0 head at P{position} was studied (carry for addition, borrow for subtraction and for "
+            f"negative subtraction); details under <a href=\"#studies\">Node studies</a>.</p><ul>{''.join(items)}</ul>")
+
+
+def _positions(analysis: Analysis) -> str:
+    spec = analysis.spec
+    counts = analysis.useful.position_failures
+    n = len(analysis.useful.questions)
+    head = "<tr><th></th>" + "".join(f"<th>P{p}</th>" for p in range(spec.n_ctx)) + "</tr>"
+    meaning = "<tr><th>token</th>" + "".join(f"<td>{_e(m)}</td>" for m in spec.layout.meanings) + "</tr>"
+    fails = "<tr><th># fails</th>" + "".join(
+        f'<td class="hit">{c}</td>' if c else "<td>.</td>" for c in counts) + "</tr>"
+    return (f"<p>Questions (of {n}) that fail when the residual stream at one position is mean-ablated after every "
+            f"layer. Positions with failures are the useful ones; their heads and MLP layers are tested next.</p>"
+            f'<div style="overflow-x:auto"><table class="positions">{head}{meaning}{fails}</table></div>')
+
+
+def _maps(analysis: Analysis, maps: Sequence[Path]) -> str:
+    prefix = analysis.spec.base_name
+    by_stem = {p.stem: p for p in maps if p.suffix == ".png"}
+    parts = []
+    for qmap in {id(m): m for m in catalogue(analysis.spec.layout).values()}.values():
+        path = by_stem.get(file_stem(prefix, qmap.title))
+        if path is not None:
+            parts.append(f"<h3>{_e(qmap.title)}</h3><figure>{_img(path, qmap.title, 'quanta-map')}"
+                         f"<figcaption><code>{_e(path.name)}</code></figcaption></figure>")
+    if not parts:
+        return "<p>No map has a cell: no useful node was found.</p>"
+    return "".join(parts)
+
+
+def _quanta_at(analysis: Analysis) -> str:
+    spec = analysis.spec
+    parts = []
+    for position in range(2 * spec.n_digits + 3, spec.n_ctx - 1):
+        rows = quanta_at_rows(analysis.nodes, spec.layout, position)
+        if not rows:
+            continue
+        k = spec.layout.answer_digit_at(position)
+        body = "".join("<tr>" + "".join(f'<td class="{"filled" if c and j in (2, 3) else ""}">{_e(c)}</td>'
+                                        for j, c in enumerate(row)) + "</tr>" for row in rows)
+        head = "".join(f"<th>{_e(h)}</th>" for h in QUANTA_AT_COLUMNS)
+        parts.append(f"<h3>Quanta at P{position} ({_e(spec.layout.meaning(position))}, predicts A{k})</h3>"
+                     f'<table class="quanta"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
+    return "".join(parts) or "<p>No useful node sits at an answer position.</p>"
+
+
+def _studies(analysis: Analysis, figures: dict[str, dict[str, list[Path]]]) -> str:
+    parts = ["<p>Each study ablates the head on question sets split by operation and by the carry/borrow class of "
+             "one digit pair, patches it between questions that differ only in that pair, and reads its output "
+             "with PCA and cross-validated linear probes (with a label-shuffle null). Rates carry Wilson 95% "
+             "intervals.</p>"]
+    if analysis.skipped_studies:
+        names = ", ".join(t.node.name for t in analysis.skipped_studies)
+        parts.append(f'<p class="note">Not studied (over --max-studies): {_e(names)}.</p>')
+    for entry in analysis.studies:
+        parts.append(_study(entry, figures.get(entry.name, {})))
+    return "".join(parts)
+
+
+def _study(entry: StudyEntry, figures: dict[str, list[Path]]) -> str:
+    reasons = "; ".join(entry.target.reasons)
+    out = [f'<h3 id="study-{_e(entry.name)}">{_e(entry.name)}</h3><p>Studied because: {_e(reasons)}.</p>']
+    if entry.data is None:
+        return "".join(out) + f'<p class="error">The study failed: {_e(entry.error)}</p>'
+    d = entry.data
+    v = d["verdict"]
+    headline, _, rest = v["text"].partition("; ")
+    out.append(f'<div class="verdict{" poly" if v["polysemantic"] else ""}"><b>Verdict: {_e(headline)}.</b> '
+               f'{_e(rest[:1].upper() + rest[1:])}</div>')
+    ops = d["qtypes"]
+    t, k = d["study_digit"], d["answer_digit"]
+    facts = [("study digit", _e(f"D{t} / D'{t} ({d['study_digit_source']}); the node's position predicts "
+                                + (f"A{k}" if k is not None else "no answer digit"))),
+             ("tags", _e(" ".join(d["tags"]) or "none")),
+             ("variance explained", _e(f"digit pair {_pct(d['grid']['r2_pair'])}, operation "
+                                       f"{_pct(d['grid']['r2_qtype'])}, pair x operation "
+                                       f"{_pct(d['grid']['r2_pair_x_qtype'])}"))]
+    cos = d["shared"]["direction_cosines"]
+    if cos:
+        facts.append(("carry-direction cosines", _e(", ".join(
+            f"{key} {_num(c['cosine'], '+.2f')} (p={_num(c['p_value'], '.3g')})" for key, c in cos.items()))))
+    out.append(_kv(facts))
+    out.append(_study_table(d, ops))
+    shown = {name: _figure(entry.name, name, figures.get(name, [])) for name in FIGURE_TITLES}
+    out += [shown["pca"], shown["necessity"]]
+    if shown["attention"] and shown["grid"]:  # the two narrower figures side by side
+        out.append(f'<div class="pair">{shown["attention"]}{shown["grid"]}</div>')
+    else:
+        out += [shown["attention"], shown["grid"]]
+    return "".join(out)
+
+
+def _figure(node: str, name: str, paths: Sequence[Path]) -> str:
+    png = _png(paths)
+    if png is None:
+        return ""
+    return (f"<figure>{_img(png, f'{node} {FIGURE_TITLES[name]}', f'figure-{name}')}"
+            f"<figcaption>{_e(FIGURE_TITLES[name])} (<code>{_e(png.name)}</code>)</figcaption></figure>")
+
+
+def _study_table(d: dict, ops: Sequence[str]) -> str:
+    rep, nec, suf, per = d["representation"], d["necessity"], d["sufficiency"], d["verdict"]["per_qtype"]
+    target = nec["target_digit"]
+
+    def flag(x: bool) -> str:
+        return '<span class="yes">yes</span>' if x else '<span class="no">no</span>'
+
+    rows = []
+    for op in ops:
+        r, a = rep[op], nec["per_qtype"][op]["all"]
+        pc, pp = r["probe_carry"], r["probe_pair"]
+        patch = _rate(suf["per_qtype"][op]["success"]) if suf.get("applicable") else "n/a"
+        rows.append([
+            _e(op), _e(per[op]["feature"]), flag(per[op]["encodes"]), flag(per[op]["necessary"]),
+            flag(per[op]["sufficient"]), flag(per[op]["role"]),
+            f"{_pct(pc['accuracy'])} <span class=ci>p={_num(pc['p_value'], '.3g')}</span>",
+            f"{_pct(pp['accuracy'])} <span class=ci>{_e(r['pair_rule'])}</span>",
+            f"{_pct(r['evr'][0])} / {_pct(r['evr'][1])}", _num(r["silhouette_class"]), patch,
+            f"{_rate(a['resample']['target_wrong'])} "
+            f"<span class=ci>clean {_pct(a['clean']['target_wrong']['rate'])}</span>",
+        ])
+    header = ["op", "feature", "encodes", "necessary", "sufficient", "role", "probe carry/borrow", "probe pair",
+              "EVR PC0 / PC1", "silhouette T", "patching success", f"resample: {target} wrong"]
+    return _table(header, rows, "study", raw=True)
+
+
+def _search(analysis: Analysis) -> str:
+    if analysis.search is None:
+        return f'<p class="note">{_e(analysis.search_note or "The searches did not run.")}</p>'
+    s = analysis.search
+    out = [f"<p>{_e(s.coverage.line())}. A tag needs the {_e(s.rule.describe())}; "
+           f"{s.settings['pairs']} pairs per sub-task and digit, seed {s.settings['seed']}.</p>"]
+    if analysis.search_note:
+        out.append(f'<p class="note">{_e(analysis.search_note)}</p>')
+    if analysis.claims:
+        rows = []
+        for c in analysis.claims:
+            clauses = "; ".join(f"{clause} ({', '.join(names) or 'none'})" for clause, names in c.clauses)
+            rows.append(['<span class="yes">PASS</span>' if c.passed else '<span class="no">FAIL</span>',
+                         f"<code>{_e(c.claim)}</code>", _e(clauses)])
+        passed = sum(c.passed for c in analysis.claims)
+        out.append(f"<h3>Algorithm claims: {passed} of {len(analysis.claims)} pass</h3>")
+        out.append(_table(["", "claim", "nodes satisfying each clause"], rows, "claims", raw=True))
+    # The maps above show which node got which tag; these are the rates behind them, for checking.
+    tagged = [t for t in s.trials if t.tagged]
+    untagged = [t for t in s.trials if not t.tagged]
+    out.append("<h3>Patch tests</h3>")
+    for trials, what in ((tagged, "that earned a tag"), (untagged, "that earned none")):
+        if trials:
+            out.append(f"<details><summary>{len(trials)} patch tests {what}</summary>{_trial_table(trials)}</details>")
+    return "".join(out)
+
+
+def _trial_table(trials) -> str:
+    def rate(hits: int, n: int) -> str:
+        return _rate({"rate": hits / n, "ci": list(wilson(hits, n)), "n": n}) if n else "n/a"
+
+    rows = [[_e(t.name), _e(t.tag), _e(t.tagged or ""), rate(t.strong, t.valid), rate(t.weak, t.valid)]
+            for t in trials]
+    return _table(["node", "tested for", "tag added", "strong success", "weak success"], rows, "trials", raw=True)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _timings(timings: dict[str, float]) -> str:
+    rows = [(stage, f"{seconds:.1f} s") for stage, seconds in timings.items()]
+    total = sum(timings.values())
+    return ("<p>Wall-clock time of each stage on this machine (<code>analysis.json</code> adds the process's CPU "
+            "time and the load average, which say how busy the machine was).</p>"
+            + _table(["stage", "time"], [*rows, ("total", f"{total:.1f} s")], "timings"))
