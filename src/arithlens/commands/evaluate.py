@@ -63,7 +63,7 @@ def register(app: typer.Typer) -> None:
         if threads:
             torch.set_num_threads(threads)
         path = resolve_model(model)
-        ck = load_checkpoint(path, device=_device(device))
+        ck = load_checkpoint(path, device=_pick_device(device))
         counts = ({"questions": 0, "enriched_questions": questions} if kind == EvalKind.enriched
                   else {"questions": questions})
         kinds = ("uniform", "curated", "enriched") if kind == EvalKind.suite else (kind.value,)
@@ -123,17 +123,6 @@ def register(app: typer.Typer) -> None:
                        f"{_size(r['size_bytes']):>10}  {r['accuracy'] or '-'}")
 
 
-def _device(choice: str) -> str:
-    import torch
-
-    if choice == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if choice not in ("cpu", "cuda"):
-        raise ArithLensError(f"--device must be auto, cpu or cuda, not {choice!r}")
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise ArithLensError("--device cuda: no CUDA device is available on this machine")
-    return choice
-
 
 class _progress_bar:
     """A rich progress bar on stderr (questions, rate, ETA); a no-op with --quiet."""
@@ -191,3 +180,9 @@ def _acc(counts: dict) -> str:
 
 def _size(n: int) -> str:
     return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
+
+
+def _pick_device(choice: str) -> str:
+    from arithlens.model.device import pick_device  # imports torch: keep it out of CLI start-up
+
+    return pick_device(choice)

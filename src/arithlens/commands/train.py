@@ -12,17 +12,6 @@ import typer
 from arithlens.errors import ArithLensError
 
 
-def _device(choice: str) -> str:
-    import torch
-
-    if choice == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise ArithLensError("--device cuda: no CUDA device is available on this machine")
-    if choice not in ("cpu", "cuda"):
-        raise ArithLensError(f"--device must be auto, cpu or cuda, not {choice!r}")
-    return choice
-
 
 def register(app: typer.Typer) -> None:
     @app.command()
@@ -77,7 +66,7 @@ def register(app: typer.Typer) -> None:
         cfg = TrainConfig.from_dict(recipe)
         if threads:
             torch.set_num_threads(threads)
-        dev = _device(device)
+        dev = _pick_device(device)
         command = "arithlens " + " ".join(sys.argv[1:])
         progress_cb, finish = _progress(cfg.steps, quiet)
         try:
@@ -119,3 +108,9 @@ def _progress(total: int, quiet: bool):
         bar.update(task, completed=step, status=f"loss {info['loss']:.2e} lr {info['lr']:.1e} wrong {state['wrong']}")
 
     return update, bar.stop
+
+
+def _pick_device(choice: str) -> str:
+    from arithlens.model.device import pick_device  # imports torch: keep it out of CLI start-up
+
+    return pick_device(choice)
