@@ -9,7 +9,9 @@ change the fp32 speed; with bf16 they change how many rows the guard re-checks i
 real checkpoint's bf16 pass too). Every figure is the median of interleaved rounds. Rates are given per
 wall-clock second and per CPU-second (process CPU time): on a machine other jobs share, the CPU-second rate
 is what the code costs, the wall rate what you saw. Matmul FLOPs per question count q/k/v, the output
-projection, both MLP matrices, attention scores and mixing, and the unembedding at the answer positions.
+projection, both MLP matrices, attention scores and mixing, and the unembedding at the answer positions,
+as the evaluator computes them: its last layer runs queries, the output projection and the MLP at the answer
+positions only (nothing else there reaches a logit), so those FLOPs are not counted.
 """
 
 from __future__ import annotations
@@ -40,21 +42,25 @@ def timed(fn: Callable[[], object]) -> tuple[float, float]:
 
 
 def matmul_shapes(spec: ModelSpec, batch: int) -> list[tuple[int, int, int, int]]:
-    """(m, k, n, times) of every dense matmul of one teacher-forced batch (the last token dropped)."""
+    """(m, k, n, times) of every dense matmul of one teacher-forced batch, as the evaluator runs it: the last
+    token dropped, and in the last layer q/k/v at every position but the rest at the answer positions only."""
     t, d, hd = spec.n_ctx - 1, spec.d_model, spec.n_heads * spec.d_head
-    rows, answer = batch * t, spec.layout.n_answer
-    layer = [(rows, d, 3 * hd, 1), (rows, hd, d, 1), (rows, d, spec.d_mlp, 1), (rows, spec.d_mlp, d, 1)]
-    return [(m, k, n, times * spec.n_layers) for m, k, n, times in layer] + [(batch * answer, d, spec.d_vocab, 1)]
+    rows, answer = batch * t, batch * len(spec.layout.answer_logit_positions)
+    early, last = spec.n_layers - 1, 1
+    out = [(rows, d, 3 * hd, early + last)]
+    for m, times in ((rows, early), (answer, last)):
+        out += [(m, hd, d, times), (m, d, spec.d_mlp, times), (m, spec.d_mlp, d, times)]
+    return out + [(answer, d, spec.d_vocab, 1)]
 
 
 def flops_per_question(spec: ModelSpec) -> float:
-    t = spec.n_ctx - 1
+    t, answer = spec.n_ctx - 1, spec.layout.answer_logit_positions
     dense = sum(2 * m * k * n * times for m, k, n, times in matmul_shapes(spec, 1))
-    attention = spec.n_layers * spec.n_heads * 2 * 2 * spec.d_head * t * (t + 1) / 2  # causal q.k and pattern.v
-    return dense + attention
+    keys = (spec.n_layers - 1) * t * (t + 1) / 2 + sum(p + 1 for p in answer)  # causal (query, key) pairs
+    return dense + spec.n_heads * 2 * 2 * spec.d_head * keys  # q.k and pattern.v
 
 
-def matmul_rate(spec: ModelSpec, batch: int, dtype: torch.dtype, repeat: int = 5) -> float:
+def matmul_rate(spec: ModelSpec, batch: int, dtype: torch.dtype, repeat: int = 1) -> float:
     """FLOP per CPU-second of torch.mm on one thread over the model's matmul shapes for `batch` questions."""
     gen = torch.Generator().manual_seed(0)
     mats = [(torch.randn(m, k, generator=gen).to(dtype), torch.randn(k, n, generator=gen).to(dtype), times)
@@ -67,8 +73,14 @@ def matmul_rate(spec: ModelSpec, batch: int, dtype: torch.dtype, repeat: int = 5
                 torch.mm(a, b)
 
     run()
-    cpu = statistics.median(timed(run)[1] for _ in range(repeat))
-    return flops / cpu
+    # This thread's CPU time: torch.mm on one thread runs here, and idle OpenMP threads left spinning by an
+    # earlier multi-threaded call must not count against it.
+    cpu = []
+    for _ in range(repeat):
+        start = time.thread_time()
+        run()
+        cpu.append(time.thread_time() - start)
+    return flops / statistics.median(cpu)
 
 
 def per_question_baseline(model: HookedTransformer, tokens: torch.Tensor) -> None:
@@ -118,11 +130,19 @@ def main() -> None:
     counts = {k: (args.baseline_questions if k == "per-question" else args.questions) for k in variants}
     wall: dict[str, list[float]] = {k: [] for k in variants}
     cpu: dict[str, list[float]] = {k: [] for k in variants}
+    # The matmul reference runs inside every round too, so a slow spell of the machine hits both sides.
+    mm_rates: dict[tuple[str, int], list[float]] = {}
     for _ in range(args.rounds):
         for key, fn in variants.items():
             w, c = timed(fn)
             wall[key].append(counts[key] / w)
             cpu[key].append(counts[key] / c)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+            for b in batches:
+                mm_rates.setdefault((precision, b), []).append(matmul_rate(spec, b, dtype, repeat=5))
+        torch.set_num_threads(threads)
     rate = {k: statistics.median(v) for k, v in wall.items()}
     rate_cpu = {k: statistics.median(v) for k, v in cpu.items()}
     base = rate["per-question"]
@@ -132,17 +152,14 @@ def main() -> None:
               f"{1e6 / rate[key]:>8.0f}{rate_cpu[key] * fpq / 1e9:>13.1f}")
 
     # The matmul reference, per core, at the best fp32 and bf16 batch sizes of one worker.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    print("\nFLOP rate as a share of torch.mm on the same shapes (per CPU-second, 1 thread):")
-    for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+    print("\nFLOP rate as a share of torch.mm on the same shapes (per CPU-second, 1 thread, median of the rounds):")
+    for precision in ("fp32", "bf16"):
         best = max((k for k in variants if k.startswith(precision) and k.endswith("workers 1")), key=rate_cpu.get)
         b = int(best.split()[2])
-        mm = matmul_rate(spec, b, dtype)
+        mm = statistics.median(mm_rates[(precision, b)])
         ours = rate_cpu[best] * fpq
         print(f"  {precision}: {best}: {ours / 1e9:.1f} GFLOP/s of {mm / 1e9:.1f} GFLOP/s torch.mm = "
               f"{100 * ours / mm:.0f}%")
-    torch.set_num_threads(threads)
 
     best = max((k for k in variants if k != "per-question"), key=rate.get)
     print(f"\nfastest here: {best}: {rate[best]:,.0f} q/s wall = {rate[best] / base:.0f}x the per-question loop; "

@@ -235,6 +235,26 @@ def test_nested_context_hooks_stack(model, tokens):
     torch.testing.assert_close(d[name], clean[name] * 2)
 
 
+@pytest.mark.parametrize("mode", [torch.no_grad, torch.inference_mode])
+def test_in_place_inference_path_equals_the_direct_implementation(model, tokens, mode):
+    # Without gradients the blocks run in place, and the last block only at the wanted logit positions.
+    naive = naive_logits(model, tokens).detach()
+    before = tokens.clone()
+    with mode():
+        full = model(tokens)
+        answer = model(tokens, logit_positions=ANSWER)
+        middle = model(tokens, logit_positions=range(3, 6))
+        scattered = model(tokens, logit_positions=[11, 2])
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(tokens, logit_positions=ANSWER).float()
+    torch.testing.assert_close(full, naive, atol=1e-5, rtol=0)
+    torch.testing.assert_close(answer, naive[:, ANSWER.start : ANSWER.stop], atol=1e-5, rtol=0)
+    torch.testing.assert_close(middle, naive[:, 3:6], atol=1e-5, rtol=0)
+    torch.testing.assert_close(scattered, naive[:, [11, 2]], atol=1e-5, rtol=0)
+    assert (low - answer).abs().max() < 0.1 * answer.abs().max()  # bf16 keeps its own (out-of-place) path
+    assert torch.equal(tokens, before)
+
+
 def test_logit_positions_unembed_only_those_positions(model, tokens):
     full = model(tokens)
     answer = model(tokens, logit_positions=ANSWER)

