@@ -9,10 +9,16 @@ node. Only pairs the model answers right, store and clean, are judged. A pair is
 the patched answer equals the expected answer (on the judged positions), a *weak* one when exactly the
 expected answer digits change (to any value). Rates come with Wilson 95% intervals; `Rule` says when one
 earns a tag.
+
+Groups: two or three candidate heads at one position (any layers) are also patched together, for heads that
+split one job (the predecessor's "virtual head" of two layer-0 heads each copying one operand is the
+simplest case). A group earns its tag for every member only when its rate clears the rule and each member
+is needed: leaving any one member out gives a rate whose whole Wilson interval lies below the group's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +64,14 @@ class Rule:
     def passes(self, hits: int, n: int) -> bool:
         return n > 0 and wilson(hits, n)[0] >= self.min_lower
 
+    @staticmethod
+    def all_needed(hits: int, without: Sequence[int], n: int) -> bool:
+        """A group's members are all needed when, leaving out any one of them, the upper end of the rate's
+        Wilson interval stays below the lower end of the group's (a member that adds nothing, or too little
+        to tell on these pairs, is not credited with the group's purpose)."""
+        lower = wilson(hits, n)[0]
+        return all(wilson(h, n)[1] < lower for h in without)
+
     def describe(self) -> str:
         return f"lower end of the Wilson 95% interval of the success rate >= {self.min_lower:g}"
 
@@ -74,15 +88,26 @@ class Trial:
     strong: int
     weak: int
     tagged: str | None = None  # the Algo tag this trial added, if any
+    without: tuple[tuple[int, int], ...] = ()  # groups: (strong, weak) with each member left out, in order
 
     @property
     def name(self) -> str:
         return "+".join(n.name for n in self.nodes)
 
+    def passes(self, rule: Rule, kind: str) -> bool:
+        """Whether the strong (kind "strong") or weak count earns a tag; a group's also needs every member."""
+        hits = self.strong if kind == "strong" else self.weak
+        others = [s if kind == "strong" else w for s, w in self.without]
+        return rule.passes(hits, self.valid) and rule.all_needed(hits, others, self.valid)
+
     def to_dict(self) -> dict:
-        return {"node": self.name, "task": self.task, "digit": self.digit, "tag": self.tag,
-                "strong": _rate(self.strong, self.valid), "weak": _rate(self.weak, self.valid),
-                "tagged": self.tagged}
+        out = {"node": self.name, "task": self.task, "digit": self.digit, "tag": self.tag,
+               "strong": _rate(self.strong, self.valid), "weak": _rate(self.weak, self.valid),
+               "tagged": self.tagged}
+        if self.without:
+            out["without"] = {node.name: {"strong": _rate(s, self.valid), "weak": _rate(w, self.valid)}
+                              for node, (s, w) in zip(self.nodes, self.without)}
+        return out
 
 
 def _rate(hits: int, n: int) -> dict:
@@ -253,6 +278,16 @@ def _judge(pred: np.ndarray, pairs: Pairs, valid: np.ndarray) -> tuple[int, int]
     return int((strong & valid).sum()), int((weak & valid).sum())
 
 
+def _judged(pairs: Pairs) -> str:
+    """Which answer positions the verdict looks at: "all", "sign" or the digits ("A2")."""
+    if pairs.judged.all():
+        return "all"
+    if not pairs.judged[1:].any():
+        return "sign"
+    n_answer = len(pairs.judged)
+    return impact_string([n_answer - 1 - j for j in np.flatnonzero(pairs.judged)])
+
+
 def _weak_tag(task: SubTask, k: int, n_digits: int) -> str:
     """`A5.ND.A5`: the strong tag plus the answer digit the sub-task changes (the sign is A(n+1))."""
     if task.effect.kind == "sign":
@@ -264,7 +299,7 @@ def _weak_tag(task: SubTask, k: int, n_digits: int) -> str:
 
 def search(nodes: NodeList, spec, runner: RunnerFactory, *, tasks: Sequence[SubTask] | None = None,
            n_pairs: int = DEFAULT_PAIRS, seed: int = 0, rule: Rule = Rule(), weak: str = "always",
-           pair_search: bool = True, min_pct: int = DEFAULT_MIN_ATTN,
+           pair_search: bool = True, max_group: int = 3, min_pct: int = DEFAULT_MIN_ATTN,
            make_pairs: Callable[[SubTask, int, int, np.random.Generator], Pairs] | None = None,
            progress: Callable[[int, int, str], None] | None = None) -> SearchResult:
     """Run the sub-task searches over useful `nodes` of a model described by `spec` (a ModelSpec).
@@ -272,9 +307,10 @@ def search(nodes: NodeList, spec, runner: RunnerFactory, *, tasks: Sequence[SubT
     `runner(pairs)` patches (see `engine_runner`); `tasks` default to those the model's operation mix
     allows, in the predecessor's order. `weak`: "always" tags a node that passes only the weak test with
     `A1.SC.A2`; "fallback" only when no node passed the strong test for that task and digit (the
-    predecessor); "never". With `pair_search`, two layer-0 heads at one position that each attend one of
-    the digits the task needs are tried together (the predecessor's "virtual head") when no head there
-    passed alone; a layer-0 head that attends only part of them is not tried alone. `make_pairs(task, k,
+    predecessor); "never". With `pair_search`, groups of 2..`max_group` candidate heads at one position
+    are patched together (see the module docstring for when a group tags its members); a layer-0 head that
+    attends only part of the digits the task needs is tried only in groups that cover them all (the
+    predecessor's "virtual head" of two operand-copying heads). `make_pairs(task, k,
     n_pairs, rng)` replaces the tasks' own pair drawing (e.g. questions a hand-built model can answer).
     Deterministic for a seed.
     """
@@ -284,7 +320,7 @@ def search(nodes: NodeList, spec, runner: RunnerFactory, *, tasks: Sequence[SubT
     n = layout.n_digits
     tasks = tuple(tasks_for(spec.perc_add, spec.perc_sub) if tasks is None else tasks)
     out = NodeList(UsefulNode(un.node, [t for t in un.tags if t.major != Major.ALGO]) for un in nodes)
-    work = [(t, k) for t in tasks for k in (t.digit_range(n) if not t.is_attention_fact else [None])]
+    work = [(t, k) for t in tasks for k in ([None] if t.is_attention_fact else []) + list(t.digit_range(n))]
     trials: list[Trial] = []
     cells: list[Cell] = []
     for i, (task, k) in enumerate(work):
@@ -295,7 +331,7 @@ def search(nodes: NodeList, spec, runner: RunnerFactory, *, tasks: Sequence[SubT
         candidates = [un for un in out if flt(un)]
         cell = Cell(task.name, k, tag, [un.name for un in candidates], flt.describe())
         cells.append(cell)
-        if task.is_attention_fact:
+        if k is None:  # the attention fact
             for un in candidates:
                 un.add(Tag(Major.ALGO, tag))
                 cell.tagged.append(un.name)
@@ -310,54 +346,69 @@ def search(nodes: NodeList, spec, runner: RunnerFactory, *, tasks: Sequence[SubT
         cell.example = {"store": pairs.store.question_string(0), "clean": pairs.clean.question_string(0),
                         "clean_answer": pairs.clean.answer_string(0),
                         "expected": tokens_to_string(pairs.expected_tokens[0]),
-                        "judged": "sign" if not pairs.judged[1:].any() else "all"}
+                        "judged": _judged(pairs)}
         weak_tag = _weak_tag(task, k, n)
-        whole = [un for un in candidates if task.prereq.covers([un], k, layout, min_pct=min_pct)]
+        judge = _Judge(run, pairs, valid)
         tried = []
-        for un in whole:
-            strong, weak_hits = _judge(run.patched([un.node]), pairs, valid)
-            tried.append(Trial((un.node,), task.name, k, tag, cell.valid, strong, weak_hits))
+        for un in candidates:
+            if task.prereq.covers([un], k, layout, min_pct=min_pct):
+                strong, weak_hits = judge((un.node,))
+                tried.append(Trial((un.node,), task.name, k, tag, cell.valid, strong, weak_hits))
         if pair_search:
-            halves = [un for un in candidates if un not in whole]
-            passed = {t.nodes[0] for t in tried if t.nodes[0].is_head and rule.passes(t.strong, t.valid)}
-            for a, b in _virtual_heads(halves, passed, task, k, layout, min_pct):
-                strong, weak_hits = _judge(run.patched([a.node, b.node]), pairs, valid)
-                tried.append(Trial((a.node, b.node), task.name, k, tag, cell.valid, strong, weak_hits))
-        any_strong = any(rule.passes(t.strong, t.valid) for t in tried)
+            for group in _groups(candidates, task, k, layout, min_pct, max_group):
+                strong, weak_hits = judge(group)
+                without = tuple(judge(tuple(x for x in group if x != m)) for m in group)
+                tried.append(Trial(group, task.name, k, tag, cell.valid, strong, weak_hits, without=without))
+        any_strong = any(t.passes(rule, "strong") for t in tried)
         for t in tried:
             added = None
-            if rule.passes(t.strong, t.valid):
+            if t.passes(rule, "strong"):
                 added = tag
-            elif (task.weak and rule.passes(t.weak, t.valid)
+            elif (task.weak and t.passes(rule, "weak")
                   and (weak == "always" or (weak == "fallback" and not any_strong))):
                 added = weak_tag
             if added is not None:
                 for node in t.nodes:
                     out.get(node).add(Tag(Major.ALGO, added))
                 cell.tagged.append(t.name)
-            trials.append(Trial(t.nodes, t.task, t.digit, t.tag, t.valid, t.strong, t.weak, added))
+            trials.append(dataclasses.replace(t, tagged=added))
     if progress is not None:
         progress(len(work), len(work), "done")
     drop_lone_attention_facts(out)
     settings = {"model": getattr(spec, "name", None), "n_digits": n, "pairs": n_pairs, "seed": seed,
-                "weak": weak, "pair_search": pair_search, "min_attn_pct": min_pct,
+                "weak": weak, "pair_search": pair_search, "max_group": max_group, "min_attn_pct": min_pct,
                 "tasks": [t.name for t in tasks]}
     return SearchResult(out, trials, cells, rule, settings)
 
 
-def _virtual_heads(halves: list[UsefulNode], passed: set[Node], task: SubTask, k: int, layout,
-                   min_pct: int) -> list[tuple[UsefulNode, UsefulNode]]:
-    """Two layer-0 heads at one position that each attend part of what the task needs and together all of it
-    (the predecessor's "virtual head"), where no head there passed alone."""
-    groups: dict[tuple[int, int], list[UsefulNode]] = {}
-    for un in halves:
-        groups.setdefault((un.node.position, un.node.layer), []).append(un)
+class _Judge:
+    """(strong, weak) counts of one patched node set, each set run once per cell."""
+
+    def __init__(self, run: Runner, pairs: Pairs, valid: np.ndarray):
+        self.run, self.pairs, self.valid = run, pairs, valid
+        self.seen: dict[frozenset[Node], tuple[int, int]] = {}
+
+    def __call__(self, nodes: tuple[Node, ...]) -> tuple[int, int]:
+        key = frozenset(nodes)
+        if key not in self.seen:
+            self.seen[key] = _judge(self.run.patched(list(nodes)), self.pairs, self.valid)
+        return self.seen[key]
+
+
+def _groups(candidates: list[UsefulNode], task: SubTask, k: int, layout, min_pct: int,
+            max_size: int) -> list[tuple[Node, ...]]:
+    """Every set of 2..max_size candidate heads at one position (any layers) whose layer-0 members together
+    attend what the task needs, in position then node order."""
+    by_position: dict[int, list[UsefulNode]] = {}
+    for un in candidates:
+        if un.node.is_head:
+            by_position.setdefault(un.node.position, []).append(un)
     out = []
-    for (position, layer), group in sorted(groups.items()):
-        if any(n.position == position and n.layer == layer for n in passed):
-            continue
-        out += [(a, b) for a, b in itertools.combinations(group, 2)
-                if task.prereq.covers([a, b], k, layout, min_pct=min_pct)]
+    for position in sorted(by_position):
+        heads = sorted(by_position[position], key=lambda un: (un.node.layer, un.node.num))
+        for size in range(2, max_size + 1):
+            out += [tuple(un.node for un in group) for group in itertools.combinations(heads, size)
+                    if task.prereq.covers(list(group), k, layout, min_pct=min_pct)]
     return out
 
 

@@ -4,7 +4,10 @@ A spec says, for an alter digit k: how to draw many (store, clean) question pair
 property the sub-task is about (`PairRecipe`), what the clean answer should become when a node doing
 that sub-task carries the store's value instead (`Effect`, computed from the task layer's per-digit
 features, never written out), and which useful nodes are worth testing (`Prerequisite`, with its
-reasoning as a field). OPR and SGN are attention facts: a head attending the operator / the answer sign.
+reasoning as a field). OPR and SGN are twofold: an attention fact (a head attending the operator / the answer
+sign; the bare tag `OPR` / `SGN`) and a causal test per answer digit (`A2.OPR`: patching the node from the
+same operands under the other operator turns answer digit 2 into the other operation's digit; `A2.SGN`: patching
+it from a question of the other sign class with the same digits at and below 2 turns A2 into that class's digit).
 
 Tag-index conventions (REFERENCE_SPEC §6.4): SA/MD/ND/ST/MT/NT/GT tags carry the operand digit used,
 SC/MB/NB/SS/MZ/NZ the lower digit that makes the carry/borrow, so `A1.SC` changes A2 (computed at P18
@@ -68,13 +71,17 @@ class Prerequisite:
 
     window: "late" = from the sign position to where the impacted answer digit is computed (P14..P18 for
         A2 with 6 digits); "early" = from the operator to the sign (P6..P14); "sign" = up to `=`, where
-        the sign is predicted (P0..P13).
+        the sign is predicted (P0..P13); "span" = from the operator to where the impacted digit is computed
+        (P6..P18 for A2): for what question tokens can already hold (the operator; a carry or borrow
+        passed on through a digit, which a head at D'(k-1)'s position can see).
     attends: digit references a: the unit tested (a single head, or two heads of one layer at one
         position: the predecessor's "virtual head") must attend both Da and D'a with at least `min_pct`
         percent; a layer-0 head joins the pool when it attends either (operand-copy heads split the pair).
         The clause binds layer-0 heads only: their keys are the tokens themselves, while a deeper head
         attending P9 reads whatever earlier layers moved there, so where it looks says little about which
         digits it carries. Deeper heads and MLP nodes are judged by the patch alone.
+    token: "opr" or "sign" instead of `attends`: a layer-0 head must attend that token (the OPR and SGN
+        tests, where the operator / the answer's sign is what store and clean differ in).
     impact: digit reference ("k", "k+1", "sign") that the node's Impact tag must include.
     fails: a complexity major (Math.Add / Math.Sub / Math.Neg): the node's ablation must fail some
         questions of that kind.
@@ -85,6 +92,7 @@ class Prerequisite:
     attends: tuple[str, ...] = ()
     impact: str | None = None
     fails: Major | None = None
+    token: str | None = None
 
     def positions(self, k: int, layout: Layout) -> tuple[int, int]:
         """(lowest, highest) position of a candidate."""
@@ -92,22 +100,29 @@ class Prerequisite:
             return layout.opr_pos, layout.sign_pos
         if self.window == "sign":
             return 0, layout.eq_pos
-        if self.window == "late":
+        if self.window in ("late", "span"):
             if self.impact is None:
-                raise ArithLensError("a late-window prerequisite needs an impact digit")
-            return layout.sign_pos, layout.computed_at(self.impact_digit(k, layout))
-        raise ArithLensError(f"unknown window {self.window!r}; expected late, early or sign")
+                raise ArithLensError(f"a {self.window}-window prerequisite needs an impact digit")
+            first = layout.sign_pos if self.window == "late" else layout.opr_pos
+            return first, layout.computed_at(self.impact_digit(k, layout))
+        raise ArithLensError(f"unknown window {self.window!r}; expected late, early, sign or span")
 
-    def attended(self, k: int, layout: Layout) -> list[tuple[int, int]]:
-        """(position of Da, position of D'a) for each attended digit a."""
+    def attended(self, k: int, layout: Layout) -> list[tuple[int, ...]]:
+        """The positions a layer-0 head must attend, as alternatives: (Da, D'a) for each attended digit a,
+        or the one token position."""
+        if self.token is not None:
+            return [(_token_pos(self.token, layout),)]
         digits = (digit_ref(ref, k=k, n=layout.n_digits) for ref in self.attends)
         return [(layout.d_pos(a), layout.dp_pos(a)) for a in digits]
 
     def covers(self, nodes, k: int, layout: Layout, *, min_pct: int = DEFAULT_MIN_ATTN) -> bool:
-        """Whether layer-0 heads tested together attend every required token (always true for others)."""
+        """Whether layer-0 heads tested together attend every required token (always true for others). A head
+        at a required token's own position has that token in its residual stream already: at D'a's position,
+        attending Da is enough to bring the pair together."""
         if any(not un.node.is_head or un.node.layer > 0 for un in nodes):
             return True
         seen = {p for un in nodes for p, pct in un.attention().items() if pct >= min_pct}
+        seen |= {un.node.position for un in nodes}
         return all(p in seen for pair in self.attended(k, layout) for p in pair)
 
     def impact_digit(self, k: int, layout: Layout) -> int:
@@ -130,6 +145,14 @@ class Prerequisite:
 _COMPLEXITY_PREFIX = {Major.MATH_ADD: "S", Major.MATH_SUB: "M", Major.MATH_NEG: "N"}
 
 
+def _token_pos(token: str, layout: Layout) -> int:
+    if token == "opr":
+        return layout.opr_pos
+    if token == "sign":
+        return layout.sign_pos
+    raise ArithLensError(f"unknown token {token!r}; expected opr or sign")
+
+
 @dataclass(frozen=True)
 class PairRecipe:
     """How to draw (store, clean) pairs at alter digit k. Digits not named are uniform.
@@ -142,7 +165,9 @@ class PairRecipe:
         question (nor in the store, which shares the digits below k unless it redraws them).
     differ / same: a real feature (`QuestionBatch.features.real`) whose value at digit k must differ /
         agree between store and clean.
-    store_qtype: the store's question type when it is not the clean's (GT).
+    store_qtype: the store's question type when it is not the clean's (GT, OPR, SGN).
+    store_above: pair class of every digit above k, redrawn in the store (SGN: the digits above k flip the
+        sign class while the digits at and below k stay the clean's).
     mirror: the second half of the pairs swaps store and clean (GT tests SUB->NEG and NEG->SUB).
     """
 
@@ -154,6 +179,7 @@ class PairRecipe:
     differ: str | None = None
     same: str | None = None
     store_qtype: QType | None = None
+    store_above: str | None = None
     mirror: bool = False
 
 
@@ -166,6 +192,9 @@ class Effect:
         store makes a carry the clean does not; MD replaces answer digit k by the store's. The sign of
         the answer is the clean's.
     kind "sign": only the answer's sign is judged and it should be the store's.
+    kind "store_digit": only answer digit `digit` is judged and it should be the store's (the clean's sign and
+        other digits are not judged: a node that tells every digit which operation to do may change them all).
+        Pairs whose store and clean answers agree at that digit predict nothing and are not drawn.
     """
 
     kind: str
@@ -185,7 +214,7 @@ class SubTask:
     prereq: Prerequisite | None  # None for the attention facts
     recipe: PairRecipe | None = None
     effect: Effect | None = None
-    attends_to: str | None = None  # attention facts: "opr" or "sign"
+    attends_to: str | None = None  # also an attention fact (bare tag): "opr" or "sign"
     weak: bool = True  # a weak pass (right digits change, value not checked) may tag
 
     @property
@@ -193,14 +222,20 @@ class SubTask:
         return self.attends_to is not None
 
     def digit_range(self, n_digits: int) -> range:
-        if self.is_attention_fact:
+        """Alter digits with question pairs (none for a pure attention fact). Answer-digit tests reach A(n)."""
+        if self.recipe is None:
             return range(0)
         lo, hi = (digit_ref(r, n=n_digits) for r in self.digits)
-        return range(max(lo, 0), min(hi, n_digits - 1) + 1)
+        top = n_digits if self.effect.kind == "store_digit" else n_digits - 1
+        return range(max(lo, 0), min(hi, top) + 1)
 
     def tag(self, k: int | None = None) -> str:
-        """`A1.SC`; `OPR` / `SGN` for the attention facts."""
-        return self.name if self.is_attention_fact else f"A{k}.{self.name}"
+        """`A1.SC`; `OPR` / `SGN` (no digit) for the attention facts."""
+        if k is None:
+            if not self.is_attention_fact:
+                raise ArithLensError(f"{self.name} tags need a digit")
+            return self.name
+        return f"A{k}.{self.name}"
 
     def check_digit(self, n_digits: int, k: int) -> None:
         if k not in self.digit_range(n_digits):
@@ -211,7 +246,7 @@ class SubTask:
     def pairs(self, n_digits: int, k: int, count: int, rng: np.random.Generator) -> Pairs:
         """`count` (store, clean) pairs at alter digit k with their expected answers."""
         if self.recipe is None:
-            raise ArithLensError(f"{self.name} is an attention fact: it has no question pairs")
+            raise ArithLensError(f"{self.name} is only an attention fact: it has no question pairs")
         self.check_digit(n_digits, k)
         if not isinstance(count, (int, np.integer)) or count < 1:
             raise QuestionRequestError(f"pair count must be a positive integer, got {count!r}")
@@ -220,9 +255,13 @@ class SubTask:
 
     def _representable(self, store: QuestionBatch, clean: QuestionBatch, k: int) -> np.ndarray:
         """Rows whose expected answer fits n+1 digits and, for digit effects, keeps the clean's sign token
-        (a negative answer whose expected magnitude is 0 would be written +0000000)."""
+        (a negative answer whose expected magnitude is 0 would be written +0000000); for store-digit
+        effects, rows whose two answers differ at the judged digit."""
         if self.effect.kind == "sign":
             return np.ones(len(clean), dtype=bool)
+        if self.effect.kind == "store_digit":
+            d = digit_ref(self.effect.digit, k=k, n=clean.n_digits)
+            return _digit(store.result, d) != _digit(clean.result, d)
         magnitude = _expected_magnitude(self.effect, store, clean, k)
         fits = (magnitude >= 0) & (magnitude < 10 ** (clean.n_digits + 1))
         return fits & ((clean.result >= 0) | (magnitude > 0))
@@ -230,7 +269,7 @@ class SubTask:
     def pairs_from(self, store: QuestionBatch, clean: QuestionBatch, k: int) -> Pairs:
         """Wrap given questions (e.g. hand-written ones) with this task's expected answers."""
         if self.effect is None:
-            raise ArithLensError(f"{self.name} is an attention fact: it has no expected answers")
+            raise ArithLensError(f"{self.name} is only an attention fact: it has no expected answers")
         expected, judged = expected_answers(self.effect, store, clean, k)
         return Pairs(self, k, store, clean, expected, judged)
 
@@ -301,12 +340,24 @@ def expected_answers(effect: Effect, store: QuestionBatch, clean: QuestionBatch,
         judged[1:] = False
         sign = np.where(store.result < 0, -1, 1)
         return sign * np.abs(clean.result), judged  # only the sign is judged
+    if effect.kind == "store_digit":
+        d = digit_ref(effect.digit, k=k, n=layout.n_digits)
+        judged[:] = False
+        judged[layout.n_answer - 1 - d] = True  # column 0 is the sign A(n+1), the last column A0
+        place = 10 ** np.int64(d)
+        magnitude = np.abs(clean.result) + (_digit(store.result, d) - _digit(clean.result, d)) * place
+        return np.where(clean.result < 0, -magnitude, magnitude), judged
     if effect.kind != "digit" or effect.feature is None:
         raise ArithLensError(f"unknown effect {effect!r}")
     magnitude = _expected_magnitude(effect, store, clean, k)
     if (magnitude < 0).any() or (magnitude >= 10 ** (layout.n_digits + 1)).any():
         raise QuestionRequestError(f"an expected answer does not fit {layout.n_digits + 1} digits; check the pairs")
     return np.where(clean.result < 0, -magnitude, magnitude), judged
+
+
+def _digit(results: np.ndarray, d: int) -> np.ndarray:
+    """Digit d of |result| (d = n is the carry digit A(n))."""
+    return np.abs(results).astype(np.int64) // 10 ** np.int64(d) % 10
 
 
 def _expected_magnitude(effect: Effect, store: QuestionBatch, clean: QuestionBatch, k: int) -> np.ndarray:
@@ -357,6 +408,9 @@ def _candidates(recipe: PairRecipe, n: int, k: int, rows: int, rng: np.random.Ge
     for d, cls in changed:
         if 0 <= d < n:
             _fill(rng, xs, ys, d, cls)
+    if recipe.store_above is not None:
+        for d in range(k + 1, n):
+            _fill(rng, xs, ys, d, recipe.store_above)
     clean_op = OPERATOR_OF[recipe.qtype]
     store_op = OPERATOR_OF[recipe.store_qtype or recipe.qtype]
     clean = QuestionBatch(n, _values(x), np.full(rows, clean_op, np.int8), _values(y))
@@ -428,8 +482,10 @@ SC = SubTask(
 )
 SS = SubTask(
     "SS", "ADD", "use sum 9: Dk + D'k = 9 passes a carry from digit k-1 on to A(k+1)", ("1", "n-1"),
-    Prerequisite("late", "a cascade through a sum-9 digit k is seen by a head at A(k+1)'s position that attends "
-                 "the carry-making digit k-1 (D and D'); its ablation changes A(k+1)",
+    Prerequisite("span", "a cascade through a sum-9 digit k is seen by a node that has the carry-making digit "
+                 "k-1 (a layer-0 head attending D and D' of k-1, or sitting at one of them): at A(k+1)'s position, "
+                 "or already at the question tokens where the tricase of digit k is built (P12 carries digit 0's "
+                 "carry into digit 1's tricase); its ablation changes A(k+1)",
                  attends=("k-1",), impact="k+1"),
     PairRecipe(QType.ADD, clean=(("k", "sum=9"), ("k-1", "sum>=10"), ("k+1", "sum<=8")), store=(("k-1", "sum<=8"),)),
     Effect("digit", "SS", "k+1"),
@@ -459,8 +515,8 @@ MB = SubTask(
 )
 MZ = SubTask(
     "MZ", "SUB", "make zero: Dk = D'k passes a borrow from digit k-1 on to A(k+1)", ("1", "n-2"),
-    Prerequisite("late", "like SS: a head at A(k+1)'s position attends the borrow-making digit k-1; its ablation "
-                 "changes A(k+1)", attends=("k-1",), impact="k+1"),
+    Prerequisite("span", "like SS: a node with the borrow-making digit k-1, at A(k+1)'s position or at the question "
+                 "tokens; its ablation changes A(k+1)", attends=("k-1",), impact="k+1"),
     PairRecipe(QType.SUB, clean=(("k", "x=y"), ("k-1", "x<y"), ("k+1", "x>y")), store=(("k-1", "x>y"),)),
     Effect("digit", "MZ", "k+1", sign=-1),
 )
@@ -489,7 +545,7 @@ NB = SubTask(
 NZ = SubTask(
     "NZ", "NEG", "make zero for a < b: Dk = D'k passes a borrow (of b - a) from digit k-1 on to A(k+1)",
     ("1", "n-2"),
-    Prerequisite("late", "as MZ, in b - a semantics", attends=("k-1",), impact="k+1"),
+    Prerequisite("span", "as MZ, in b - a semantics", attends=("k-1",), impact="k+1"),
     PairRecipe(QType.NEG, clean=(("k", "x=y"), ("k-1", "x>y"), ("k+1", "x<y")), store=(("k-1", "x<y"),)),
     Effect("digit", "NZ", "k+1", sign=-1),
 )
@@ -510,12 +566,30 @@ GT = SubTask(
     Effect("sign"),
 )
 OPR = SubTask(
-    "OPR", "ADD/SUB", "a head paying at least the minimum attention to the operator token (an attention "
-    "fact: kept only beside another purpose, or together with SGN)", ("0", "0"), None, attends_to="opr",
+    "OPR", "ADD/SUB", "operator: the node tells answer digit k which operation (+ or -) the question asks. "
+    "Causal test (`Ak.OPR`): patched from the same operands under the other operator (a >= b, so ADD <-> SUB "
+    "and both answers are positive), Ak becomes the other operation's digit. Attention fact (bare `OPR`): a "
+    "head paying at least the minimum attention to the operator token, kept only beside another purpose or "
+    "together with SGN", ("0", "n"),
+    Prerequisite("span", "the operator is known from its token on, so a node from the operator's position to "
+                 "where Ak is computed can carry it; a layer-0 head does so only by attending the operator "
+                 "token; its ablation changes Ak", impact="k", token="opr"),
+    PairRecipe(QType.ADD, store_qtype=QType.SUB, mirror=True),
+    Effect("store_digit", digit="k"),
+    attends_to="opr",
 )
 SGN = SubTask(
-    "SGN", "SUB/NEG", "a head paying at least the minimum attention to the answer's sign token (an attention "
-    "fact: kept only beside another purpose, or together with OPR)", ("0", "0"), None, attends_to="sign",
+    "SGN", "SUB/NEG", "answer sign: the node tells answer digit k whether the answer is a - b or -(b - a). Causal "
+    "test (`Ak.SGN`): patched from a question of the other sign class (SUB <-> NEG) that has the clean's digits "
+    "at and below k (only the digits above k differ, and they decide the sign), Ak becomes the other class's "
+    "digit. Attention fact (bare `SGN`): a head paying at least the minimum attention to the answer's sign "
+    "token, kept only beside another purpose or together with OPR", ("0", "n-2"),
+    Prerequisite("late", "the sign token is written at A(n+1)'s position, so a node from there to where Ak is "
+                 "computed can read it; a layer-0 head does so only by attending the sign token; its ablation "
+                 "changes Ak", impact="k", token="sign"),
+    PairRecipe(QType.NEG, store_qtype=QType.SUB, store_above="any", mirror=True),
+    Effect("store_digit", digit="k"),
+    attends_to="sign",
 )
 
 # The predecessor's search order (REFERENCE_SPEC §6.5), with MZ, NZ and NT after their families.
@@ -545,9 +619,10 @@ def tasks_for(perc_add: int, perc_sub: int) -> tuple[SubTask, ...]:
 
 
 def candidate_filter(task: SubTask, k: int | None, layout: Layout, *, min_pct: int = DEFAULT_MIN_ATTN) -> F.Filter:
-    """The useful nodes to try for `task` at alter digit k (attention facts: heads attending the token)."""
-    if task.attends_to == "opr":
-        return F.And(F.Head(), F.Attention(layout.opr_pos, min_pct))
-    if task.attends_to == "sign":
-        return F.And(F.Head(), F.Attention(layout.sign_pos, min_pct))
+    """The useful nodes to try for `task` at alter digit k; k None: the attention fact (heads attending the
+    operator / the sign token)."""
+    if k is None:
+        if not task.is_attention_fact:
+            raise ArithLensError(f"{task.name} needs an alter digit")
+        return F.And(F.Head(), F.Attention(_token_pos(task.attends_to, layout), min_pct))
     return task.prereq.filter(k, layout, min_pct=min_pct)
