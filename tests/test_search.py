@@ -309,3 +309,48 @@ def test_cli_errors_are_one_line_with_exit_2(tmp_path):
     proc = run_cli("--model", str(tmp_path / "m"), "--out", str(out), "--nodes", str(tmp_path / "none.json"))
     assert proc.returncode == 2 and proc.stderr.startswith("error: --nodes") and len(proc.stderr.splitlines()) == 1
     assert not out.exists()
+
+
+# ---- groups of heads at one position ----
+
+def test_a_group_tags_every_member_only_when_each_is_needed():
+    assert Rule.all_needed(90, [50, 40], 100) and not Rule.all_needed(90, [85, 0], 100)
+    # Two deeper heads at P10 that each do nothing alone but together move A1 (a split job): both tagged.
+    plan = {("A1.SA", frozenset({"P10L1H0", "P10L0H0"})): ("strong", 1.0)}
+    result = run(plan)
+    assert algo(result)["P10L1H0"] == algo(result)["P10L0H0"] == ["A1.SA"]
+    group = next(t for t in result.trials if t.name == "P10L0H0+P10L1H0" and t.tag == "A1.SA")
+    record_ = group.to_dict()
+    assert record_["tagged"] == "A1.SA" and record_["strong"]["k"] == 90
+    assert record_["without"]["P10L0H0"]["strong"]["k"] == record_["without"]["P10L1H0"]["strong"]["k"] == 0
+    cell = next(c for c in result.cells if c.tag == "A1.SA")
+    assert "P10L0H0+P10L1H0" in cell.tagged  # the cell names the group
+    # A free rider: P10L1H0 does the job alone, P10L0H0 adds nothing, so only P10L1H0 is tagged.
+    rider = run({("A1.SA", frozenset({"P10L1H0", "P10L0H0"})): ("strong", 1.0),
+                 ("A1.SA", frozenset({"P10L1H0"})): ("strong", 1.0)})
+    assert algo(rider)["P10L1H0"] == ["A1.SA"] and "P10L0H0" not in algo(rider)
+
+
+def test_groups_have_at_most_max_group_heads_and_can_be_switched_off():
+    plan = {("A1.SA", frozenset({"P10L0H0", "P10L0H2", "P10L1H0"})): ("strong", 1.0)}
+    assert algo(run(plan))["P10L1H0"] == ["A1.SA"]
+    assert "P10L1H0" not in algo(run(plan, max_group=2))
+    assert not any("+" in t.name for t in run(plan, pair_search=False).trials)
+
+
+# ---- the shipped mixed model ----
+
+def test_shipped_model_sign_head_and_cascade_head_are_found_by_their_patches():
+    """P14L0H3 reads the answer's sign token and tells the later digits whether to compute a - b or b - a;
+    P12L0H1 carries digit 0's carry into digit 1's tricase at the question tokens (an early A1.SS)."""
+    from arithlens.model.checkpoint import load_checkpoint
+    from arithlens.model.zoo import resolve_model
+
+    model = load_checkpoint(resolve_model("mix_d6_l3_h4_t15K_s372001")).model.eval()
+    nodes = NodeList([useful("P14L0H3", 543210, {14: 88}), useful("P12L0H1", 5432, {6: 56, 5: 24, 12: 20})])
+    result = search(nodes, model.spec, lambda pairs: EngineRunner(model, pairs), tasks=(S.SGN, S.SS), n_pairs=40)
+    rates = {(t.name, t.tag): t.strong / t.valid for t in result.trials}
+    assert rates[("P14L0H3", "A2.SGN")] >= 0.6 and rates[("P12L0H1", "A1.SS")] == 1.0
+    assert ("P12L0H1", "A2.SS") not in rates  # it attends digit 0, not the digit 1 that A2.SS needs
+    tags = algo(result)
+    assert {"SGN", "A2.SGN", "A3.SGN"} <= set(tags["P14L0H3"]) and "A1.SS" in tags["P12L0H1"]

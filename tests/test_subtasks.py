@@ -6,11 +6,11 @@ import pytest
 
 from arithlens.analysis import subtasks as S
 from arithlens.analysis.nodes import Node, NodeList, UsefulNode
-from arithlens.arith import QuestionBatch
+from arithlens.arith import MINUS, PLUS, QuestionBatch
 from arithlens.arith.layout import Layout
 from arithlens.errors import ArithLensError, QuestionRequestError
 
-PATCHED = [t for t in S.ORDER if not t.is_attention_fact]
+PATCHED = [t for t in S.ORDER if t.recipe is not None]
 
 
 def digit(v: int, k: int) -> int:
@@ -65,6 +65,27 @@ def test_appendix_nd_case_replaces_the_magnitude_digit():
 def test_reference_single_examples_give_the_reference_answers(task, store, clean, k, expected):
     pairs = task.pairs_from(QuestionBatch.from_strings(6, [store]), QuestionBatch.from_strings(6, [clean]), k)
     assert pairs.expected[0] == expected
+
+
+def test_opr_turns_the_judged_answer_digit_into_the_other_operation_s():
+    # 345678+123456=+0469134 and 345678-123456=+0222222: A2 (4th answer digit) 1 -> 2, nothing else judged.
+    pairs = S.OPR.pairs_from(QuestionBatch.from_strings(6, ["345678-123456"]),
+                             QuestionBatch.from_strings(6, ["345678+123456"]), 2)
+    assert pairs.expected[0] == 469234 and pairs.tag == "A2.OPR"
+    assert pairs.judged.tolist() == [False] * 5 + [True] + [False] * 2
+    assert pairs.impact_digits(0) == (2,)
+    carry = S.OPR.pairs_from(QuestionBatch.from_strings(6, ["900000-200000"]),
+                             QuestionBatch.from_strings(6, ["900000+200000"]), 6)
+    assert carry.expected[0] == 100000 and carry.impact_digits(0) == (6,)  # A6: the carry of 1100000 is lost
+
+
+def test_sgn_turns_the_judged_answer_digit_into_the_other_sign_class_s():
+    # Same digits 0..2 (456 / 123); the digits above flip a - b < 0 to a - b > 0.
+    store, clean = QuestionBatch.from_strings(6, ["300456-200123"]), QuestionBatch.from_strings(6, ["100456-200123"])
+    pairs = S.SGN.pairs_from(store, clean, 2)
+    assert clean.result[0] == -99667 and store.result[0] == 100333
+    assert pairs.expected[0] == -99367  # magnitude digit 2: 6 (b - a) -> 3 (a - b); the sign stays the clean's
+    assert pairs.impact_digits(0) == (2,) and pairs.tag == "A2.SGN"
 
 
 def test_gt_judges_only_the_sign_and_expects_the_store_s():
@@ -124,7 +145,7 @@ def _check(task, k, n, a, b, ca, cb, expected):
 
 
 @pytest.mark.parametrize("n", [3, 6])
-@pytest.mark.parametrize("task", PATCHED, ids=lambda t: t.name)
+@pytest.mark.parametrize("task", [t for t in PATCHED if t.name not in ("OPR", "SGN")], ids=lambda t: t.name)
 def test_every_drawn_pair_has_its_property(task, n):
     rng = np.random.default_rng(7)
     for k in task.digit_range(n):
@@ -140,6 +161,39 @@ def test_every_drawn_pair_has_its_property(task, n):
             differ = {j for j in range(n) if (digit(a, j), digit(b, j)) != (digit(ca, j), digit(cb, j))}
             assert differ == changed, (task.name, k, a, b, ca, cb)
             _check(task, k, n, a, b, ca, cb, int(pairs.expected[i]))
+
+
+def _value(q: QuestionBatch, i: int) -> int:
+    a, b = int(q.a[i]), int(q.b[i])
+    return a + b if q.op[i] == PLUS else a - b
+
+
+@pytest.mark.parametrize("n", [3, 6])
+def test_opr_pairs_swap_only_the_operator_and_their_answers_differ_at_the_judged_digit(n):
+    for k in S.OPR.digit_range(n):
+        pairs = S.OPR.pairs(n, k, 60, np.random.default_rng(k))
+        store, clean = pairs.store, pairs.clean
+        assert np.array_equal(store.a, clean.a) and np.array_equal(store.b, clean.b) and (clean.a >= clean.b).all()
+        assert (store.op != clean.op).all() and (clean.op == PLUS).sum() == 30
+        for i in range(len(pairs)):
+            s, c, e = _value(store, i), _value(clean, i), int(pairs.expected[i])
+            assert digit(s, k) != digit(c, k) and digit(e, k) == digit(s, k)
+            assert [j for j in range(n + 1) if digit(e, j) != digit(c, j)] == [k] and e >= 0
+
+
+@pytest.mark.parametrize("n", [3, 6])
+def test_sgn_pairs_keep_the_digits_up_to_k_and_flip_the_sign_class(n):
+    for k in S.SGN.digit_range(n):
+        pairs = S.SGN.pairs(n, k, 60, np.random.default_rng(k))
+        store, clean = pairs.store, pairs.clean
+        assert (store.op == MINUS).all() and (clean.op == MINUS).all()
+        assert ((store.result < 0) != (clean.result < 0)).all() and (clean.result < 0).sum() == 30
+        for i in range(len(pairs)):
+            a, b, ca, cb = (int(v[i]) for v in (store.a, store.b, clean.a, clean.b))
+            assert low(a, k + 1) == low(ca, k + 1) and low(b, k + 1) == low(cb, k + 1)  # digits 0..k shared
+            s, c, e = a - b, ca - cb, int(pairs.expected[i])
+            assert digit(s, k) != digit(c, k) and digit(e, k) == digit(s, k)
+            assert [j for j in range(n + 1) if digit(e, j) != digit(c, j)] == [k] and (e < 0) == (c < 0)
 
 
 def test_gt_pairs_test_both_directions():
@@ -167,7 +221,11 @@ def test_digit_ranges_follow_the_tag_conventions():
     assert ranges["SS"] == [1, 2, 3, 4, 5]
     assert ranges["MB"] == ranges["MT"] == ranges["NB"] == ranges["NT"] == [0, 1, 2, 3, 4]
     assert ranges["MZ"] == ranges["NZ"] == [1, 2, 3, 4]
-    assert S.SC.tag(1) == "A1.SC" and S.OPR.tag() == "OPR"
+    assert ranges["OPR"] == [0, 1, 2, 3, 4, 5, 6]  # answer digits, the carry digit A6 included
+    assert ranges["SGN"] == [0, 1, 2, 3, 4]  # a digit above k must be free to flip the sign
+    assert S.SC.tag(1) == "A1.SC" and S.OPR.tag() == "OPR" and S.OPR.tag(2) == "A2.OPR"
+    with pytest.raises(ArithLensError, match="need a digit"):
+        S.SC.tag()
 
 
 def test_digit_references():
@@ -239,5 +297,39 @@ def test_attention_facts_are_heads_attending_the_operator_or_the_sign():
     assert S.candidate_filter(S.OPR, None, layout)(head)
     assert not S.candidate_filter(S.SGN, None, layout)(head)
     assert S.candidate_filter(S.SGN, None, layout)(useful("P18L1H0", 2, {14: 41}))
-    with pytest.raises(ArithLensError, match="attention fact"):
-        S.OPR.pairs(6, 0, 10, np.random.default_rng(0))
+    with pytest.raises(ArithLensError, match="needs an alter digit"):
+        S.candidate_filter(S.SA, None, layout)
+    pure = S.SubTask("X", "ADD", "attention only", ("0", "0"), None, attends_to="opr")
+    assert list(pure.digit_range(6)) == []
+    with pytest.raises(ArithLensError, match="only an attention fact"):
+        pure.pairs(6, 0, 10, np.random.default_rng(0))
+
+
+def test_opr_and_sgn_candidates_carry_the_token_to_the_judged_digit():
+    layout = Layout(6)  # OPR at P6, the sign at P14; A2 computed at P18
+    nodes = NodeList([
+        useful("P8L0H1", 2, {6: 96}),  # a layer-0 head reading the operator: an OPR candidate from P6 on
+        useful("P18L0H1", 2, {4: 50, 11: 49}),  # layer 0, not attending the operator / the sign
+        useful("P14L0H3", 2, {14: 88}),  # reads the sign token
+        useful("P18L2H0", 2, {12: 22}),  # deeper: judged by the patch alone
+        useful("P19L2H0", 2),  # after P18: cannot change A2
+    ])
+    opr = S.candidate_filter(S.OPR, 2, layout)
+    sgn = S.candidate_filter(S.SGN, 2, layout)
+    assert [un.name for un in nodes if opr(un)] == ["P8L0H1", "P18L2H0"]
+    assert [un.name for un in nodes if sgn(un)] == ["P14L0H3", "P18L2H0"]
+
+
+def test_a_layer0_head_at_a_digit_s_position_covers_that_digit():
+    layout = Layout(6)  # D0 at P5, D'0 at P12
+    at_dp0 = useful("P12L0H3", 7, {6: 66, 5: 30})  # attends D0; D'0 is its own token
+    elsewhere = useful("P11L0H3", 7, {6: 66, 5: 30})
+    assert S.GT.prereq.covers([at_dp0], 0, layout)
+    assert not S.GT.prereq.covers([elsewhere], 0, layout)
+
+
+def test_cascade_candidates_include_question_tokens():
+    layout = Layout(6)  # SS at k=1: the carry of digit 0 (D0 at P5, D'0 at P12) passed on to A2 (P18)
+    carrier = useful("P12L0H1", 5432, {6: 56, 5: 24, 12: 20})
+    assert S.candidate_filter(S.SS, 1, layout)(carrier) and S.SS.prereq.covers([carrier], 1, layout)
+    assert not S.candidate_filter(S.SS, 1, layout)(useful("P5L0H1", 2, {5: 50, 12: 50}))  # before the operator
