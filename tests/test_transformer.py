@@ -318,6 +318,39 @@ def test_forward_from_with_an_edit_at_the_prefix_boundary_equals_the_hooked_full
     assert (out - clean_logits[:, p : ANSWER.stop]).abs().max() > 1e-4
 
 
+@pytest.mark.parametrize("start_layer", range(SPEC.n_layers))
+@pytest.mark.parametrize("start_pos", [0, 1, 6, 9])
+def test_forward_from_without_gradients_takes_the_fast_path_to_the_same_values(model, tokens, start_layer, start_pos):
+    # Blocks with nothing hooked run in place (reusing start_qkv, caching only keys and values, the last block
+    # at the logit positions only): the same values as the hooked path with gradients on, the inputs untouched.
+    logits, clean = model.run_with_cache(tokens, names=lambda name: name.endswith(("resid_pre", "_q", "_k", "_v")))
+    names = model.kv_names(start_layer)
+    span = slice(start_pos, None)
+    answer = range(max(start_pos, ANSWER.start), ANSWER.stop)
+    resid = clean[f"blocks.{start_layer}.hook_resid_pre"][:, span]
+    qkv = tuple(clean[f"blocks.{start_layer}.attn.hook_{x}"][:, span] for x in "qkv")
+    edit = patch_head(f"blocks.{start_layer}.attn.hook_z", 9, 1, 0.0)
+    want_edited = model.forward_from(resid, start_layer, start_pos=start_pos, kv_prefix=clean,
+                                     logit_positions=answer, hooks=[edit])
+    before = resid.clone()
+    with torch.inference_mode():
+        out, cache = model.forward_from(resid, start_layer, start_pos=start_pos, kv_prefix=clean,
+                                        logit_positions=answer, names=names, start_qkv=qkv)
+        plain = model.forward_from(resid, start_layer, start_pos=start_pos, kv_prefix=clean, logit_positions=answer)
+        edited = model.forward_from(resid, start_layer, start_pos=start_pos, kv_prefix=clean,
+                                    logit_positions=answer, hooks=[edit], start_qkv=qkv)
+    assert torch.equal(resid, before)
+    torch.testing.assert_close(out, logits[:, answer.start : answer.stop], atol=1e-5, rtol=0)
+    torch.testing.assert_close(plain, out, atol=1e-5, rtol=0)
+    torch.testing.assert_close(edited, want_edited, atol=1e-5, rtol=0)  # start_qkv is ignored where hooked
+    assert (edited - out).abs().max() > 1e-4
+    assert set(cache) == set(names)
+    for name in names:
+        torch.testing.assert_close(cache[name], clean[name][:, span], atol=1e-5, rtol=0)
+    with pytest.raises(ArithLensError, match="start_qkv must be"):
+        model.forward_from(resid, start_layer, start_pos=start_pos, kv_prefix=clean, start_qkv=(qkv[0][:1],) * 3)
+
+
 def test_forward_from_with_attention_hooks_and_cache_uses_absolute_positions(model, tokens):
     _, clean = full_cache(model, tokens)
     names = ["blocks.1.attn.hook_pattern", "blocks.1.attn.hook_z"]

@@ -19,7 +19,6 @@ from types import MappingProxyType
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from arithlens.arith.questions import QuestionBatch
@@ -105,7 +104,7 @@ class Intervention:
                 x[(slice(None), [i for _, i in keep], *rest)] = 0.0
             else:
                 x[(slice(None), [i for _, i in keep], *rest)] = (
-                    value if len(keep) == len(positions) else value[:, [j for j, _ in keep]])
+                    value if len(keep) == len(positions) else value[:, [j for j, _ in keep]]).to(x.dtype)
             return x
 
         return self.hook_name, fn
@@ -278,8 +277,8 @@ class Outcome:
 
 def score(logits: Tensor, targets: Tensor, threshold: float = LOSS_THRESHOLD) -> Outcome:
     """logits (batch, n_answer, vocab) against targets (batch, n_answer) -> `Outcome`."""
-    logp = F.log_softmax(logits.double(), dim=-1)  # float64 so losses near the threshold are exact enough
-    nll = -logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (batch, n_answer)
+    wide = logits.double()  # float64 so losses near the threshold are exact enough
+    nll = torch.logsumexp(wide, -1) - wide.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (batch, n_answer)
     wrong = logits.argmax(-1) != targets
     return Outcome(nll.mean(-1).cpu().numpy(), wrong.cpu().numpy(), threshold)
 
@@ -295,6 +294,11 @@ def run_with_interventions(model: HookedTransformer, tokens: Tensor,
 
 # ---------------------------------------------------------------------------------------------------
 # The engine
+
+
+def _head_major(t: Tensor) -> Tensor:
+    """The same (batch, pos, head, d_head) values laid out as (batch, head, pos, d_head)."""
+    return t.transpose(1, 2).contiguous().transpose(1, 2)
 
 
 class Engine:
@@ -319,11 +323,16 @@ class Engine:
         self.targets = teacher if targets is None else targets.to(model.device)
         self.threshold = threshold
         resid_names = [f"blocks.{layer}.hook_resid_pre" for layer in range(self.n_layers)]
+        q_names = [f"blocks.{layer}.attn.hook_q" for layer in range(self.n_layers)]
         with torch.inference_mode():
-            logits, cache = model.run_with_cache(self.tokens, resid_names + model.kv_names(0), logit_positions=answer)
+            logits, cache = model.run_with_cache(self.tokens, resid_names + q_names + model.kv_names(0),
+                                                 logit_positions=answer)
         self.clean_logits = logits  # (batch, n_answer, vocab)
         self._resid = [cache[n] for n in resid_names]  # (batch, pos, d_model) per layer
-        self._kv_clean = {n: cache[n] for n in model.kv_names(0)}  # (batch, pos, head, d_head)
+        # q, k, v: (batch, pos, head, d_head) stored head-major, so one head's (pos, d_head) block is contiguous:
+        # the model reads a prefix of them in place (a matmul over batch x head) instead of copying it.
+        self._q = [_head_major(cache[n]) for n in q_names]
+        self._kv_clean = {n: _head_major(cache[n]) for n in model.kv_names(0)}
         self._kv = {n: t.clone() for n, t in self._kv_clean.items()}  # scratch: clean but for one position
         self.clean = score(self.clean_logits, self.targets, threshold)
 
@@ -386,8 +395,11 @@ class Engine:
         try:
             for n in kv_names:
                 self._kv[n][:, p] = cache[n][:, 0]
-            out = self.model.forward_from(self._resid[first][:, start : self.last + 1], first, start_pos=start,
-                                          kv_prefix=self._kv, logit_positions=answers_after)
+            # Layer `first` at positions >= start sees its clean input: its q, k and v there are the clean ones.
+            span = slice(start, self.last + 1)
+            clean_qkv = (self._q[first][:, span], *(self._kv_clean[n][:, span] for n in kv_names[:2]))
+            out = self.model.forward_from(self._resid[first][:, span], first, start_pos=start, kv_prefix=self._kv,
+                                          logit_positions=answers_after, start_qkv=clean_qkv)
         finally:
             for n in kv_names:
                 self._kv[n][:, p] = self._kv_clean[n][:, p]

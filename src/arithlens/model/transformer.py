@@ -100,6 +100,7 @@ def _linear(x: Tensor, weight: Tensor, bias: Tensor, relu: bool = False) -> Tens
 _ONEDNN = torch.backends.mkldnn.is_available()
 
 
+
 def _wants(run: _Run | None, names: Iterable[str]) -> bool:
     return run is not None and not run.wanted.isdisjoint(names)
 
@@ -229,38 +230,67 @@ class TransformerBlock(nn.Module):
     def forward(
         self, resid: Tensor, run: _Run | None, positions: range, kv_prefix: tuple[Tensor, Tensor] | None
     ) -> Tensor:
-        if run is None and kv_prefix is None and positions.start == 0 and _fast_ok(resid):
-            return self.fast(resid, positions)
         resid = _site(run, self.hook_resid_pre, resid, positions)  # (B, T, D)
         attn_out = self.attn(self.ln1(resid, run, positions), run, positions, kv_prefix)
         resid = _site(run, self.hook_resid_mid, resid + _site(run, self.hook_attn_out, attn_out, positions), positions)
         mlp_out = _site(run, self.hook_mlp_out, self.mlp(self.ln2(resid, run, positions), run, positions), positions)
         return _site(run, self.hook_resid_post, resid + mlp_out, positions)
 
-    def fast(self, resid: Tensor, positions: range, out: slice | None = None) -> Tensor:
-        """The block with nothing hooked, from position 0, without gradients or autocast: the same arithmetic as `forward`
-        with fewer memory passes (biases and ReLU in place, the residual added inside the matmul). Takes
-        and may overwrite `resid`. With `out` (a slice of `positions`' indices) the attention queries, the
-        MLP and the result are computed at those positions only (keys and values still at all)."""
+    def fast(
+        self,
+        resid: Tensor,
+        positions: range,
+        kv_prefix: tuple[Tensor, Tensor] | None = None,
+        *,
+        out: slice | None = None,
+        qkv: tuple[Tensor, Tensor, Tensor] | None = None,
+        owned: bool = False,
+        cache: dict[str, Tensor] | None = None,
+    ) -> Tensor:
+        """The block with nothing hooked in it, without gradients or autocast: `forward`'s arithmetic with fewer
+        memory passes (fused bias and ReLU, the residual added inside the matmul, in place where `owned` says
+        `resid` may be overwritten).
+
+        `out`: a slice of `positions`' indices; the queries, the MLP and the result are computed there only (keys
+        and values at every position). `qkv`: this layer's q, k, v (B, T, H, d_head) at `positions`, when
+        `resid` is the residual they were computed from: LayerNorm 1 and the projections are skipped. `cache`
+        receives this layer's hook_k and hook_v when given."""
         a, B, T, D = self.attn, *resid.shape
         H, dh = a.n_heads, a.d_head
-        x = F.layer_norm(resid, (D,), self.ln1.w, self.ln1.b, LN_EPS).view(B * T, D)
-        w_qkv = torch.cat([a.W_Q, a.W_K, a.W_V]).transpose(1, 2).reshape(3 * H * dh, D)  # (out, in)
-        qkv = _linear(x, w_qkv, torch.cat([a.b_Q, a.b_K, a.b_V]).view(3 * H * dh))  # (B*T, 3*H*dh)
-        qh, kh, vh = qkv.view(B, T, 3 * H, dh).transpose(1, 2).split(H, dim=1)  # each (B, H, T, dh)
-        if out is None:
+        if qkv is None:
+            x = F.layer_norm(resid, (D,), self.ln1.w, self.ln1.b, LN_EPS).view(B * T, D)
+            w_qkv = torch.cat([a.W_Q, a.W_K, a.W_V]).transpose(1, 2).reshape(3 * H * dh, D)  # (out, in)
+            q, k, v = _linear(x, w_qkv, torch.cat([a.b_Q, a.b_K, a.b_V]).view(3 * H * dh)).view(B, T, 3 * H, dh).split(
+                H, dim=2)  # each (B, T, H, dh)
+        else:
+            q, k, v = qkv
+        if cache is not None:
+            cache[a.hook_k], cache[a.hook_v] = k, v
+        qh, kh, vh = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H, T, dh)
+        queries = positions
+        if out is not None:
+            qh, resid, queries = qh[:, :, out], resid[:, out], positions[out]
+        if kv_prefix is None and out is None:
             zh = F.scaled_dot_product_attention(qh, kh, vh, is_causal=True)
         else:
-            qh, resid = qh[:, :, out], resid[:, out].contiguous()
-            mask = torch.ones(qh.shape[2], T, dtype=torch.bool, device=resid.device).tril(out.start)
+            if kv_prefix is not None:
+                kh = torch.cat([kv_prefix[0].transpose(1, 2).expand(B, -1, -1, -1), kh], dim=2)  # (B, H, Tk, dh)
+                vh = torch.cat([kv_prefix[1].transpose(1, 2).expand(B, -1, -1, -1), vh], dim=2)
+            first_key = 0 if kv_prefix is not None else positions.start
+            keys = torch.arange(first_key, first_key + kh.shape[2], device=resid.device)
+            mask = keys[None, :] <= torch.tensor(queries, device=resid.device)[:, None]
             zh = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=mask)
         T = resid.shape[1]
-        flat = resid.view(B * T, D)
-        flat.addmm_(zh.transpose(1, 2).reshape(B * T, H * dh), a.W_O.reshape(H * dh, D)).add_(a.b_O)
+        z = zh.transpose(1, 2).reshape(B * T, H * dh)
+        if owned and resid.is_contiguous():
+            flat = resid.view(B * T, D).addmm_(z, a.W_O.reshape(H * dh, D))
+        else:
+            flat = torch.addmm(resid.reshape(B * T, D), z, a.W_O.reshape(H * dh, D))
+        flat.add_(a.b_O)
         x = F.layer_norm(flat, (D,), self.ln2.w, self.ln2.b, LN_EPS)
         hidden = _linear(x, self.mlp.W_in.t(), self.mlp.b_in, relu=True)  # (B*T, d_mlp)
         flat.addmm_(hidden, self.mlp.W_out).add_(self.mlp.b_out)
-        return resid
+        return flat.view(B, T, D)
 
 
 class Unembed(nn.Module):
@@ -302,6 +332,7 @@ class HookedTransformer(nn.Module):
             self.unembed = Unembed(spec.d_model, spec.d_vocab)
         self._context_hooks: list[list[Hook]] = []
         self._layer_names = [frozenset(self._block_hook_names(layer)) for layer in range(spec.n_layers)]
+        self._kv_names = [frozenset(self.kv_names(layer)[:2]) for layer in range(spec.n_layers)]
         self.hook_names: tuple[str, ...] = (
             ("hook_embed", "hook_pos_embed")
             + tuple(n for layer in range(spec.n_layers) for n in self._block_hook_names(layer))
@@ -380,6 +411,7 @@ class HookedTransformer(nn.Module):
         hooks: Iterable[Hook] = (),
         names: Names | None = None,
         detach: bool = True,
+        start_qkv: tuple[Tensor, Tensor, Tensor] | None = None,
     ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
         """Run blocks `start_layer`.. from a stored residual; logits, or (logits, cache) when `names` is given.
 
@@ -389,6 +421,11 @@ class HookedTransformer(nn.Module):
         `blocks.{l}.attn.hook_k` / `hook_v` for l >= start_layer (see `kv_names`) over at least the first
         `start_pos` positions, with the same batch size as `resid` or batch size 1. Hooks see absolute
         positions in `hook.positions`; a hook at a layer below `start_layer` is an error, not a no-op.
+
+        `start_qkv`: (q, k, v), each (batch, pos, head, d_head), of layer `start_layer` at the positions of
+        `resid`, computed from that very residual (a clean run's): the layer then reuses them instead of
+        recomputing them. Used without gradients or autocast and with nothing hooked or cached in that layer
+        but its keys and values (exact there: the same values); otherwise ignored.
         """
         if not 0 <= start_layer < self.spec.n_layers:
             raise ArithLensError(f"start layer {start_layer} is outside 0..{self.spec.n_layers - 1}")
@@ -397,7 +434,10 @@ class HookedTransformer(nn.Module):
         positions = self._positions(start_pos, resid.shape[1])
         prefix = self._kv_prefix(kv_prefix, start_layer, start_pos, resid.shape[0])
         run = self._make_run([*hooks], names, detach, start_layer=start_layer)
-        logits = self._blocks_from(resid, start_layer, positions, prefix, logit_positions, run)
+        if start_qkv is not None and any(t.shape[:2] != resid.shape[:2] for t in start_qkv):
+            raise ArithLensError(f"start_qkv must be (batch, pos) = {tuple(resid.shape[:2])} like resid, not "
+                                 f"{[tuple(t.shape) for t in start_qkv]}")
+        logits = self._blocks_from(resid, start_layer, positions, prefix, logit_positions, run, start_qkv)
         return logits if names is None else (logits, run.cache)
 
     @contextmanager
@@ -421,7 +461,7 @@ class HookedTransformer(nn.Module):
         positions = self._positions(0, T)
         embed = _site(run, "hook_embed", F.embedding(tokens, self.embed.W_E), positions)  # (B, T, D)
         pos_embed = _site(run, "hook_pos_embed", self.pos_embed.W_pos[:T].expand(B, T, -1), positions)
-        return self._blocks_from(embed + pos_embed, 0, positions, None, logit_positions, run)
+        return self._blocks_from(embed + pos_embed, 0, positions, None, logit_positions, run, owned=True)
 
     def _blocks_from(
         self,
@@ -431,28 +471,48 @@ class HookedTransformer(nn.Module):
         kv_prefix: list[tuple[Tensor, Tensor]] | None,
         logit_positions: Sequence[int] | None,
         run: _Run | None,
+        start_qkv: tuple[Tensor, Tensor, Tensor] | None = None,
+        owned: bool = False,  # whether `resid` is this call's own tensor (a caller's is never written)
     ) -> Tensor:
         blocks = self.blocks[start_layer:]
-        last = self._fast_last(resid, run, positions, kv_prefix, logit_positions)
-        for i, block in enumerate(blocks[: len(blocks) - (last is not None)]):
-            resid = block(resid, run, positions, None if kv_prefix is None else kv_prefix[i])
-        if last is not None:  # nothing hooked: the last block's queries only where logits are wanted
-            resid, positions = blocks[-1].fast(resid, positions, last), logit_positions
-        elif logit_positions is not None:
+        for i, block in enumerate(blocks):
+            prefix = None if kv_prefix is None else kv_prefix[i]
+            if not self._fast_block(run, block.layer, resid):  # hooked or cached here: every activation offered
+                resid, owned = block(resid, run, positions, prefix), True
+                continue
+            out = self._fast_out(positions, logit_positions) if i == len(blocks) - 1 else None
+            kv: dict[str, Tensor] = {}
+            resid = block.fast(resid, positions, prefix, out=out, qkv=start_qkv if i == 0 else None, owned=owned,
+                               cache=kv)
+            owned = True
+            if run is not None:
+                run.cache.update((name, t) for name, t in kv.items() if name in run.cache_names)
+            if out is not None:
+                positions = logit_positions
+        if logit_positions is not None and positions is not logit_positions:
             resid = resid[:, self._logit_index(positions, logit_positions, resid.device)]
             positions = logit_positions
         x = self.ln_final(resid, run, positions)  # (B, T', D)
         return torch.addmm(self.unembed.b_U, x.reshape(-1, x.shape[-1]), self.unembed.W_U).view(*x.shape[:2], -1)
 
-    def _fast_last(self, resid: Tensor, run: _Run | None, positions: range, kv_prefix, logit_positions) -> slice | None:
-        """The slice of positions the last block needs to compute, when it may skip the others."""
-        if run is not None or kv_prefix is not None or positions.start != 0 or logit_positions is None:
+    def _fast_block(self, run: _Run | None, layer: int, resid: Tensor) -> bool:
+        """Whether block `layer` may take the fast path: no gradients or autocast, nothing hooked in it, and
+        nothing cached in it but its keys and values."""
+        if not _fast_ok(resid):
+            return False
+        if run is None:
+            return True
+        names = self._layer_names[layer]
+        return run.hooks.keys().isdisjoint(names) and run.cache_names.isdisjoint(names - self._kv_names[layer])
+
+    @staticmethod
+    def _fast_out(positions: range, logit_positions: Sequence[int] | None) -> slice | None:
+        """The indices of `positions` the last block must compute when only `logit_positions` are unembedded."""
+        if not isinstance(logit_positions, range) or logit_positions.step != 1 or not len(logit_positions):
             return None
-        if not _fast_ok(resid) or not isinstance(logit_positions, range):
+        if logit_positions.start < positions.start or logit_positions.stop > positions.stop:
             return None
-        if logit_positions.step != 1 or not len(logit_positions) or logit_positions.stop > positions.stop:
-            return None
-        return slice(logit_positions.start, logit_positions.stop)
+        return slice(logit_positions.start - positions.start, logit_positions.stop - positions.start)
 
     def _positions(self, start_pos: int, n: int) -> range:
         if start_pos < 0 or n < 1 or start_pos + n > self.spec.n_ctx:
