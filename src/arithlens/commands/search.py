@@ -60,7 +60,8 @@ def register(app: typer.Typer) -> None:
         min_attn: int = typer.Option(10, "--min-attn", help="Attention percent that counts as attending a digit."),
         min_lower: float = typer.Option(0.5, "--min-lower", help="A rate tags when its Wilson 95% lower bound reaches this."),
         weak: str = typer.Option("always", "--weak", help="Weak tags (A1.SC.A2): always, fallback (only when no strong tag) or never."),
-        pair_search: bool = typer.Option(True, "--pairs-of-heads/--no-pairs-of-heads", help="Try split-attention layer-0 head pairs (virtual heads)."),
+        pair_search: bool = typer.Option(True, "--pairs-of-heads/--no-pairs-of-heads", help="Also patch groups of heads at one position together (a group tags its members only when each is needed)."),
+        group_size: int = typer.Option(3, "--group-size", help="Largest group of heads patched together (2 or more)."),
         threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
         as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
@@ -85,6 +86,8 @@ def register(app: typer.Typer) -> None:
             raise ArithLensError(f"--weak must be one of {', '.join(WEAK_POLICIES)}, not {weak!r}")
         if not 0 < min_lower <= 1:
             raise ArithLensError(f"--min-lower must lie in (0, 1], not {min_lower}")
+        if group_size < 2:
+            raise ArithLensError(f"--group-size must be at least 2, not {group_size}")
         if threads:
             torch.set_num_threads(threads)
         net = load_checkpoint(resolve_model(model)).model.eval()
@@ -93,7 +96,7 @@ def register(app: typer.Typer) -> None:
         progress, finish = _progress(quiet or as_json)
         try:
             result = search_model(net, useful, n_pairs=pairs, seed=seed, weak=weak, pair_search=pair_search,
-                                  min_pct=min_attn, rule=Rule(min_lower), progress=progress)
+                                  max_group=group_size, min_pct=min_attn, rule=Rule(min_lower), progress=progress)
         finally:
             finish()
         claims = evaluate_all(default_claims(spec.n_digits, add=spec.perc_add > 0, sub=spec.perc_sub > 0),
