@@ -367,7 +367,7 @@ def _rates(outcomes: dict, rows: np.ndarray, target: int) -> dict:
     for name, o in outcomes.items():
         out[name] = {"fail": stats.rate(int(o.fails[rows].sum()), n),
                      "target_wrong": stats.rate(int(o.wrong[rows, target].sum()), n),
-                     "wrong_by_answer": o.wrong[rows].mean(0).tolist()}
+                     "wrong_by_answer": o.wrong[rows].mean(0).tolist() if n else [None] * o.wrong.shape[1]}
     return out
 
 

@@ -37,10 +37,6 @@ def register(app: typer.Typer) -> None:
         Also writes the behaviour, algorithm, search, per-node study and analysis.json files; nothing on failure.
         Examples: `arithlens analyze --out out/`; `arithlens analyze --model runs/mix --out out/ --json`.
         """
-        # OpenMP threads that spin while waiting fight other busy torch processes for the cores: measured with three
-        # 2-thread sweeps at once, 54-76 s each by default, 15-17 s with a short spin (and the same 10 s alone).
-        # Only takes effect when torch is not loaded yet, as in a fresh `arithlens` process.
-        os.environ.setdefault("GOMP_SPINCOUNT", "10000")
         import torch
 
         from arithlens.analysis.analyze import AnalyzeOptions

@@ -15,20 +15,18 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
 
 
 def plot_loss_curves(history: dict, out_dir: str | Path, title: str = "") -> list[Path]:
-    """Write loss.png (total and per qtype) and loss_by_position.png (A7..A0, labelled correctly)."""
-    import matplotlib
+    """Write loss.png (total and per qtype) and loss_by_position.png (A7..A0, labelled correctly), atomically."""
+    from matplotlib import colormaps
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from arithlens.report.figures import new_figure, save_figure
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     loss = np.asarray(history["loss"], dtype=float)
     window = max(1, len(loss) // 200)
     steps = np.arange(1, len(loss) + 1)
     paths = []
 
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig = new_figure(8, 4.5, layout="tight")
+    ax = fig.add_subplot()
     ax.plot(steps[window - 1:], _smooth(loss, window), color="black", label="all", lw=1.5)
     colours = {"add": "tab:green", "sub": "tab:red", "neg": "tab:blue", "mul": "tab:purple"}
     for name, values in history.get("loss_by_qtype", {}).items():
@@ -41,16 +39,14 @@ def plot_loss_curves(history: dict, out_dir: str | Path, title: str = "") -> lis
     ax.set_ylabel("loss (mean NLL over answer tokens)")
     ax.set_title(f"Training loss {title}".strip())
     ax.legend()
-    fig.tight_layout()
-    paths.append(out / "loss.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    paths += save_figure(fig, out_dir, "loss", dpi=110, tight=False)
 
     per_pos = np.asarray(history.get("loss_by_position", []), dtype=float)
     if per_pos.size:
         names = history.get("answer_names") or [f"A{k}" for k in range(per_pos.shape[1] - 1, -1, -1)]
-        fig, ax = plt.subplots(figsize=(8, 4.5))
-        cmap = plt.get_cmap("viridis", per_pos.shape[1])
+        fig = new_figure(8, 4.5, layout="tight")
+        ax = fig.add_subplot()
+        cmap = colormaps["viridis"].resampled(per_pos.shape[1])
         for j in range(per_pos.shape[1]):
             ax.plot(steps[window - 1:], _smooth(per_pos[:, j], window), color=cmap(j), lw=1, label=names[j])
         ax.set_yscale("log")
@@ -58,8 +54,5 @@ def plot_loss_curves(history: dict, out_dir: str | Path, title: str = "") -> lis
         ax.set_ylabel("loss")
         ax.set_title(f"Loss per answer token {title}".strip())
         ax.legend(ncol=4, fontsize=8)
-        fig.tight_layout()
-        paths.append(out / "loss_by_position.png")
-        fig.savefig(paths[-1], dpi=110)
-        plt.close(fig)
+        paths += save_figure(fig, out_dir, "loss_by_position", dpi=110, tight=False)
     return paths

@@ -6,17 +6,15 @@ Each figure is written as `<out>/<node>_<name>.png` and `.svg`, atomically, with
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from arithlens.model.checkpoint import write_atomic
+from arithlens.report.figures import new_figure, save_figure
 
 FORMATS = ("png", "svg")
 CASE_COLOURS = {8: "red", 9: "green", 10: "blue"}
@@ -41,24 +39,11 @@ def write_node_figures(data: dict, out_dir: str | Path, formats: Sequence[str] =
 
 
 def _save(fig: Figure, out_dir: str | Path, stem: str, formats: Sequence[str]) -> list[Path]:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for fmt in formats:
-        buf = io.BytesIO()
-        with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": stem}):
-            fig.savefig(buf, format=fmt, dpi=120, bbox_inches="tight", pad_inches=0.1,
-                        metadata={"Date": None} if fmt == "svg" else None)
-        path = out / f"{stem}.{fmt}"
-        write_atomic(path, buf.getvalue())
-        paths.append(path)
-    return paths
+    return save_figure(fig, out_dir, stem, formats, dpi=120)
 
 
 def _figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
+    return new_figure(width, height, layout="constrained")
 
 
 def _pct(x) -> str:
@@ -201,9 +186,11 @@ def _boundary(ax, op: str) -> None:
     """Outline (along cell edges) the cells where the digit pair itself makes a carry (ADD) or a borrow."""
     col, row = np.meshgrid(np.arange(10), np.arange(10))  # column = D't, row = Dt
     inside = {"ADD": col + row >= 10, "SUB": row < col, "NEG": row > col}[op]
+    segments = []
     for r in range(10):
         for c in range(10):
             if r + 1 < 10 and inside[r, c] != inside[r + 1, c]:
-                ax.plot([c - 0.5, c + 0.5], [r + 0.5, r + 0.5], color="black", lw=1.3)
+                segments.append([(c - 0.5, r + 0.5), (c + 0.5, r + 0.5)])
             if c + 1 < 10 and inside[r, c] != inside[r, c + 1]:
-                ax.plot([c + 0.5, c + 0.5], [r - 0.5, r + 0.5], color="black", lw=1.3)
+                segments.append([(c + 0.5, r - 0.5), (c + 0.5, r + 0.5)])
+    ax.add_collection(LineCollection(segments, colors="black", linewidths=1.3))  # one artist: ~20x faster to draw

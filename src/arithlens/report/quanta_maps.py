@@ -8,7 +8,6 @@ catalogue (failure %, impact, attention, complexity, purpose), shaded by a colou
 
 from __future__ import annotations
 
-import io
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -17,7 +16,6 @@ from functools import partial
 from pathlib import Path
 
 import matplotlib
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LinearSegmentedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Ellipse, Rectangle
@@ -25,7 +23,7 @@ from matplotlib.patches import Ellipse, Rectangle
 from arithlens.analysis.nodes import Major, Node, UsefulNode, compact_impact
 from arithlens.arith.layout import Layout
 from arithlens.errors import ArithLensError
-from arithlens.model.checkpoint import write_atomic
+from arithlens.report.figures import new_figure, save_figure
 from arithlens.model.spec import ModelSpec
 
 FONT_SIZE = 10
@@ -267,8 +265,7 @@ def _draw_map(cells: Mapping[Node, Cell], qmap: QuantaMap, layout: Layout) -> Fi
     margin_l, margin_r, margin_t, margin_b = 0.7, 0.15, 0.4, 0.35
     fig_w = margin_l + margin_r + cell_w * len(cols)
     fig_h = margin_t + margin_b + cell_h * len(rows)
-    fig = Figure(figsize=(fig_w, fig_h))
-    FigureCanvasAgg(fig)
+    fig = new_figure(fig_w, fig_h)
     ax = fig.add_axes((margin_l / fig_w, margin_b / fig_h, cell_w * len(cols) / fig_w, cell_h * len(rows) / fig_h))
     _grid_axes(ax, [f"P{p}" for p in cols], [layout.meaning(p) for p in cols], [r.row_name for r in rows])
     max_pct = max((_fail_pct(b.text) for b in blocks), default=0) if qmap.circles else 0
@@ -312,19 +309,7 @@ def file_stem(prefix: str, title: str) -> str:
 
 
 def _save(fig: Figure, out_dir: str | Path, stem: str, formats: Sequence[str]) -> list[Path]:
-    """Each format to a temporary file beside its target, then renamed over it."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for fmt in formats:
-        buf = io.BytesIO()
-        with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": stem}):  # real, stable text in SVGs
-            fig.savefig(buf, format=fmt, dpi=150, bbox_inches="tight", pad_inches=0.1,
-                        metadata={"Date": None} if fmt == "svg" else None)
-        path = out / f"{stem}.{fmt}"
-        write_atomic(path, buf.getvalue())
-        paths.append(path)
-    return paths
+    return save_figure(fig, out_dir, stem, formats, dpi=150)
 
 
 def draw_map(nodes: Iterable[UsefulNode], qmap: QuantaMap, layout: Layout, out_dir: str | Path, prefix: str,
@@ -361,8 +346,7 @@ def _table_figure(header: Sequence[str], rows: list[Sequence[str]], colours: lis
     """A table at least `min_width` inches wide whose columns are as wide as their longest text."""
     chars = [max(len(text) for text in column) for column in zip(header, *rows)]
     widths = [0.085 * n + 0.3 for n in chars]  # inches at FONT_SIZE, bold headers included
-    fig = Figure(figsize=(max(min_width, sum(widths)), 0.3 * (len(rows) + 1) + 0.2))
-    FigureCanvasAgg(fig)
+    fig = new_figure(max(min_width, sum(widths)), 0.3 * (len(rows) + 1) + 0.2)
     ax = fig.add_axes((0, 0, 1, 1))
     ax.axis("off")
     table = ax.table(cellText=rows, colLabels=header, rowLabels=row_labels, cellColours=colours,
