@@ -159,3 +159,48 @@ def test_cli_writes_the_json_and_figures_and_prints_the_same_numbers(tmp_path, c
     for stem in ("pca", "attention", "necessity", "grid"):
         assert f"P18L0H0_{stem}.png" in names and f"P18L0H0_{stem}.svg" in names
     assert len(files) == len(names) and not any(n.endswith(".tmp") for n in names)
+
+
+def _synthetic_study(resample: dict, clean: float = 0.0, n: int = 3000) -> dict:
+    """The parts of a study's data that the verdict reads: every qtype encodes the borrow/carry perfectly, no
+    patching success, and the given resample-ablation break rates of A(t+1)."""
+    from arithlens.analysis.stats import rate
+
+    ops = ("ADD", "SUB", "NEG")
+    probe = {"accuracy": 1.0, "p_value": 0.0099}
+    per = {op: {"all": {"resample": {"target_wrong": rate(round(resample[op] * n), n),
+                                     "wrong_by_answer": [0.0, 0.0, resample[op], 0.0]},
+                        "clean": {"target_wrong": rate(round(clean * n), n)}}} for op in ops}
+    return {
+        "node": "P15L2H2", "position": 15, "answer_digit": 5,
+        "attention": None,
+        "representation": {op: {"probe_carry": probe, "probe_pair": probe} for op in ops},
+        "necessity": {"per_qtype": per, "target_digit": "A5", "answer_names": ["A7", "A6", "A5", "A4"]},
+        "sufficiency": {"applicable": True, "controls": {},
+                        "per_qtype": {op: {"success": rate(0, 200)} for op in ops}},
+        "grid": {"qtype_beyond_pair": 0.4, "r2_pair": 0.25},
+        "shared": {"direction_cosines": {"ADD~SUB": {"cosine": 0.0, "p_value": 0.5},
+                                         "ADD~NEG": {"cosine": 0.0, "p_value": 0.5},
+                                         "SUB~NEG": {"cosine": -0.3, "p_value": 0.01}}},
+    }
+
+
+def test_a_qtype_whose_answers_rarely_break_has_no_role_even_when_significant(monkeypatch):
+    from arithlens.analysis import node_study
+
+    monkeypatch.setattr(node_study, "_mean_ablation_notes", lambda data, ops: [])
+    ops = node_study.OPS
+    # SUB: 1.5% of 3,000 questions break (significant against 0% clean, but below the 5-point bar).
+    verdict, _ = node_study._verdict(_synthetic_study({"ADD": 0.258, "SUB": 0.015, "NEG": 0.214}), ops, 4)
+    assert verdict["roles"] == ["A4.SC", "A4.NB"] and verdict["polysemantic"]
+    assert verdict["per_qtype"]["SUB"] == {"encodes": True, "necessary": False, "sufficient": False, "role": False,
+                                           "feature": "A4.MB"}
+    assert "SUB encodes it too but does not use it (resample ablation makes A5 wrong in 1.5%)" in verdict["text"]
+    # At 6% SUB relies on it: three roles.
+    verdict, _ = node_study._verdict(_synthetic_study({"ADD": 0.258, "SUB": 0.06, "NEG": 0.214}), ops, 4)
+    assert verdict["roles"] == ["A4.SC", "A4.MB", "A4.NB"]
+    assert "does not use" not in verdict["text"]
+    # Only ADD breaks: one role, not polysemantic, and the other two are named as unused.
+    verdict, _ = node_study._verdict(_synthetic_study({"ADD": 0.3, "SUB": 0.0, "NEG": 0.01}), ops, 4)
+    assert verdict["roles"] == ["A4.SC"] and not verdict["polysemantic"]
+    assert verdict["text"].startswith("not polysemantic: computes only A4.SC for ADD; SUB/NEG encode it too but do not")

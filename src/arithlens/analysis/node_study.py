@@ -40,7 +40,9 @@ Decision rules (constants below):
   p <= P_MAX (so it needs >= 99 permutations). Gives the PCA tag `Math.Add:A{t}.SP` /
   `Math.Sub:A{t}.MP` / `Math.Neg:A{t}.NP`.
 - necessary(op): the rate of a wrong A(t+1) (the digit a carry/borrow out of t changes) under resample
-  ablation, over the qtype's questions, has a Wilson lower bound above the clean rate's upper bound.
+  ablation, over the qtype's questions, has a Wilson lower bound above the clean rate's upper bound, and
+  exceeds the clean rate by at least NECESSARY_MIN (5 points): with 3,000 questions per qtype a 1% effect is
+  significant, but a qtype whose answers break that rarely does not rely on the node for the job.
 - sufficient(op): patching success (exact answer) >= SUFFICIENT_MIN.
 - role(op) = encodes(op) and (necessary(op) or sufficient(op)); the node computes A{t}.SC for ADD,
   A{t}.MB for SUB, A{t}.NB for NEG where it has the role.
@@ -82,6 +84,7 @@ ATTEND_MIN = 0.5
 PROBE_MIN = 0.95
 P_MAX = 0.01
 SUFFICIENT_MIN = 0.8
+NECESSARY_MIN = 0.05
 SHARED_COS_MIN = 0.5
 OPERATOR_BLIND_MAX = 0.05
 PROBE_COMPONENTS = 32  # probes see the top principal components (a head's output has rank <= d_head)
@@ -593,7 +596,9 @@ def _verdict(data: dict, ops, t: int) -> tuple[dict, list[str]]:
         best = max((r["probe_carry"], r["probe_pair"]), key=lambda p: p["accuracy"] or 0.0)
         encodes = (best["accuracy"] or 0.0) >= PROBE_MIN and (best["p_value"] or 1.0) <= P_MAX
         allq = nec["per_qtype"][op.name]["all"]
-        necessary = allq["resample"]["target_wrong"]["ci"][0] > allq["clean"]["target_wrong"]["ci"][1]
+        broken, clean = allq["resample"]["target_wrong"], allq["clean"]["target_wrong"]
+        necessary = (broken["ci"][0] > clean["ci"][1]
+                     and (broken["rate"] or 0.0) - (clean["rate"] or 0.0) >= NECESSARY_MIN)
         success = suf["per_qtype"][op.name]["success"]["rate"] if suf.get("applicable") else None
         sufficient = success is not None and success >= SUFFICIENT_MIN
         role = encodes and (necessary or sufficient)
@@ -652,6 +657,13 @@ def _verdict_text(data, ops, t, per, roles, polysemantic, shared, blind) -> str:
         head = ("not polysemantic: no carry/borrow role at digit "
                 f"{t}" + (f" (encodes it for {', '.join(enc)} but ablation and patching show no use)" if enc else ""))
     parts = [head]
+    unused = [op for op in ops if per[op.name]["encodes"] and not per[op.name]["role"]]
+    if roles and unused and t != k:  # (with no role at all the head line says it already)
+        one = len(unused) == 1
+        parts.append("/".join(op.name for op in unused) + (" encodes it too but does" if one else " encode it too but do")
+                     + f" not use it (resample ablation makes {nec['target_digit']} wrong in "
+                     + "/".join(_pct(nec["per_qtype"][op.name]["all"]["resample"]["target_wrong"]["rate"])
+                                for op in unused) + ")")
     used_only = [op for op in ops
                  if not per[op.name]["role"] and (per[op.name]["necessary"] or per[op.name]["sufficient"])]
     if used_only and t != k:
