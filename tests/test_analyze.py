@@ -3,15 +3,18 @@ offline report it writes, and bad models (exit 2, nothing written)."""
 
 import json
 import re
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import torch
+from helpers import arithlens
 
-from arithlens.analysis.analyze import AnalyzeOptions, analyze, carry_like_tags, study_targets
+from arithlens.analysis.analyze import (
+    AnalyzeOptions,
+    analyze,
+    carry_like_tags,
+    study_targets,
+)
 from arithlens.analysis.node_study import StudyOptions
 from arithlens.analysis.nodes import Node, NodeList, UsefulNode
 from arithlens.errors import ArithLensError
@@ -22,14 +25,6 @@ from arithlens.report.html import write_report
 TINY = ModelSpec.parse("mix_d2_l1_h2_t1K_s000001", d_model=100, d_head=16, d_mlp=16)
 SMALL = StudyOptions(questions=30, pairs=10, per_case=20, mixed=100, permutations=99)
 FAST = AnalyzeOptions(questions=3000, pairs=20, study=SMALL, founding_study=SMALL)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny_model() -> HookedTransformer:
@@ -148,14 +143,10 @@ def test_report_is_one_offline_page_with_every_section(tmp_path):
 # The command
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "arithlens.cli", "analyze", *args], capture_output=True, text=True)
-
-
 def test_cli_writes_the_report_and_the_json_files(tmp_path):
     save_checkpoint(tiny_model(), TINY, tmp_path / "tiny")
     out = tmp_path / "out"
-    proc = run_cli("--model", str(tmp_path / "tiny"), "--out", str(out), "--questions", "3000", "--pairs", "20",
+    proc = arithlens("analyze", "--model", str(tmp_path / "tiny"), "--out", str(out), "--questions", "3000", "--pairs", "20",
                    "--threads", "1", "--json")
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
@@ -175,7 +166,7 @@ def test_cli_writes_the_report_and_the_json_files(tmp_path):
 
 def test_cli_prints_a_short_summary(tmp_path):
     save_checkpoint(tiny_model(), TINY, tmp_path / "tiny")
-    proc = run_cli("--model", str(tmp_path / "tiny"), "--out", str(tmp_path / "out"), "--questions", "3000",
+    proc = arithlens("analyze", "--model", str(tmp_path / "tiny"), "--out", str(tmp_path / "out"), "--questions", "3000",
                    "--no-search", "--max-studies", "1", "--threads", "1", "--quiet")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
@@ -207,7 +198,7 @@ def corrupt_model_dir(tmp_path: Path) -> Path:
 def test_bad_model_is_one_line_error_exit_2_and_writes_nothing(tmp_path, make_model, message):
     model = make_model(tmp_path)
     out = tmp_path / "out"
-    proc = run_cli("--model", str(model), "--out", str(out), "--questions", "50", "--quiet")
+    proc = arithlens("analyze", "--model", str(model), "--out", str(out), "--questions", "50", "--quiet")
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1 and message in proc.stderr
@@ -216,9 +207,9 @@ def test_bad_model_is_one_line_error_exit_2_and_writes_nothing(tmp_path, make_mo
 
 
 def test_bad_options_fail_before_any_work(tmp_path):
-    proc = run_cli("--model", "no/such/model", "--out", str(tmp_path / "out"), "--pairs", "0")
+    proc = arithlens("analyze", "--model", "no/such/model", "--out", str(tmp_path / "out"), "--pairs", "0")
     assert proc.returncode == 2 and proc.stderr == "error: --pairs must be at least 1, not 0\n"
     assert not (tmp_path / "out").exists()
     (tmp_path / "file").write_text("x")
-    proc = run_cli("--model", "no/such/model", "--out", str(tmp_path / "file"))
+    proc = arithlens("analyze", "--model", "no/such/model", "--out", str(tmp_path / "file"))
     assert proc.returncode == 2 and proc.stderr == f"error: --out '{tmp_path / 'file'}' is a file, not a directory\n"

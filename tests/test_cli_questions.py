@@ -1,19 +1,14 @@
 """`arithlens questions`: JSON lines with right answers, determinism, one-line errors with exit code 2."""
 
 import json
-import subprocess
-import sys
 
 import pytest
-
-
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "arithlens.cli", *args], capture_output=True, text=True)
+from helpers import arithlens
 
 
 def test_json_lines_have_right_answers_and_repeat_exactly():
     args = ("questions", "--digits", "6", "--op", "mix", "--count", "5", "--seed", "1", "--json")
-    first, second = run_cli(*args), run_cli(*args)
+    first, second = arithlens(*args), arithlens(*args)
     assert first.returncode == 0 and first.stdout == second.stdout
     rows = [json.loads(line) for line in first.stdout.splitlines()]
     assert len(rows) == 5
@@ -25,7 +20,7 @@ def test_json_lines_have_right_answers_and_repeat_exactly():
 
 
 def test_tricase_table_shows_labels():
-    out = run_cli("questions", "--kind", "tricase", "--op", "sub", "--qtype", "neg", "--digit", "1",
+    out = arithlens("questions", "--kind", "tricase", "--op", "sub", "--qtype", "neg", "--digit", "1",
                   "--case", "T8", "--count", "4", "--seed", "3")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
@@ -43,7 +38,7 @@ def test_tricase_table_shows_labels():
     ],
 )
 def test_bad_requests_exit_2_with_one_line(args, message):
-    out = run_cli(*args)
+    out = arithlens(*args)
     assert out.returncode == 2
     assert out.stderr.startswith(message) and out.stderr.count("\n") == 1
     assert out.stdout == ""

@@ -2,15 +2,22 @@
 no verdict, totals add up, and `arithlens eval` / `convert` fail with one line and no output file."""
 
 import json
-import sys
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import arithlens_here
 
-from arithlens.arith import MINUS, PLUS, QType, QuestionBatch, string_to_tokens, tokens_to_string, uniform
-from arithlens.cli import main
+from arithlens.arith import (
+    MINUS,
+    PLUS,
+    QType,
+    QuestionBatch,
+    string_to_tokens,
+    tokens_to_string,
+    uniform,
+)
 from arithlens.errors import ArithLensError
 from arithlens.model import HookedTransformer, ModelSpec, save_checkpoint
 from arithlens.model.evaluate import (
@@ -30,15 +37,6 @@ def all_questions(n_digits: int) -> QuestionBatch:
     a, b = np.tile(a.ravel(), 2), np.tile(b.ravel(), 2)
     op = np.repeat(np.array([PLUS, MINUS], np.int8), len(a) // 2)
     return QuestionBatch(n_digits, a, op, b)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: more torch threads only add waiting (and a lot of it on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -245,14 +243,6 @@ def test_combine_sums_counts():
 # CLI
 
 
-def run_cli(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["arithlens", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    out = capsys.readouterr()
-    return exit_info.value.code or 0, out.out, out.err
-
-
 @pytest.fixture
 def shipped(tmp_path, monkeypatch):
     """A models directory holding one tiny mixed model, used as the shipped set."""
@@ -264,7 +254,7 @@ def shipped(tmp_path, monkeypatch):
 
 def test_eval_without_model_checks_the_shipped_default_and_writes_json(shipped, tmp_path, monkeypatch, capsys):
     out_file = tmp_path / "report.json"
-    code, out, _ = run_cli(monkeypatch, capsys, "eval", "--questions", "30", "--precision", "fp32", "--json",
+    code, out, _ = arithlens_here(monkeypatch, capsys, "eval", "--questions", "30", "--precision", "fp32", "--json",
                            "--quiet", "--out", str(out_file))
     assert code == 0
     report = json.loads(out)
@@ -277,7 +267,7 @@ def test_eval_without_model_checks_the_shipped_default_and_writes_json(shipped, 
 
 
 def test_eval_table_shows_each_kind_and_qtype(shipped, monkeypatch, capsys):
-    code, out, _ = run_cli(monkeypatch, capsys, "eval", "--model", "mix", "--questions", "20", "--kind", "uniform",
+    code, out, _ = arithlens_here(monkeypatch, capsys, "eval", "--model", "mix", "--questions", "20", "--kind", "uniform",
                            "--precision", "fp32", "--quiet")
     assert code == 0
     lines = out.splitlines()
@@ -295,7 +285,7 @@ def test_eval_of_unknown_or_corrupt_model_is_one_line_exit_2_no_output(model_arg
         (bad / "model.safetensors").write_bytes(b"\x00not a safetensors file")
         model_arg = str(bad)
     out_file = tmp_path / "report.json"
-    code, out, err = run_cli(monkeypatch, capsys, "eval", "--model", model_arg, "--questions", "5", "--quiet",
+    code, out, err = arithlens_here(monkeypatch, capsys, "eval", "--model", model_arg, "--questions", "5", "--quiet",
                              "--out", str(out_file))
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("error: ")
@@ -310,7 +300,7 @@ def test_eval_of_unknown_or_corrupt_model_is_one_line_exit_2_no_output(model_arg
 def test_convert_of_corrupt_pth_is_one_line_exit_2_and_creates_nothing(tmp_path, monkeypatch, capsys):
     source = tmp_path / "add_d6_l2_h3_t15K_s372001.pth"
     source.write_bytes(b"garbage")
-    code, out, err = run_cli(monkeypatch, capsys, "convert", str(source), str(tmp_path / "out"))
+    code, out, err = arithlens_here(monkeypatch, capsys, "convert", str(source), str(tmp_path / "out"))
     assert code == 2 and out == "" and err.count("\n") == 1 and "is corrupt" in err
     assert not (tmp_path / "out").exists()
 
@@ -319,8 +309,8 @@ def test_convert_writes_our_format_and_refuses_to_overwrite(tmp_path, monkeypatc
     spec = ModelSpec.parse("add_d2_l1_h2_t15K_s372001", d_model=16, d_head=8, d_mlp=32)
     source = tmp_path / f"{spec.name}.pth"
     torch.save(HookedTransformer(spec, seed=3).state_dict(), source)
-    code, out, _ = run_cli(monkeypatch, capsys, "convert", str(source), str(tmp_path / "out"))
+    code, out, _ = arithlens_here(monkeypatch, capsys, "convert", str(source), str(tmp_path / "out"))
     assert code == 0 and out.startswith(f"{source} -> {tmp_path / 'out'}: {spec.name} (spec from file name)")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["model.json", "model.safetensors"]
-    code, _, err = run_cli(monkeypatch, capsys, "convert", str(source), str(tmp_path / "out"))
+    code, _, err = arithlens_here(monkeypatch, capsys, "convert", str(source), str(tmp_path / "out"))
     assert code == 2 and "pass --force" in err

@@ -1,12 +1,11 @@
 """The node study on a tiny hand-built model whose head P18L0H0 attends only to D1 and D'1, and the CLI."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
+from helpers import arithlens
 
 from arithlens.analysis.node_study import StudyOptions, expected_answer, study_node
 from arithlens.arith.questions import QType, QuestionBatch
@@ -123,10 +122,6 @@ def test_expected_answer_recomputes_the_next_digit_with_the_store_carry(question
 # ---- CLI ----
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "arithlens.cli", *args], capture_output=True, text=True)
-
-
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     model = pair_head_model()
@@ -140,7 +135,7 @@ def checkpoint(tmp_path_factory):
 ])
 def test_bad_node_names_are_one_line_errors_that_write_nothing(tmp_path, checkpoint, name, message):
     out = tmp_path / "out"
-    result = run_cli("node", name, "--model", str(checkpoint), "--out", str(out))
+    result = arithlens("node", name, "--model", str(checkpoint), "--out", str(out))
     assert result.returncode == 2
     assert result.stderr.startswith(message) and result.stderr.count("\n") == 1
     assert not out.exists()
@@ -148,7 +143,7 @@ def test_bad_node_names_are_one_line_errors_that_write_nothing(tmp_path, checkpo
 
 def test_cli_writes_the_json_and_figures_and_prints_the_same_numbers(tmp_path, checkpoint):
     out = tmp_path / "out"
-    result = run_cli("node", "P18L0H0", "--model", str(checkpoint), "--out", str(out), "--questions", "20",
+    result = arithlens("node", "P18L0H0", "--model", str(checkpoint), "--out", str(out), "--questions", "20",
                      "--pairs", "10", "--permutations", "5", "--seed", "2", "--json")
     assert result.returncode == 0, result.stderr
     printed = json.loads(result.stdout)

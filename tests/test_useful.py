@@ -1,12 +1,11 @@
 """Useful positions and nodes: a model with a planted copy head, the tag rules, the varied set, the CLI."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
+from helpers import arithlens
 
 from arithlens.analysis.interventions import Engine, Outcome, compute_means
 from arithlens.analysis.nodes import Major, Node, Tag
@@ -170,15 +169,11 @@ def test_varied_questions_are_the_reference_mix_plus_the_curated_sets():
     assert len(add_only) == 10 + 110 and (add_only.qtype == QType.ADD).all()
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "arithlens.cli", "useful", *args], capture_output=True, text=True)
-
-
 def test_cli_writes_the_behaviour_json_and_reports_json(tmp_path):
     save_checkpoint(planted_model(), SPEC, tmp_path / "planted")
     out = tmp_path / "out"
     # 3000 random 2-digit sums hold ~30 with b = 0, the only ones the planted model gets right.
-    proc = run_cli("--model", str(tmp_path / "planted"), "--out", str(out), "--questions", "3000", "--json")
+    proc = arithlens("useful", "--model", str(tmp_path / "planted"), "--out", str(out), "--questions", "3000", "--json")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data["useful_positions"] == [7, 8] and data["position_failures"][:7] == [0] * 7
@@ -196,13 +191,13 @@ def test_cli_writes_the_behaviour_json_and_reports_json(tmp_path):
 ])
 def test_cli_errors_are_one_line_exit_2_and_write_nothing(tmp_path, model, message):
     out = tmp_path / "out"
-    proc = run_cli("--model", model, "--out", str(out), "--quiet")
+    proc = arithlens("useful", "--model", model, "--out", str(out), "--quiet")
     assert proc.returncode == 2 and proc.stderr.startswith(message) and len(proc.stderr.splitlines()) == 1
     assert not out.exists()
 
 
 def test_cli_refuses_a_model_that_answers_nothing(tmp_path):
     save_checkpoint(HookedTransformer(SPEC, seed=1), SPEC, tmp_path / "random")
-    proc = run_cli("--model", str(tmp_path / "random"), "--out", str(tmp_path / "out"), "--quiet")
+    proc = arithlens("useful", "--model", str(tmp_path / "random"), "--out", str(tmp_path / "out"), "--quiet")
     assert proc.returncode == 2 and "answers none of the" in proc.stderr
     assert not (tmp_path / "out").exists()

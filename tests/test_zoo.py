@@ -1,14 +1,24 @@
 """Shipped models: listing with card info, the default (mixed, 3 layers), `--model` resolution, `arithlens models`."""
 
 import json
-import sys
 
 import pytest
+from helpers import arithlens_here
 
-from arithlens.cli import main
 from arithlens.errors import ArithLensError, CheckpointError
-from arithlens.model import HookedTransformer, ModelSpec, load_checkpoint, save_checkpoint
-from arithlens.model.zoo import MODELS_ENV, default_model_name, list_models, models_dir, resolve_model
+from arithlens.model import (
+    HookedTransformer,
+    ModelSpec,
+    load_checkpoint,
+    save_checkpoint,
+)
+from arithlens.model.zoo import (
+    MODELS_ENV,
+    default_model_name,
+    list_models,
+    models_dir,
+    resolve_model,
+)
 
 SIZES = dict(d_model=16, d_head=4, d_mlp=8)
 
@@ -108,22 +118,14 @@ def test_a_broken_card_is_a_checkpoint_error_naming_the_file(zoo):
         list_models()
 
 
-def run_cli(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["arithlens", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    out = capsys.readouterr()
-    return exit_info.value.code or 0, out.out, out.err
-
-
 def test_models_command_lists_shipped_models_and_marks_the_default(zoo, monkeypatch, capsys):
-    code, out, _ = run_cli(monkeypatch, capsys, "models")
+    code, out, _ = arithlens_here(monkeypatch, capsys, "models")
     assert code == 0
     lines = out.splitlines()
     assert lines[0].split() == ["name", "op", "layers", "heads", "d_model", "size", "accuracy"]
     assert lines[3].startswith("* mix_d6_l3_h4_t12K_s372001") and lines[3].endswith("0 wrong / 3,100,000")
     assert lines[1].split()[:5] == ["add_d6_l2_h3_t8K_s372001", "add", "2", "3", "16"]
-    code, out, _ = run_cli(monkeypatch, capsys, "models", "--json")
+    code, out, _ = arithlens_here(monkeypatch, capsys, "models", "--json")
     rows = [json.loads(line) for line in out.splitlines()]
     assert [r["default"] for r in rows] == [False, False, True]
     assert rows[2]["layers"] == 3 and rows[2]["heads"] == 4 and rows[2]["size_bytes"] > 0
@@ -131,5 +133,5 @@ def test_models_command_lists_shipped_models_and_marks_the_default(zoo, monkeypa
 
 def test_models_command_with_nothing_shipped_says_so(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(MODELS_ENV, str(tmp_path))
-    code, out, _ = run_cli(monkeypatch, capsys, "models")
+    code, out, _ = arithlens_here(monkeypatch, capsys, "models")
     assert code == 0 and out.startswith("no models are shipped")
