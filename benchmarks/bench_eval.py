@@ -22,8 +22,11 @@ import statistics
 import time
 from collections.abc import Callable
 
-import numpy as np
-import torch
+# As the CLI does (arithlens.cli.main): a short OpenMP spin, so idle torch threads do not burn a busy core.
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from arithlens.arith import uniform
 from arithlens.model import HookedTransformer, ModelSpec, load_checkpoint

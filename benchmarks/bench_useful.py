@@ -16,10 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
-import torch
+# As the CLI does (arithlens.cli.main): a short OpenMP spin, so idle torch threads do not burn a busy core.
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")
+
+import torch  # noqa: E402
 
 from arithlens.analysis.interventions import Engine, compute_means, run_with_interventions, score
 from arithlens.analysis.nodes import Node
@@ -98,7 +102,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="checkpoint directory (default: see above)")
     ap.add_argument("--questions", type=int, default=256, help="random questions before the curated set")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: kind to background jobs)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="cores to use: torch threads for the full forwards, worker threads for the engine")
     ap.add_argument("--rounds", type=int, default=10, help="interleaved rounds (node groups)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -137,11 +142,11 @@ def main() -> None:
         group = range(r, len(nodes), args.rounds)  # each round a spread of positions and layers
         for way in ("engine", "full") if r % 2 == 0 else ("full", "engine"):
             t0, c0 = time.perf_counter(), time.process_time()
-            for i in group:
-                if way == "engine":
-                    out = engine.outcome(ablations[i])
-                else:
-                    out = score(run_with_interventions(model, tokens, ablations[i]), engine.targets)
+            if way == "engine":  # on --threads worker threads of one torch thread each
+                outs = engine.outcomes([ablations[i] for i in group], workers=args.threads)
+            else:  # each forward on --threads torch threads
+                outs = [score(run_with_interventions(model, tokens, ablations[i]), engine.targets) for i in group]
+            for i, out in zip(group, outs):
                 fails[way][i] = out.fails
                 tags[way][i] = behaviour_tags(out, questions)
             seconds[way] += time.perf_counter() - t0

@@ -156,7 +156,26 @@ def test_engine_restores_its_scratch_keys_and_values(model, tokens, means, engin
     first = engine.answer_logits(ivs)
     engine.answer_logits([mean_ablate(means, "blocks.0.mlp.hook_post", 6)])
     assert torch.equal(engine.answer_logits(ivs), first)
-    assert all(torch.equal(engine._kv[n], engine._kv_clean[n]) for n in engine._kv)
+    scratch = engine._scratch()
+    assert all(torch.equal(scratch[n], engine._kv_clean[n]) for n in scratch)
+
+
+def test_outcomes_on_worker_threads_equal_one_at_a_time_in_order(model, tokens, means, engine):
+    ablations = [[mean_ablate(means, f"blocks.{layer}.attn.hook_z", p, head=h)] for p in (3, 6, 9, 11)
+                 for layer in range(2) for h in range(2)]
+    ablations += [[mean_ablate(means, f"blocks.{layer}.mlp.hook_post", p)] for p in (4, 8) for layer in range(2)]
+    one = [engine.outcome(ivs) for ivs in ablations]
+    seen = []
+    threads = torch.get_num_threads()
+    many = engine.outcomes(ablations, workers=3, progress=seen.append)
+    assert torch.get_num_threads() == threads
+    assert seen == list(range(1, len(ablations) + 1))
+    for a, b in zip(one, many):
+        np.testing.assert_allclose(a.loss, b.loss, rtol=1e-9, atol=1e-9)
+        assert (a.wrong == b.wrong).all()
+    assert len({o.loss.sum() for o in many}) > len(ablations) // 2  # distinct ablations, not one repeated
+    with pytest.raises(ArithLensError, match="workers must be positive"):
+        engine.outcomes(ablations, workers=0)
 
 
 def test_failure_needs_both_a_loss_above_threshold_and_a_wrong_digit():

@@ -13,7 +13,9 @@ axis was measured slower (ARCHITECTURE.md).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -304,8 +306,8 @@ def _head_major(t: Tensor) -> Tensor:
 class Engine:
     """One question set, one clean run; then `answer_logits(interventions)` / `outcome(interventions)`.
 
-    `targets` (batch, n_answer) default to the answer tokens (teacher forcing). The engine keeps scratch
-    key/value buffers, so one engine serves one caller at a time.
+    `targets` (batch, n_answer) default to the answer tokens (teacher forcing). Key/value scratch buffers are
+    per thread, so threads may share one engine (`outcomes` runs ablations on several).
     """
 
     def __init__(self, model: HookedTransformer, questions: QuestionBatch | Tensor, *,
@@ -333,7 +335,7 @@ class Engine:
         # the model reads a prefix of them in place (a matmul over batch x head) instead of copying it.
         self._q = [_head_major(cache[n]) for n in q_names]
         self._kv_clean = {n: _head_major(cache[n]) for n in model.kv_names(0)}
-        self._kv = {n: t.clone() for n, t in self._kv_clean.items()}  # scratch: clean but for one position
+        self._local = threading.local()  # per thread: key/value scratch, clean but for one position
         self.clean = score(self.clean_logits, self.targets, threshold)
 
     def __len__(self) -> int:
@@ -341,6 +343,44 @@ class Engine:
 
     def outcome(self, interventions: Sequence[Intervention]) -> Outcome:
         return score(self.answer_logits(interventions), self.targets, self.threshold)
+
+    def outcomes(self, ablations: Iterable[Sequence[Intervention]], *, workers: int | None = None,
+                 progress: Callable[[int], None] | None = None) -> list[Outcome]:
+        """`outcome` of each ablation (a list of interventions applied together), in order.
+
+        On a CPU they run on `workers` threads of one torch thread each (default: `torch.get_num_threads()`;
+        the process's torch thread count is 1 meanwhile, restored after). Each ablation is a few small
+        matmuls, which one thread runs better than two share (as in `evaluate`). `progress(done)` is called
+        in order as each finishes."""
+        ablations = [list(ivs) for ivs in ablations]
+        cpu = self.tokens.device.type == "cpu"
+        workers = (torch.get_num_threads() if workers is None else workers) if cpu else 1
+        if workers < 1:
+            raise ArithLensError(f"workers must be positive, not {workers}")
+        out: list[Outcome] = []
+        threads = torch.get_num_threads()
+        pool = None
+        if workers > 1 and len(ablations) > 1:
+            torch.set_num_threads(1)
+            pool = ThreadPoolExecutor(workers, thread_name_prefix="arithlens-engine")
+        try:
+            results = pool.map(self.outcome, ablations) if pool is not None else map(self.outcome, ablations)
+            for result in results:
+                out.append(result)
+                if progress is not None:
+                    progress(len(out))
+        finally:
+            if pool is not None:
+                pool.shutdown()
+            torch.set_num_threads(threads)
+        return out
+
+    def _scratch(self) -> dict[str, Tensor]:
+        """This thread's copy of the clean keys and values (edited at one position during a run, then restored)."""
+        kv = getattr(self._local, "kv", None)
+        if kv is None:
+            kv = self._local.kv = {n: t.clone() for n, t in self._kv_clean.items()}
+        return kv
 
     def answer_logits(self, interventions: Sequence[Intervention]) -> Tensor:
         """(batch, n_answer, vocab) with all `interventions` applied together."""
@@ -392,16 +432,17 @@ class Engine:
         # Positions after p enter layer `first` unchanged; if it is the last layer, only answer positions
         # need computing there (the others' keys and values are the clean ones).
         start = answers_after.start if first == self.n_layers - 1 else p + 1
+        scratch = self._scratch()
         try:
             for n in kv_names:
-                self._kv[n][:, p] = cache[n][:, 0]
+                scratch[n][:, p] = cache[n][:, 0]
             # Layer `first` at positions >= start sees its clean input: its q, k and v there are the clean ones.
             span = slice(start, self.last + 1)
             clean_qkv = (self._q[first][:, span], *(self._kv_clean[n][:, span] for n in kv_names[:2]))
-            out = self.model.forward_from(self._resid[first][:, span], first, start_pos=start, kv_prefix=self._kv,
+            out = self.model.forward_from(self._resid[first][:, span], first, start_pos=start, kv_prefix=scratch,
                                           logit_positions=answers_after, start_qkv=clean_qkv)
         finally:
             for n in kv_names:
-                self._kv[n][:, p] = self._kv_clean[n][:, p]
+                scratch[n][:, p] = self._kv_clean[n][:, p]
         logits[:, answers_after.start - self.answer.start :] = out
         return logits

@@ -155,11 +155,16 @@ def sweep(model: HookedTransformer, questions: QuestionBatch, ablations: Sequenc
     for start in chunks:
         rows = slice(start, start + CHUNK)
         engine = Engine(model, questions.select(rows), threshold=threshold)
-        for k, ivs in enumerate(ablations):
-            parts[k].append(engine.outcome([iv.rows(rows) for iv in ivs]))
-            done += 1
+        before = done
+
+        def tick(n: int) -> None:
             if progress is not None:
-                progress(stage, done, total)
+                progress(stage, before + n, total)
+
+        outcomes = engine.outcomes([[iv.rows(rows) for iv in ivs] for ivs in ablations], progress=tick)
+        for k, outcome in enumerate(outcomes):
+            parts[k].append(outcome)
+        done += len(ablations)
     return [Outcome(np.concatenate([o.loss for o in p]), np.concatenate([o.wrong for o in p]), threshold)
             for p in parts]
 
