@@ -354,3 +354,18 @@ def test_shipped_model_sign_head_and_cascade_head_are_found_by_their_patches():
     assert ("P12L0H1", "A2.SS") not in rates  # it attends digit 0, not the digit 1 that A2.SS needs
     tags = algo(result)
     assert {"SGN", "A2.SGN", "A3.SGN"} <= set(tags["P14L0H3"]) and "A1.SS" in tags["P12L0H1"]
+
+
+def test_a_head_can_share_a_job_with_a_deeper_head_that_is_not_a_useful_node():
+    # P10L1H2 is not in the node list (its ablation failed no question) but does half of P10L1H0's job.
+    plan = {("A1.SA", frozenset({"P10L1H0", "P10L1H2"})): ("strong", 1.0)}
+    result = run(plan)
+    assert algo(result)["P10L1H0"] == ["A1.SA"] and "P10L1H2" not in result.nodes
+    pair = next(t for t in result.trials if t.name == "P10L1H0+P10L1H2" and t.tag == "A1.SA")
+    assert pair.to_dict()["not_useful"] == ["P10L1H2"] and pair.tagged == "A1.SA"
+    assert "P10L1H0" not in algo(run(plan, partners=False))
+    # A head that passes alone is not paired with partners.
+    alone = run({("A1.SA", frozenset({"P10L1H0"})): ("strong", 1.0)})
+    assert not any(t.name.startswith("P10L1H0+P10L1H") for t in alone.trials if t.tag == "A1.SA")
+    partners = {p for t in alone.trials for p in t.partners}
+    assert partners and all(p.layer >= 1 and p not in alone.nodes for p in partners)  # never layer 0

@@ -14,6 +14,10 @@ Groups: two or three candidate heads at one position (any layers) are also patch
 split one job (the predecessor's "virtual head" of two layer-0 heads each copying one operand is the
 simplest case). A group earns its tag for every member only when its rate clears the rule and each member
 is needed: leaving any one member out gives a rate whose whole Wilson interval lies below the group's.
+With `partners`, a candidate head that passed neither alone nor in a group is also paired with each deeper
+head at its position that is not a useful node: mean-ablating such a head fails no question because the other half of a redundant job makes up for
+it, yet patching the two together can move the answer where neither does alone (P17L0H1 with P17L1H2, the
+same borrow pair that is useful at P16 and P18). Only useful nodes are tagged; the record names the partner.
 """
 
 from __future__ import annotations
@@ -89,6 +93,7 @@ class Trial:
     weak: int
     tagged: str | None = None  # the Algo tag this trial added, if any
     without: tuple[tuple[int, int], ...] = ()  # groups: (strong, weak) with each member left out, in order
+    partners: tuple[Node, ...] = ()  # members that are not useful nodes (never tagged)
 
     @property
     def name(self) -> str:
@@ -107,6 +112,8 @@ class Trial:
         if self.without:
             out["without"] = {node.name: {"strong": _rate(s, self.valid), "weak": _rate(w, self.valid)}
                               for node, (s, w) in zip(self.nodes, self.without)}
+        if self.partners:
+            out["not_useful"] = [node.name for node in self.partners]
         return out
 
 
@@ -299,7 +306,7 @@ def _weak_tag(task: SubTask, k: int, n_digits: int) -> str:
 
 def search(nodes: NodeList, spec, runner: RunnerFactory, *, tasks: Sequence[SubTask] | None = None,
            n_pairs: int = DEFAULT_PAIRS, seed: int = 0, rule: Rule = Rule(), weak: str = "always",
-           pair_search: bool = True, max_group: int = 3, min_pct: int = DEFAULT_MIN_ATTN,
+           pair_search: bool = True, max_group: int = 3, partners: bool = True, min_pct: int = DEFAULT_MIN_ATTN,
            make_pairs: Callable[[SubTask, int, int, np.random.Generator], Pairs] | None = None,
            progress: Callable[[int, int, str], None] | None = None) -> SearchResult:
     """Run the sub-task searches over useful `nodes` of a model described by `spec` (a ModelSpec).
@@ -310,7 +317,8 @@ def search(nodes: NodeList, spec, runner: RunnerFactory, *, tasks: Sequence[SubT
     predecessor); "never". With `pair_search`, groups of 2..`max_group` candidate heads at one position
     are patched together (see the module docstring for when a group tags its members); a layer-0 head that
     attends only part of the digits the task needs is tried only in groups that cover them all (the
-    predecessor's "virtual head" of two operand-copying heads). `make_pairs(task, k,
+    predecessor's "virtual head" of two operand-copying heads); with `partners` too, each candidate head
+    that passed neither alone nor in a group is paired with every deeper head at its position that is not a useful node. `make_pairs(task, k,
     n_pairs, rng)` replaces the tasks' own pair drawing (e.g. questions a hand-built model can answer).
     Deterministic for a seed.
     """
@@ -356,9 +364,11 @@ def search(nodes: NodeList, spec, runner: RunnerFactory, *, tasks: Sequence[SubT
                 tried.append(Trial((un.node,), task.name, k, tag, cell.valid, strong, weak_hits))
         if pair_search:
             for group in _groups(candidates, task, k, layout, min_pct, max_group):
-                strong, weak_hits = judge(group)
-                without = tuple(judge(tuple(x for x in group if x != m)) for m in group)
-                tried.append(Trial(group, task.name, k, tag, cell.valid, strong, weak_hits, without=without))
+                tried.append(_group_trial(group, judge, out, task.name, k, tag, cell.valid))
+            if partners:
+                done = {node for t in tried if t.passes(rule, "strong") for node in t.nodes}
+                for group in _partner_pairs([un for un in candidates if un.node not in done], out, spec):
+                    tried.append(_group_trial(group, judge, out, task.name, k, tag, cell.valid))
         any_strong = any(t.passes(rule, "strong") for t in tried)
         for t in tried:
             added = None
@@ -369,14 +379,16 @@ def search(nodes: NodeList, spec, runner: RunnerFactory, *, tasks: Sequence[SubT
                 added = weak_tag
             if added is not None:
                 for node in t.nodes:
-                    out.get(node).add(Tag(Major.ALGO, added))
+                    if node in out:
+                        out.get(node).add(Tag(Major.ALGO, added))
                 cell.tagged.append(t.name)
             trials.append(dataclasses.replace(t, tagged=added))
     if progress is not None:
         progress(len(work), len(work), "done")
     drop_lone_attention_facts(out)
     settings = {"model": getattr(spec, "name", None), "n_digits": n, "pairs": n_pairs, "seed": seed,
-                "weak": weak, "pair_search": pair_search, "max_group": max_group, "min_attn_pct": min_pct,
+                "weak": weak, "pair_search": pair_search, "max_group": max_group, "partners": partners,
+                "min_attn_pct": min_pct,
                 "tasks": [t.name for t in tasks]}
     return SearchResult(out, trials, cells, rule, settings)
 
@@ -395,6 +407,14 @@ class _Judge:
         return self.seen[key]
 
 
+def _group_trial(group: tuple[Node, ...], judge: _Judge, useful: NodeList, task: str, k: int, tag: str,
+                 valid: int) -> Trial:
+    strong, weak_hits = judge(group)
+    without = tuple(judge(tuple(x for x in group if x != m)) for m in group)
+    return Trial(group, task, k, tag, valid, strong, weak_hits, without=without,
+                 partners=tuple(x for x in group if x not in useful))
+
+
 def _groups(candidates: list[UsefulNode], task: SubTask, k: int, layout, min_pct: int,
             max_size: int) -> list[tuple[Node, ...]]:
     """Every set of 2..max_size candidate heads at one position (any layers) whose layer-0 members together
@@ -409,6 +429,22 @@ def _groups(candidates: list[UsefulNode], task: SubTask, k: int, layout, min_pct
         for size in range(2, max_size + 1):
             out += [tuple(un.node for un in group) for group in itertools.combinations(heads, size)
                     if task.prereq.covers(list(group), k, layout, min_pct=min_pct)]
+    return out
+
+
+def _partner_pairs(candidates: list[UsefulNode], useful: NodeList, spec) -> list[tuple[Node, ...]]:
+    """Each candidate head with each head in a deeper layer at its position that is not a useful node (layer-0
+    heads are left out: what they attend is only known for useful nodes)."""
+    out = []
+    for un in candidates:
+        if not un.node.is_head:
+            continue
+        p = un.node.position
+        for layer in range(1, spec.n_layers):
+            for head in range(spec.n_heads):
+                other = Node(p, layer, False, head)
+                if other not in useful:
+                    out.append(tuple(sorted((un.node, other))))
     return out
 
 

@@ -62,6 +62,7 @@ def register(app: typer.Typer) -> None:
         weak: str = typer.Option("always", "--weak", help="Weak tags (A1.SC.A2): always, fallback (only when no strong tag) or never."),
         pair_search: bool = typer.Option(True, "--pairs-of-heads/--no-pairs-of-heads", help="Also patch groups of heads at one position together (a group tags its members only when each is needed)."),
         group_size: int = typer.Option(3, "--group-size", help="Largest group of heads patched together (2 or more)."),
+        partners: bool = typer.Option(True, "--partners/--no-partners", help="Also pair a head that passed nothing with each deeper head at its position that is not a useful node."),
         threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
         as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
@@ -96,7 +97,7 @@ def register(app: typer.Typer) -> None:
         progress, finish = _progress(quiet or as_json)
         try:
             result = search_model(net, useful, n_pairs=pairs, seed=seed, weak=weak, pair_search=pair_search,
-                                  max_group=group_size, min_pct=min_attn, rule=Rule(min_lower), progress=progress)
+                                  max_group=group_size, partners=partners, min_pct=min_attn, rule=Rule(min_lower), progress=progress)
         finally:
             finish()
         claims = evaluate_all(default_claims(spec.n_digits, add=spec.perc_add > 0, sub=spec.perc_sub > 0),
