@@ -137,3 +137,21 @@ def test_insert_of_a_wider_model_is_an_error():
     with pytest.raises(ArithLensError, match="d_model, d_head and n_digits must match"):
         insert_slices(ModelSpec.parse("add_d3_l1_h2_t1K_s111111", d_model=64, d_head=8),
                       ModelSpec.parse("mix_d3_l2_h3_t1K_s222222", **TINY))
+
+
+def test_the_reference_recipe_runs_at_reference_size(tmp_path):
+    # The predecessor's main model: an adder of the reference size, inserted into the 3-layer, 4-head mixed
+    # model (README, "Reference recipe on a GPU"). One step each on the CPU: the recipe runs end to end.
+    adder = ModelSpec.parse("add_d6_l2_h3_t15K_s372001")
+    mixed = ModelSpec.parse("ins1_mix_d6_l3_h4_t40K_s372001")
+    assert (mixed.d_model, mixed.d_head, mixed.d_mlp, mixed.perc_sub, mixed.insert_mode) == (510, 170, 2040, 80, 1)
+    quick = dict(steps=1, batch_size=8, eval_every=1, eval_questions=8, checkpoint_every=1, warmup_steps=1)
+    train(adder, TrainConfig(**quick), tmp_path / "add")
+    small = load_checkpoint(tmp_path / "add").model
+    result = train(mixed, TrainConfig(**quick, insert_from=str(tmp_path / "add")), tmp_path / "mix")
+    assert len(result.history["loss"]) == 1
+    big = load_checkpoint(tmp_path / "mix").model
+    # one AdamW step at lr 1e-3 moves the inserted embedding only slightly: it came from the adder
+    moved = (big.embed.W_E - small.embed.W_E).abs().max()
+    assert moved < 0.01 * small.embed.W_E.abs().max() + 2e-3
+    assert (tmp_path / "mix" / "model.safetensors").stat().st_size < 50e6  # shippable if trained (issue 4)
