@@ -26,7 +26,8 @@ def register(app: typer.Typer) -> None:
         max_studies: Optional[int] = typer.Option(None, "--max-studies", help="Study at most this many heads (the layer-0 heads computing A2 first)."),
         search: bool = typer.Option(True, "--search/--no-search", help="Run the algorithm sub-task searches."),
         svg: bool = typer.Option(False, "--svg", help="Also write every map and figure as SVG."),
-        threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
+        threads: Optional[int] = typer.Option(
+            None, "--threads", help="CPU cores to use: ablation sweeps run this many worker threads (default: torch's)."),
         as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
     ) -> None:

@@ -63,7 +63,8 @@ def register(app: typer.Typer) -> None:
         pair_search: bool = typer.Option(True, "--pairs-of-heads/--no-pairs-of-heads", help="Also patch groups of heads at one position together (a group tags its members only when each is needed)."),
         group_size: int = typer.Option(3, "--group-size", help="Largest group of heads patched together (2 or more)."),
         partners: bool = typer.Option(True, "--partners/--no-partners", help="Also pair a head that passed nothing with each deeper head at its position that is not a useful node."),
-        threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
+        threads: Optional[int] = typer.Option(
+            None, "--threads", help="CPU cores to use: ablation sweeps run this many worker threads (default: torch's)."),
         as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     ) -> None:

@@ -47,7 +47,8 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(345621, "--seed", help="Seed of the random questions."),
         neurons: bool = typer.Option(False, "--neurons", help="Also each neuron of useful MLP layers (slow)."),
         reference_compat: bool = typer.Option(False, "--reference-compat", help="Layer-0 means for all layers (predecessor)."),
-        threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
+        threads: Optional[int] = typer.Option(
+            None, "--threads", help="CPU cores to use: ablation sweeps run this many worker threads (default: torch's)."),
         as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     ) -> None:
