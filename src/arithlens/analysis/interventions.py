@@ -5,9 +5,11 @@ An edit at position p in layer l leaves every position before p and every layer 
 edit after layer l's attention mixing (a head's `hook_z`, the MLP, `hook_resid_post`) leaves layer l at the
 other positions as it was too. So the engine runs position p alone from the cached residual at layer l
 (with the cached keys and values of earlier positions), then the later positions from layer l + 1 with
-position p's new keys and values spliced in, and unembeds only answer positions; everything else is read
-from the one clean run. Interventions are run one at a time: on these CPUs stacking them along the batch
-axis was measured slower (ARCHITECTURE.md).
+position p's new keys and values spliced in (their q, k, v at layer l + 1 are the clean ones, reused), with
+the last layer computing keys and values only except at answer positions, and unembeds only answer
+positions; everything else is read from the one clean run. Interventions are run one at a time: on these
+CPUs stacking them along the batch axis was measured slower (ARCHITECTURE.md); `Engine.outcomes` runs
+several on worker threads instead, one core each.
 """
 
 from __future__ import annotations
