@@ -132,7 +132,8 @@ def _register_commands() -> None:
     import arithlens.commands as commands
 
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
-        importlib.import_module(f"arithlens.commands.{info.name}").register(app)
+        if not info.name.startswith("_"):  # helpers such as _options
+            importlib.import_module(f"arithlens.commands.{info.name}").register(app)
 
 
 _register_commands()

@@ -14,22 +14,23 @@ from typing import Optional
 
 import typer
 
+from arithlens.commands._options import json_option, model_option, quiet_option, sweep_threads_option
+
 
 def register(app: typer.Typer) -> None:
     @app.command()
     def analyze(
         out: Path = typer.Option(..., "--out", help="Output directory (report.html, JSON files, maps, figures)."),
-        model: Optional[str] = typer.Option(None, "--model", help="Model name or checkpoint path (default: the shipped model)."),
+        model: Optional[str] = model_option(),
         questions: int = typer.Option(256, "--questions", help="Random questions of the useful-node sweep, before the curated set is added."),
         pairs: int = typer.Option(100, "--pairs", help="Question pairs per sub-task and digit in the searches."),
         seed: Optional[int] = typer.Option(None, "--seed", help="One seed for every stage (default: each stage's own: useful 345621, search and studies 0)."),
         max_studies: Optional[int] = typer.Option(None, "--max-studies", help="Study at most this many heads (the layer-0 heads computing A2 first)."),
         search: bool = typer.Option(True, "--search/--no-search", help="Run the algorithm sub-task searches."),
         svg: bool = typer.Option(False, "--svg", help="Also write every map and figure as SVG."),
-        threads: Optional[int] = typer.Option(
-            None, "--threads", help="CPU cores to use: ablation sweeps run this many worker threads (default: torch's)."),
-        as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
-        quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+        threads: Optional[int] = sweep_threads_option(),
+        as_json: bool = json_option("the summary"),
+        quiet: bool = quiet_option(),
     ) -> None:
         """Analyse a model end to end and write one offline HTML report, DIR/report.html.
 

@@ -9,12 +9,14 @@ from typing import Optional
 
 import typer
 
+from arithlens.commands._options import model_option
+
 
 def register(app: typer.Typer) -> None:
     @app.command()
     def node(
         name: str = typer.Argument(..., help="Node: a head such as P18L0H0, or a whole MLP layer such as P18L0MLP."),
-        model: Optional[str] = typer.Option(None, "--model", help="Model name or checkpoint path (default: the shipped model)."),
+        model: Optional[str] = model_option(),
         out: Optional[Path] = typer.Option(None, "--out", help="Write <node>_study.json and the figures here."),
         questions: int = typer.Option(1000, "--questions", help="Necessity questions per qtype x T class."),
         pairs: int = typer.Option(200, "--pairs", help="Patching pairs per qtype."),

@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 
+from arithlens.commands._options import json_option, model_option, quiet_option, sweep_threads_option
 from arithlens.errors import ArithLensError
 
 
@@ -53,7 +54,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def search(
         out: Path = typer.Option(..., "--out", help="Output directory (algorithm JSON, search record, maps)."),
-        model: Optional[str] = typer.Option(None, "--model", help="Model name or checkpoint path (default: the shipped model)."),
+        model: Optional[str] = model_option(),
         pairs: int = typer.Option(100, "--pairs", help="Question pairs per sub-task and digit."),
         seed: int = typer.Option(0, "--seed", help="Seed of the question pairs; the same seed gives the same tags."),
         nodes: Optional[Path] = typer.Option(None, "--nodes", help="Behaviour JSON from `arithlens useful` (default: the one in --out, else a fresh sweep)."),
@@ -63,10 +64,9 @@ def register(app: typer.Typer) -> None:
         pair_search: bool = typer.Option(True, "--pairs-of-heads/--no-pairs-of-heads", help="Also patch groups of heads at one position together (a group tags its members only when each is needed)."),
         group_size: int = typer.Option(3, "--group-size", help="Largest group of heads patched together (2 or more)."),
         partners: bool = typer.Option(True, "--partners/--no-partners", help="Also pair a head that passed nothing with each deeper head at its position that is not a useful node."),
-        threads: Optional[int] = typer.Option(
-            None, "--threads", help="CPU cores to use: ablation sweeps run this many worker threads (default: torch's)."),
-        as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
-        quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+        threads: Optional[int] = sweep_threads_option(),
+        as_json: bool = json_option(),
+        quiet: bool = quiet_option(),
     ) -> None:
         """Give useful nodes an algorithmic purpose by activation patching, each tag backed by a success rate.
 

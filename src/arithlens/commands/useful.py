@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 
+from arithlens.commands._options import json_option, model_option, quiet_option, sweep_threads_option
 from arithlens.errors import ArithLensError
 
 
@@ -42,15 +43,14 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def useful(
         out: Path = typer.Option(..., "--out", help="Output directory (behaviour JSON, maps)."),
-        model: Optional[str] = typer.Option(None, "--model", help="Model name or checkpoint path (default: shipped model)."),
+        model: Optional[str] = model_option(),
         questions: int = typer.Option(256, "--questions", help="Random questions, before the curated set is added."),
         seed: int = typer.Option(345621, "--seed", help="Seed of the random questions."),
         neurons: bool = typer.Option(False, "--neurons", help="Also each neuron of useful MLP layers (slow)."),
         reference_compat: bool = typer.Option(False, "--reference-compat", help="Layer-0 means for all layers (predecessor)."),
-        threads: Optional[int] = typer.Option(
-            None, "--threads", help="CPU cores to use: ablation sweeps run this many worker threads (default: torch's)."),
-        as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
-        quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+        threads: Optional[int] = sweep_threads_option(),
+        as_json: bool = json_option(),
+        quiet: bool = quiet_option(),
     ) -> None:
         """Find useful positions and nodes by mean ablation and tag them.
 
