@@ -98,3 +98,42 @@ def test_shared_low_rows_share_their_low_digits_and_keep_their_qtype():
     assert (batch.a % 10 == batch.b % 10).mean() > 0.95  # all but the few NEG rows that would become a == b
     assert (batch.qtype[: len(batch)] != QType.ADD).all()
     assert (batch.result % 10 == 0).mean() > 0.95
+
+
+def _starts_a_run(x: np.ndarray, y: np.ndarray, start, link) -> np.ndarray:
+    """Per row: some digit k has start(x_k, y_k) and link(x_k+1, y_k+1) (digits least significant first)."""
+    return (start(x[:, :-1], y[:, :-1]) & link(x[:, 1:], y[:, 1:])).any(axis=1)
+
+
+def _digits(values: np.ndarray, n: int) -> np.ndarray:
+    return np.stack([np.abs(values) // 10**k % 10 for k in range(n)], axis=1)
+
+
+def test_near_cascades_put_a_run_of_nines_above_a_pair_that_makes_no_carry_or_borrow():
+    rng = np.random.default_rng(3)
+    add = enriched(6, 600, rng, qtypes={"add": 1}, cascade=1.0, near_cascade=1.0)
+    assert_rows_are_right(add)
+    x, y = _digits(add.a, 6), _digits(add.b, 6)
+    assert _starts_a_run(x, y, lambda a, b: a + b <= 8, lambda a, b: a + b == 9).all()
+    real = enriched(6, 600, rng, qtypes={"add": 1}, cascade=1.0)
+    x, y = _digits(real.a, 6), _digits(real.b, 6)
+    assert _starts_a_run(x, y, lambda a, b: a + b >= 10, lambda a, b: a + b == 9).all()
+    # uniform rows seldom have a stopped run: the near share is what puts them there
+    assert _starts_a_run(x, y, lambda a, b: a + b <= 8, lambda a, b: a + b == 9).mean() < 0.6
+
+    sub = enriched(6, 600, rng, qtypes={"sub": 1, "neg": 1}, cascade=1.0, near_cascade=1.0)
+    assert_rows_are_right(sub)
+    big = np.maximum(sub.a, sub.b)
+    small = np.minimum(sub.a, sub.b)
+    x, y = _digits(big, 6), _digits(small, 6)
+    assert _starts_a_run(x, y, lambda a, b: a > b, lambda a, b: a == b).all()
+
+
+def test_near_cascade_zero_keeps_the_random_stream_of_recipes_without_it():
+    a = enriched(6, 500, np.random.default_rng(9), cascade=0.5)
+    b = enriched(6, 500, np.random.default_rng(9), cascade=0.5, near_cascade=0.0)
+    assert (a.a == b.a).all() and (a.b == b.b).all() and (a.op == b.op).all()
+    c = enriched(6, 500, np.random.default_rng(9), cascade=0.5, near_cascade=0.5)
+    assert not ((a.a == c.a).all() and (a.b == c.b).all())
+    with pytest.raises(QuestionRequestError, match="near_cascade"):
+        enriched(6, 5, np.random.default_rng(0), near_cascade=1.5)

@@ -144,8 +144,9 @@ DEFAULT_QTYPE_MIX = {"add": 0.5, "sub": 0.25, "neg": 0.25}
 
 
 def _cascade_rows(rng, n_digits: int, rows: int, start_pairs: np.ndarray, link_pairs: np.ndarray,
-                  top: int):
-    """Digits (rows, n) uniform except one cascade: a start pair at k, link pairs at k+1..k+m <= top."""
+                  top: int, near: float = 0.0, near_pairs: np.ndarray | None = None):
+    """Digits (rows, n) uniform except one cascade: a start pair at k, link pairs at k+1..k+m <= top.
+    A `near` share of rows starts from `near_pairs` instead (a pair that makes no carry or borrow)."""
     x = rng.integers(0, 10, size=(rows, n_digits), dtype=np.int8)
     y = rng.integers(0, 10, size=(rows, n_digits), dtype=np.int8)
     if top < 1 or rows == 0:
@@ -153,6 +154,9 @@ def _cascade_rows(rng, n_digits: int, rows: int, start_pairs: np.ndarray, link_p
     k = rng.integers(0, top, size=rows)  # start digit, leaves room for >= 1 link
     m = rng.integers(1, top + 1 - k)  # cascade length 1 .. top-k
     start = start_pairs[rng.integers(0, len(start_pairs), size=rows)]
+    if near:  # drawn only when asked, so recipes without it keep their random stream
+        stopped = np.flatnonzero(rng.random(rows) < near)
+        start[stopped] = near_pairs[rng.integers(0, len(near_pairs), size=len(stopped))]
     all_rows = np.arange(rows)
     x[all_rows, k], y[all_rows, k] = start[:, 0], start[:, 1]
     for offset in range(1, n_digits):
@@ -168,14 +172,18 @@ SUM_GE10 = _PAIRS[_PAIRS.sum(axis=1) >= 10]
 SUM_EQ9 = _PAIRS[_PAIRS.sum(axis=1) == 9]
 X_LT_Y = _PAIRS[_PAIRS[:, 0] < _PAIRS[:, 1]]
 X_EQ_Y = _PAIRS[_PAIRS[:, 0] == _PAIRS[:, 1]]
+SUM_LE8 = _PAIRS[_PAIRS.sum(axis=1) <= 8]  # no carry out, even with a carry in
+X_GT_Y = _PAIRS[_PAIRS[:, 0] > _PAIRS[:, 1]]  # no borrow out, even with a borrow in
 
 
-def _enriched_qtype(rng, n_digits: int, qtype: QType, count: int, cascade: float, equal: float):
+def _enriched_qtype(rng, n_digits: int, qtype: QType, count: int, cascade: float, equal: float,
+                    near: float = 0.0):
     if qtype in (QType.MUL,) or count == 0:
         return _qtype_operands(rng, n_digits, qtype, count)
     n_casc = int(rng.binomial(count, cascade))
     if qtype == QType.ADD:
-        x, y = _cascade_rows(rng, n_digits, n_casc, SUM_GE10, SUM_EQ9, top=n_digits - 1)
+        x, y = _cascade_rows(rng, n_digits, n_casc, SUM_GE10, SUM_EQ9, top=n_digits - 1, near=near,
+                             near_pairs=SUM_LE8)
         a = np.concatenate([_from_digits(x), _uniform_operands(rng, n_digits, count - n_casc)])
         b = np.concatenate([_from_digits(y), _uniform_operands(rng, n_digits, count - n_casc)])
         return a, b
@@ -198,7 +206,8 @@ def _enriched_qtype(rng, n_digits: int, qtype: QType, count: int, cascade: float
     todo = np.arange(n_casc)
     while len(todo):
         # The cascade stops below the top digit, so a higher digit with x > y can absorb the borrow.
-        dx, dy = _cascade_rows(rng, n_digits, len(todo), X_LT_Y, X_EQ_Y, top=n_digits - 2)
+        dx, dy = _cascade_rows(rng, n_digits, len(todo), X_LT_Y, X_EQ_Y, top=n_digits - 2, near=near,
+                               near_pairs=X_GT_Y)
         vx, vy = _from_digits(dx), _from_digits(dy)
         ok = (vx > vy) if strict else (vx >= vy)
         x[todo[ok]], y[todo[ok]] = vx[ok], vy[ok]
@@ -228,6 +237,7 @@ def enriched(
     cascade: float = 0.4,
     equal: float = 0.01,
     shared_low: float = 0.0,
+    near_cascade: float = 0.0,
 ) -> QuestionBatch:
     """Questions with forced carry (ADD) or borrow (SUB, NEG) cascades.
 
@@ -238,7 +248,10 @@ def enriched(
     A `shared_low` share of SUB and NEG rows then gets the same m low digits in both operands
     (m uniform in 1..n-1), so the answer ends in m zeros and no borrow reaches digit m: e.g.
     `414734-514734=-0100000`, rare in uniform data (the shipped mixed model got 13 of 1M NEG wrong,
-    all of this kind).
+    all of this kind). A `near_cascade` share of the cascade rows keeps the run of sum-9 (equal) pairs but
+    starts it from a pair that makes no carry (borrow): `441776+358223=+0799999` (no carry reaches the
+    run of 9s) — the contrast a model needs not to carry through every run of 9s (a 10K-step model answered
+    that question +0899999).
     """
     check_n_digits(n_digits)
     count = _check_count(count)
@@ -247,12 +260,12 @@ def enriched(
     if qtypes is None:
         qtypes = {"add": {"add": 1.0}, "sub": {"sub": 0.5, "neg": 0.5}, "mul": {"mul": 1.0}}.get(
             op or "", DEFAULT_QTYPE_MIX)
-    if not 0 <= shared_low <= 1:
-        raise QuestionRequestError("shared_low share must lie in 0..1")
+    if not 0 <= shared_low <= 1 or not 0 <= near_cascade <= 1:
+        raise QuestionRequestError("shared_low and near_cascade shares must lie in 0..1")
     parts = []
     for name, k in _split_counts(rng, qtypes, count).items():
         qt = QType.parse(name)
-        a, b = _enriched_qtype(rng, n_digits, qt, k, cascade, equal)
+        a, b = _enriched_qtype(rng, n_digits, qt, k, cascade, equal, near_cascade)
         if shared_low and qt in (QType.SUB, QType.NEG) and n_digits > 1:
             a, b = _share_low_digits(rng, n_digits, qt, a, b, shared_low)
         parts.append(QuestionBatch(n_digits, a, np.full(k, OPERATOR_OF[qt], np.int8), b))
