@@ -340,20 +340,25 @@ def test_groups_have_at_most_max_group_heads_and_can_be_switched_off():
 
 # ---- the shipped mixed model ----
 
-def test_shipped_model_sign_head_and_cascade_head_are_found_by_their_patches():
+def test_shipped_model_sign_head_cascade_head_and_carry_pair_are_found_by_their_patches():
     """P14L0H3 reads the answer's sign token and tells the later digits whether to compute a - b or b - a;
-    P12L0H1 carries digit 0's carry into digit 1's tricase at the question tokens (an early A1.SS)."""
+    P14L0H1 passes digit 4's carry on through digit 5 (A5.SS); P18L0H3 (attending D1 and D'1) and P18L2H2
+    carry digit 1 into A2 together (A1.SC), while neither does alone."""
     from arithlens.model.checkpoint import load_checkpoint
     from arithlens.model.zoo import resolve_model
 
-    model = load_checkpoint(resolve_model("mix_d6_l3_h4_t15K_s372001")).model.eval()
-    nodes = NodeList([useful("P14L0H3", 543210, {14: 88}), useful("P12L0H1", 5432, {6: 56, 5: 24, 12: 20})])
-    result = search(nodes, model.spec, lambda pairs: EngineRunner(model, pairs), tasks=(S.SGN, S.SS), n_pairs=40)
+    model = load_checkpoint(resolve_model("mix_d6_l3_h4_t10K_s372001")).model.eval()
+    nodes = NodeList([useful("P14L0H3", 543210, {14: 71}), useful("P14L0H1", 65, {6: 52, 1: 24, 8: 23}),
+                      useful("P18L0H3", 2, {11: 50, 4: 49}), useful("P18L2H2", 2, {11: 34, 12: 25})])
+    result = search(nodes, model.spec, lambda pairs: EngineRunner(model, pairs), tasks=(S.SGN, S.SS, S.SC),
+                    n_pairs=40)
     rates = {(t.name, t.tag): t.strong / t.valid for t in result.trials}
-    assert rates[("P14L0H3", "A2.SGN")] >= 0.6 and rates[("P12L0H1", "A1.SS")] == 1.0
-    assert ("P12L0H1", "A2.SS") not in rates  # it attends digit 0, not the digit 1 that A2.SS needs
+    assert rates[("P14L0H3", "A0.SGN")] >= 0.9 and rates[("P14L0H1", "A5.SS")] == 1.0
+    assert rates[("P18L0H3+P18L2H2", "A1.SC")] == 1.0
+    assert rates[("P18L0H3", "A1.SC")] <= 0.1 and rates[("P18L2H2", "A1.SC")] <= 0.1
     tags = algo(result)
-    assert {"SGN", "A2.SGN", "A3.SGN"} <= set(tags["P14L0H3"]) and "A1.SS" in tags["P12L0H1"]
+    assert {"SGN", "A0.SGN", "A1.SGN"} <= set(tags["P14L0H3"]) and "A5.SS" in tags["P14L0H1"]
+    assert "A1.SC" in tags["P18L0H3"] and "A1.SC" in tags["P18L2H2"]
 
 
 def test_a_head_can_share_a_job_with_a_deeper_head_that_is_not_a_useful_node():
