@@ -16,8 +16,8 @@ simplest case). A group earns its tag for every member only when its rate clears
 is needed: leaving any one member out gives a rate whose whole Wilson interval lies below the group's.
 With `partners`, a candidate head that passed neither alone nor in a group is also paired with each deeper
 head at its position that is not a useful node: mean-ablating such a head fails no question because the other half of a redundant job makes up for
-it, yet patching the two together can move the answer where neither does alone (P17L0H1 with P17L1H2, the
-same borrow pair that is useful at P16 and P18). Only useful nodes are tagged; the record names the partner.
+it, yet patching the two together can move the answer where neither does alone (in the shipped mixed model,
+P18L2H2 with P18L2H0: A1.NB 99%, 29% and 0% alone). Only useful nodes are tagged; the record names the partner.
 """
 
 from __future__ import annotations
