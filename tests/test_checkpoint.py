@@ -82,6 +82,27 @@ def test_saving_replaces_files_atomically(model, tmp_path, monkeypatch):
     assert sorted(os.listdir(out)) == ["model.json", "model.safetensors"]
 
 
+def test_equal_weights_give_byte_identical_files_and_the_file_still_loads(model, tmp_path):
+    # safetensors writes its header maps in a random order per call; ours are canonical.
+    blobs = set()
+    for i in range(6):
+        save_checkpoint(model, None, tmp_path / str(i))
+        blobs.add((tmp_path / str(i) / "model.safetensors").read_bytes())
+    assert len(blobs) == 1
+    blob = blobs.pop()
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + n])
+    assert list(header)[0] == "__metadata__" and list(header["__metadata__"]) == ["format", "spec"]
+    starts = [v["data_offsets"][0] for k, v in header.items() if k != "__metadata__"]
+    assert starts == sorted(starts)
+    loaded = load_checkpoint(tmp_path / "0")
+    assert loaded.spec_source == "sidecar"
+    alone = load_checkpoint(tmp_path / "0" / "model.safetensors")  # spec read from the rewritten header
+    assert alone.spec == model.spec
+    for name, value in model.state_dict().items():
+        assert torch.equal(alone.model.state_dict()[name], value)
+
+
 def test_extra_must_be_json_and_may_not_shadow_the_spec(model, tmp_path):
     with pytest.raises(ArithLensError, match="not JSON-serialisable"):
         save_checkpoint(model, SPEC, tmp_path / "a", {"training": {"when": object()}})

@@ -61,7 +61,7 @@ def save_checkpoint(
     header = {"format": FORMAT, "spec": json.dumps(spec.to_dict())}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / WEIGHTS_FILE, safetensors_bytes(state, metadata=header))
+    write_atomic(out / WEIGHTS_FILE, safetensors_canonical(state, header))
     write_atomic(out / SIDECAR_FILE, sidecar.encode())
     return out
 
@@ -237,6 +237,23 @@ def _spec_from(data: Any, what: str) -> ModelSpec:
         return ModelSpec.from_dict(data)
     except (ArithLensError, TypeError) as exc:
         raise CheckpointError(f"{what} has a bad spec: {_first_line(exc)}") from None
+
+
+def safetensors_canonical(tensors: Mapping[str, Tensor], metadata: Mapping[str, str]) -> bytes:
+    """safetensors bytes that depend only on the tensors and metadata: the library writes its header's maps in a
+    per-process random order (a Rust HashMap), so the same weights saved twice differed in their header bytes.
+    Here the header is rewritten with the metadata keys sorted and the tensors in data order, in the same
+    number of bytes (padded with spaces, as the format allows), so equal weights give equal files."""
+    data = safetensors_bytes(dict(tensors), metadata=dict(metadata))
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n])
+    meta = header.pop("__metadata__", None)
+    ordered: dict[str, Any] = {} if meta is None else {"__metadata__": dict(sorted(meta.items()))}
+    ordered.update(sorted(header.items(), key=lambda kv: (kv[1]["data_offsets"][0], kv[0])))
+    text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(text) > n:  # the library escaped more tersely than json.dumps: keep its bytes
+        return data
+    return data[:8] + text + b" " * (n - len(text)) + data[8 + n :]
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -20,11 +20,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors import safe_open
-from safetensors.torch import save as st_save
 
 from arithlens.arith import QType, QuestionBatch, enriched, uniform
 from arithlens.errors import ArithLensError, CheckpointError
-from arithlens.model.checkpoint import load_checkpoint, save_checkpoint, write_atomic
+from arithlens.model.checkpoint import load_checkpoint, safetensors_canonical, save_checkpoint, write_atomic
 from arithlens.model.spec import ModelSpec
 from arithlens.model.transformer import HookedTransformer
 
@@ -195,7 +194,7 @@ def _save_state(out: Path, model, opt, rng: np.random.Generator, step: int, hist
     meta = {"step": step, "rng": rng.bit_generator.state, "config": cfg.to_dict(), "spec": spec.to_dict(),
             "adam_steps": adam_steps}
     metadata = {"meta": json.dumps(meta, default=int), "history": json.dumps(history)}
-    write_atomic(out / STATE_FILE, st_save(tensors, metadata=metadata))
+    write_atomic(out / STATE_FILE, safetensors_canonical(tensors, metadata))
     write_atomic(out / HISTORY_FILE, (json.dumps(history) + "\n").encode())
 
 
