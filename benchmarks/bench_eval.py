@@ -32,7 +32,7 @@ from arithlens.arith import uniform
 from arithlens.model import HookedTransformer, ModelSpec, load_checkpoint
 from arithlens.model.evaluate import Bf16Guard, evaluate
 
-NAME = "mix_d6_l3_h4_t15K_s372001"
+NAME = "mix_d6_l3_h4_t10K_s372001"
 SIZE = dict(d_model=128, d_head=32, d_mlp=512)
 NO_RECHECK = Bf16Guard(rel=0.0, abs=0.0, audit_rows=0)
 

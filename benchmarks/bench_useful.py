@@ -40,7 +40,7 @@ from arithlens.errors import ArithLensError
 from arithlens.model import HookedTransformer, ModelSpec, load_checkpoint, model_from_state_dict
 
 RUN = Path(__file__).resolve().parent.parent / "runs" / "mix_s372001"
-RANDOM_SPEC = ModelSpec.parse("mix_d6_l3_h4_t15K_s372001", d_model=128, d_head=32)
+RANDOM_SPEC = ModelSpec.parse("mix_d6_l3_h4_t10K_s372001", d_model=128, d_head=32)
 
 
 def load_model(path: str | None) -> tuple[HookedTransformer, str]:
