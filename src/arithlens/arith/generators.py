@@ -247,8 +247,8 @@ def enriched(
     an `equal` share of SUB rows has a == b (answer +0000000). Other rows are uniform for their type.
     A `shared_low` share of SUB and NEG rows then gets the same m low digits in both operands
     (m uniform in 1..n-1), so the answer ends in m zeros and no borrow reaches digit m: e.g.
-    `414734-514734=-0100000`, rare in uniform data (the shipped mixed model got 13 of 1M NEG wrong,
-    all of this kind). A `near_cascade` share of the cascade rows keeps the run of sum-9 (equal) pairs but
+    `414734-514734=-0100000`, rare in uniform data (an earlier 15K-step mixed model got 13 of 1M NEG
+    wrong, all of this kind). A `near_cascade` share of the cascade rows keeps the run of sum-9 (equal) pairs but
     starts it from a pair that makes no carry (borrow): `441776+358223=+0799999` (no carry reaches the
     run of 9s) — the contrast a model needs not to carry through every run of 9s (a 10K-step model answered
     that question +0899999).
