@@ -1,16 +1,18 @@
-"""The `arithlens` command line: one flag spelling across commands, one-line errors, exit code 2."""
+"""The `arithlens` command line: commands are registered from `arithlens.commands`, and `main` is the one
+error boundary: every failure becomes `error: <what and what to do>` on one stderr line with exit code 2
+(a traceback only with `--debug` or ARITHLENS_DEBUG=1)."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from enum import Enum
-from typing import Optional
 
 import typer
 
 from arithlens.errors import ArithLensError
+
+DEBUG_ENV = "ARITHLENS_DEBUG"
+_debug = {"on": False}
 
 app = typer.Typer(
     add_completion=False,
@@ -21,108 +23,17 @@ app = typer.Typer(
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    debug: bool = typer.Option(False, "--debug", help=f"Show the traceback of an error (or set {DEBUG_ENV}=1)."),
+) -> None:
     """arithlens: generate questions, train and evaluate models, find and study the nodes they use."""
-
-
-class Op(str, Enum):
-    add = "add"
-    sub = "sub"
-    mix = "mix"
-    mul = "mul"
-
-
-class Kind(str, Enum):
-    uniform = "uniform"
-    enriched = "enriched"
-    curated = "curated"
-    tricase = "tricase"
-
-
-class QTypeOpt(str, Enum):
-    add = "add"
-    sub = "sub"
-    neg = "neg"
+    _debug["on"] = debug
 
 
 def fail(message: str) -> None:
     """Print a one-line error and exit with code 2."""
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(2)
-
-
-@app.command()
-def questions(
-    digits: int = typer.Option(6, "--digits", help="Digits per operand (1..15)."),
-    op: Op = typer.Option(Op.mix, "--op", help="add, sub (SUB and NEG), mix (add+sub) or mul."),
-    count: int = typer.Option(10, "--count", help="Number of questions (per class for tricase)."),
-    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed prints the same questions."),
-    kind: Kind = typer.Option(Kind.uniform, "--kind", help="uniform, enriched, curated or tricase."),
-    digit: Optional[int] = typer.Option(None, "--digit", help="Tricase test digit (0 = units)."),
-    case: Optional[str] = typer.Option(None, "--case", help="Tricase class T8, T9 or T10 (all three if omitted)."),
-    qtype: Optional[QTypeOpt] = typer.Option(None, "--qtype", help="add, sub or neg (tricase; default from --op)."),
-    high: str = typer.Option("decide", "--high", help="Tricase digits above the test digit: decide or zero."),
-    carry_in: str = typer.Option("any", "--carry-in", help="Tricase carry/borrow into the test digit: any, never, always."),
-    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
-) -> None:
-    """Generate labelled questions.
-
-    Examples: `arithlens questions --op mix --count 5 --seed 1 --json`;
-    `arithlens questions --kind tricase --op sub --qtype neg --digit 1 --case T8 --count 3`.
-    """
-    import numpy as np
-
-    from arithlens.arith import curated as curated_mod
-    from arithlens.arith import enriched, tricase, tricase_set, uniform
-    from arithlens.arith.questions import QType
-    from arithlens.errors import QuestionRequestError
-
-    rng = np.random.default_rng(seed)
-    if kind == Kind.uniform:
-        batch = uniform(digits, count, rng, op=op.value)
-    elif kind == Kind.enriched:
-        batch = enriched(digits, count, rng, op=op.value if op != Op.mix else None)
-    elif kind == Kind.curated:
-        batch = curated_mod.curated(digits).batch
-        keep = {"add": [QType.ADD], "sub": [QType.SUB, QType.NEG], "mix": [QType.ADD, QType.SUB, QType.NEG],
-                "mul": []}[op.value]
-        batch = batch.select(np.isin(batch.qtype, keep))
-        if count and count < len(batch):
-            batch = batch.select(slice(0, count))
-    else:
-        if digit is None:
-            raise QuestionRequestError("--kind tricase needs --digit")
-        default_qtype = {"add": "add", "sub": "sub"}.get(op.value)
-        qt = qtype.value if qtype is not None else default_qtype
-        if qt is None:
-            raise QuestionRequestError(f"--kind tricase needs --op add or --op sub, not {op.value}")
-        if (qt == "add") != (op.value == "add") and qtype is not None and op.value in ("add", "sub"):
-            raise QuestionRequestError(f"--qtype {qt} does not go with --op {op.value}")
-        if case is None:
-            batch = tricase_set(digits, digit, qt, count, rng, carry_in=carry_in, high=high)
-        else:
-            batch = tricase(digits, digit, qt, case, count, rng, carry_in=carry_in, high=high)
-    _print_batch(batch, as_json)
-
-
-def _print_batch(batch, as_json: bool) -> None:
-    out = sys.stdout
-    if as_json:
-        for i in range(len(batch)):
-            out.write(json.dumps(batch.row_dict(i), separators=(",", ":")) + "\n")
-        return
-    has_case = "tricase_case" in batch.labels
-    header = f"{'question':<{2 * batch.n_digits + 3}} {'answer':<{batch.n_digits + 3}} {'qtype':<5} {'class':<5}"
-    if has_case:
-        header += " case carry_in carry_out"
-    out.write(header + "\n")
-    for i in range(len(batch)):
-        line = (f"{batch.question_string(i):<{2 * batch.n_digits + 3}} {batch.answer_string(i):<{batch.n_digits + 3}} "
-                f"{batch.row_dict(i)['qtype']:<5} {batch.complexity[i]:<5}")
-        if has_case:
-            line += (f" T{batch.labels['tricase_case'][i]:<3} {batch.labels['carry_in'][i]:<8} "
-                     f"{batch.labels['carry_out'][i]}")
-        out.write(line + "\n")
 
 
 def _register_commands() -> None:
@@ -132,24 +43,83 @@ def _register_commands() -> None:
     import arithlens.commands as commands
 
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
-        if not info.name.startswith("_"):  # helpers such as _options
+        if not info.name.startswith("_"):  # helpers such as _common
             importlib.import_module(f"arithlens.commands.{info.name}").register(app)
 
 
 _register_commands()
 
 
-def main() -> None:
-    """Entry point: run the app, turning arithlens errors into `error: ...` and exit code 2."""
+def _debugging(argv: list[str]) -> bool:
+    return _debug["on"] or os.environ.get(DEBUG_ENV, "") not in ("", "0") or "--debug" in argv
+
+
+def _click_exceptions(name: str) -> tuple[type, ...]:
+    """click's exception class `name`, and typer's copy of it (typer >= 0.20 vendors click)."""
+    import importlib
+
+    found = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
+def error_message(exc: BaseException) -> str:
+    """The one line (without `error: `) that stands for `exc`: what went wrong and what to do."""
+    from arithlens.io import describe_os_error
+
+    if isinstance(exc, ArithLensError):
+        text = str(exc)
+    elif isinstance(exc, _click_exceptions("UsageError")):
+        text = exc.format_message()
+        if exc.ctx is not None:
+            text += f" (see '{exc.ctx.command_path} --help')"
+    elif isinstance(exc, OSError):
+        text = f"cannot read or write a file: {describe_os_error(exc)}"
+    elif isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":  # torch's, a RuntimeError
+        text = ("out of memory: ask for less (fewer questions, pairs or a smaller batch) or free memory; "
+                f"{type(exc).__name__}: {_first_line(exc)}")
+    else:
+        text = (f"unexpected {type(exc).__name__}: {_first_line(exc)} (run again with --debug or {DEBUG_ENV}=1 "
+                "for the traceback, and report it)")
+    return " ".join(text.split())  # one line, whatever the message held
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app inside the error boundary; exit 0 on success, 2 on any error."""
     # OpenMP threads that spin while waiting fight other busy torch processes for the cores: measured with three
     # 2-thread `analyze` sweeps at once, 54-76 s each by default, 15-17 s with a short spin (10 s alone either
     # way). Set before torch loads (every command imports it lazily); a value the user set is kept.
     os.environ.setdefault("GOMP_SPINCOUNT", "10000")
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        app()
-    except ArithLensError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        code = app(args=args, prog_name="arithlens", standalone_mode=False)
+    except _click_exceptions("NoArgsIsHelpError"):  # `arithlens` alone: typer printed the rich help already
         sys.exit(2)
+    except _click_exceptions("Exit") as exc:
+        sys.exit(exc.exit_code)
+    except _click_exceptions("Abort"):
+        typer.echo("error: interrupted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        typer.echo("error: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        if _debugging(args):
+            import traceback
+
+            traceback.print_exc()
+        typer.echo(f"error: {error_message(exc)}", err=True)
+        sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -15,3 +15,12 @@ class ParseError(ArithLensError):
 
 class CheckpointError(ArithLensError):
     """A checkpoint that is missing, corrupt or of the wrong shape."""
+
+
+class OutputError(ArithLensError):
+    """An output target that cannot be written (a file where a folder is needed, a read-only or full disk,
+    a folder another run is writing into)."""
+
+
+class ResourceError(ArithLensError):
+    """A request that cannot fit this machine (more threads than cores, more memory than there is)."""

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from arithlens.commands._options import json_option, model_option, quiet_option, sweep_threads_option
+from arithlens.commands._common import (Device, Progress, count_option, device_option, json_option, load_model,
+                                        model_option, quiet_option, seed_option, sweep_threads_option, thread_limit)
 
 
 def register(app: typer.Typer) -> None:
@@ -22,13 +21,14 @@ def register(app: typer.Typer) -> None:
     def analyze(
         out: Path = typer.Option(..., "--out", help="Output directory (report.html, JSON files, maps, figures)."),
         model: Optional[str] = model_option(),
-        questions: int = typer.Option(256, "--questions", help="Random questions of the useful-node sweep, before the curated set is added."),
-        pairs: int = typer.Option(100, "--pairs", help="Question pairs per sub-task and digit in the searches."),
-        seed: Optional[int] = typer.Option(None, "--seed", help="One seed for every stage (default: each stage's own: useful 345621, search and studies 0)."),
-        max_studies: Optional[int] = typer.Option(None, "--max-studies", help="Study at most this many heads (the layer-0 heads computing A2 first)."),
+        questions: int = count_option(256, "--questions", "Random questions of the useful-node sweep, before the curated set is added.", low=0),
+        pairs: int = count_option(100, "--pairs", "Question pairs per sub-task and digit in the searches."),
+        seed: Optional[int] = seed_option(None, "One seed for every stage (default: each stage's own: useful 345621, search and studies 0)."),
+        max_studies: Optional[int] = count_option(None, "--max-studies", "Study at most this many heads (the layer-0 heads computing A2 first).", low=0),
         search: bool = typer.Option(True, "--search/--no-search", help="Run the algorithm sub-task searches."),
         svg: bool = typer.Option(False, "--svg", help="Also write every map and figure as SVG."),
         threads: Optional[int] = sweep_threads_option(),
+        device: Device = device_option(),
         as_json: bool = json_option("the summary"),
         quiet: bool = quiet_option(),
     ) -> None:
@@ -39,31 +39,26 @@ def register(app: typer.Typer) -> None:
         Also writes the behaviour, algorithm, search, per-node study and analysis.json files; nothing on failure.
         Examples: `arithlens analyze --out out/`; `arithlens analyze --model runs/mix --out out/ --json`.
         """
-        import torch
-
         from arithlens.analysis.analyze import AnalyzeOptions
         from arithlens.analysis.analyze import analyze as run_analysis
-        from arithlens.errors import ArithLensError
-        from arithlens.model import load_checkpoint
+        from arithlens.io import OutputTarget
         from arithlens.model.zoo import resolve_model
+        from arithlens.validate import check_memory, forward_bytes
 
         start = time.perf_counter()
         options = AnalyzeOptions(questions=questions, pairs=pairs, seed=seed, max_studies=max_studies, search=search)
-        if out.exists() and not out.is_dir():
-            raise ArithLensError(f"--out '{out}' is a file, not a directory")
-        if threads:
-            torch.set_num_threads(threads)
+        target = OutputTarget(out, "dir", "--out")  # checked before the work
         path = resolve_model(model)
-        ck = load_checkpoint(path)
+        ck = load_model(str(path), device)
+        check_memory("--questions", questions, forward_bytes(ck.spec), "the useful-node sweep")
+        check_memory("--pairs", pairs, 2 * forward_bytes(ck.spec), "the patching pairs")
         load_seconds = time.perf_counter() - start
-        progress, finish = _progress(quiet or as_json)
-        try:
+        with target, thread_limit(threads), Progress(quiet or as_json) as bar:
+            progress = None if bar.quiet else bar
             analysis = run_analysis(ck.model, options, progress=progress)
             analysis.timings = {"model": load_seconds, **analysis.timings}
-            files, timings = _write(analysis, out, card=ck.extra, source=str(path),
+            files, timings = _write(analysis, target, card=ck.extra, source=str(path),
                                     formats=("png", "svg") if svg else ("png",), progress=progress, start=start)
-        finally:
-            finish()
         summary = json.loads((out / "analysis.json").read_text())
         if as_json:
             sys.stdout.write(json.dumps(summary) + "\n")
@@ -71,53 +66,41 @@ def register(app: typer.Typer) -> None:
             _print_summary(analysis, out, files, timings)
 
 
-def _write(analysis, out: Path, *, card: dict, source: str, formats, progress, start: float):
-    """Every file, written into a staging directory and moved into `out` only when all of them are there."""
+def _write(analysis, target, *, card: dict, source: str, formats, progress, start: float):
+    """Every file, written into the target's staging folder and moved into --out only when all of them are there."""
     import torch
 
     from arithlens.analysis.node_study import NodeStudy
     from arithlens.analysis.nodes import Major
-    from arithlens.model.checkpoint import write_atomic
+    from arithlens.io import write_atomic
     from arithlens.report.html import write_report
 
-    spec = analysis.spec
-    parent = out.resolve().parent
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent if parent.is_dir() else None))
-    try:
-        t0 = time.perf_counter()
-        files = [analysis.useful.nodes.save(stage / f"{spec.base_name}_behavior.json")]
-        if analysis.search is not None:
-            files.append(analysis.search.nodes.save(stage / f"{spec.base_name}_algorithm.json", majors=[Major.ALGO]))
-            record = {**analysis.search.to_json(), "claims": [c.to_dict() for c in analysis.claims]}
-            files.append(stage / f"{spec.base_name}_search.json")
-            write_atomic(files[-1], (json.dumps(record, indent=1) + "\n").encode())
-        for entry in analysis.studies:
-            if entry.data is not None:
-                files.append(NodeStudy(entry.target.node, entry.data).save(stage))
-        json_seconds = time.perf_counter() - t0
-        report = write_report(analysis, stage, card=card, source=source, formats=formats, progress=progress)
-        files += [*report.all]
-        timings = {**analysis.timings, "json": json_seconds, **report.timings}
-        timings["total"] = time.perf_counter() - start
-        # Wall times on a shared machine mean little alone: the CPU time and the load say how busy it was.
-        timings["cpu"] = time.process_time()
-        summary = {**analysis.summary(), "source": source, "timings": {k: round(v, 2) for k, v in timings.items()},
-                   "load_average": [round(x, 2) for x in os.getloadavg()], "threads": torch.get_num_threads(),
-                   "report": "report.html", "files": sorted(p.name for p in files) + ["analysis.json"]}
-        write_atomic(stage / "analysis.json", (json.dumps(summary, indent=1, allow_nan=False) + "\n").encode())
-        files.append(stage / "analysis.json")
-        out.mkdir(parents=True, exist_ok=True)
-        moved = []
-        for f in files:
-            target = out / f.name
-            try:
-                os.replace(f, target)  # same file system: atomic
-            except OSError:
-                shutil.move(str(f), target)
-            moved.append(target)
-        return moved, timings
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+    spec, stage = analysis.spec, target.stage
+    t0 = time.perf_counter()
+    files = [analysis.useful.nodes.save(stage / f"{spec.base_name}_behavior.json")]
+    if analysis.search is not None:
+        files.append(analysis.search.nodes.save(stage / f"{spec.base_name}_algorithm.json", majors=[Major.ALGO]))
+        record = {**analysis.search.to_json(), "claims": [c.to_dict() for c in analysis.claims]}
+        files.append(stage / f"{spec.base_name}_search.json")
+        write_atomic(files[-1], (json.dumps(record, indent=1) + "\n").encode())
+    for entry in analysis.studies:
+        if entry.data is not None:
+            files.append(NodeStudy(entry.target.node, entry.data).save(stage))
+    json_seconds = time.perf_counter() - t0
+    report = write_report(analysis, stage, card=card, source=source, formats=formats, progress=progress)
+    files += [*report.all]
+    timings = {**analysis.timings, "json": json_seconds, **report.timings}
+    timings["total"] = time.perf_counter() - start
+    # Wall times on a shared machine mean little alone: the CPU time and the load say how busy it was.
+    timings["cpu"] = time.process_time()
+    summary = {**analysis.summary(), "source": source, "timings": {k: round(v, 2) for k, v in timings.items()},
+               "load_average": [round(x, 2) for x in os.getloadavg()], "threads": torch.get_num_threads(),
+               "report": "report.html", "files": sorted(p.name for p in files) + ["analysis.json"]}
+    write_atomic(stage / "analysis.json", (json.dumps(summary, indent=1, allow_nan=False) + "\n").encode())
+    files.append(stage / "analysis.json")
+    moved = [target.final(f) for f in files]
+    target.commit()
+    return moved, timings
 
 
 def _print_summary(analysis, out: Path, files: list[Path], timings: dict[str, float]) -> None:
@@ -140,23 +123,3 @@ def _print_summary(analysis, out: Path, files: list[Path], timings: dict[str, fl
     load = os.getloadavg()[0]
     echo(f"time: {timings['total']:.1f} s (CPU {timings['cpu']:.1f} s, load average {load:.1f}): {stages}")
     echo(f"report: {out / 'report.html'} ({len(files) - 1} more files in {out})")
-
-
-def _progress(quiet: bool):
-    """Rich progress bars on stderr, one per stage, with the item being worked on."""
-    if quiet:
-        return None, lambda: None
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(TextColumn("{task.description:9s}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TextColumn("{task.fields[detail]}"), console=Console(stderr=True), refresh_per_second=4)
-    tasks: dict[str, int] = {}
-    bar.start()
-
-    def update(stage: str, done: int, total: int, detail: str = "") -> None:
-        if stage not in tasks:
-            tasks[stage] = bar.add_task(stage, total=total, detail=detail)
-        bar.update(tasks[stage], completed=done, total=total, detail=detail)
-
-    return update, bar.stop

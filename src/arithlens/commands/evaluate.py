@@ -1,5 +1,4 @@
-"""`arithlens eval`, `arithlens convert` and `arithlens models`: check a model exactly, import a `.pth`,
-list the shipped models."""
+"""`arithlens eval`: check a model exactly on fresh questions, the curated set and enriched cascades."""
 
 from __future__ import annotations
 
@@ -10,7 +9,8 @@ from typing import Optional
 
 import typer
 
-from arithlens.errors import ArithLensError
+from arithlens.commands._common import (Device, count_option, device_option, resolve_device, seed_option,
+                                        thread_limit, threads_option)
 
 
 class EvalKind(str, Enum):
@@ -31,17 +31,17 @@ def register(app: typer.Typer) -> None:
     def eval_command(
         model: Optional[str] = typer.Option(
             None, "--model", help="Shipped name, alias (mix, add) or checkpoint path; default: the mixed model."),
-        questions: int = typer.Option(
-            1_000_000, "--questions", help="Uniform questions per question type (--kind enriched: enriched ones)."),
-        seed: int = typer.Option(345_621, "--seed", help="Question seed (differs from training seeds)."),  # EVAL_SEED
+        questions: int = count_option(
+            1_000_000, "--questions", "Uniform questions per question type (--kind enriched: enriched ones).", low=0),
+        seed: int = seed_option(345_621, "Question seed (differs from training seeds)."),  # EVAL_SEED
         kind: EvalKind = typer.Option(
             EvalKind.suite, "--kind", help="suite (uniform, curated, N/10 enriched), uniform, enriched or curated."),
         precision: Precision = typer.Option(
             Precision.auto, "--precision", help="auto (bf16 + fp32 re-checks with AMX, else fp32), fp32, bf16."),
-        batch_size: Optional[int] = typer.Option(
-            None, "--batch-size", help="Questions per forward pass (default 128 on CPU, 8192 on CUDA)."),
-        device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-        threads: Optional[int] = typer.Option(None, "--threads", help="CPU cores to use (default: torch's threads)."),
+        batch_size: Optional[int] = count_option(
+            None, "--batch-size", "Questions per forward pass (default 128 on CPU, 8192 on CUDA)."),
+        device: Device = device_option(),
+        threads: Optional[int] = threads_option(help="CPU cores to use (default: torch's threads)."),
         out: Optional[Path] = typer.Option(None, "--out", help="Also write the JSON result to this file."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
@@ -51,77 +51,30 @@ def register(app: typer.Typer) -> None:
         Examples: `arithlens eval` (the default model, 1M questions per type: the acceptance check);
         `arithlens eval --model runs/mix --questions 100000 --json`; `arithlens eval --kind curated`.
         """
-        import torch
-
+        from arithlens.io import OutputTarget
         from arithlens.model import load_checkpoint
         from arithlens.model.evaluate import evaluate_suite, suite_size
         from arithlens.model.zoo import resolve_model
 
-        for flag, value, low in (("--questions", questions, 0), ("--seed", seed, 0), ("--threads", threads, 1)):
-            if value is not None and value < low:
-                raise ArithLensError(f"{flag} must be >= {low}, not {value}")
-        if threads:
-            torch.set_num_threads(threads)
+        target = OutputTarget(out, "file", "--out") if out is not None else None  # checked before the work
         path = resolve_model(model)
-        ck = load_checkpoint(path, device=_pick_device(device))
+        ck = load_checkpoint(path, device=resolve_device(device))
         counts = ({"questions": 0, "enriched_questions": questions} if kind == EvalKind.enriched
                   else {"questions": questions})
         kinds = ("uniform", "curated", "enriched") if kind == EvalKind.suite else (kind.value,)
         total = suite_size(ck.spec, seed=seed, kinds=kinds, **counts)
-        with _progress_bar(total, quiet) as progress:
+        with thread_limit(threads), _progress_bar(total, quiet) as progress:
             suite = evaluate_suite(ck.model, ck.spec, seed=seed, kinds=kinds, precision=precision.value,
                                    batch_size=batch_size, progress=progress, **counts)
         report = {"path": str(path), "kind": kind.value, **suite.to_dict()}
         report["questions_per_second"] = round(report["questions"] / max(report["seconds"], 1e-9))
-        if out is not None:
-            from arithlens.model import write_atomic
+        if target is not None:
+            from arithlens.io import write_atomic
 
-            out.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(out, (json.dumps(report, indent=2) + "\n").encode())
+            with target:
+                write_atomic(target.staged_file, (json.dumps(report, indent=2) + "\n").encode())
+                target.commit()
         typer.echo(json.dumps(report) if as_json else _table(report))
-
-    @app.command()
-    def convert(
-        source: Path = typer.Argument(..., help="A TransformerLens .pth state dict (or any checkpoint)."),
-        out_dir: Path = typer.Argument(..., help="Directory for model.safetensors + model.json."),
-        spec: Optional[str] = typer.Option(None, "--spec", help="Model name to use instead of the file name / shapes."),
-        force: bool = typer.Option(False, "--force", help="Replace a checkpoint already in OUT_DIR."),
-        quiet: bool = typer.Option(False, "--quiet"),
-    ) -> None:
-        """Convert a checkpoint to ours. Example: `arithlens convert add_d6_l2_h3_t15K_s372001.pth models/add`."""
-        from arithlens.model import convert_checkpoint, load_checkpoint
-        from arithlens.model.checkpoint import WEIGHTS_FILE
-
-        if (out_dir / WEIGHTS_FILE).exists() and not force:
-            raise ArithLensError(f"'{out_dir / WEIGHTS_FILE}' exists; pass --force to replace it")
-        convert_checkpoint(source, out_dir, spec=spec)
-        if not quiet:
-            ck = load_checkpoint(out_dir)
-            typer.echo(f"{source} -> {out_dir}: {ck.spec.name} (spec from {ck.extra.get('spec_source')})")
-
-    @app.command()
-    def models(as_json: bool = typer.Option(False, "--json", help="One JSON object per model, one per line.")) -> None:
-        """List the models shipped in the package (the default one is marked *)."""
-        from arithlens.model.zoo import default_model_name, list_models
-
-        rows = [m.summary() for m in list_models()]
-        default = default_model_name() if rows else None
-        for row in rows:
-            row["default"] = row["name"] == default
-        if as_json:
-            for row in rows:
-                typer.echo(json.dumps(row))
-            return
-        if not rows:
-            typer.echo("no models are shipped; pass --model PATH to commands that take a model")
-            return
-        width = max(len(r["name"]) for r in rows) + 2
-        typer.echo(f"  {'name':<{width}}{'op':<5}{'layers':>7}{'heads':>6}{'d_model':>8}{'size':>10}  accuracy")
-        for r in rows:
-            mark = "*" if r["default"] else " "
-            typer.echo(f"{mark} {r['name']:<{width}}{r['op']:<5}{r['layers']:>7}{r['heads']:>6}{r['d_model']:>8}"
-                       f"{_size(r['size_bytes']):>10}  {r['accuracy'] or '-'}")
-
 
 
 class _progress_bar:
@@ -176,13 +129,3 @@ def _table(report: dict) -> str:
 
 def _acc(counts: dict) -> str:
     return f"{100 * (1 - counts['wrong'] / counts['questions']):.4f}%" if counts["questions"] else "-"
-
-
-def _size(n: int) -> str:
-    return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
-
-
-def _pick_device(choice: str) -> str:
-    from arithlens.model.device import pick_device  # imports torch: keep it out of CLI start-up
-
-    return pick_device(choice)

@@ -9,7 +9,8 @@ from typing import Optional
 
 import typer
 
-from arithlens.commands._options import model_option
+from arithlens.commands._common import (Device, count_option, device_option, load_model, model_option, seed_option,
+                                        thread_limit, threads_option)
 
 
 def register(app: typer.Typer) -> None:
@@ -18,12 +19,13 @@ def register(app: typer.Typer) -> None:
         name: str = typer.Argument(..., help="Node: a head such as P18L0H0, or a whole MLP layer such as P18L0MLP."),
         model: Optional[str] = model_option(),
         out: Optional[Path] = typer.Option(None, "--out", help="Write <node>_study.json and the figures here."),
-        questions: int = typer.Option(1000, "--questions", help="Necessity questions per qtype x T class."),
-        pairs: int = typer.Option(200, "--pairs", help="Patching pairs per qtype."),
-        permutations: int = typer.Option(100, "--permutations", help="Label shuffles for the probe and cosine nulls."),
+        questions: int = count_option(1000, "--questions", "Necessity questions per qtype x T class.", low=10),
+        pairs: int = count_option(200, "--pairs", "Patching pairs per qtype.", low=10),
+        permutations: int = count_option(100, "--permutations", "Label shuffles for the probe and cosine nulls.", low=0),
         digit: Optional[int] = typer.Option(None, "--digit", help="Study digit (default: the attended pair, else k-1)."),
-        seed: int = typer.Option(0, "--seed", help="Seed; the same seed gives the same JSON."),
-        threads: int = typer.Option(1, "--threads", help="CPU threads for torch (1 was fastest on 2 shared cores)."),
+        seed: int = seed_option(0, "Seed; the same seed gives the same JSON."),
+        threads: int = threads_option(1, "CPU threads for torch (1 was fastest on 2 shared cores)."),
+        device: Device = device_option(),
         as_json: bool = typer.Option(False, "--json", help="Print the study as one JSON object."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress lines."),
     ) -> None:
@@ -31,35 +33,37 @@ def register(app: typer.Typer) -> None:
 
         Examples: `arithlens node P18L0H0 --out out/`; `arithlens node P18L0H1 --model runs/mix --json`.
         """
-        import torch
-
         from arithlens.analysis.node_study import StudyOptions, study_node
         from arithlens.analysis.nodes import Node
-        from arithlens.errors import ArithLensError
-        from arithlens.model import load_checkpoint
-        from arithlens.model.zoo import resolve_model
+        from arithlens.io import OutputTarget
+        from arithlens.validate import check_memory, forward_bytes
 
         start = time.perf_counter()
         Node.parse(name)  # a malformed name fails before anything is loaded or written
         options = StudyOptions(questions=questions, pairs=pairs, permutations=permutations, seed=seed, digit=digit)
-        if threads < 1:
-            raise ArithLensError(f"--threads must be at least 1, not {threads}")
-        torch.set_num_threads(threads)
-        net = load_checkpoint(resolve_model(model)).model
-        target = Node.for_model(name, net.spec)
+        target = OutputTarget(out, "dir", "--out") if out is not None else None  # checked before the work
+        net = load_model(model, device).model
+        # necessity: 3 qtypes x 3 T classes of questions, each ablated in a forward pass
+        check_memory("--questions", questions, 9 * forward_bytes(net.spec), "the necessity questions")
+        check_memory("--pairs", pairs, 6 * forward_bytes(net.spec), "the patching pairs")
+        node_target = Node.for_model(name, net.spec)
 
         def progress(message: str) -> None:
             if not (quiet or as_json):
                 typer.echo(f"[{time.perf_counter() - start:5.1f}s] {message}", err=True)
 
-        study = study_node(net, target, options, progress=progress)
+        with thread_limit(threads):
+            study = study_node(net, node_target, options, progress=progress)
         files: list[Path] = []
-        if out is not None:
+        if target is not None:
             from arithlens.report.node_figures import write_node_figures
 
-            files.append(study.save(out))
-            for paths in write_node_figures(study.data, out).values():
-                files.extend(paths)
+            with target:
+                staged = [study.save(target.stage)]
+                for paths in write_node_figures(study.data, target.stage).values():
+                    staged.extend(paths)
+                files = [target.final(f) for f in staged]
+                target.commit()
         seconds = time.perf_counter() - start
         if as_json:
             typer.echo(json.dumps({**study.data, "files": [str(f) for f in files]}, indent=1, allow_nan=False))

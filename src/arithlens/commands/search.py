@@ -10,12 +10,14 @@ from typing import Optional
 
 import typer
 
-from arithlens.commands._options import json_option, model_option, quiet_option, sweep_threads_option
+from arithlens.commands._common import (Device, Progress, count_option, device_option, json_option, load_model,
+                                        model_option, quiet_option, seed_option, sweep_threads_option, thread_limit)
 from arithlens.errors import ArithLensError
 
 
-def _useful_nodes(net, out: Path, nodes_path: Optional[Path], quiet: bool):
-    """The behaviour node list: --nodes, else `<model>_behavior.json` in --out, else a fresh useful sweep."""
+def _useful_nodes(net, out: Path, nodes_path: Optional[Path], quiet: bool, stage: Path):
+    """The behaviour node list: --nodes, else `<model>_behavior.json` in --out, else a fresh useful sweep
+    (saved into the stage, to land in --out with the rest)."""
     from arithlens.analysis.nodes import NodeList
 
     if nodes_path is not None:
@@ -30,7 +32,7 @@ def _useful_nodes(net, out: Path, nodes_path: Optional[Path], quiet: bool):
     if not quiet:
         typer.echo(f"no {found.name} in {out}: running the useful-node sweep first", err=True)
     result = find_useful(net, varied_questions(net.spec))
-    result.nodes.save(found)
+    result.nodes.save(stage / found.name)
     return result.nodes, str(found)
 
 
@@ -55,8 +57,8 @@ def register(app: typer.Typer) -> None:
     def search(
         out: Path = typer.Option(..., "--out", help="Output directory (algorithm JSON, search record, maps)."),
         model: Optional[str] = model_option(),
-        pairs: int = typer.Option(100, "--pairs", help="Question pairs per sub-task and digit."),
-        seed: int = typer.Option(0, "--seed", help="Seed of the question pairs; the same seed gives the same tags."),
+        pairs: int = count_option(100, "--pairs", "Question pairs per sub-task and digit."),
+        seed: int = seed_option(0, "Seed of the question pairs; the same seed gives the same tags."),
         nodes: Optional[Path] = typer.Option(None, "--nodes", help="Behaviour JSON from `arithlens useful` (default: the one in --out, else a fresh sweep)."),
         min_attn: int = typer.Option(10, "--min-attn", help="Attention percent that counts as attending a digit."),
         min_lower: float = typer.Option(0.5, "--min-lower", help="A rate tags when its Wilson 95% lower bound reaches this."),
@@ -65,6 +67,7 @@ def register(app: typer.Typer) -> None:
         group_size: int = typer.Option(3, "--group-size", help="Largest group of heads patched together (2 or more)."),
         partners: bool = typer.Option(True, "--partners/--no-partners", help="Also pair a head that passed nothing with each deeper head at its position that is not a useful node."),
         threads: Optional[int] = sweep_threads_option(),
+        device: Device = device_option(),
         as_json: bool = json_option(),
         quiet: bool = quiet_option(),
     ) -> None:
@@ -74,40 +77,38 @@ def register(app: typer.Typer) -> None:
         (every rate with its Wilson interval, coverage, claims) and the purpose maps into --out.
         Examples: `arithlens search --out out/`; `arithlens search --model runs/mix --out out/ --pairs 200 --json`.
         """
-        import torch
-
         from arithlens.analysis.claims import default_claims, evaluate_all
         from arithlens.analysis.nodes import Major
         from arithlens.analysis.search import WEAK_POLICIES, Rule, search_model
-        from arithlens.model.checkpoint import load_checkpoint, write_atomic
-        from arithlens.model.zoo import resolve_model
+        from arithlens.io import OutputTarget, write_atomic
+        from arithlens.validate import check_memory, forward_bytes
 
-        if pairs < 1:
-            raise ArithLensError(f"--pairs must be at least 1, not {pairs}")
         if weak not in WEAK_POLICIES:
             raise ArithLensError(f"--weak must be one of {', '.join(WEAK_POLICIES)}, not {weak!r}")
         if not 0 < min_lower <= 1:
             raise ArithLensError(f"--min-lower must lie in (0, 1], not {min_lower}")
         if group_size < 2:
             raise ArithLensError(f"--group-size must be at least 2, not {group_size}")
-        if threads:
-            torch.set_num_threads(threads)
-        net = load_checkpoint(resolve_model(model)).model.eval()
+        target = OutputTarget(out, "dir", "--out")  # checked before the work
+        net = load_model(model, device).model
         spec = net.spec
-        useful, source = _useful_nodes(net, out, nodes, quiet or as_json)
-        progress, finish = _progress(quiet or as_json)
-        try:
-            result = search_model(net, useful, n_pairs=pairs, seed=seed, weak=weak, pair_search=pair_search,
-                                  max_group=group_size, partners=partners, min_pct=min_attn, rule=Rule(min_lower), progress=progress)
-        finally:
-            finish()
-        claims = evaluate_all(default_claims(spec.n_digits, add=spec.perc_add > 0, sub=spec.perc_sub > 0),
-                              result.nodes, spec.layout)
-        algo_path = result.nodes.save(out / f"{spec.base_name}_algorithm.json", majors=[Major.ALGO])
-        record = {**result.to_json(), "nodes_from": source, "claims": [c.to_dict() for c in claims]}
-        record_path = out / f"{spec.base_name}_search.json"
-        write_atomic(record_path, (json.dumps(record, indent=1) + "\n").encode())
-        maps, note = _draw_maps(result.nodes, spec, out)
+        check_memory("--pairs", pairs, 2 * forward_bytes(spec), "the patching pairs")
+        with target, thread_limit(threads):
+            useful, source = _useful_nodes(net, out, nodes, quiet or as_json, target.stage)
+            with Progress(quiet or as_json) as bar:
+                result = search_model(net, useful, n_pairs=pairs, seed=seed, weak=weak, pair_search=pair_search,
+                                      max_group=group_size, partners=partners, min_pct=min_attn,
+                                      rule=Rule(min_lower),
+                                      progress=None if bar.quiet else (lambda d, t, label: bar("search", d, t, label)))
+            claims = evaluate_all(default_claims(spec.n_digits, add=spec.perc_add > 0, sub=spec.perc_sub > 0),
+                                  result.nodes, spec.layout)
+            algo_path = result.nodes.save(target.stage / f"{spec.base_name}_algorithm.json", majors=[Major.ALGO])
+            record = {**result.to_json(), "nodes_from": source, "claims": [c.to_dict() for c in claims]}
+            record_path = target.stage / f"{spec.base_name}_search.json"
+            write_atomic(record_path, (json.dumps(record, indent=1) + "\n").encode())
+            maps, note = _draw_maps(result.nodes, spec, target.stage)
+            algo_path, record_path, maps = target.final(algo_path), target.final(record_path), [target.final(m) for m in maps]
+            target.commit()
         files = [algo_path, record_path, *maps]
         if as_json:
             summary = {"model": spec.name, "coverage": record["coverage"], "tags": record["tags"],
@@ -126,21 +127,3 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"wrote {algo_path}, {record_path}" + (f" and {len(maps)} maps" if maps else ""))
         if note:
             typer.echo(note)
-
-
-def _progress(quiet: bool):
-    """A rich progress bar on stderr over the (sub-task, digit) cells."""
-    if quiet:
-        return None, lambda: None
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    bar = Progress(TextColumn("search {task.fields[label]:8s}"), BarColumn(), MofNCompleteColumn(),
-                   TimeRemainingColumn(), console=Console(stderr=True), refresh_per_second=4)
-    task = bar.add_task("search", total=None, label="")
-    bar.start()
-
-    def update(done: int, total: int, label: str) -> None:
-        bar.update(task, completed=done, total=total, label=label)
-
-    return update, bar.stop

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
+from arithlens.commands._common import Device, Progress, count_option, device_option, threads_option, thread_limit
 from arithlens.errors import ArithLensError
-
+from arithlens.validate import finite
 
 
 def register(app: typer.Typer) -> None:
@@ -19,43 +20,43 @@ def register(app: typer.Typer) -> None:
         spec: str = typer.Option(..., "--spec", help="Model name, e.g. mix_d6_l3_h4_t12K_s372001."),
         out: Path = typer.Option(..., "--out", help="Output directory (checkpoints, training.json, loss PNGs)."),
         config: Optional[Path] = typer.Option(None, "--config", help="JSON: recipe fields and a 'spec' dict of size overrides."),
-        steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (default: from the name)."),
-        d_model: Optional[int] = typer.Option(None, "--d-model"),
-        d_head: Optional[int] = typer.Option(None, "--d-head"),
-        d_mlp: Optional[int] = typer.Option(None, "--d-mlp"),
+        steps: Optional[int] = count_option(None, "--steps", "Training steps (default: from the name)."),
+        d_model: Optional[int] = count_option(None, "--d-model", "Residual width (default: from the name)."),
+        d_head: Optional[int] = count_option(None, "--d-head", "Head width."),
+        d_mlp: Optional[int] = count_option(None, "--d-mlp", "MLP width."),
         perc_sub: Optional[int] = typer.Option(None, "--perc-sub", help="Percent of subtraction rows."),
-        lr: Optional[float] = typer.Option(None, "--lr"),
-        batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+        lr: Optional[float] = typer.Option(None, "--lr", callback=lambda v: finite("--lr", v, positive=True),
+                                           help="Peak learning rate (> 0)."),
+        batch_size: Optional[int] = count_option(None, "--batch-size", "Questions per step."),
         insert_from: Optional[Path] = typer.Option(None, "--insert-from", help="Checkpoint of a smaller model to insert."),
         init_from: Optional[Path] = typer.Option(None, "--init-from", help="Fine-tune: start from this checkpoint's weights."),
-        device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-        threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch."),
+        device: Device = device_option(),
+        threads: Optional[int] = threads_option(),
         resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint in --out."),
+        force: bool = typer.Option(False, "--force", help="Train anew over a model already in --out (it is replaced)."),
         quiet: bool = typer.Option(False, "--quiet"),
     ) -> None:
-        """Train a model.
+        """Train a model. A model already in --out is kept: continue it with --resume or replace it with --force.
 
         Example: `arithlens train --spec mix_d6_l3_h4_t12K_s372001 --d-model 128 --d-head 32 --out runs/mix`.
         """
-        import torch
-
+        from arithlens.io import OutputTarget
         from arithlens.model import ModelSpec
         from arithlens.model.train import TrainConfig
         from arithlens.model.train import train as run_training
         from arithlens.report.loss_curves import plot_loss_curves
 
-        file_cfg: dict = {}
-        if config is not None:
-            try:
-                file_cfg = json.loads(config.read_text())
-            except (OSError, ValueError) as exc:
-                raise ArithLensError(f"cannot read config '{config}': {exc}") from None
-        overrides = dict(file_cfg.pop("spec", {}))
+        if resume and force:
+            raise ArithLensError("--resume and --force contradict each other: give one")
+        file_cfg = _read_config(config) if config is not None else {}
+        overrides = file_cfg.pop("spec", None) or {}
         for key, value in (("d_model", d_model), ("d_head", d_head), ("d_mlp", d_mlp), ("perc_sub", perc_sub)):
             if value is not None:
                 overrides[key] = value
         model_spec = ModelSpec.parse(spec, **overrides)
+        where = f"--config '{config}'" if config is not None else "training config"
         recipe = {"steps": model_spec.training_steps, **file_cfg}
+        TrainConfig.from_dict(recipe, where=where)  # the file's own values, named as the file's
         for key, value in (("steps", steps), ("lr", lr), ("batch_size", batch_size),
                            ("insert_from", str(insert_from) if insert_from else None),
                            ("init_from", str(init_from) if init_from else None)):
@@ -64,53 +65,98 @@ def register(app: typer.Typer) -> None:
         if model_spec.insert_mode and not recipe.get("insert_from"):
             raise ArithLensError(f"{model_spec.name} has insert mode {model_spec.insert_mode}: give --insert-from")
         cfg = TrainConfig.from_dict(recipe)
-        if threads:
-            torch.set_num_threads(threads)
-        dev = _pick_device(device)
+        for flag, value in (("--insert-from", cfg.insert_from), ("--init-from", cfg.init_from)):
+            if value is not None and not Path(value).exists():
+                raise ArithLensError(f"{flag} '{value}' does not exist: give a checkpoint directory or file")
+        dev = _resolve(device)
+        target = OutputTarget(out, "dir", "--out", staged=False)
+        _check_out(out, resume=resume, force=force)
         command = "arithlens " + " ".join(sys.argv[1:])
-        progress_cb, finish = _progress(cfg.steps, quiet)
-        try:
-            result = run_training(model_spec, cfg, out, device=dev, resume=resume, progress=progress_cb)
-        finally:
-            finish()
-        plot_loss_curves(result.history, out, title=model_spec.name)
-        _record_command(out, command)
+        existed = out.exists()
+        with target, thread_limit(threads), Progress(quiet, label_width=5) as bar:
+            try:
+                result = run_training(model_spec, cfg, out, device=dev, resume=resume,
+                                      progress=None if bar.quiet else _train_progress(bar, cfg.steps))
+            except BaseException:
+                if not existed and out.is_dir() and not any(out.iterdir()):
+                    out.rmdir()  # nothing was trained: leave no empty --out behind
+                raise
+            plot_loss_curves(result.history, out, title=model_spec.name)
+            _record_command(out, command)
         last = result.history["eval"][-1] if result.history["eval"] else {}
         typer.echo(f"{model_spec.name}: {cfg.steps} steps in {result.history['seconds']:.0f} s, final loss "
                    f"{result.history['final_loss']:.3g}, held-out wrong {last.get('wrong')}/{last.get('questions')}"
                    f" -> {out}")
 
 
+def _read_config(path: Path) -> dict[str, Any]:
+    """The `--config` JSON: an object whose 'spec' (if any) is an object too."""
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        from arithlens.io import describe_os_error
+
+        raise ArithLensError(f"cannot read --config '{path}': {describe_os_error(exc)}") from None
+    except ValueError as exc:
+        raise ArithLensError(f"--config '{path}' is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ArithLensError(f"--config '{path}' must hold a JSON object of recipe fields, not a "
+                             f"{type(data).__name__.replace('NoneType', 'null')}")
+    if "spec" in data and not isinstance(data["spec"], (dict, type(None))):
+        raise ArithLensError(f"--config '{path}': 'spec' must be an object of size overrides such as "
+                             f'{{"d_model": 128}}, not {data["spec"]!r}')
+    return dict(data)
+
+
+def _check_out(out: Path, *, resume: bool, force: bool) -> None:
+    """Refuse to overwrite a model, or to resume nothing, before anything is created."""
+    from arithlens.model.checkpoint import SIDECAR_FILE, WEIGHTS_FILE
+    from arithlens.model.train import STATE_FILE
+
+    if resume:
+        if not (out / STATE_FILE).is_file():
+            raise ArithLensError(f"nothing to resume in '{out}': no {STATE_FILE} (train without --resume first)")
+        return
+    if force:
+        return
+    if (out / WEIGHTS_FILE).exists() or (out / SIDECAR_FILE).exists():
+        what = "an unfinished training run" if (out / STATE_FILE).exists() and _partial(out) else "a trained model"
+        raise ArithLensError(f"--out '{out}' already holds {what}: pass --resume to continue it, --force to "
+                             "replace it, or choose another --out")
+    if (out / STATE_FILE).exists():
+        raise ArithLensError(f"--out '{out}' already holds an unfinished training run: pass --resume to continue "
+                             "it, --force to replace it, or choose another --out")
+
+
+def _partial(out: Path) -> bool:
+    try:
+        card = json.loads((out / "model.json").read_text())
+        return bool(card.get("training", {}).get("partial"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _record_command(out: Path, command: str) -> None:
-    from arithlens.model.checkpoint import write_atomic
+    from arithlens.io import write_atomic
 
     card = json.loads((out / "model.json").read_text())
     card.setdefault("training", {})["command"] = command
     write_atomic(out / "model.json", (json.dumps(card, indent=2) + "\n").encode())
 
 
-def _progress(total: int, quiet: bool):
-    """A rich progress bar on stderr: loss, held-out wrong count, ETA."""
-    if quiet:
-        return None, lambda: None
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    bar = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
-                   TimeRemainingColumn(), console=Console(stderr=True), refresh_per_second=2)
-    task = bar.add_task("train", total=total, status="")
+def _train_progress(bar: Progress, total: int):
+    """train()'s (step, info) calls as the one progress signature: loss, learning rate, held-out wrong count."""
     state = {"wrong": "-"}
-    bar.start()
 
     def update(step: int, info: dict) -> None:
         if "heldout_wrong" in info:
             state["wrong"] = info["heldout_wrong"]
-        bar.update(task, completed=step, status=f"loss {info['loss']:.2e} lr {info['lr']:.1e} wrong {state['wrong']}")
+        bar("train", step, total, f"loss {info['loss']:.2e} lr {info['lr']:.1e} wrong {state['wrong']}")
 
-    return update, bar.stop
+    return update
 
 
-def _pick_device(choice: str) -> str:
-    from arithlens.model.device import pick_device  # imports torch: keep it out of CLI start-up
+def _resolve(device: Device) -> str:
+    from arithlens.commands._common import resolve_device
 
-    return pick_device(choice)
+    return resolve_device(device)

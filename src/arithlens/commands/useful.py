@@ -9,22 +9,8 @@ from typing import Optional
 
 import typer
 
-from arithlens.commands._options import json_option, model_option, quiet_option, sweep_threads_option
-from arithlens.errors import ArithLensError
-
-
-def _load_model(name_or_path: Optional[str]):
-    """The model a `--model` argument names: through the zoo (a shipped name, an alias, a path, or the default
-    when None) when it is installed, else a checkpoint path."""
-    from arithlens.model import load_checkpoint
-
-    try:
-        from arithlens.model.zoo import resolve_model
-    except ImportError:  # the zoo (written in parallel) is not installed: checkpoint paths only
-        if name_or_path is None:
-            raise ArithLensError("no default model is available here: give --model PATH (a checkpoint)") from None
-        return load_checkpoint(name_or_path).model
-    return load_checkpoint(resolve_model(name_or_path)).model
+from arithlens.commands._common import (Device, Progress, count_option, device_option, json_option, load_model,
+                                        model_option, quiet_option, seed_option, sweep_threads_option, thread_limit)
 
 
 def _draw_maps(result, out: Path) -> tuple[list[Path], str | None]:
@@ -44,11 +30,12 @@ def register(app: typer.Typer) -> None:
     def useful(
         out: Path = typer.Option(..., "--out", help="Output directory (behaviour JSON, maps)."),
         model: Optional[str] = model_option(),
-        questions: int = typer.Option(256, "--questions", help="Random questions, before the curated set is added."),
-        seed: int = typer.Option(345621, "--seed", help="Seed of the random questions."),
+        questions: int = count_option(256, "--questions", "Random questions, before the curated set is added.", low=0),
+        seed: int = seed_option(345621, "Seed of the random questions."),
         neurons: bool = typer.Option(False, "--neurons", help="Also each neuron of useful MLP layers (slow)."),
         reference_compat: bool = typer.Option(False, "--reference-compat", help="Layer-0 means for all layers (predecessor)."),
         threads: Optional[int] = sweep_threads_option(),
+        device: Device = device_option(),
         as_json: bool = json_option(),
         quiet: bool = quiet_option(),
     ) -> None:
@@ -57,22 +44,22 @@ def register(app: typer.Typer) -> None:
         Writes `<model>_behavior.json` (the predecessor's schema) and the quanta maps into --out.
         Examples: `arithlens useful --out out/`; `arithlens useful --model runs/mix --out out/ --json`.
         """
-        import torch
-
         from arithlens.analysis.useful import find_useful, varied_questions
+        from arithlens.io import OutputTarget
+        from arithlens.validate import check_memory, forward_bytes
 
-        if threads:
-            torch.set_num_threads(threads)
-        net = _load_model(model)
-        net.eval()
+        target = OutputTarget(out, "dir", "--out")  # checked before the work
+        net = load_model(model, device).model
+        check_memory("--questions", questions, forward_bytes(net.spec), "the useful-node sweep")
         batch = varied_questions(net.spec, count=questions, seed=seed)
-        progress, finish = _progress(quiet or as_json)
-        try:
-            result = find_useful(net, batch, neurons=neurons, reference_compat=reference_compat, progress=progress)
-        finally:
-            finish()
-        path = result.nodes.save(out / f"{result.spec.base_name}_behavior.json")
-        maps, note = _draw_maps(result, out)
+        with target, thread_limit(threads):
+            with Progress(quiet or as_json) as bar:
+                result = find_useful(net, batch, neurons=neurons, reference_compat=reference_compat,
+                                     progress=None if bar.quiet else bar)
+            staged = [result.nodes.save(target.stage / f"{result.spec.base_name}_behavior.json")]
+            maps, note = _draw_maps(result, target.stage)
+            path, maps = target.final(staged[0]), [target.final(m) for m in maps]
+            target.commit()
         if as_json:
             _print_json(result, [path, *maps], note)
         else:
@@ -117,23 +104,3 @@ def _print_summary(result, path: Path, maps: list[Path], note: str | None) -> No
     echo(f"wrote {path}" + (f" and {len(maps)} maps" if maps else ""))
     if note:
         echo(note)
-
-
-def _progress(quiet: bool):
-    """A rich progress bar on stderr, one task per stage."""
-    if quiet:
-        return None, lambda: None
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    bar = Progress(TextColumn("{task.description:9s}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                   console=Console(stderr=True), refresh_per_second=4)
-    tasks: dict[str, int] = {}
-    bar.start()
-
-    def update(stage: str, done: int, total: int) -> None:
-        if stage not in tasks:
-            tasks[stage] = bar.add_task(stage, total=total)
-        bar.update(tasks[stage], completed=done)
-
-    return update, bar.stop

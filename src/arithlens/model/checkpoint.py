@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from safetensors.torch import save as safetensors_bytes
 from torch import Tensor
 
 from arithlens.errors import ArithLensError, CheckpointError, ParseError
+from arithlens.io import write_atomic  # noqa: F401  (kept importable from here for older callers)
 from arithlens.model.spec import ModelSpec
 from arithlens.model.transformer import HookedTransformer
 
@@ -254,21 +254,6 @@ def safetensors_canonical(tensors: Mapping[str, Tensor], metadata: Mapping[str, 
     if len(text) > n:  # the library escaped more tersely than json.dumps: keep its bytes
         return data
     return data[:8] + text + b" " * (n - len(text)) + data[8 + n :]
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename over it: readers see the old file or the new."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o644)  # mkstemp makes it private
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _first_line(exc: BaseException) -> str:

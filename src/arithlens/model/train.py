@@ -23,7 +23,8 @@ from safetensors import safe_open
 
 from arithlens.arith import QType, QuestionBatch, enriched, uniform
 from arithlens.errors import ArithLensError, CheckpointError
-from arithlens.model.checkpoint import load_checkpoint, safetensors_canonical, save_checkpoint, write_atomic
+from arithlens.io import write_atomic
+from arithlens.model.checkpoint import load_checkpoint, safetensors_canonical, save_checkpoint
 from arithlens.model.spec import ModelSpec
 from arithlens.model.transformer import HookedTransformer
 
@@ -61,11 +62,11 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        try:
-            return cls(**data)
-        except TypeError as exc:
-            raise ArithLensError(f"bad training config: {exc}") from None
+    def from_dict(cls, data: dict[str, Any], where: str = "training config") -> TrainConfig:
+        """A config from JSON-like data, every field checked for type and range (one-line errors naming it)."""
+        from arithlens.validate import train_config
+
+        return cls(**train_config(data, where))
 
 
 def qtype_mix(spec: ModelSpec) -> dict[str, float]:

@@ -1,0 +1,149 @@
+"""What every command shares: validated options, the device, scoped thread limits, model loading and one
+progress reporter (a module starting with _ registers no command)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from enum import Enum
+from typing import Any, Optional
+
+import typer
+
+from arithlens.validate import check_int, check_seed, check_threads
+
+# The one progress-callback signature the commands hand around: (stage, done, total, detail).
+ProgressFn = Callable[[str, int, Optional[int], str], None]
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Options: each validated once, at parse time, by the same helper in every command
+
+
+def model_option() -> Any:
+    return typer.Option(None, "--model", help="Model name or checkpoint path (default: the shipped model).")
+
+
+def device_option() -> Any:
+    return typer.Option(Device.auto, "--device", help="auto (cuda when available, else cpu), cpu or cuda.")
+
+
+def threads_option(default: Optional[int] = None, help: str | None = None) -> Any:
+    return typer.Option(default, "--threads", callback=lambda value: check_threads(value), help=help or (
+        "CPU threads for torch, 1 to the cores this process may use (default: torch's)."))
+
+
+def sweep_threads_option() -> Any:
+    return threads_option(help="CPU cores to use: ablation sweeps run this many worker threads (default: torch's).")
+
+
+def seed_option(default: Optional[int], help: str) -> Any:
+    return typer.Option(default, "--seed", callback=lambda value: check_seed(value), help=help)
+
+
+def count_option(default: Optional[int], flag: str, help: str, *, low: int = 1) -> Any:
+    """A count with a lower bound here; its upper bound comes from a memory estimate once the model is known."""
+    return typer.Option(default, flag, callback=lambda value: check_int(flag, value, low=low), help=help)
+
+
+def json_option(what: str = "the result") -> Any:
+    return typer.Option(False, "--json", help=f"Print {what} as one JSON object.")
+
+
+def quiet_option() -> Any:
+    return typer.Option(False, "--quiet", help="No progress bar.")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Device, threads, model
+
+
+def resolve_device(choice: Device | str) -> str:
+    """auto -> cuda when available else cpu; cuda without CUDA is a one-line error."""
+    from arithlens.model.device import pick_device  # imports torch: keep it out of CLI start-up
+
+    return pick_device(choice.value if isinstance(choice, Device) else choice)
+
+
+@contextlib.contextmanager
+def thread_limit(threads: Optional[int]) -> Iterator[None]:
+    """torch's thread count set to `threads` inside the block and restored after (None: left as it is)."""
+    import torch
+
+    if not threads:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def load_model(name_or_path: Optional[str], device: Device | str = Device.cpu):
+    """The checkpoint a `--model` argument names (a shipped name, an alias, a path, or the default when None),
+    with its model moved to the resolved device and in eval mode."""
+    from arithlens.model import load_checkpoint
+    from arithlens.model.zoo import resolve_model
+
+    dev = resolve_device(device)
+    ck = load_checkpoint(resolve_model(name_or_path))
+    ck.model.to(dev).eval()
+    return ck
+
+
+# ---------------------------------------------------------------------------------------------------
+# Progress
+
+
+class Progress:
+    """Rich progress bars on stderr, one per stage, fed through one callback `(stage, done, total, detail)`;
+    `adapt(...)` turns it into the shape a library function calls. Quiet: every call is a no-op."""
+
+    def __init__(self, quiet: bool, label_width: int = 9):
+        self.quiet, self.bar, self.tasks = quiet, None, {}
+        if quiet:
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+        from rich.progress import Progress as RichProgress
+
+        self.bar = RichProgress(TextColumn(f"{{task.description:{label_width}s}}"), BarColumn(),
+                                MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.fields[detail]}"),
+                                console=_stderr_console(), refresh_per_second=4)
+
+    def __call__(self, stage: str, done: int, total: Optional[int] = None, detail: str = "") -> None:
+        if self.bar is None:
+            return
+        if stage not in self.tasks:
+            self.tasks[stage] = self.bar.add_task(stage, total=total, detail=detail)
+        self.bar.update(self.tasks[stage], completed=done, total=total, detail=detail)
+
+    def advance(self, stage: str, n: int, total: Optional[int] = None, detail: str = "") -> None:
+        """Count `n` more done in `stage` (for libraries that report increments)."""
+        if self.bar is None:
+            return
+        done = self.bar.tasks[self.tasks[stage]].completed if stage in self.tasks else 0
+        self(stage, int(done) + n, total, detail)
+
+    def __enter__(self) -> Progress:
+        if self.bar is not None:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)

@@ -1,0 +1,36 @@
+"""`arithlens convert`: import a TransformerLens `.pth` (or any checkpoint) as model.safetensors + model.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from arithlens.errors import ArithLensError
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def convert(
+        source: Path = typer.Argument(..., help="A TransformerLens .pth state dict (or any checkpoint)."),
+        out_dir: Path = typer.Argument(..., help="Directory for model.safetensors + model.json."),
+        spec: Optional[str] = typer.Option(None, "--spec", help="Model name to use instead of the file name / shapes."),
+        force: bool = typer.Option(False, "--force", help="Replace a checkpoint already in OUT_DIR."),
+        quiet: bool = typer.Option(False, "--quiet"),
+    ) -> None:
+        """Convert a checkpoint to ours. Example: `arithlens convert add_d6_l2_h3_t15K_s372001.pth models/add`."""
+        from arithlens.io import OutputTarget
+        from arithlens.model import load_checkpoint, save_checkpoint
+        from arithlens.model.checkpoint import WEIGHTS_FILE
+
+        target = OutputTarget(out_dir, "dir", "OUT_DIR")
+        if (out_dir / WEIGHTS_FILE).exists() and not force:
+            raise ArithLensError(f"'{out_dir / WEIGHTS_FILE}' exists; pass --force to replace it")
+        ck = load_checkpoint(source, spec=spec)
+        extra = {**ck.extra, "converted_from": Path(source).name, "spec_source": ck.spec_source}
+        with target:
+            save_checkpoint(ck.model, ck.spec, target.stage, extra)
+            target.commit()
+        if not quiet:
+            typer.echo(f"{source} -> {out_dir}: {ck.spec.name} (spec from {ck.spec_source})")

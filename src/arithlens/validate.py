@@ -1,0 +1,175 @@
+"""Typed validation at the edge: every numeric CLI option and the train config go through here, once, with
+limits that follow from the machine (cores this process may use, memory available now)."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Optional
+
+from arithlens.errors import ArithLensError, ResourceError
+
+# The share of the available memory a single request may take before it is refused up front.
+MEMORY_SHARE = 0.8
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, which containers and `taskset` narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def available_memory() -> int:
+    """Bytes of memory available now (MemAvailable), else the physical memory."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 34
+
+
+def check_int(flag: str, value: Optional[int], *, low: int | None = None, high: int | None = None,
+              why: str = "") -> Optional[int]:
+    """`value` if it lies in [low, high] (None passes: the option was not given); else a one-line error."""
+    if value is None:
+        return None
+    if low is not None and value < low or high is not None and value > high:
+        if low is not None and high is not None:
+            bound = f"between {low} and {high}"
+        else:
+            bound = f"at least {low}" if low is not None else f"at most {high}"
+        raise ArithLensError(f"{flag} must be {bound}{why}, not {value}")
+    return value
+
+
+def check_threads(value: Optional[int], flag: str = "--threads") -> Optional[int]:
+    """Threads from 1 to the cores this process may use."""
+    cores = usable_cores()
+    return check_int(flag, value, low=1, high=cores, why=f" (this machine lets this process use {cores} cores)")
+
+
+def check_seed(value: Optional[int], flag: str = "--seed") -> Optional[int]:
+    """Seeds are non-negative (numpy refuses negative ones)."""
+    return check_int(flag, value, low=0)
+
+
+def check_memory(flag: str, value: int, bytes_each: float, what: str) -> int:
+    """Refuse `value` items of about `bytes_each` bytes when they cannot fit in the memory available now."""
+    need = value * bytes_each
+    have = available_memory()
+    if need > MEMORY_SHARE * have:
+        most = max(1, int(MEMORY_SHARE * have // max(bytes_each, 1)))
+        raise ResourceError(f"{flag} {value:,} needs about {_gb(need)} of memory for {what}, more than the "
+                            f"{_gb(have)} available: ask for at most about {most:,}")
+    return value
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.0f} MB"
+
+
+def forward_bytes(spec: Any) -> int:
+    """Rough bytes one question takes in a forward pass with activations kept (float32): the residual stream
+    and the hook points of every layer, attention patterns, MLP activations and the logits, doubled for the
+    copies an ablation sweep keeps (clean and patched)."""
+    ctx, layers = spec.n_ctx, spec.n_layers
+    per_layer = ctx * (6 * spec.d_model + 4 * spec.n_heads * spec.d_head + 2 * spec.d_mlp + 2 * spec.n_heads * ctx)
+    return 2 * 4 * (layers * per_layer + ctx * (2 * spec.d_model + spec.d_vocab))
+
+
+# ---------------------------------------------------------------------------------------------------
+# The train config (`--config` JSON): one schema with the types and ranges of every recipe field
+
+
+def _schema():
+    """The pydantic model, built on first use (pydantic costs ~0.2 s to import; only `train` needs it)."""
+    from typing import Annotated
+
+    from pydantic import BaseModel, ConfigDict, Field
+
+    Positive = Annotated[int, Field(ge=1)]
+    NonNegative = Annotated[int, Field(ge=0)]
+    Share = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+    Rate = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    Beta = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
+    NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+    class TrainConfigSchema(BaseModel):
+        # strict: "abc", "10", 10.5 and true are not steps; an int is a fine float
+        model_config = ConfigDict(strict=True, extra="forbid")
+
+        steps: Positive
+        batch_size: Positive = 128
+        lr: Rate = 1e-3
+        warmup_steps: NonNegative = 200
+        min_lr: NonNegFloat = 1e-5
+        weight_decay: NonNegFloat = 0.1
+        beta1: Beta = 0.9
+        beta2: Beta = 0.98
+        grad_clip: NonNegFloat = 1.0
+        cascade: Share = 0.4
+        equal: Share = 0.01
+        shared_low: Share = 0.0
+        near_cascade: Share = 0.0
+        init_from: Optional[str] = None
+        eval_every: Positive = 500
+        eval_questions: Positive = 2000
+        checkpoint_every: Positive = 1000
+        data_seed: Optional[NonNegative] = None
+        insert_from: Optional[str] = None
+        insert_freeze: bool = False
+        insert_reset_every: NonNegative = 0
+
+    return TrainConfigSchema
+
+
+_SCHEMA: Any = None
+
+
+def train_config(data: Any, where: str = "training config") -> dict[str, Any]:
+    """The recipe dict `data` checked field by field; the first problem is a one-line error naming the field."""
+    global _SCHEMA
+    from pydantic import ValidationError
+
+    if not isinstance(data, dict):
+        raise ArithLensError(f"{where} must be a JSON object of recipe fields, not a {_json_type(data)}")
+    if _SCHEMA is None:
+        _SCHEMA = _schema()
+    try:
+        return _SCHEMA.model_validate(data).model_dump()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "config"
+        value = first.get("input")
+        shown = "missing" if first["type"] == "missing" else f"got {value!r}"
+        message = first["msg"][0].lower() + first["msg"][1:]
+        if first["type"] == "extra_forbidden":
+            message = f"unknown field (known: {', '.join(_SCHEMA.model_fields)})"
+        more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
+        raise ArithLensError(f"{where}: '{field}': {message}, {shown}{more}") from None
+
+
+def _json_type(value: Any) -> str:
+    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean",
+            type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def finite(flag: str, value: Optional[float], *, positive: bool = False) -> Optional[float]:
+    """A float option that must be finite (and > 0 with `positive`)."""
+    if value is None:
+        return None
+    if not math.isfinite(value) or (positive and value <= 0):
+        raise ArithLensError(f"{flag} must be a finite number{' > 0' if positive else ''}, not {value}")
+    return value
+
+
+__all__ = ["available_memory", "check_int", "check_memory", "check_seed", "check_threads", "finite",
+           "forward_bytes", "train_config", "usable_cores"]
