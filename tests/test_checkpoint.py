@@ -127,14 +127,17 @@ def test_tl_pth_named_by_its_model_loads_with_spec_from_name_and_sizes_from_tens
     torch.testing.assert_close(ck.model(tokens), model(tokens), atol=0, rtol=0)
 
 
-def test_pth_without_a_model_name_gets_its_spec_from_the_shapes(model, tmp_path):
+def test_pth_without_a_model_name_is_refused_rather_than_given_a_guessed_operation(model, tmp_path):
     path = tmp_path / "weights.pth"
     torch.save(tl_style_state(model), path)
-    ck = load_checkpoint(path)
-    assert ck.spec_source == "tensor shapes"
-    spec = ck.spec
-    assert (spec.n_digits, spec.n_layers, spec.n_heads, spec.d_model, spec.d_head, spec.d_mlp) == (3, 2, 3, 24, 8, 40)
-    assert load_checkpoint(path, spec=NAME).spec == SPEC
+    with pytest.raises(CheckpointError, match="cannot tell which operation .* give the model name") as err:
+        load_checkpoint(path)
+    assert "\n" not in str(err.value)
+    ck = load_checkpoint(path, spec=NAME)
+    assert ck.spec == SPEC and ck.spec_source == "argument"
+    shapes = spec_from_state_dict(tl_style_state(model))  # the sizes alone still come from the shapes
+    assert (shapes.n_digits, shapes.n_layers, shapes.n_heads, shapes.d_model, shapes.d_head, shapes.d_mlp) == (
+        3, 2, 3, 24, 8, 40)
 
 
 def test_convert_pth_to_our_format(model, tokens, tmp_path):
@@ -193,6 +196,7 @@ def test_missing_and_unexpected_tensors_are_named(model, tmp_path):
     "content, message",
     [
         (b"not a checkpoint at all", "is corrupt or not a safe state dict"),
+        (b"not a checkpoint at all", "not a PyTorch file at all"),
         (pickle.dumps(ModelSpec(), protocol=2), "holds Python objects, which a safe \\(weights_only\\) load refuses"),
     ],
 )
@@ -247,3 +251,23 @@ def test_shapes_that_are_no_arithmetic_model(model):
         spec_from_state_dict(state)
     with pytest.raises(CheckpointError, match="lacks tensor 'embed.W_E'"):
         spec_from_state_dict({})
+
+
+def test_non_finite_weights_are_refused_naming_the_tensor(model, tmp_path):
+    state = tl_style_state(model)
+    state["blocks.0.attn.W_Q"][0, 0, 0] = float("nan")
+    state["blocks.0.attn.W_Q"][0, 0, 1] = float("inf")
+    torch.save(state, tmp_path / f"{NAME}.pth")
+    with pytest.raises(CheckpointError, match="'blocks.0.attn.W_Q' holds 2 non-finite values"):
+        load_checkpoint(tmp_path / f"{NAME}.pth")
+
+
+def test_random_bytes_are_not_a_pytorch_file_and_a_pickle_of_objects_is_named_so(tmp_path):
+    path = tmp_path / "x.pth"
+    path.write_bytes(bytes(range(1, 256)) * 4)  # starts with neither PK nor the pickle protocol byte
+    with pytest.raises(CheckpointError, match="not a PyTorch file at all") as err:
+        load_checkpoint(path)
+    assert "Python objects" not in str(err.value)
+    path.write_bytes(pickle.dumps({"w": ModelSpec()}, protocol=2))
+    with pytest.raises(CheckpointError, match="a pickle that holds Python objects"):
+        load_checkpoint(path)

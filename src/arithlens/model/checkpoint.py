@@ -104,7 +104,11 @@ def load_checkpoint(
         try:
             found, source = spec_from_state_dict(state, name=weights.stem), "file name"
         except ParseError:
-            found, source = spec_from_state_dict(state), "tensor shapes"
+            # The shapes give the sizes but not the operation: guessing it (ADD) made a mixed model test ADD only.
+            raise CheckpointError(
+                f"cannot tell which operation '{p}' does: it has no {SIDECAR_FILE} and its file name is not a model "
+                "name; give the model name (`arithlens convert FILE DIR --spec NAME`, e.g. NAME "
+                f"mix_d6_l3_h4_t12K_s372001, or name the file so) or add a {SIDECAR_FILE}") from None
     model = model_from_state_dict(state, found, device=device, dtype=dtype)
     return Checkpoint(model=model, spec=found, path=p, spec_source=source, extra=extra)
 
@@ -177,6 +181,10 @@ def model_from_state_dict(
     for key, t in weights.items():
         if not t.is_floating_point():
             raise CheckpointError(f"checkpoint tensor {key!r} has dtype {t.dtype}, not a float type")
+        if not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise CheckpointError(f"checkpoint tensor {key!r} holds {bad} non-finite values (NaN or inf): the "
+                                  "weights are broken; use an earlier checkpoint or retrain")
     model = HookedTransformer(spec, device="meta")
     copies = {k: t.detach().to(device=device, dtype=dtype).clone().contiguous() for k, t in weights.items()}
     model.load_state_dict(copies, assign=True)
@@ -204,18 +212,35 @@ def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
 
 
 def _read_torch(path: Path) -> dict[str, Tensor]:
+    with open(path, "rb") as f:
+        head = f.read(4)
+    # torch.save writes a zip archive (PK..); older files are a bare pickle (protocol byte 0x80) or a legacy
+    # tar. Anything else is not a PyTorch file at all, whatever the weights_only loader reports about it.
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80" or _is_tar(path)):
+        raise CheckpointError(f"checkpoint '{path}' is corrupt or not a safe state dict: it is not a PyTorch file at "
+                              "all (neither a zip archive nor a pickle); check that it is the file you meant")
     try:
         state = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as exc:  # pickle, zip and weights_only errors alike
         reason = _first_line(exc)
         if "Weights only load failed" in str(exc):
-            reason = "it holds Python objects, which a safe (weights_only) load refuses"
+            reason = ("it is a pickle that holds Python objects, which a safe (weights_only) load refuses; "
+                      "save a plain state dict of tensors (torch.save(model.state_dict(), ...))")
         raise CheckpointError(f"checkpoint '{path}' is corrupt or not a safe state dict: {reason}") from None
     if not isinstance(state, Mapping) or not all(
         isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()
     ):
         raise CheckpointError(f"checkpoint '{path}' holds a {type(state).__name__}, not a state dict of tensors")
     return dict(state)
+
+
+def _is_tar(path: Path) -> bool:
+    import tarfile
+
+    try:
+        return tarfile.is_tarfile(path)
+    except OSError:
+        return False
 
 
 def _read_sidecar(path: Path) -> dict[str, Any]:
