@@ -87,7 +87,9 @@ def check_output_path(path: Path, kind: str, flag: str) -> None:
         raise OutputError(f"{flag} '{path}' lies in '/{top[0]}', a kernel file system that takes no new files: "
                           "choose another path")
     if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise OutputError(f"{flag} '{path}': '{ancestor}' is not writable: choose another path")
+        read_only = bool(os.statvfs(ancestor).f_flag & os.ST_RDONLY)
+        why = "is on a read-only file system" if read_only else "is not writable"
+        raise OutputError(f"{flag} '{path}': '{ancestor}' {why}: choose another path")
 
 
 class OutputTarget:
@@ -146,6 +148,9 @@ class OutputTarget:
             self._remove_leftovers()
             self._stage = Path(tempfile.mkdtemp(prefix=f".{self.path.name}{STAGE_TAG}{os.getpid()}-",
                                                 dir=self.parent))
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(self._stage, 0o777 & ~umask)  # mkdtemp makes it private; it may become the target itself
             owner = {"pid": os.getpid(), "command": " ".join(["arithlens", *sys.argv[1:]]),
                      "started": time.strftime("%Y-%m-%d %H:%M:%S")}
             (self._stage / OWNER_FILE).write_text(json.dumps(owner) + "\n")
