@@ -250,13 +250,13 @@ def _full_disk_args(planted: Path, target: Path, command: str) -> tuple[str, ...
 @pytest.mark.parametrize("command", FULL_DISK)
 def test_a_full_disk_is_a_one_line_error_that_leaves_nothing(monkeypatch, capsys, planted, small_tmpfs, command):
     filler = small_tmpfs / "filler"
-    with open(filler, "wb") as f:  # fill the disk but a little: the folders fit, the files do not
+    with open(filler, "wb") as f:  # fill the disk but one page: the folders fit, the files do not
         try:
             f.write(b"\0" * 96 * 1024)
         except OSError:
             pass
     size = filler.stat().st_size
-    filler.write_bytes(b"\0" * max(0, size - 8 * 1024))
+    filler.write_bytes(b"\0" * max(0, size - 4 * 1024))
     before = listing(small_tmpfs)
     code, _, err = run(monkeypatch, capsys, *_full_disk_args(planted, small_tmpfs, command))
     assert_one_line_error(code, err, contains="disk is full")
@@ -314,10 +314,12 @@ def test_a_second_run_into_a_folder_in_use_is_refused_naming_the_first(tmp_path,
     out = tmp_path / "out"
     first = cli("useful", "--model", str(planted), "--out", str(out), "--questions", "3000", "--seed", "1", "--quiet")
     wait_for(lambda: stages(tmp_path), first)
+    os.kill(first.pid, signal.SIGSTOP)  # hold the first run inside its work while the second one starts
     second = subprocess.run([sys.executable, "-m", "arithlens.cli", "useful", "--model", str(planted), "--out",
                              str(out), "--questions", "3000", "--seed", "2", "--quiet"], capture_output=True, text=True)
     assert_one_line_error(second.returncode, second.stderr, contains=f"is in use by another run (PID {first.pid}: ")
     assert "--seed 1" in second.stderr
+    os.kill(first.pid, signal.SIGCONT)
     assert first.wait(timeout=300) == 0, first.communicate()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     saved = json.loads((out / f"{SPEC.name}_behavior.json").read_text())
