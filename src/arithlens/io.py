@@ -176,8 +176,11 @@ class OutputTarget:
                 _merge(self._stage, self.path)
         self.committed = True
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         self._release()
+        if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:  # the target's disk, not some input file
+            raise OutputError(f"{self.flag} '{self.path}' could not be written: {describe_os_error(exc)}; "
+                              "nothing was left behind") from None
 
     def _release(self) -> None:
         if self._stage is not None:
@@ -243,6 +246,8 @@ def _merge(stage: Path, target: Path) -> None:
 def _glob_escape(name: str) -> str:
     return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
+
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
 
 # What to do about an OSError, by errno: the second half of a one-line error.
 _ADVICE = {

@@ -108,7 +108,7 @@ class Progress:
     `adapt(...)` turns it into the shape a library function calls. Quiet: every call is a no-op."""
 
     def __init__(self, quiet: bool, label_width: int = 9):
-        self.quiet, self.bar, self.tasks = quiet, None, {}
+        self.quiet, self.bar, self.tasks, self.done = quiet, None, {}, {}
         if quiet:
             return
         from rich.console import Console
@@ -130,8 +130,8 @@ class Progress:
         """Count `n` more done in `stage` (for libraries that report increments)."""
         if self.bar is None:
             return
-        done = self.bar.tasks[self.tasks[stage]].completed if stage in self.tasks else 0
-        self(stage, int(done) + n, total, detail)
+        self.done[stage] = self.done.get(stage, 0) + n
+        self(stage, self.done[stage], total, detail)
 
     def __enter__(self) -> Progress:
         if self.bar is not None:

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from arithlens.commands._common import (Device, count_option, device_option, resolve_device, seed_option,
+from arithlens.commands._common import (Device, Progress, count_option, device_option, resolve_device, seed_option,
                                         thread_limit, threads_option)
 
 
@@ -63,7 +63,8 @@ def register(app: typer.Typer) -> None:
                   else {"questions": questions})
         kinds = ("uniform", "curated", "enriched") if kind == EvalKind.suite else (kind.value,)
         total = suite_size(ck.spec, seed=seed, kinds=kinds, **counts)
-        with thread_limit(threads), _progress_bar(total, quiet) as progress:
+        with thread_limit(threads), Progress(quiet, label_width=4) as bar:
+            progress = None if bar.quiet else (lambda n, label: bar.advance("eval", n, total, label))
             suite = evaluate_suite(ck.model, ck.spec, seed=seed, kinds=kinds, precision=precision.value,
                                    batch_size=batch_size, progress=progress, **counts)
         report = {"path": str(path), "kind": kind.value, **suite.to_dict()}
@@ -75,37 +76,6 @@ def register(app: typer.Typer) -> None:
                 write_atomic(target.staged_file, (json.dumps(report, indent=2) + "\n").encode())
                 target.commit()
         typer.echo(json.dumps(report) if as_json else _table(report))
-
-
-class _progress_bar:
-    """A rich progress bar on stderr (questions, rate, ETA); a no-op with --quiet."""
-
-    def __init__(self, total: int, quiet: bool):
-        self.total, self.quiet, self.bar = total, quiet, None
-
-    def __enter__(self):
-        if self.quiet:
-            return None
-        from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
-                                   TimeRemainingColumn)
-
-        self.bar = Progress(TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(),
-                            TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
-                            console=Console(stderr=True), refresh_per_second=4)
-        task = self.bar.add_task("eval", total=self.total, rate="")
-        self.bar.start()
-
-        def update(n: int, label: str) -> None:
-            speed = self.bar.tasks[0].speed
-            self.bar.update(task, advance=n, description=label or "eval",
-                            rate=f"{speed / 1000:.1f}K q/s" if speed else "")
-
-        return update
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 def _table(report: dict) -> str:
