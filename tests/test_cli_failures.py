@@ -271,7 +271,8 @@ def test_enospc_at_write_time_is_a_one_line_error_that_leaves_nothing(tmp_path, 
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr("arithlens.io.os.fsync", full)
-    code, _, err = run(monkeypatch, capsys, *_full_disk_args(planted, tmp_path, command))
+    # the target's parents do not exist yet: the ones this run creates go too
+    code, _, err = run(monkeypatch, capsys, *_full_disk_args(planted, tmp_path / "new" / "parent", command))
     assert_one_line_error(code, err, contains="disk is full")
     assert list(tmp_path.iterdir()) == []
 

@@ -108,6 +108,7 @@ class OutputTarget:
         check_output_path(self.path, kind, flag)
         self._lock: Any = None
         self._stage: Path | None = None
+        self._made: list[Path] = []
         self.committed = False
 
     @property
@@ -140,6 +141,7 @@ class OutputTarget:
 
     def __enter__(self) -> OutputTarget:
         try:
+            self._made = [p for p in (self.parent, *self.parent.parents) if not p.exists()]
             self.parent.mkdir(parents=True, exist_ok=True)
             self._lock = _take_lock(self.lock_path)
             if self._lock is None:
@@ -190,6 +192,12 @@ class OutputTarget:
             self.lock_path.unlink(missing_ok=True)  # removed while still held: no other run can own this file
             self._lock.release()
             self._lock = None
+        if not self.committed:
+            for made in self._made:  # the parents this run created, innermost first, if they stayed empty
+                try:
+                    made.rmdir()
+                except OSError:
+                    break
 
     def _stages(self) -> list[Path]:
         return sorted(self.parent.glob(f".{_glob_escape(self.path.name)}{STAGE_TAG}*"))
