@@ -140,15 +140,22 @@ def test_help_stays_rich_and_exits_0(monkeypatch, capsys):
     assert code == 0 and "Usage: arithlens questions" in out and "╭" in out
 
 
+@pytest.fixture(scope="module")
+def six_digits(tmp_path_factory) -> Path:
+    """A small random 6-digit model: 10**9 necessity questions exist for it (a 2-digit model has 10**4)."""
+    spec = ModelSpec.parse("mix_d6_l1_h2_t1K_s000001", d_model=16, d_head=4, d_mlp=16)
+    return save_checkpoint(HookedTransformer(spec, seed=0), spec, tmp_path_factory.mktemp("models") / "six")
+
+
 @pytest.mark.parametrize("args, per_item", [
     (("useful", "--questions", str(10**9)), "useful-node sweep"),
-    (("node", "P7L0H1", "--questions", str(10**9)), "necessity questions"),
+    (("node", "P18L0H1", "--questions", str(10**9)), "necessity questions"),
     (("analyze", "--questions", str(10**9)), "useful-node sweep"),
     (("search", "--pairs", str(10**9)), "patching pairs"),
 ])
-def test_counts_that_cannot_fit_are_refused_up_front_with_the_estimate(tmp_path, monkeypatch, capsys, planted,
+def test_counts_that_cannot_fit_are_refused_up_front_with_the_estimate(tmp_path, monkeypatch, capsys, six_digits,
                                                                          args, per_item):
-    code, _, err = run(monkeypatch, capsys, *args, "--model", str(planted), "--out", str(tmp_path / "out"))
+    code, _, err = run(monkeypatch, capsys, *args, "--model", str(six_digits), "--out", str(tmp_path / "out"))
     assert_one_line_error(code, err, contains=f"needs about")
     assert per_item in err and "GB" in err and "ask for at most about" in err
     assert list(tmp_path.iterdir()) == []

@@ -43,8 +43,9 @@ def register(app: typer.Typer) -> None:
         options = StudyOptions(questions=questions, pairs=pairs, permutations=permutations, seed=seed, digit=digit)
         target = OutputTarget(out, "dir", "--out") if out is not None else None  # checked before the work
         net = load_model(model, device).model
-        # necessity: 3 qtypes x 3 T classes of questions, each ablated in a forward pass
-        check_memory("--questions", questions, 9 * forward_bytes(net.spec), "the necessity questions")
+        # necessity: 3 qtypes x 3 T classes of questions (at most the distinct ones), each ablated in a forward pass
+        distinct = 10 ** (2 * net.spec.n_digits)
+        check_memory("--questions", min(questions, distinct), 9 * forward_bytes(net.spec), "the necessity questions")
         check_memory("--pairs", pairs, 6 * forward_bytes(net.spec), "the patching pairs")
         node_target = Node.for_model(name, net.spec)
 
