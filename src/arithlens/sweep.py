@@ -114,10 +114,10 @@ def _shipped_recipe(family: str) -> tuple[dict, dict, str | None]:
 
 
 def _check_analysis_options(analysis: dict) -> None:
-    _analyze_options(analysis)  # raises ArithLensError on a bad field, before any worker starts
+    analyze_options(analysis)  # raises ArithLensError on a bad field, before any worker starts
 
 
-def _analyze_options(analysis: dict):
+def analyze_options(analysis: dict):
     from arithlens.analysis.analyze import AnalyzeOptions
     from arithlens.analysis.node_study import StudyOptions
 
@@ -162,7 +162,7 @@ def run_seed(task: SweepTask) -> dict:
     result = train(spec, cfg, work, device="cpu", resume=resume)
     train_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
-    analysis = analyze(result.model, _analyze_options(task.analysis))
+    analysis = analyze(result.model, analyze_options(task.analysis))
     analyze_seconds = time.perf_counter() - t0
 
     stage = Path(tempfile.mkdtemp(prefix=f".{task.name}.", dir=out))
@@ -277,3 +277,34 @@ def _write_json(path: Path, data: Any) -> None:
 
 __all__ = ["SweepResult", "SweepTask", "drop_timings", "parse_seeds", "run_seed", "run_sweep", "sweep_tasks",
            "write_analysis"]
+
+
+def analyse_checkpoint(path: str, final: str, analysis: dict, threads: int = 1) -> str:
+    """Analyse the checkpoint at `path` into the folder `final` (its card copied beside the JSON so the full spec
+    travels with it), written whole in one rename. Runs in a worker of `arithlens.executor`; returns `final`."""
+    import torch
+
+    from arithlens.analysis.analyze import analyze
+    from arithlens.model import load_checkpoint
+    from arithlens.model.checkpoint import save_checkpoint
+
+    torch.set_num_threads(threads)
+    target = Path(final)
+    if (target / "analysis.json").is_file():
+        return final
+    ck = load_checkpoint(path)
+    result = analyze(ck.model, analyze_options(analysis))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        save_checkpoint(ck.model, ck.model.spec, stage, ck.extra)
+        (stage / "model.safetensors").unlink()  # the card is enough: the weights stay where they were
+        timings = write_analysis(result, stage, source=str(path))
+        _write_json(stage / "timings.json", {k: round(v, 2) for k, v in timings.items()})
+        if target.exists():
+            shutil.rmtree(target)
+        os.rename(stage, target)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return final
