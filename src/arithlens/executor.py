@@ -12,6 +12,8 @@ from contextlib import contextmanager
 
 from arithlens.errors import ArithLensError
 
+CONNECT_TIMEOUT = "10s"  # how long to look for the scheduler before saying it cannot be reached
+
 
 @contextmanager
 def executor(jobs: int = 1, scheduler: str | None = None) -> Iterator[Executor]:
@@ -39,7 +41,7 @@ def _dask_executor(address: str) -> Iterator[Executor]:
     except ImportError:
         raise ArithLensError("--scheduler needs the Dask client: pip install 'arithlens[distributed]'") from None
     try:
-        client = Client(address, timeout="10s")
+        client = Client(address, timeout=CONNECT_TIMEOUT)
     except (OSError, TimeoutError, ValueError) as exc:
         raise ArithLensError(f"cannot reach the Dask scheduler at '{address}': {exc}") from None
     try:

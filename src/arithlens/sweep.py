@@ -172,13 +172,15 @@ def run_seed(task: SweepTask) -> dict:
         timings = write_analysis(analysis, stage, source=str(final), report=task.report)
         timings = {"train": train_seconds, "analyze": analyze_seconds, **timings}
         _write_json(stage / "timings.json", {k: round(v, 2) for k, v in timings.items()})
-        if final.exists():  # a folder without analysis.json: not ours to keep (a sweep never leaves one)
-            shutil.rmtree(final)
-        os.rename(stage, final)  # the model appears whole or not at all
+        _publish(stage, final)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
     shutil.rmtree(work, ignore_errors=True)
+    try:
+        work.parent.rmdir()  # the last model out leaves no work folder behind
+    except OSError:
+        pass
     status = "resumed" if resume else "trained"
     return {**_record(final), "run": {"status": status, "seconds": {k: round(v, 2) for k, v in timings.items()}}}
 
@@ -207,6 +209,14 @@ def write_analysis(analysis, directory: Path, *, source: str, report: bool = Fal
     summary["files"] = sorted(p.name for p in directory.iterdir() if p.suffix == ".json") + ["analysis.json"]
     _write_json(directory / "analysis.json", summary)
     return timings
+
+
+def _publish(stage: Path, final: Path) -> None:
+    """Rename the finished staging folder to `final`: the model appears whole or not at all."""
+    stage.chmod(0o755)  # mkdtemp makes it private
+    if final.exists():  # a folder without analysis.json: never left by a sweep, so not a result to keep
+        shutil.rmtree(final)
+    os.rename(stage, final)
 
 
 def _record(final: Path) -> dict:
@@ -301,9 +311,7 @@ def analyse_checkpoint(path: str, final: str, analysis: dict, threads: int = 1) 
         (stage / "model.safetensors").unlink()  # the card is enough: the weights stay where they were
         timings = write_analysis(result, stage, source=str(path))
         _write_json(stage / "timings.json", {k: round(v, 2) for k, v in timings.items()})
-        if target.exists():
-            shutil.rmtree(target)
-        os.rename(stage, target)
+        _publish(stage, target)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
