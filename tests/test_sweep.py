@@ -18,11 +18,11 @@ from arithlens.model.spec import ModelSpec
 from arithlens.model.train import TrainConfig, train
 from arithlens.sweep import WORK_DIR, drop_timings, parse_seeds, run_seed, run_sweep, sweep_tasks
 
-FAMILY = "add_d1_l1_h2_t24"
+FAMILY = "add_d1_l1_h2_t40"
 SEEDS = [372001, 372002, 372003]
 _STUDY = {"questions": 10, "pairs": 10, "per_case": 10, "mixed": 20, "permutations": 99}
-TINY = {"spec": {"d_model": 16, "d_head": 8, "d_mlp": 32}, "lr": 0.01, "batch_size": 64, "eval_every": 24,
-        "eval_questions": 50, "checkpoint_every": 6, "warmup_steps": 5,
+TINY = {"spec": {"d_model": 16, "d_head": 8, "d_mlp": 32}, "lr": 0.01, "batch_size": 64, "eval_every": 40,
+        "eval_questions": 50, "checkpoint_every": 10, "warmup_steps": 5,
         "analysis": {"questions": 16, "pairs": 10, "max_studies": 1, "study": _STUDY, "founding_study": _STUDY}}
 
 
@@ -66,14 +66,14 @@ def _tasks(out: Path):
 
 @pytest.fixture(scope="module")
 def local_sweep(tmp_path_factory):
-    """A sweep of three tiny models on two local processes, the first stopped at step 12 of 24 beforehand."""
+    """A sweep of three tiny models on two local processes, the first stopped at step 20 of 40 beforehand."""
     out = tmp_path_factory.mktemp("local")
     tasks, provenance = _tasks(out)
     first = tasks[0]
 
     def stop(step, info):
-        if step == 12:
-            raise KeyboardInterrupt  # what a killed sweep leaves: checkpoints up to step 12, no model folder
+        if step == 20:
+            raise KeyboardInterrupt  # what a killed sweep leaves: checkpoints up to step 20, no model folder
 
     with pytest.raises(KeyboardInterrupt):
         train(ModelSpec.from_dict(first.spec), TrainConfig.from_dict(first.recipe), out / WORK_DIR / first.name,
@@ -91,7 +91,7 @@ def test_a_stopped_sweep_resumes_and_ends_with_the_uninterrupted_weights(local_s
     assert statuses == {f"{FAMILY}_s{SEEDS[0]}": "resumed", f"{FAMILY}_s{SEEDS[1]}": "trained",
                         f"{FAMILY}_s{SEEDS[2]}": "trained"}
     name = f"{FAMILY}_s{SEEDS[0]}"
-    assert len(json.loads((out / name / "training.json").read_text())["loss"]) == 24
+    assert len(json.loads((out / name / "training.json").read_text())["loss"]) == 40
     tasks, _ = _tasks(out)
     whole = train(ModelSpec.from_dict(tasks[0].spec), TrainConfig.from_dict(tasks[0].recipe)).model
     saved = load_file(str(out / name / "model.safetensors"))
