@@ -93,7 +93,7 @@ def sweep_tasks(spec: str, seeds: list[int], out: str | os.PathLike, *, config: 
         train_cfg = TrainConfig.from_dict({"steps": model_spec.training_steps, **recipe,
                                            **({"steps": steps} if steps is not None else {})})
         tasks.append(SweepTask(model_spec.to_dict(), train_cfg.to_dict(), str(out), dict(analysis), threads, report))
-    _check_analysis_options(analysis)
+    analyze_options(analysis)  # a bad field fails here, before any worker starts
     provenance = {"family": family, "recipe_from": source, "spec_overrides": sizes, "recipe": recipe,
                   "analysis": analysis}
     return tasks, provenance
@@ -113,11 +113,8 @@ def _shipped_recipe(family: str) -> tuple[dict, dict, str | None]:
     return {}, {}, None
 
 
-def _check_analysis_options(analysis: dict) -> None:
-    analyze_options(analysis)  # raises ArithLensError on a bad field, before any worker starts
-
-
 def analyze_options(analysis: dict):
+    """AnalyzeOptions from a JSON dict (the study options as dicts); ArithLensError on a bad field."""
     from arithlens.analysis.analyze import AnalyzeOptions
     from arithlens.analysis.node_study import StudyOptions
 
