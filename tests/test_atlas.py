@@ -97,6 +97,7 @@ def test_the_adder_is_a_reference_whose_shared_roles_are_marked():
     assert [m["reference"] for m in data["models"]] == [False, False, False, True]
     carry = _row(data, "A2 L0 head A1.MB A1.NB A1.SC | attends D'1 D1")
     assert carry["reference_shares"] == [ADDER]  # the adder's A1.SC head is the mixed head restricted to ADD
+    assert [c["node"] for c in carry["reference_cells"][ADDER]] == ["P18L0H2"]
     assert _row(data, "A2 L0 head A2.MD A2.ND A2.SA | attends D2")["reference_shares"] == [ADDER]
     assert _row(data, "A2 L0 head OPR | attends OPR")["reference_shares"] == []
     own = _row(data, "A2 L0 head A1.SC | attends D'1 D1")  # the adder's own row does not count as a main model

@@ -168,7 +168,10 @@ def atlas(results: Sequence[ModelResult], *, reference_op: str = "add") -> dict:
         shared = _shared_with_reference(role, present, refs, main, cells)
         rows.append({**role.to_dict(), "models": {n: present[n] for n in names if n in present},
                      "in_models": len(in_main), "everywhere": len(in_main) == len(main) and bool(main),
-                     "reference_shares": shared})
+                     "reference_shares": shared,
+                     # the reference's node for this role, found under the role restricted to its operations
+                     "reference_cells": {ref.name: cells[role.restricted(ref.operations)][ref.name]
+                                         for ref in refs if ref.name in shared}})
     founding = [founding_question(r) for r in results]
     asked = [f for f, r in zip(founding, results) if {"SUB", "NEG"} & set(r.operations) and "ADD" in r.operations]
     k = sum(f["one_head_carry_and_borrow"] for f in asked)

@@ -21,7 +21,7 @@ def plot_role_table(data: dict, path: str | Path, *, dpi: int = 110) -> Path:
     the node playing the role in that model. Polysemantic nodes (by node study) are starred."""
     models = [m["name"] for m in data["models"]]
     rows = data["roles"]
-    grid = [[min(len(r["models"].get(m, [])), 2) for m in models] for r in rows]
+    grid = [[min(len(_nodes(r, m)), 2) for m in models] for r in rows]
     fig_h = 1.2 + 0.22 * max(len(rows), 1)
     fig_w = 4.5 + 1.6 * len(models)
     fig = new_figure(fig_w, fig_h)
@@ -30,9 +30,11 @@ def plot_role_table(data: dict, path: str | Path, *, dpi: int = 110) -> Path:
               interpolation="nearest")
     for i, r in enumerate(rows):
         for j, m in enumerate(models):
-            nodes = r["models"].get(m, [])
+            nodes = _nodes(r, m)
             if nodes:
                 text = " ".join(c["node"] + ("*" if c.get("polysemantic") else "") for c in nodes)
+                if m not in r["models"]:
+                    text = "~ " + text  # the reference plays the role restricted to its operations
                 ax.text(j, i, text, ha="center", va="center", fontsize=6, color="white" if len(nodes) > 1 else "black")
         if r["reference_shares"]:
             ax.add_patch(Rectangle((-0.5, i - 0.5), len(models), 1, fill=False, edgecolor="#c0392b", lw=0.8))
@@ -62,8 +64,8 @@ def write_atlas_html(data: dict, out_dir: str | Path, figure: Path) -> Path:
     for r in data["roles"]:
         cells = []
         for m in models:
-            nodes = r["models"].get(m, [])
-            text = "<br>".join(esc(_cell_text(c)) for c in nodes)
+            nodes = _nodes(r, m)
+            text = "<br>".join(("~ " if m not in r["models"] else "") + esc(_cell_text(c)) for c in nodes)
             cells.append(f"<td class='{'on' if nodes else 'off'}'>{text}</td>")
         mark = " class='shared'" if r["reference_shares"] else ""
         body.append(f"<tr{mark}><th>{esc(r['label'])}</th>{''.join(cells)}</tr>")
@@ -75,7 +77,7 @@ td.on{{background:#d6eaf8}} td.off{{background:#fafafa}} tr.shared th{{border-le
 <h1>Atlas of {len(models)} models</h1>
 <p><b>{esc(data['headline'])}</b></p>
 <p>{len(data['roles'])} roles; {len(data['roles_in_every_model'])} in every model, {data['roles_in_some_models']} in
-some; {len(data['roles_shared_with_reference'])} shared with the reference model (marked red). A head attends a token
+some; {len(data['roles_shared_with_reference'])} shared with the reference model (marked red; ~ names the reference's node). A head attends a token
 holding at least {data['attend_min']}% of its attention.</p>
 <h2>The founding question: the layer-0 head at the position computing A2</h2>
 <table><tr><th>model</th><th>position</th><th>evidence</th><th>one head for carry and borrow</th><th>detail</th></tr>
@@ -90,6 +92,11 @@ holding at least {data['attend_min']}% of its attention.</p>
 
     write_atomic(path, page.encode())
     return path
+
+
+def _nodes(row: dict, model: str) -> list[dict]:
+    """The cells of `model` in `row`: its own nodes, else a reference's node for the restricted role."""
+    return row["models"].get(model) or row.get("reference_cells", {}).get(model, [])
 
 
 def _cell_text(cell: dict) -> str:
