@@ -1,0 +1,79 @@
+"""`arithlens sweep`: train and analyse one model per seed of a recipe, on local processes or a Dask cluster."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from arithlens.commands._options import json_option, quiet_option
+from arithlens.errors import ArithLensError
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def sweep(
+        spec: str = typer.Option(..., "--spec", help="Model family without the seed, e.g. mix_d6_l3_h4_t10K."),
+        seeds: str = typer.Option(..., "--seeds", help="FIRST..LAST (inclusive) or a comma-separated list."),
+        out: Path = typer.Option(..., "--out", help="Sweep directory: one folder per model, sweep.json."),
+        jobs: int = typer.Option(1, "--jobs", help="Local worker processes (each trains one model at a time)."),
+        scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Run on this Dask cluster instead, "
+                                                "tcp://HOST:PORT (needs the 'distributed' extra)."),
+        config: Optional[Path] = typer.Option(None, "--config", help="JSON: recipe fields, a 'spec' dict of size "
+                                              "overrides and an 'analysis' dict of analysis options."),
+        steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (default: from the name)."),
+        threads: int = typer.Option(1, "--threads", help="Torch threads per model (fixed, so results do not "
+                                    "depend on the worker)."),
+        report: bool = typer.Option(False, "--report", help="Also draw each model's maps and report.html."),
+        as_json: bool = json_option("the sweep summary"),
+        quiet: bool = quiet_option(),
+    ) -> None:
+        """Train (resumably) and analyse one model per seed; a stopped sweep continues where it stopped.
+
+        The recipe is the shipped model's of the same family (sizes and train_config.json) unless --config
+        says otherwise. Each model's files appear in DIR/<model name>/ in one rename once all are written;
+        finished models are skipped. Examples: `arithlens sweep --spec mix_d6_l3_h4_t10K --seeds 372001..372010
+        --out runs/sweep --jobs 2`; `... --scheduler tcp://10.0.0.5:8786`.
+        """
+        from arithlens.executor import executor
+        from arithlens.sweep import parse_seeds, run_sweep, sweep_tasks
+
+        if jobs < 1:
+            raise ArithLensError(f"--jobs must be at least 1, not {jobs}")
+        if threads < 1:
+            raise ArithLensError(f"--threads must be at least 1, not {threads}")
+        if out.exists() and not out.is_dir():
+            raise ArithLensError(f"--out '{out}' is a file, not a directory")
+        file_cfg: dict = {}
+        if config is not None:
+            try:
+                file_cfg = json.loads(config.read_text())
+            except (OSError, ValueError) as exc:
+                raise ArithLensError(f"cannot read config '{config}': {exc}") from None
+            if not isinstance(file_cfg, dict):
+                raise ArithLensError(f"config '{config}' must hold a JSON object")
+        tasks, provenance = sweep_tasks(spec, parse_seeds(seeds), out, config=file_cfg, steps=steps,
+                                        threads=threads, report=report)
+        where = scheduler or f"{jobs} local process{'es' if jobs > 1 else ''}"
+        say = None if quiet or as_json else (
+            lambda done, total, name: typer.echo(f"[{done}/{total}] {name}", err=True))
+        with executor(jobs, scheduler) as pool:
+            result = run_sweep(tasks, pool, provenance=provenance, executor_name=where, progress=say)
+        if as_json:
+            sys.stdout.write(json.dumps(result.summary) + "\n")
+        else:
+            for r in result.records:
+                held = r.get("heldout") or {}
+                poly = [s["node"] for s in r["studies"] if s.get("polysemantic")]
+                typer.echo(f"{r['model']}: held-out wrong {held.get('wrong')}/{held.get('questions')}, "
+                           f"{r['heads']} useful heads, polysemantic: {' '.join(poly) or 'none'} "
+                           f"({result.summary['run']['models'][r['model']]['status']})")
+            typer.echo(f"{len(result.records)} of {len(tasks)} models in {out} ({where}, "
+                       f"{result.summary['run']['wall_seconds']:.0f} s); summary {out / 'sweep.json'}")
+        if result.errors:
+            for name, message in result.errors.items():
+                typer.echo(f"error: {name}: {message}", err=True)
+            raise typer.Exit(2)

@@ -1,0 +1,167 @@
+"""The atlas: nodes aligned across models by role (not by head index), the founding question per model, the
+adder as a reference, and the files `arithlens atlas` writes. Planted analyses, no training."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import arithlens_here
+
+from arithlens.analysis.atlas import ModelResult, atlas, founding_question, load_result, node_role
+from arithlens.analysis.nodes import NodeList
+from arithlens.errors import ArithLensError
+from arithlens.model.spec import ModelSpec
+
+MIX = "mix_d6_l3_h4_t10K_s3720{:02d}"
+ADDER = "add_d6_l2_h3_t8K_s372001"
+# Six digits: D2 at P3, D1 at P4, OPR at P6, D'1 at P11, D0 at P5; A2 is computed at P18, A0 at P20.
+CARRY_TAGS = ["Algo:A1.SC", "Algo:A1.MB", "Algo:A1.NB", "Attn:P4=55", "Attn:P11=44"]
+DIGIT_TAGS = ["Algo:A2.SA", "Algo:A2.MD", "Algo:A2.ND", "Attn:P3=90"]
+OPR_TAGS = ["Algo:OPR", "Attn:P6=80", "Attn:P18=15"]
+
+
+def _head(position: int, head: int, tags: list[str], layer: int = 0) -> dict:
+    return {"position": position, "layer": layer, "is_head": True, "num": head, "tags": ["Fail%:10", *tags]}
+
+
+def _study(node: str, roles: list[str], shared: bool | None) -> dict:
+    """The parts of a node study's data the atlas reads."""
+    features = {"ADD": "A1.SC", "SUB": "A1.MB", "NEG": "A1.NB"}
+    per = {qt: {"role": f in roles, "feature": f} for qt, f in features.items()}
+
+    def probe(acc):
+        return {"accuracy": acc, "p_value": 0.0099}
+
+    return {
+        "node": node, "study_digit": 1,
+        "verdict": {"polysemantic": len(roles) >= 2, "roles": roles, "shared_direction": shared,
+                    "operator_blind": True, "per_qtype": per, "text": "planted"},
+        "representation": {qt: {"probe_carry": probe(0.99 if per[qt]["role"] else 0.7), "probe_pair": probe(0.8)}
+                           for qt in per},
+        "necessity": {"per_qtype": {qt: {"all": {"resample": {"target_wrong": {"rate": 0.3}}}} for qt in per}},
+        "sufficiency": {"applicable": True, "per_qtype": {qt: {"success": {"rate": 0.9}} for qt in per}},
+        "shared": {"direction_cosines": {p: {"cosine": 0.9 if shared else 0.1} for p in ("ADD~SUB", "ADD~NEG", "SUB~NEG")}},
+    }
+
+
+def _result(name: str, records: list[dict], studies: list[dict] = ()) -> ModelResult:
+    return ModelResult(ModelSpec.parse(name), NodeList.from_records(records), {s["node"]: s for s in studies})
+
+
+def planted() -> list[ModelResult]:
+    """Three mixed seeds with the same three layer-0 roles at P18 on permuted head indices, and an adder."""
+    a = _result(MIX.format(1), [_head(18, 3, CARRY_TAGS), _head(18, 0, DIGIT_TAGS), _head(18, 1, OPR_TAGS)],
+                [_study("P18L0H3", ["A1.SC", "A1.MB", "A1.NB"], True)])
+    b = _result(MIX.format(2), [_head(18, 1, CARRY_TAGS), _head(18, 2, DIGIT_TAGS), _head(18, 0, OPR_TAGS)],
+                [_study("P18L0H1", ["A1.SC", "A1.MB"], False)])
+    c = _result(MIX.format(3), [_head(18, 2, CARRY_TAGS), _head(18, 3, DIGIT_TAGS), _head(18, 0, OPR_TAGS),
+                                _head(20, 0, ["Algo:A0.SA", "Attn:P5=70"], layer=1)],
+                [_study("P18L0H2", ["A1.SC"], None)])
+    adder = _result(ADDER, [_head(18, 2, ["Algo:A1.SC", "Attn:P4=50", "Attn:P11=49"]),
+                            _head(18, 0, ["Algo:A2.SA", "Attn:P3=88"])])
+    return [a, b, c, adder]
+
+
+def _row(data: dict, label: str) -> dict:
+    rows = [r for r in data["roles"] if r["label"] == label]
+    assert len(rows) == 1, [r["label"] for r in data["roles"]]
+    return rows[0]
+
+
+def _nodes(row: dict) -> dict[str, list[str]]:
+    return {m: [c["node"] for c in cells] for m, cells in row["models"].items()}
+
+
+def test_the_same_role_on_different_head_indices_is_one_row():
+    data = atlas(planted())
+    carry = _row(data, "A2 L0 head A1.MB A1.NB A1.SC | attends D'1 D1")
+    assert _nodes(carry) == {MIX.format(1): ["P18L0H3"], MIX.format(2): ["P18L0H1"], MIX.format(3): ["P18L0H2"]}
+    assert carry["everywhere"] and carry["in_models"] == 3
+    digit = _row(data, "A2 L0 head A2.MD A2.ND A2.SA | attends D2")
+    assert _nodes(digit) == {MIX.format(1): ["P18L0H0"], MIX.format(2): ["P18L0H2"], MIX.format(3): ["P18L0H3"]}
+    operator = _row(data, "A2 L0 head OPR | attends OPR")
+    assert [c[0] for c in _nodes(operator).values()] == ["P18L0H1", "P18L0H0", "P18L0H0"]
+    # Head 0 of the first two models plays two different roles.
+    rows_of_h0 = {r["label"] for r in data["roles"] if "P18L0H0" in _nodes(r).get(MIX.format(1), [])
+                  or "P18L0H0" in _nodes(r).get(MIX.format(2), [])}
+    assert len(rows_of_h0) == 2
+    only_c = _row(data, "A0 L1 head A0.SA | attends D0")
+    assert only_c["in_models"] == 1 and not only_c["everywhere"]
+    assert data["roles_in_some_models"] == 1
+    assert sorted(data["roles_in_every_model"]) == sorted([carry["label"], digit["label"], operator["label"]])
+
+
+def test_the_adder_is_a_reference_whose_shared_roles_are_marked():
+    data = atlas(planted())
+    assert [m["reference"] for m in data["models"]] == [False, False, False, True]
+    carry = _row(data, "A2 L0 head A1.MB A1.NB A1.SC | attends D'1 D1")
+    assert carry["reference_shares"] == [ADDER]  # the adder's A1.SC head is the mixed head restricted to ADD
+    assert [c["node"] for c in carry["reference_cells"][ADDER]] == ["P18L0H2"]
+    assert _row(data, "A2 L0 head A2.MD A2.ND A2.SA | attends D2")["reference_shares"] == [ADDER]
+    assert _row(data, "A2 L0 head OPR | attends OPR")["reference_shares"] == []
+    own = _row(data, "A2 L0 head A1.SC | attends D'1 D1")  # the adder's own row does not count as a main model
+    assert own["in_models"] == 0 and not own["everywhere"] and own["reference_shares"] == []
+    assert len(data["roles_shared_with_reference"]) == 2
+
+
+def test_the_founding_question_is_answered_per_model_from_the_studies():
+    data = atlas(planted())
+    found = {f["model"]: f for f in data["founding"]}
+    assert data["headline"] == "2 of 3 models use one layer-0 head for carry and borrow at A2"
+    a, b, c = (found[MIX.format(i)] for i in (1, 2, 3))
+    assert (a["carry_and_borrow_heads"], b["carry_and_borrow_heads"], c["carry_and_borrow_heads"]) == (
+        ["P18L0H3"], ["P18L0H1"], [])
+    assert "one shared axis" in a["text"] and "separate axes" in b["text"]
+    assert c["holders_by_study"] == {"A1.SC": ["P18L0H2"], "A1.MB": [], "A1.NB": []}
+    assert c["holders_by_tag"]["A1.MB"] == ["P18L0H2"]  # the search's tag alone would have said yes
+    head = next(h for h in a["heads"] if h["node"] == "P18L0H3")
+    assert head["per_qtype"]["ADD"] == {"probe": 0.99, "resample_wrong": 0.3, "patch_success": 0.9, "role": True}
+    assert head["direction_cosines"]["ADD~SUB"] == 0.9
+    assert found[ADDER]["position"] == "P18" and not found[ADDER]["one_head_carry_and_borrow"]
+
+
+def test_without_studies_the_founding_question_falls_back_to_algo_tags():
+    bare = _result(MIX.format(4), [_head(18, 1, CARRY_TAGS)])
+    answer = founding_question(bare)
+    assert answer["evidence"] == "Algo tags" and answer["carry_and_borrow_heads"] == ["P18L0H1"]
+
+
+def test_attention_below_the_threshold_is_not_part_of_a_role():
+    result = _result(MIX.format(5), [_head(18, 1, ["Algo:A1.SC", "Attn:P4=70", "Attn:P11=19"])])
+    assert node_role(next(iter(result.nodes)), result.spec).attends == ("D1",)
+
+
+def test_a_model_given_twice_is_refused():
+    a = planted()[0]
+    with pytest.raises(ArithLensError, match="given twice"):
+        atlas([a, a])
+
+
+def _write_folder(result: ModelResult, directory):
+    directory.mkdir()
+    (directory / "analysis.json").write_text(json.dumps({"model": result.name}))
+    result.nodes.save(directory / f"{result.spec.base_name}_behavior.json")
+    for node, data in result.studies.items():
+        (directory / f"{node}_study.json").write_text(json.dumps(data))
+
+
+def test_the_command_reads_analysis_folders_and_writes_json_figure_and_page(monkeypatch, capsys, tmp_path):
+    folders = []
+    for i, result in enumerate(planted()):
+        _write_folder(result, tmp_path / f"m{i}")
+        folders.append(str(tmp_path / f"m{i}"))
+    assert load_result(folders[0]).studies.keys() == {"P18L0H3"}
+    code, out, err = arithlens_here(monkeypatch, capsys, "atlas", "--models", *folders, "--out", str(tmp_path / "at"))
+    assert code == 0, err
+    assert out.splitlines()[0] == "2 of 3 models use one layer-0 head for carry and borrow at A2"
+    data = json.loads((tmp_path / "at" / "atlas.json").read_text())
+    assert len(data["models"]) == 4 and data["roles_in_every_model"]
+    assert (tmp_path / "at" / "atlas.png").read_bytes()[:4] == b"\x89PNG"
+    page = (tmp_path / "at" / "atlas.html").read_text()
+    assert "2 of 3 models use one layer-0 head" in page and page.count("<tr") == len(data["roles"]) + 1 + 4 + 1
+
+
+def test_a_folder_without_an_analysis_is_a_one_line_error(monkeypatch, capsys, tmp_path):
+    code, _, err = arithlens_here(monkeypatch, capsys, "atlas", "--models", str(tmp_path), "--out", str(tmp_path / "o"))
+    assert code == 2 and err.startswith("error: ") and len(err.splitlines()) == 1
