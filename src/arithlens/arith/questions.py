@@ -237,6 +237,35 @@ class QuestionBatch:
         return out
 
 
+    def columns(self, *, features: bool = True) -> dict[str, np.ndarray]:
+        """Every row's labels as columns of one length: question, answer, a, op, b, result, qtype (name),
+        complexity, the generator's labels (tricase_case, carry_out, ...) and, with `features`, one column per
+        feature and digit (`SC1` = pair-only SC at digit 1, `SC1_real` = what really happens)."""
+        qtypes = np.array([q.name for q in QType])
+        out: dict[str, np.ndarray] = {
+            "question": np.array([self.question_string(i) for i in range(len(self))], dtype=object),
+            "answer": np.array([self.answer_string(i) for i in range(len(self))], dtype=object),
+            "a": self.a, "op": np.array([OP_CHAR[int(o)] for o in self.op], dtype=object), "b": self.b,
+            "result": self.result, "qtype": qtypes[self.qtype.astype(np.int64)], "complexity": self.complexity,
+        }
+        out.update(self.labels)
+        if features:
+            feats = self.features
+            for name in sorted(feats.pair):
+                for k in range(self.n_digits):
+                    out[f"{name}{k}"] = feats.pair[name][:, k]
+                    out[f"{name}{k}_real"] = feats.real[name][:, k]
+        return out
+
+    def to_pandas(self, *, features: bool = True):
+        """`columns()` as a pandas DataFrame (needs pandas, not a dependency of arithlens)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise QuestionRequestError("to_pandas needs pandas: pip install pandas (or use batch.columns())") from None
+        return pd.DataFrame(self.columns(features=features))
+
+
 def answer_string(n_digits: int, value: int) -> str:
     """1234 -> '+0001234' for 6 digits."""
     return ("-" if value < 0 else "+") + str(abs(value)).zfill(n_digits + 1)
