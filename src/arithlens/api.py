@@ -38,15 +38,16 @@ def models() -> list[ShippedModel]:
     return list_models()
 
 
-def load_model(name_or_path: str | os.PathLike | None = None, device: str | torch.device | None = None
-               ) -> HookedTransformer:
+def load_model(name_or_path: str | os.PathLike | None = None, device: str | torch.device | None = None, *,
+               spec: str | None = None) -> HookedTransformer:
     """A model in eval mode: None for the default shipped model, a shipped name or op alias (`mix`, `add`), a
     checkpoint directory, a `.safetensors` file or a TransformerLens / QuantaTools `.pth` state dict (read with
-    `weights_only=True`). `device` defaults to the CPU."""
+    `weights_only=True`). `device` defaults to the CPU. `spec` (a model name such as
+    `mix_d6_l3_h4_t10K_s372001`) says what a bare `.pth` cannot: the operations it was trained on."""
     from arithlens.model.checkpoint import load_checkpoint
     from arithlens.model.zoo import resolve_model
 
-    return load_checkpoint(resolve_model(name_or_path), device=device).model.eval()
+    return load_checkpoint(resolve_model(name_or_path), spec=spec, device=device).model.eval()
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -593,6 +593,13 @@ class SearchReport(_JsonResult, _Maps):
     nodes: tuple[NodeTags, ...] = field(repr=False, default=())
     data: dict = _hidden()
 
+    def node_list(self):
+        """Every node's tags; read from a `<model>_search.json` (which keeps the Algo tags only), those."""
+        if self.nodes:
+            return _node_list(self.nodes)
+        return _node_list(tuple(NodeTags(name, tuple(f"Algo:{v}" for v in values))
+                                for name, values in self.tags.items()))
+
     def _repr_html_(self) -> str:
         rows = [[name, " ".join(tags)] for name, tags in list(self.tags.items())[:20]]
         cov = self.coverage
