@@ -3,30 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import IntEnum
 from functools import cached_property
 
 import numpy as np
 
+from arithlens.arith.features import complexity_classes, digit_features
 from arithlens.arith.layout import Layout, check_n_digits
+from arithlens.arith.qtype import QType  # re-exported: `from arithlens.arith.questions import QType` still works
 from arithlens.arith.vocab import EQUALS, MINUS, MULT, PLUS, string_to_tokens, tokens_to_string
 from arithlens.errors import ParseError, QuestionRequestError
-
-
-class QType(IntEnum):
-    """ADD (a+b), SUB (a-b with a >= b, answer sign +), NEG (a-b with a < b, sign -), MUL (a*b)."""
-
-    ADD = 0
-    SUB = 1
-    NEG = 2
-    MUL = 3
-
-    @classmethod
-    def parse(cls, text: str) -> QType:
-        try:
-            return cls[text.upper()]
-        except KeyError:
-            raise QuestionRequestError(f"unknown qtype {text!r}; expected add, sub, neg or mul") from None
 
 
 OPERATOR_OF = {QType.ADD: PLUS, QType.SUB: MINUS, QType.NEG: MINUS, QType.MUL: MULT}
@@ -191,22 +176,16 @@ class QuestionBatch:
 
     @cached_property
     def features(self):
-        from arithlens.arith.features import digit_features
-
         return digit_features(self.digits_a, self.digits_b)
 
     @cached_property
     def complexity(self) -> np.ndarray:
         """(batch,) complexity class names (S0..S5, M0..M4+, N1..N4+, '' for MUL), reference rules."""
-        from arithlens.arith.features import complexity_classes
-
         return complexity_classes(self.digits_a, self.digits_b, self.qtype, true_borrow=False)
 
     @cached_property
     def complexity_true(self) -> np.ndarray:
         """As `complexity` but NEG classes count the borrows really made computing |a-b| = b-a (N0..N4+)."""
-        from arithlens.arith.features import complexity_classes
-
         return complexity_classes(self.digits_a, self.digits_b, self.qtype, true_borrow=True)
 
     def question_string(self, row: int) -> str:
