@@ -243,3 +243,13 @@ def test_report_embeds_plotly_once_and_loads_nothing_from_the_network(study):
     # the failure map (the behaviour file has no Algo tags, so no purpose map) and two PCA figures
     assert page.count('class="plotly-graph-div"') == 3
     assert " src=\"http" not in page
+
+
+def test_every_short_hook_name_is_a_hook_of_the_model(model):
+    from arithlens.model.hooks import _BLOCK, _GLOBAL
+
+    names = set(model.hook_names)
+    for short in _BLOCK:
+        for layer in range(model.spec.n_layers):
+            assert al.act_name(short, layer) in names, short
+    assert {al.act_name(short) for short in _GLOBAL} <= names
