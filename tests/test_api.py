@@ -253,3 +253,22 @@ def test_every_short_hook_name_is_a_hook_of_the_model(model):
         for layer in range(model.spec.n_layers):
             assert al.act_name(short, layer) in names, short
     assert {al.act_name(short) for short in _GLOBAL} <= names
+
+
+def test_analysis_report_round_trips_and_reads_an_analysis_json(study):
+    from arithlens.results import AnalysisReport
+
+    useful = UsefulNodes.from_json(REFERENCE / "mix_d6_l3_h4_t10K_s372001_behavior.json")
+    summary = {"model": study.model, "heads": 64, "mlps": 33,
+               "studies": [{"node": study.node, "study_digit": 1, "polysemantic": False, "roles": [],
+                            "verdict": study.verdict.text}]}
+    data = {"model": study.model, "summary": summary, "useful": useful.data, "search": None,
+            "studies": [study.data]}
+    report = AnalysisReport.from_json(json.dumps(data))
+    assert report.study("P18L0H3") == study and report.useful.nodes == useful.nodes
+    assert AnalysisReport.from_json(report.to_json()) == report
+    assert "P18L0H3" in report._repr_html_() and "64 useful heads" in report._repr_html_()
+    only_summary = AnalysisReport.from_json(json.dumps(summary))
+    assert only_summary.summary == summary and only_summary.studies == ()
+    with pytest.raises(ArithLensError, match="no study"):
+        report.study("P0L0H0")

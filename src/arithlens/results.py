@@ -283,7 +283,7 @@ class Grid:
     r2_pair_x_qtype: float | None
     qtype_beyond_pair: float | None
     n: int
-    projection: dict[str, dict[str, tuple]] = field(repr=False, default_factory=dict)
+    projection: dict[str, dict[str, tuple[tuple[float | None, ...], ...]]] = field(repr=False, default_factory=dict)
 
 
 @dataclass(frozen=True)
