@@ -183,7 +183,7 @@ def main(names: list[str]) -> None:
         start, cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
         execute(nb)
         seconds = time.perf_counter() - start
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the kernel's CPU time (a busy machine inflates wall time)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the kernel's CPU time: load inflates wall time
         cpu_seconds = after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime
         for cell in nb.cells:  # no run-dependent metadata in the committed file
             cell.metadata.pop("execution", None)

@@ -51,7 +51,8 @@ class ReportFiles:
 
 
 def write_report(analysis: Analysis, out_dir: str | Path, *, card: dict | None = None, source: str | None = None,
-                 formats: Sequence[str] = ("png",), progress: Say | None = None, interactive: bool = False) -> ReportFiles:
+                 formats: Sequence[str] = ("png",), progress: Say | None = None,
+                 interactive: bool = False) -> ReportFiles:
     """Draw the maps and the node-study figures into `out_dir`, then write `report.html` there.
 
     `card` is the checkpoint sidecar's extra keys ("training", "accuracy"); `source` where the model came from.
