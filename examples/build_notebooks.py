@@ -62,12 +62,16 @@ print(model.spec.name, "-", model.spec.n_layers, "layers x", model.spec.n_heads,
 ## The purpose map
 
 Each useful node (mean ablation breaks some question) with the sub-task its patching experiments give it
-(`A2.SC`: makes the carry out of digit 2, ...). The searches take about 30 s on two idle cores
-(`tags = al.search(model)`); this notebook reads the record `arithlens search --out examples/data` wrote
-with the same code, so it runs in well under a minute."""),
+(`A1.SC`: makes the carry out of digit 1, ...). The searches take about 30 s on two idle cores
+(`tags = al.search(model)`, a `SearchReport` with every rate); to keep this notebook quick it reads the
+tags `arithlens search --out examples/data` wrote with the same code (`<model>_algorithm.json`)."""),
     ("code", """\
-tags = al.SearchReport.from_json("data/mix_d6_l3_h4_t10K_s372001_search.json")
-display(tags)
+tags = al.UsefulNodes.from_json("data/mix_d6_l3_h4_t10K_s372001_algorithm.json")
+purposed = [n for n in tags.nodes if n.tags]
+print(len(purposed), "of", len(tags.nodes), "useful nodes have a purpose; at P18 layer 0:")
+for n in purposed:
+    if n.name.startswith("P18L0"):
+        print(" ", n.name, " ".join(t.split(":")[1] for t in n.tags))
 tags.plot_map("MathsPurposePerNode")"""),
     ("markdown", """\
 ## The seed's three question sets
@@ -102,7 +106,9 @@ print(study.verdict.text)
 for qtype in study.qtypes:
     rep, v = study.representation[qtype], study.verdict.per_qtype[qtype]
     resample = study.necessity.per_qtype[qtype]["all"].rates["resample"].target_wrong
-    print(f"{qtype}: carry probe {rep.probe_carry.accuracy:.3f} (p={rep.probe_carry.p_value:.3f}), "
+    word = "carry" if qtype == "ADD" else "borrow"
+    print(f"{qtype}: probes: real {word} {rep.probe_carry.accuracy:.3f} (p={rep.probe_carry.p_value:.3f}), "
+          f"pair {rep.pair_rule} {rep.probe_pair.accuracy:.3f}; "
           f"resample ablation breaks {study.necessity.target_digit}: {resample}, "
           f"patching success {study.sufficiency.per_qtype[qtype].success}, role {v.role}")
 study.plot_necessity()"""),
@@ -110,7 +116,7 @@ study.plot_necessity()"""),
 print("RESULTS " + json.dumps({"model": model.spec.name, "position": position, "digit": digit, "counts": counts,
                                "evr": evr, "study_digit": study.study_digit, "roles": list(study.verdict.roles),
                                "polysemantic": study.verdict.polysemantic, "verdict": study.verdict.text,
-                               "n_purpose_nodes": len(tags.tags)}))"""),
+                               "n_purpose_nodes": len(purposed)}))"""),
 ]
 
 CHECKPOINT = [

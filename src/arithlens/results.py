@@ -602,10 +602,10 @@ class SearchReport(_JsonResult, _Maps):
 
     def _repr_html_(self) -> str:
         rows = [[name, " ".join(tags)] for name, tags in list(self.tags.items())[:20]]
-        cov = self.coverage
-        return (f"<div><b>search</b> {html.escape(self.model)}: {html.escape(self.rule)}<br>heads with a purpose "
-                f"{cov.get('heads_purposed')} of {cov.get('heads')}, MLPs {cov.get('mlps_purposed')} of "
-                f"{cov.get('mlps')}{_html_table(['node', 'Algo tags'], rows)}</div>")
+        heads, mlps = self.coverage.get("heads", {}), self.coverage.get("mlps", {})
+        return (f"<div><b>search</b> {html.escape(self.model)}: {html.escape(self.rule)}<br>useful heads with a purpose "
+                f"{heads.get('purposed')} of {heads.get('useful')}, MLP layers {mlps.get('purposed')} of "
+                f"{mlps.get('useful')}{_html_table(['node', 'Algo tags'], rows)}</div>")
 
 
 @dataclass(frozen=True)
