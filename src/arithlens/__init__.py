@@ -1,3 +1,73 @@
-"""arithlens: mechanistic interpretability of transformers that do integer arithmetic."""
+"""arithlens: mechanistic interpretability of transformers that do integer arithmetic.
+
+The public API (`arithlens.api`, typed results in `arithlens.results`) is importable from here; names load on
+first use, so `import arithlens` stays fast (no torch until a model is needed):
+
+    import arithlens as al
+    model = al.load_model()                      # the default shipped model
+    study = al.study_node(model, "P18L0H3")      # a NodeStudy: .verdict, .necessity, .plot_pca(), ...
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS = {
+    # models and questions
+    "load_model": "arithlens.api", "models": "arithlens.api", "questions": "arithlens.api",
+    "tricase": "arithlens.api", "DEFAULT_TRICASE_COUNTS": "arithlens.api",
+    "QuestionBatch": "arithlens.arith.questions", "QType": "arithlens.arith.questions",
+    "HookedTransformer": "arithlens.model.transformer", "ModelSpec": "arithlens.model.spec",
+    "Node": "arithlens.analysis.nodes",
+    # analyses (each returns a typed result)
+    "useful_nodes": "arithlens.api", "search": "arithlens.api", "study_node": "arithlens.api",
+    "pca": "arithlens.api", "analyze": "arithlens.api", "node_output": "arithlens.api",
+    # results
+    "NodeStudy": "arithlens.results", "NodePCA": "arithlens.results", "UsefulNodes": "arithlens.results",
+    "SearchReport": "arithlens.results", "AnalysisReport": "arithlens.results", "Verdict": "arithlens.results",
+    # intervention primitives
+    "run_with_cache": "arithlens.api", "ablate": "arithlens.api", "act_name": "arithlens.model.hooks",
+    "node_site": "arithlens.model.hooks", "Intervention": "arithlens.analysis.interventions",
+    "zero_ablate": "arithlens.analysis.interventions", "mean_ablate": "arithlens.analysis.interventions",
+    "resample_ablate": "arithlens.analysis.interventions", "patch_from": "arithlens.analysis.interventions",
+    "compute_means": "arithlens.analysis.interventions", "record": "arithlens.analysis.interventions",
+    "run_with_interventions": "arithlens.analysis.interventions", "Engine": "arithlens.analysis.interventions",
+    "ArithLensError": "arithlens.errors",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'arithlens' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
+    from arithlens.analysis.interventions import (
+        Engine, Intervention, compute_means, mean_ablate, patch_from, record, resample_ablate,
+        run_with_interventions, zero_ablate,
+    )
+    from arithlens.analysis.nodes import Node
+    from arithlens.api import (
+        DEFAULT_TRICASE_COUNTS, ablate, analyze, load_model, models, node_output, pca, questions, run_with_cache,
+        search, study_node, tricase, useful_nodes,
+    )
+    from arithlens.arith.questions import QType, QuestionBatch
+    from arithlens.errors import ArithLensError
+    from arithlens.model.hooks import act_name, node_site
+    from arithlens.model.spec import ModelSpec
+    from arithlens.model.transformer import HookedTransformer
+    from arithlens.results import AnalysisReport, NodePCA, NodeStudy, SearchReport, UsefulNodes, Verdict

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from arithlens.arith.questions import QType
+from arithlens.arith.qtype import QType
 
 ADD_FEATURES = ("SA", "SC", "SS", "ST")
 SUB_FEATURES = ("MD", "MB", "MZ", "MT", "GT")

@@ -3,30 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import IntEnum
 from functools import cached_property
 
 import numpy as np
 
+from arithlens.arith.features import complexity_classes, digit_features
 from arithlens.arith.layout import Layout, check_n_digits
+from arithlens.arith.qtype import QType  # re-exported: `from arithlens.arith.questions import QType` still works
 from arithlens.arith.vocab import EQUALS, MINUS, MULT, PLUS, string_to_tokens, tokens_to_string
 from arithlens.errors import ParseError, QuestionRequestError
-
-
-class QType(IntEnum):
-    """ADD (a+b), SUB (a-b with a >= b, answer sign +), NEG (a-b with a < b, sign -), MUL (a*b)."""
-
-    ADD = 0
-    SUB = 1
-    NEG = 2
-    MUL = 3
-
-    @classmethod
-    def parse(cls, text: str) -> QType:
-        try:
-            return cls[text.upper()]
-        except KeyError:
-            raise QuestionRequestError(f"unknown qtype {text!r}; expected add, sub, neg or mul") from None
 
 
 OPERATOR_OF = {QType.ADD: PLUS, QType.SUB: MINUS, QType.NEG: MINUS, QType.MUL: MULT}
@@ -191,22 +176,16 @@ class QuestionBatch:
 
     @cached_property
     def features(self):
-        from arithlens.arith.features import digit_features
-
         return digit_features(self.digits_a, self.digits_b)
 
     @cached_property
     def complexity(self) -> np.ndarray:
         """(batch,) complexity class names (S0..S5, M0..M4+, N1..N4+, '' for MUL), reference rules."""
-        from arithlens.arith.features import complexity_classes
-
         return complexity_classes(self.digits_a, self.digits_b, self.qtype, true_borrow=False)
 
     @cached_property
     def complexity_true(self) -> np.ndarray:
         """As `complexity` but NEG classes count the borrows really made computing |a-b| = b-a (N0..N4+)."""
-        from arithlens.arith.features import complexity_classes
-
         return complexity_classes(self.digits_a, self.digits_b, self.qtype, true_borrow=True)
 
     def question_string(self, row: int) -> str:
@@ -235,6 +214,35 @@ class QuestionBatch:
             item = value[row]
             out[key] = item.item() if hasattr(item, "item") else item
         return out
+
+
+    def columns(self, *, features: bool = True) -> dict[str, np.ndarray]:
+        """Every row's labels as columns of one length: question, answer, a, op, b, result, qtype (name),
+        complexity, the generator's labels (tricase_case, carry_out, ...) and, with `features`, one column per
+        feature and digit (`SC1` = pair-only SC at digit 1, `SC1_real` = what really happens)."""
+        qtypes = np.array([q.name for q in QType])
+        out: dict[str, np.ndarray] = {
+            "question": np.array([self.question_string(i) for i in range(len(self))], dtype=object),
+            "answer": np.array([self.answer_string(i) for i in range(len(self))], dtype=object),
+            "a": self.a, "op": np.array([OP_CHAR[int(o)] for o in self.op], dtype=object), "b": self.b,
+            "result": self.result, "qtype": qtypes[self.qtype.astype(np.int64)], "complexity": self.complexity,
+        }
+        out.update(self.labels)
+        if features:
+            feats = self.features
+            for name in sorted(feats.pair):
+                for k in range(self.n_digits):
+                    out[f"{name}{k}"] = feats.pair[name][:, k]
+                    out[f"{name}{k}_real"] = feats.real[name][:, k]
+        return out
+
+    def to_pandas(self, *, features: bool = True):
+        """`columns()` as a pandas DataFrame (needs pandas, not a dependency of arithlens)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise QuestionRequestError("to_pandas needs pandas: pip install pandas (or use batch.columns())") from None
+        return pd.DataFrame(self.columns(features=features))
 
 
 def answer_string(n_digits: int, value: int) -> str:

@@ -51,7 +51,8 @@ class ReportFiles:
 
 
 def write_report(analysis: Analysis, out_dir: str | Path, *, card: dict | None = None, source: str | None = None,
-                 formats: Sequence[str] = ("png",), progress: Say | None = None) -> ReportFiles:
+                 formats: Sequence[str] = ("png",), progress: Say | None = None,
+                 interactive: bool = False) -> ReportFiles:
     """Draw the maps and the node-study figures into `out_dir`, then write `report.html` there.
 
     `card` is the checkpoint sidecar's extra keys ("training", "accuracy"); `source` where the model came from.
@@ -82,7 +83,7 @@ def write_report(analysis: Analysis, out_dir: str | Path, *, card: dict | None =
 
     t0 = time.perf_counter()
     page = render_report(analysis, maps=maps, figures=figures, card=card, source=source,
-                         timings={**analysis.timings, **timings})
+                         timings={**analysis.timings, **timings}, interactive=interactive)
     path = out / REPORT_FILE
     write_atomic(path, page.encode("utf-8"))
     timings["report"] = time.perf_counter() - t0
@@ -182,8 +183,9 @@ footer { margin-top: 40px; font-size: 12.5px; color: #667; }
 
 
 def render_report(analysis: Analysis, *, maps: Sequence[Path], figures: dict[str, dict[str, list[Path]]],
-                  card: dict | None = None, source: str | None = None, timings: dict[str, float] | None = None) -> str:
-    """The whole page as one string."""
+                  card: dict | None = None, source: str | None = None, timings: dict[str, float] | None = None,
+                  interactive: bool = False) -> str:
+    """The whole page as one string; with `interactive` (and plotly installed) a section of hover figures too."""
     spec = analysis.spec
     sections = [
         ("card", "Model", _model_card(analysis, card or {}, source)),
@@ -195,6 +197,11 @@ def render_report(analysis: Analysis, *, maps: Sequence[Path], figures: dict[str
         ("search", "Algorithm searches", _search(analysis)),
         ("timings", "Timings", _timings(timings or analysis.timings)),
     ]
+    if interactive:  # plotly.js goes inline, once, inside the section: the page stays offline
+        from arithlens.report.interactive import available, report_section
+
+        if available():
+            sections.insert(-2, ("interactive", "Interactive figures", report_section(analysis)))
     nav = "".join(f'<a href="#{key}">{_e(title)}</a>' for key, title, _ in sections)
     body = "".join(f'<section id="{key}"><h2>{_e(title)}</h2>{content}</section>' for key, title, content in sections)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

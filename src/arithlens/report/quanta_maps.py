@@ -312,6 +312,17 @@ def _save(fig: Figure, out_dir: str | Path, stem: str, formats: Sequence[str]) -
     return save_figure(fig, out_dir, stem, formats, dpi=150)
 
 
+def map_figure(nodes: Iterable[UsefulNode], name: str, layout: Layout) -> Figure:
+    """One catalogue map (by short name, e.g. `MathsPurposePerNode`) as a figure, nothing written."""
+    maps = catalogue(layout)
+    if name not in maps:
+        raise ArithLensError(f"unknown map {name!r}; expected one of {', '.join(maps)}")
+    cells = map_cells(nodes, maps[name], layout)
+    if not cells:
+        raise ArithLensError(f"the {name} map has no cells: no node carries the tags it shows")
+    return _draw_map(cells, maps[name], layout)
+
+
 def draw_map(nodes: Iterable[UsefulNode], qmap: QuantaMap, layout: Layout, out_dir: str | Path, prefix: str,
              formats: Sequence[str] = FORMATS) -> list[Path]:
     """Draw one map; returns the files written (none when the map has no cells)."""

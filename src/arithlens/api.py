@@ -1,0 +1,266 @@
+"""The public Python API: load a model, build labelled questions, run the studies, get typed results back.
+
+Everything here is re-exported by `arithlens` (`import arithlens as al; al.study_node(al.load_model(), "P18L0H3")`).
+Each analysis is a function of (model, options) returning a frozen result from `arithlens.results`; the CLI
+commands run the same functions and write the results' JSON. Nothing here prints or writes files.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from arithlens.arith.questions import QType, QuestionBatch
+from arithlens.errors import ArithLensError
+from arithlens.results import AnalysisReport, NodePCA, NodeStudy, SearchReport, UsefulNodes
+
+if TYPE_CHECKING:
+    import torch
+
+    from arithlens.analysis.nodes import Node
+    from arithlens.model.transformer import HookedTransformer
+    from arithlens.model.zoo import ShippedModel
+
+DEFAULT_TRICASE_COUNTS = {"ADD": 300, "SUB": 300, "NEG": 300}  # the founding notebook's per-qtype sets
+
+
+# ---------------------------------------------------------------------------------------------------
+# Models
+
+
+def models() -> list[ShippedModel]:
+    """The shipped models (name, spec, model card, path), sorted by name."""
+    from arithlens.model.zoo import list_models
+
+    return list_models()
+
+
+def load_model(name_or_path: str | os.PathLike | None = None, device: str | torch.device | None = None, *,
+               spec: str | None = None) -> HookedTransformer:
+    """A model in eval mode: None for the default shipped model, a shipped name or op alias (`mix`, `add`), a
+    checkpoint directory, a `.safetensors` file or a TransformerLens / QuantaTools `.pth` state dict (read with
+    `weights_only=True`). `device` defaults to the CPU. `spec` (a model name such as
+    `mix_d6_l3_h4_t10K_s372001`) says what a bare `.pth` cannot: the operations it was trained on."""
+    from arithlens.model.checkpoint import load_checkpoint
+    from arithlens.model.zoo import resolve_model
+
+    return load_checkpoint(resolve_model(name_or_path), spec=spec, device=device).model.eval()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Questions
+
+
+def questions(count: int = 1000, *, op: str = "mix", kind: str = "uniform", n_digits: int = 6, seed: int = 0,
+              qtypes: Mapping[str, float] | None = None) -> QuestionBatch:
+    """`count` labelled questions: `kind` "uniform" or "enriched" (carry/borrow cascades), or "curated" (the
+    predecessor's hand-picked set, `count` ignored); `op` "add", "sub", "mix" or "mul"; `qtypes` weights per
+    question type instead (`{"neg": 1}`). Rows carry qtype, features and complexity (`batch.columns()`)."""
+    from arithlens.arith.curated import curated
+    from arithlens.arith.generators import enriched, uniform
+
+    rng = np.random.default_rng(seed)
+    if kind == "uniform":
+        return uniform(n_digits, count, rng, op=op, qtypes=qtypes)
+    if kind == "enriched":
+        return enriched(n_digits, count, rng, op=op if qtypes is None else None, qtypes=qtypes)
+    if kind == "curated":
+        return curated(n_digits).batch
+    raise ArithLensError(f"unknown question kind {kind!r}; expected uniform, enriched or curated")
+
+
+def tricase(digit: int, counts: Mapping[str | QType, int] | None = None, *, n_digits: int = 6, seed: int = 0,
+            high: str = "decide", carry_in: str = "any") -> QuestionBatch:
+    """Tricase questions at operand digit `digit`: per qtype (`{"ADD": 300, "SUB": 300, "NEG": 300}`, the
+    founding notebook's sets) that many distinct rows, split evenly over the classes T8/T9/T10 possible there.
+
+    Rows are labelled (`tricase_digit`, `tricase_case` 8/9/10, `carry_in`, `carry_out`: the real carry/borrow
+    out of the digit). `high="decide"` lets the higher digits fix SUB vs NEG (so borrows do leave the digit);
+    `high="zero"` is the predecessor's construction."""
+    from arithlens.arith.tricase import CASES, tricase as tricase_class, tricase_count
+
+    counts = DEFAULT_TRICASE_COUNTS if counts is None else counts
+    rng = np.random.default_rng(seed)
+    parts = []
+    for name, total in counts.items():
+        qtype = QType.parse(name) if isinstance(name, str) else QType(name)
+        if not isinstance(total, (int, np.integer)) or total < 0:
+            raise ArithLensError(f"tricase count for {qtype.name} must be an integer >= 0, not {total!r}")
+        cases = [c for c in CASES if tricase_count(n_digits, digit, qtype, c, carry_in=carry_in, high=high)]
+        if total and not cases:
+            raise ArithLensError(f"no {qtype.name} tricase class is possible at digit {digit}")
+        for i, case in enumerate(cases):
+            share = total // len(cases) + (1 if i < total % len(cases) else 0)
+            if share:
+                parts.append(tricase_class(n_digits, digit, qtype, case, share, rng, carry_in=carry_in, high=high))
+    if not parts:
+        raise ArithLensError("tricase counts ask for no questions")
+    return QuestionBatch.concat(parts)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Analyses
+
+
+def useful_nodes(model: HookedTransformer, *, questions: int = 256, seed: int = 345621, neurons: bool = False,
+                 reference_compat: bool = False,
+                 progress: Callable[[str, int, int], None] | None = None) -> UsefulNodes:
+    """Useful positions and nodes by mean ablation, tagged (what `arithlens useful` computes)."""
+    from arithlens.analysis.useful import find_useful, varied_questions
+
+    model.eval()
+    batch = varied_questions(model.spec, count=questions, seed=seed)
+    result = find_useful(model, batch, neurons=neurons, reference_compat=reference_compat, progress=progress)
+    return _useful(result)
+
+
+def _useful(result) -> UsefulNodes:
+    mlps = [n for n in result.nodes.mlps if not n.node.is_neuron]
+    return UsefulNodes.from_dict({
+        "model": result.spec.name, "questions": len(result.questions), "dropped": result.dropped,
+        "clean_loss": result.clean_loss, "reference_compat": result.reference_compat,
+        "useful_positions": result.useful_positions, "position_failures": result.position_failures,
+        "heads": len(result.nodes.heads), "mlps": len(mlps), "neurons": len(result.nodes.mlps) - len(mlps),
+        "nodes": [{"name": n.name, "tags": [str(t) for t in n.tags]} for n in result.nodes],
+    })
+
+
+def search(model: HookedTransformer, nodes: UsefulNodes | None = None, *, pairs: int = 100, seed: int = 0,
+           progress: Callable[[int, int, str], None] | None = None, **options) -> SearchReport:
+    """Sub-task searches over the useful nodes (found first when `nodes` is None), as `arithlens search`.
+    `options` go to `arithlens.analysis.search.search` (e.g. `pair_search=False`, `max_group=2`)."""
+    from arithlens.analysis.claims import default_claims, evaluate_all
+    from arithlens.analysis.search import search_model
+
+    model.eval()
+    nodes = useful_nodes(model) if nodes is None else nodes
+    result = search_model(model, nodes.node_list(), n_pairs=pairs, seed=seed, progress=progress, **options)
+    return _search(model.spec, result, evaluate_all(_claims(model.spec, default_claims), result.nodes,
+                                                    model.spec.layout))
+
+
+def _claims(spec, default_claims):
+    return default_claims(spec.n_digits, add=spec.perc_add > 0, sub=spec.perc_sub > 0)
+
+
+def _search(spec, result, claims) -> SearchReport:
+    """The search record `arithlens search` writes, with the model's name and every node's tags (for the maps)."""
+    nodes = [{"name": n.name, "tags": [str(t) for t in n.tags]} for n in result.nodes]
+    return SearchReport.from_dict({**result.to_json(), "claims": [c.to_dict() for c in claims],
+                                   "model": spec.name, "nodes": nodes})
+
+
+def study_node(model: HookedTransformer, node: str | Node, *, questions: int = 1000, pairs: int = 200,
+               per_case: int = 300, mixed: int = 1000, permutations: int = 100, seed: int = 0,
+               digit: int | None = None, progress: Callable[[str], None] | None = None) -> NodeStudy:
+    """Study one head (`"P18L0H3"`) or MLP layer (`"P18L0MLP"`): is it doing one job or several? Attention,
+    necessity (mean / resample / class-mean ablation), sufficiency (patching), representation (PCA, probes
+    with `permutations` label shuffles; the verdict needs >= 99 for p <= 0.01) and the verdict, as
+    `arithlens node`. Deterministic for `seed`."""
+    from arithlens.analysis.node_study import StudyOptions, study_node as run_study
+
+    options = StudyOptions(questions=questions, pairs=pairs, per_case=per_case, mixed=mixed,
+                           permutations=permutations, seed=seed, digit=digit)
+    return NodeStudy.from_dict(run_study(model, node, options, progress=progress).data)
+
+
+def analyze(model: HookedTransformer, *, questions: int = 256, pairs: int = 100, seed: int | None = None,
+            max_studies: int | None = None, run_search: bool = True,
+            progress: Callable[..., None] | None = None) -> AnalysisReport:
+    """The main job of `arithlens analyze` without the files: useful nodes, searches, node studies."""
+    from arithlens.analysis.analyze import AnalyzeOptions, analyze as run_analyze
+
+    options = AnalyzeOptions(questions=questions, pairs=pairs, seed=seed, max_studies=max_studies,
+                             search=run_search)
+    result = run_analyze(model, options, progress)
+    useful = _useful(result.useful)
+    found = None
+    if result.search is not None:
+        found = _search(model.spec, result.search, result.claims)
+    studies = [NodeStudy.from_dict(e.data) for e in result.studies if e.data is not None]
+    data = {"model": model.spec.name, "summary": result.summary(), "useful": useful.data,
+            "search": None if found is None else found.data,
+            "studies": [s.data for s in studies]}
+    return AnalysisReport(model.spec.name, data["summary"], useful, found, tuple(studies), data=data)
+
+
+# ---------------------------------------------------------------------------------------------------
+# A node's output, PCA
+
+
+def node_output(model: HookedTransformer, node: str | Node, batch: QuestionBatch) -> np.ndarray:
+    """The node's write to the residual stream on each question (batch, d_model), float64, bias excluded:
+    a head's `hook_z . W_O[head]` (its `hook_result`), an MLP layer's `hook_post . W_out`."""
+    import torch
+
+    from arithlens.analysis.nodes import Node as NodeName
+    from arithlens.model.hooks import node_site
+
+    node = NodeName.for_model(node, model.spec) if isinstance(node, str) else node
+    site = node_site(node)
+    block = model.blocks[node.layer]
+    with torch.inference_mode():
+        _, cache = model.run_with_cache(batch.torch_tokens(str(model.device)), [site.hook], logit_positions=[0])
+        act = cache[site.hook][:, node.position]  # (batch, head, d_head) or (batch, d_mlp)
+        if node.is_head:
+            out = act[:, site.head] @ block.attn.W_O[site.head]  # (batch, d_model)
+        elif node.is_neuron:
+            out = act[:, site.neuron, None] * block.mlp.W_out[site.neuron]
+        else:
+            out = act @ block.mlp.W_out
+        return out.double().cpu().numpy()
+
+
+def pca(model: HookedTransformer, node: str | Node, batch: QuestionBatch, *, components: int = 2) -> NodePCA:
+    """PCA of the node's output (`node_output`) on `batch`, every row with its question, answer, qtype and,
+    for tricase batches, its T class and carry/borrow label (for colours and hover)."""
+    from arithlens.analysis import stats
+
+    out = node_output(model, node, batch)
+    p = stats.pca(out, max(2, components))
+    labels = batch.labels
+    none = [None] * len(batch)
+    name = node if isinstance(node, str) else node.name
+    return NodePCA.from_dict({
+        "node": name, "model": model.spec.name,
+        "evr": [float(v) for v in p.explained_variance_ratio],
+        "scores": np.round(p.scores, 6).tolist(),
+        "question": [batch.question_string(i) for i in range(len(batch))],
+        "answer": [batch.answer_string(i) for i in range(len(batch))],
+        "qtype": [QType(int(q)).name for q in batch.qtype],
+        "case": labels["tricase_case"].astype(int).tolist() if "tricase_case" in labels else none,
+        "carry": labels["carry_out"].astype(int).tolist() if "carry_out" in labels else none,
+        "digit": int(labels["tricase_digit"][0]) if "tricase_digit" in labels and len(batch) else None,
+    })
+
+
+# ---------------------------------------------------------------------------------------------------
+# Intervention primitives, for going beyond the canned studies
+
+
+def run_with_cache(model: HookedTransformer, batch: QuestionBatch | torch.Tensor, names: str | Iterable[str],
+                   *, hooks: Sequence = ()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """(logits (batch, pos, vocab), {hook name: activation}) of one run on a question batch or token tensor;
+    names as TransformerLens spells them (`act_name("z", 0)` = `blocks.0.attn.hook_z`)."""
+    import torch
+
+    tokens = batch.torch_tokens(str(model.device)) if isinstance(batch, QuestionBatch) else batch.to(model.device)
+    with torch.inference_mode():
+        return model.run_with_cache(tokens, names, hooks=hooks)
+
+
+def ablate(model: HookedTransformer, batch: QuestionBatch, interventions: Sequence) -> np.ndarray:
+    """Which questions fail (bool per row) with `interventions` applied (built with `zero_ablate`,
+    `mean_ablate`, `resample_ablate` or `patch_from`), computed by the engine (only what they change)."""
+    from arithlens.analysis.interventions import Engine
+
+    return Engine(model, batch).outcome(list(interventions)).fails
+
+
+__all__ = [
+    "DEFAULT_TRICASE_COUNTS", "ablate", "analyze", "load_model", "models", "node_output", "pca", "questions",
+    "run_with_cache", "search", "study_node", "tricase", "useful_nodes",
+]
