@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
             1_000_000, "--questions", help="Uniform questions per question type (--kind enriched: enriched ones)."),
         seed: int = typer.Option(345_621, "--seed", help="Question seed (differs from training seeds)."),  # EVAL_SEED
         kind: EvalKind = typer.Option(
-            EvalKind.suite, "--kind", help="suite (uniform, curated, N/10 enriched), uniform, enriched or curated."),
+            EvalKind.suite, "--kind", help="suite (uniform, curated, N/10 enriched, N/5 stress), uniform, enriched or curated."),
         precision: Precision = typer.Option(
             Precision.auto, "--precision", help="auto (bf16 + fp32 re-checks with AMX, else fp32), fp32, bf16."),
         batch_size: Optional[int] = typer.Option(
@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
         import torch
 
         from arithlens.model import load_checkpoint
-        from arithlens.model.evaluate import evaluate_suite, suite_size
+        from arithlens.model.evaluate import KINDS, evaluate_suite, suite_size
         from arithlens.model.zoo import resolve_model
 
         for flag, value, low in (("--questions", questions, 0), ("--seed", seed, 0), ("--threads", threads, 1)):
@@ -66,7 +66,7 @@ def register(app: typer.Typer) -> None:
         ck = load_checkpoint(path, device=_pick_device(device))
         counts = ({"questions": 0, "enriched_questions": questions} if kind == EvalKind.enriched
                   else {"questions": questions})
-        kinds = ("uniform", "curated", "enriched") if kind == EvalKind.suite else (kind.value,)
+        kinds = KINDS if kind == EvalKind.suite else (kind.value,)
         total = suite_size(ck.spec, seed=seed, kinds=kinds, **counts)
         with _progress_bar(total, quiet) as progress:
             suite = evaluate_suite(ck.model, ck.spec, seed=seed, kinds=kinds, precision=precision.value,
