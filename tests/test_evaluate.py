@@ -208,14 +208,15 @@ def test_supported_qtypes_follow_the_operation(op, qtypes):
 def test_suite_checks_n_per_qtype_plus_curated_and_a_tenth_enriched():
     model = copy_model(6)
     suite = evaluate_suite(model, questions=500, precision="fp32")
-    assert list(suite.kinds) == ["uniform", "curated", "enriched"]
+    assert list(suite.kinds) == ["uniform", "curated", "enriched", "stress"]
     assert suite.kinds["uniform"].by_qtype == {k: {"questions": 500, "wrong": 500} for k in ("ADD", "SUB", "NEG")}
     assert suite.kinds["enriched"].questions == 50
     assert suite.kinds["curated"].questions > 0
     total = suite.to_dict()
-    assert total["questions"] == 1550 + suite.kinds["curated"].questions == suite_size(model.spec, questions=500)
+    assert suite.kinds["stress"].questions == 100  # 500 // 5, every qtype of a mixed model
+    assert total["questions"] == 1650 + suite.kinds["curated"].questions == suite_size(model.spec, questions=500)
     assert total["wrong"] == sum(r.wrong for r in suite.kinds.values())
-    assert set(total["kinds"]) == {"uniform", "curated", "enriched"}
+    assert set(total["kinds"]) == {"uniform", "curated", "enriched", "stress"}
     again = evaluate_suite(model, questions=500, precision="fp32", kinds=("uniform",))
     assert again.kinds["uniform"].failures == suite.kinds["uniform"].failures  # same seed, same questions
     other = evaluate_suite(model, questions=500, precision="fp32", kinds=("uniform",), seed=1)
@@ -226,7 +227,7 @@ def test_an_add_model_suite_asks_only_add_questions():
     spec = ModelSpec.parse("add_d3_l1_h1_t1K_s000001", d_model=16, d_head=4, d_mlp=8)
     suite = evaluate_suite(HookedTransformer(spec), questions=40, precision="fp32")
     assert {k: list(r.by_qtype) for k, r in suite.kinds.items()} == {
-        "uniform": ["ADD"], "curated": ["ADD"], "enriched": ["ADD"]}
+        "uniform": ["ADD"], "curated": ["ADD"], "enriched": ["ADD"], "stress": ["ADD"]}
 
 
 def test_combine_sums_counts():
@@ -314,3 +315,21 @@ def test_convert_writes_our_format_and_refuses_to_overwrite(tmp_path, monkeypatc
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["model.json", "model.safetensors"]
     code, _, err = arithlens_here(monkeypatch, capsys, "convert", str(source), str(tmp_path / "out"))
     assert code == 2 and "pass --force" in err
+
+
+def test_stress_set_shares_the_top_digits_and_is_the_model_cards_set_at_the_default_seed():
+    from arithlens.arith.vocab import MINUS, PLUS
+    from arithlens.model.evaluate import stress
+
+    batch = stress(6, 2000)
+    a, b = batch.a, batch.b
+    assert (a // 10**5 == b // 10**5).all()  # every pair shares at least its top digit
+    assert 0.15 < (a // 10 == b // 10).mean() < 0.25  # all five top digits: m = 5 (1 in 5), or chance
+    assert 0.55 < (a // 10**3 == b // 10**3).mean() < 0.65  # three or more: m in 3..5 (3 in 5), or chance
+    assert set(np.unique(batch.op)) == {PLUS, MINUS}
+    # The model cards' 200,000 (numpy default_rng(11)): 100,113 of them are additions (the adder's share).
+    full = stress(6, 200_000)
+    assert int((full.op == PLUS).sum()) == 100_113
+    assert full.question_string(0) == stress(6, 200_000).question_string(0)
+    assert stress(6, 2000, seed=1).question_string(0) != batch.question_string(0)
+    assert len(stress(1, 100)) == 0

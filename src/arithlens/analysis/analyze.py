@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from arithlens.analysis.node_study import P_MAX, StudyOptions, study_node
+from arithlens.analysis.node_study import P_MAX, StudyCache, StudyOptions, study_node
 from arithlens.analysis.nodes import Major, Node, NodeList, UsefulNode
 from arithlens.analysis.useful import ANALYSIS_SEED, RANDOM_QUESTIONS, UsefulResult, find_useful, varied_questions
 from arithlens.errors import ArithLensError
@@ -33,6 +33,8 @@ _ALGO_RE = re.compile(r"A(?P<digit>\d+)\.(?P<task>[A-Z]{2})(?:\.A\d+)?")
 FOUNDING_STUDY = StudyOptions()
 STUDY_DEFAULTS = StudyOptions(questions=300, pairs=100, per_case=150, mixed=500, permutations=100)
 SEARCH_PAIRS = 100
+# Clean runs the studies share (heads of one layer at one digit); the founding heads' runs are ~1.2 GB a digit.
+STUDY_CACHE_BYTES = 3 * 2**30
 
 
 @dataclass(frozen=True)
@@ -215,9 +217,16 @@ def analyze(model, options: AnalyzeOptions | None = None, progress: Progress | N
     targets = study_targets(result.nodes, spec)
     if options.max_studies is not None:
         targets, result.skipped_studies = targets[: options.max_studies], targets[options.max_studies:]
-    for i, target in enumerate(targets):
-        say("studies", i, len(targets), target.node.name)
-        result.studies.append(_study(model, target, options))
+    # Heads of one layer and position are studied one after the other, so the shared runs are still cached; the
+    # entries keep the targets' order (a study does not depend on which ran before it).
+    cache = StudyCache(STUDY_CACHE_BYTES)
+    order = sorted(range(len(targets)), key=lambda i: (not targets[i].founding, targets[i].node.layer,
+                                                       targets[i].node.position, i))
+    entries: dict[int, StudyEntry] = {}
+    for done, i in enumerate(order):
+        say("studies", done, len(targets), targets[i].node.name)
+        entries[i] = _study(model, targets[i], options, cache)
+    result.studies = [entries[i] for i in range(len(targets))]
     say("studies", len(targets), len(targets), "")
     timings["studies"] = time.perf_counter() - t0
     return result
@@ -246,17 +255,17 @@ def _search(model, result: Analysis, say: Progress) -> None:
     result.claims = evaluate_all(claims, search.nodes, spec.layout)
 
 
-def _study(model, target: StudyTarget, options: AnalyzeOptions) -> StudyEntry:
+def _study(model, target: StudyTarget, options: AnalyzeOptions, cache: StudyCache | None = None) -> StudyEntry:
     t0 = time.perf_counter()
     try:
         try:
-            study = study_node(model, target.node, options.study_options(target))
+            study = study_node(model, target.node, options.study_options(target), cache=cache)
         except ArithLensError:
             if target.digit is None:  # nothing better to offer than the study's own choice
                 raise
             # A question-token head (P10) predicts no answer digit and may split its attention: its tags say
             # which digit it serves.
-            study = study_node(model, target.node, options.study_options(target, target.digit))
+            study = study_node(model, target.node, options.study_options(target, target.digit), cache=cache)
         return StudyEntry(target, study.data, seconds=time.perf_counter() - t0)
     except ArithLensError as exc:
         return StudyEntry(target, None, str(exc), time.perf_counter() - t0)

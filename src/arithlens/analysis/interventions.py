@@ -107,8 +107,9 @@ class Intervention:
             if value is None:
                 x[(slice(None), [i for _, i in keep], *rest)] = 0.0
             else:
+                # (a no-op unless the value was made elsewhere, e.g. from numpy on the CPU for a GPU model)
                 x[(slice(None), [i for _, i in keep], *rest)] = (
-                    value if len(keep) == len(positions) else value[:, [j for j, _ in keep]]).to(x.dtype)
+                    value if len(keep) == len(positions) else value[:, [j for j, _ in keep]]).to(x.device, x.dtype)
             return x
 
         return self.hook_name, fn

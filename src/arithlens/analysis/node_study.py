@@ -55,8 +55,10 @@ Decision rules (constants below):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -172,26 +174,80 @@ class _Site:
         return Intervention(self.hook, (self.node.position,), self.head, None, kind, v)
 
 
-def _capture(model, site: _Site, questions: QuestionBatch, *, engine: bool, pattern: bool = False):
+def _capture(model, site: _Site, questions: QuestionBatch, *, engine: bool, pattern: bool = False,
+             cache: StudyCache | None = None):
     """One clean forward pass: the node's activation (batch, d_site) float64, optionally the head's attention
-    row (batch, pos+1), and an `Engine` on these questions when asked (the pass is the engine's own)."""
-    got: dict[str, torch.Tensor] = {}
+    row (batch, pos+1), and an `Engine` on these questions when asked (the pass is the engine's own).
+
+    The pass records the whole hooked activations, so with a `cache` the heads of one layer share it: the key is
+    the questions and the hooks (which decide the forward's arithmetic), so a hit is exactly a re-run."""
     pattern_name = f"blocks.{site.node.layer}.attn.hook_pattern"
+    names = (site.hook,) + ((pattern_name,) if pattern else ())
 
-    def grab(x, hook):
-        got["act"] = site.take(x, hook.positions).detach().clone()
+    def run():
+        got: dict[str, tuple[torch.Tensor, list[int]]] = {}
 
-    def grab_pattern(x, hook):
+        def grab(x, hook):
+            got[hook.name] = (x.detach().clone(), list(hook.positions))
+
+        with model.hooks([(name, grab) for name in names]), torch.inference_mode():
+            eng = Engine(model, questions) if engine else model(questions.torch_tokens(str(model.device)),
+                                                                 logit_positions=[0])
+        return got, (eng if engine else None)
+
+    key = ("capture", names, engine, _question_key(questions))
+    got, eng = run() if cache is None else cache.get(key, run)
+    x, positions = got[site.hook]
+    act = site.take(x, positions).double().cpu().numpy()
+    patt = None
+    if pattern:
+        x, positions = got[pattern_name]
         p = site.node.position
-        got["pattern"] = x[:, site.head, hook.index(p), : p + 1].detach().clone()
+        patt = x[:, site.head, positions.index(p), : p + 1].double().cpu().numpy()
+    return act, patt, eng
 
-    hooks = [(site.hook, grab)] + ([(pattern_name, grab_pattern)] if pattern else [])
-    with model.hooks(hooks), torch.inference_mode():
-        eng = Engine(model, questions) if engine else model(questions.torch_tokens(str(model.device)),
-                                                             logit_positions=[0])
-    act = got["act"].double().cpu().numpy()
-    patt = got["pattern"].double().cpu().numpy() if pattern else None
-    return act, patt, (eng if engine else None)
+
+def _question_key(questions: QuestionBatch) -> tuple:
+    """The questions themselves, as a cache key."""
+    rows = np.concatenate([questions.a, questions.op.astype(np.int64), questions.b])
+    return questions.n_digits, len(questions), hashlib.sha256(rows.tobytes()).hexdigest()
+
+
+class StudyCache:
+    """Clean runs (activations, engines, stores) that the studies of one analysis share: heads of one layer
+    studied at one digit run the same questions with the same hooks. A run is kept under its questions and
+    hooks, so a hit gives exactly what running again would; beyond `max_bytes` the least recently used go."""
+
+    def __init__(self, max_bytes: int = 2**30):
+        self.max_bytes = max_bytes
+        self._runs: OrderedDict[tuple, tuple[object, int]] = OrderedDict()
+        self.hits = self.misses = 0
+
+    def get(self, key: tuple, make: Callable[[], object]):
+        if key in self._runs:
+            self._runs.move_to_end(key)
+            self.hits += 1
+            return self._runs[key][0]
+        self.misses += 1
+        value = make()
+        self._runs[key] = (value, _nbytes(value))
+        while len(self._runs) > 1 and sum(size for _, size in self._runs.values()) > self.max_bytes:
+            self._runs.popitem(last=False)
+        return value
+
+
+def _nbytes(value) -> int:
+    if isinstance(value, torch.Tensor):
+        return value.element_size() * value.nelement()
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if isinstance(value, dict):
+        return sum(_nbytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_nbytes(v) for v in value)
+    if isinstance(value, Engine):
+        return _nbytes([value._resid, value._q, value._kv_clean, value.clean_logits])
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -199,8 +255,9 @@ def _capture(model, site: _Site, questions: QuestionBatch, *, engine: bool, patt
 
 
 def study_node(model, node: Node | str, options: StudyOptions | None = None,
-               progress: Callable[[str], None] | None = None) -> NodeStudy:
-    """Run the study (module docstring) on `model` for `node`; deterministic for `options.seed`."""
+               progress: Callable[[str], None] | None = None, cache: StudyCache | None = None) -> NodeStudy:
+    """Run the study (module docstring) on `model` for `node`; deterministic for `options.seed`. Studies given
+    one `cache` share their clean runs (same results, less time)."""
     options = options or StudyOptions()
     say = progress or (lambda _msg: None)
     spec = model.spec
@@ -221,7 +278,7 @@ def study_node(model, node: Node | str, options: StudyOptions | None = None,
     say("mixed set: attention, means")
     weights = {"add": spec.perc_add, "minus": spec.perc_sub}
     mixed = uniform(n, options.mixed, rng_mixed, qtypes={k: v for k, v in weights.items() if v > 0})
-    mixed_act, pattern, _ = _capture(model, site, mixed, engine=False, pattern=node.is_head)
+    mixed_act, pattern, _ = _capture(model, site, mixed, engine=False, pattern=node.is_head, cache=cache)
     mixed_mean = mixed_act.mean(0, keepdims=True)
     attention = _attention(pattern, mixed, ops, layout) if node.is_head else None
     k = layout.answer_digit_at(node.position)
@@ -229,7 +286,8 @@ def study_node(model, node: Node | str, options: StudyOptions | None = None,
     candidates = _candidates(attention, k, t, n)
 
     say(f"necessity: {len(ops)} qtypes x 3 classes at digit {t}")
-    necessity, sets = _necessity(model, site, ops, t, options, rng_tricase, rng_resample, mixed_act, mixed_mean)
+    necessity, sets = _necessity(model, site, ops, t, options, rng_tricase, rng_resample, mixed_act, mixed_mean,
+                                 cache)
 
     say("representation: PCA, probes")
     # Small dense algebra: one BLAS thread is faster, and much faster on a busy machine.
@@ -244,7 +302,7 @@ def study_node(model, node: Node | str, options: StudyOptions | None = None,
         grid = _grid(out_all, sets, ops, t)
 
     say("sufficiency: patching clean/store pairs")
-    sufficiency = _sufficiency(model, site, ops, t, sets, options, rng_pairs)
+    sufficiency = _sufficiency(model, site, ops, t, sets, options, rng_pairs, cache)
 
     data = {
         "node": node.name, "model": spec.name, "kind": "head" if node.is_head else "mlp",
@@ -320,7 +378,7 @@ def _candidates(attention: dict | None, k: int | None, t: int, n: int) -> list[d
 
 
 def _necessity(model, site: _Site, ops, t: int, options: StudyOptions, rng_tricase, rng_resample,
-               mixed_act: np.ndarray, mixed_mean: np.ndarray) -> tuple[dict, dict]:
+               mixed_act: np.ndarray, mixed_mean: np.ndarray, cache: StudyCache | None = None) -> tuple[dict, dict]:
     n = model.spec.n_digits
     answer_names = [f"A{d}" for d in reversed(range(n + 2))]
     target = answer_names.index(f"A{t + 1}")  # the answer token a carry/borrow out of t changes
@@ -334,7 +392,7 @@ def _necessity(model, site: _Site, ops, t: int, options: StudyOptions, rng_trica
         if not parts:  # high="decide" makes every qtype possible at every digit; kept as a guard
             raise ArithLensError(f"no {op.name} tricase question exists at digit {t}")
         qs = QuestionBatch.concat(parts)
-        act, _, eng = _capture(model, site, qs, engine=True)
+        act, _, eng = _capture(model, site, qs, engine=True, cache=cache)
         carry = qs.labels["carry_out"].astype(np.int8)
         pair = qs.features.pair[CARRY[op]][:, t].astype(np.int8)
         outcomes = {"clean": eng.clean}
@@ -499,7 +557,8 @@ def _carry_out(op: QType, x, y, c):
     return y - x - c < 0  # NEG: the magnitude b - a borrows where Dt > D't
 
 
-def _sufficiency(model, site: _Site, ops, t: int, sets, options: StudyOptions, rng) -> dict:
+def _sufficiency(model, site: _Site, ops, t: int, sets, options: StudyOptions, rng,
+                 cache: StudyCache | None = None) -> dict:
     spec = model.spec
     n, layout = spec.n_digits, spec.layout
     k = t + 1
@@ -533,8 +592,12 @@ def _sufficiency(model, site: _Site, ops, t: int, sets, options: StudyOptions, r
     expected = expected_answer(clean, store, op_of, t)  # (batch, n_answer)
     layer = site.node.layer
     z_name = f"blocks.{layer}.attn.hook_z"
-    stored = record(model, store, sorted({z_name, site.hook}))
-    eng = Engine(model, clean)
+    names = tuple(sorted({z_name, site.hook}))
+    if cache is None:
+        stored, eng = record(model, store, names), Engine(model, clean)
+    else:  # (the engine runs unhooked: every node studied at digit t shares it)
+        stored = cache.get(("record", names, _question_key(store)), lambda: record(model, store, names))
+        eng = cache.get(("engine", _question_key(clean)), lambda: Engine(model, clean))
     target_index = n + 1 - k  # answer tokens are sign, A_n .. A_0
 
     def judge(logits: torch.Tensor) -> dict:

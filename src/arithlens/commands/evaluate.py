@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
             1_000_000, "--questions", "Uniform questions per question type (--kind enriched: enriched ones).", low=0),
         seed: int = seed_option(345_621, "Question seed (differs from training seeds)."),  # EVAL_SEED
         kind: EvalKind = typer.Option(
-            EvalKind.suite, "--kind", help="suite (uniform, curated, N/10 enriched), uniform, enriched or curated."),
+            EvalKind.suite, "--kind", help="suite (uniform, curated, N/10 enriched, N/5 stress), uniform, enriched or curated."),
         precision: Precision = typer.Option(
             Precision.auto, "--precision", help="auto (bf16 + fp32 re-checks with AMX, else fp32), fp32, bf16."),
         batch_size: Optional[int] = count_option(
@@ -53,7 +53,7 @@ def register(app: typer.Typer) -> None:
         """
         from arithlens.io import OutputTarget
         from arithlens.model import load_checkpoint
-        from arithlens.model.evaluate import evaluate_suite, suite_size
+        from arithlens.model.evaluate import KINDS, evaluate_suite, suite_size
         from arithlens.model.zoo import resolve_model
 
         target = OutputTarget(out, "file", "--out") if out is not None else None  # checked before the work
@@ -61,7 +61,7 @@ def register(app: typer.Typer) -> None:
         ck = load_checkpoint(path, device=resolve_device(device))
         counts = ({"questions": 0, "enriched_questions": questions} if kind == EvalKind.enriched
                   else {"questions": questions})
-        kinds = ("uniform", "curated", "enriched") if kind == EvalKind.suite else (kind.value,)
+        kinds = KINDS if kind == EvalKind.suite else (kind.value,)
         total = suite_size(ck.spec, seed=seed, kinds=kinds, **counts)
         with thread_limit(threads), Progress(quiet, label_width=4) as bar:
             progress = None if bar.quiet else (lambda n, label: bar.advance("eval", n, total, label))

@@ -3,8 +3,8 @@
 One teacher-forced forward pass per batch (the verdict equals greedy decoding's: both see the same prefix
 up to the first wrong token), logits only at the answer positions, questions streamed in chunks so that
 a million questions never sit in memory as logits. `evaluate` checks any questions; `evaluate_suite` is
-the acceptance check of a shipped model: fresh uniform questions per question type, the curated set and
-enriched carry/borrow cascades.
+the acceptance check of a shipped model: fresh uniform questions per question type, the curated set,
+enriched carry/borrow cascades and the stress set (operands sharing their top digits, rare in uniform data).
 
 Reduced precision (`precision="bf16"`, or "auto" on a CPU with AMX): a bf16 autocast pass decides the
 rows whose logits are far from a tie; a row is re-checked in fp32 when at some answer position the bf16
@@ -31,14 +31,17 @@ from torch import Tensor
 from arithlens.arith import QType, QuestionBatch, enriched, uniform
 from arithlens.arith.curated import curated
 from arithlens.arith.features import ADD_CLASSES, NEG_CLASSES, SUB_CLASSES
-from arithlens.arith.vocab import tokens_to_string
+from arithlens.arith.vocab import MINUS, PLUS, tokens_to_string
 from arithlens.errors import ArithLensError
 from arithlens.model.spec import ModelSpec
 from arithlens.model.transformer import HookedTransformer
 
 EVAL_SEED = 345_621  # differs from every training seed of the reference grammar (s37xxxx)
 CHUNK = 65_536  # questions generated at a time; fixes the questions a seed gives
-KINDS = ("uniform", "curated", "enriched")
+KINDS = ("uniform", "curated", "enriched", "stress")
+# The stress set the model cards report: numpy default_rng(11), 200,000 questions at the default suite size.
+STRESS_SEED = 11
+STRESS_SHARE = 5  # stress questions: the uniform count per qtype // 5 (200,000 of 1,000,000)
 PRECISIONS = ("auto", "fp32", "bf16")
 MAX_FAILURES = 10
 # benchmarks/bench_eval.py, d_model 128 on Sapphire Rapids: per CPU-second batch 64-128 beat 256 by ~10%
@@ -122,7 +125,7 @@ class EvalResult:
 
 @dataclass
 class SuiteResult:
-    """`evaluate_suite`: one EvalResult per kind ("uniform", "curated", "enriched") and their total."""
+    """`evaluate_suite`: one EvalResult per kind ("uniform", "curated", "enriched", "stress") and their total."""
 
     model: str
     seed: int
@@ -201,7 +204,8 @@ def suite_streams(
     kinds: Sequence[str] = KINDS,
 ) -> dict[str, list[tuple[str, int, Callable[[], Iterator[QuestionBatch]]]]]:
     """kind -> [(label, count, make_stream)]: `questions` uniform questions per supported qtype, the curated
-    set (ADD/SUB/NEG classes the model supports), `enriched_questions` (default questions // 10) cascades.
+    set (ADD/SUB/NEG classes the model supports), `enriched_questions` (default questions // 10) cascades,
+    and the `questions // 5` questions of the stress set (`stress`) of the qtypes the model supports.
 
     Every stream has its own generator seeded from (seed, stream), so adding a kind or a qtype leaves the
     questions of the others as they were."""
@@ -225,7 +229,33 @@ def suite_streams(
         out["enriched"] = [("enriched", count if mix else 0, _stream(
             count if mix else 0, np.random.default_rng([seed, 1]),
             lambda k, rng: enriched(n, k, rng, qtypes=mix)))]
+    if "stress" in kinds:
+        hard = stress(n, questions // STRESS_SHARE, seed)  # (own name: the curated lambda reads `batch`)
+        hard = hard.select(np.isin(hard.qtype, qtypes))
+        out["stress"] = [("stress", len(hard), lambda: (hard.select(slice(i, i + CHUNK))
+                                                        for i in range(0, len(hard), CHUNK)))]
     return out
+
+
+def stress(n_digits: int, count: int, seed: int = EVAL_SEED) -> QuestionBatch:
+    """`count` questions whose operands share their top m digits (m uniform in 1..n_digits-1), + or - with
+    probability 1/2: a, b uniform, then b's top m digits set to a's. Rare in uniform data (sharing the top 3
+    digits happens once in 1,000), they test the long borrow chains of a - b with a close to b.
+
+    At the default seed the generator is numpy's default_rng(11), so the default suite's 200,000 are the set
+    the model cards' `stress` entry reports; another seed gives default_rng([seed, 2]). The ADD rows are
+    the adder's share. Empty below 2 digits (nothing to share but the whole operand)."""
+    rng = np.random.default_rng(STRESS_SEED if seed == EVAL_SEED else [seed, 2])
+    if n_digits < 2:
+        count = 0
+    top = 10**n_digits
+    a = rng.integers(0, top, count)
+    b = rng.integers(0, top, count)
+    shared = rng.integers(1, max(n_digits, 2), count)
+    add = rng.random(count) >= 0.5
+    scale = 10 ** (n_digits - shared)
+    b = a // scale * scale + b % scale
+    return QuestionBatch(n_digits, a, np.where(add, PLUS, MINUS).astype(np.int8), b)
 
 
 def evaluate_suite(
@@ -472,6 +502,6 @@ def _combined_precision(values: list[str]) -> str:
 
 
 __all__ = [
-    "CHUNK", "EVAL_SEED", "KINDS", "PRECISIONS", "Bf16Guard", "EvalResult", "SuiteResult", "evaluate",
-    "evaluate_suite", "suite_size", "suite_streams", "supported_qtypes",
+    "CHUNK", "EVAL_SEED", "KINDS", "STRESS_SEED", "PRECISIONS", "Bf16Guard", "EvalResult", "SuiteResult", "evaluate",
+    "evaluate_suite", "stress", "suite_size", "suite_streams", "supported_qtypes",
 ]

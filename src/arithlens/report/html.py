@@ -18,13 +18,14 @@ from arithlens.analysis.analyze import Analysis, StudyEntry, founding_position
 from arithlens.analysis.stats import wilson
 from arithlens.model.checkpoint import write_atomic
 from arithlens.model.zoo import card_accuracy
-from arithlens.report.node_figures import write_node_figures
+from arithlens.report.figures import run_jobs
+from arithlens.report.node_figures import node_figure_jobs
 from arithlens.report.quanta_maps import (
     QUANTA_AT_COLUMNS,
     catalogue,
-    draw_all_maps,
     draw_position_failures,
     file_stem,
+    map_jobs,
     operation_coverage,
     quanta_at_rows,
 )
@@ -65,21 +66,31 @@ def write_report(analysis: Analysis, out_dir: str | Path, *, card: dict | None =
     spec, prefix = analysis.spec, analysis.spec.base_name
     timings = {}
 
+    # Maps, tables and study figures are drawn once each, in worker processes (figures.run_jobs), PNG and SVG
+    # from one drawing; the maps are queued first, so their time is theirs and the figures' is the rest.
     t0 = time.perf_counter()
-    say("maps", 0, 1, "")
-    maps = list(draw_all_maps(analysis.nodes, spec, out, prefix, formats))
-    maps += draw_position_failures(analysis.useful.position_failures, spec, out, prefix, formats)
-    say("maps", 1, 1, "")
-    timings["maps"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    figures = {}
+    jobs = map_jobs(analysis.nodes, spec, out, prefix, formats)
+    jobs.append((draw_position_failures, (analysis.useful.position_failures, spec, out, prefix, formats)))
+    n_maps = len(jobs)
     done = [e for e in analysis.studies if e.data is not None]
-    for i, entry in enumerate(done):
-        say("figures", i, len(done), entry.name)
-        figures[entry.name] = write_node_figures(entry.data, out, formats)
-    say("figures", len(done), len(done), "")
-    timings["figures"] = time.perf_counter() - t0
+    named = [(entry.name, name, job) for entry in done
+             for name, job in node_figure_jobs(entry.data, out, formats).items()]
+    jobs += [job for _, _, job in named]
+
+    def progress(i: int) -> None:
+        if i + 1 == n_maps:
+            timings["maps"] = time.perf_counter() - t0
+            say("maps", 1, 1, "")
+        elif i + 1 > n_maps:
+            say("figures", i + 1 - n_maps, len(named), named[i - n_maps][0])
+
+    say("maps", 0, 1, "")
+    results = run_jobs(jobs, done=progress)
+    maps = [p for paths in results[:n_maps] for p in paths]
+    figures: dict[str, dict[str, list[Path]]] = {entry.name: {} for entry in done}
+    for (node, name, _), paths in zip(named, results[n_maps:]):
+        figures[node][name] = paths
+    timings["figures"] = time.perf_counter() - t0 - timings["maps"]
 
     t0 = time.perf_counter()
     page = render_report(analysis, maps=maps, figures=figures, card=card, source=source,

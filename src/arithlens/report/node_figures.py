@@ -14,7 +14,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from arithlens.report.figures import new_figure, save_figure
+from arithlens.report.figures import Job, new_figure, save_figure
 
 FORMATS = ("png", "svg")
 CASE_COLOURS = {8: "red", 9: "green", 10: "blue"}
@@ -28,14 +28,19 @@ ABLATION_TITLES = {"mean": "mean ablation", "resample": "resample ablation",
 
 def write_node_figures(data: dict, out_dir: str | Path, formats: Sequence[str] = FORMATS) -> dict[str, list[Path]]:
     """All figures of one study; returns {figure name: [paths]}."""
-    out: dict[str, list[Path]] = {}
-    node = data["node"]
-    out["pca"] = _save(pca_figure(data), out_dir, f"{node}_pca", formats)
-    if data.get("attention"):
-        out["attention"] = _save(attention_figure(data), out_dir, f"{node}_attention", formats)
-    out["necessity"] = _save(necessity_figure(data), out_dir, f"{node}_necessity", formats)
-    out["grid"] = _save(grid_figure(data), out_dir, f"{node}_grid", formats)
-    return out
+    return {name: fn(*args) for name, (fn, args) in node_figure_jobs(data, out_dir, formats).items()}
+
+
+def node_figure_jobs(data: dict, out_dir: str | Path, formats: Sequence[str] = FORMATS) -> dict[str, Job]:
+    """{figure name: job} for `arithlens.report.figures.run_jobs`: each job draws one figure and writes it."""
+    names = ["pca", *(["attention"] if data.get("attention") else []), "necessity", "grid"]
+    return {name: (draw_node_figure, (name, data, out_dir, formats)) for name in names}
+
+
+def draw_node_figure(name: str, data: dict, out_dir: str | Path, formats: Sequence[str]) -> list[Path]:
+    """Draw figure `name` ("pca", "attention", "necessity", "grid") of a study and write it."""
+    draw = {"pca": pca_figure, "attention": attention_figure, "necessity": necessity_figure, "grid": grid_figure}
+    return _save(draw[name](data), out_dir, f"{data['node']}_{name}", formats)
 
 
 def _save(fig: Figure, out_dir: str | Path, stem: str, formats: Sequence[str]) -> list[Path]:

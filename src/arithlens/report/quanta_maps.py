@@ -23,7 +23,7 @@ from matplotlib.patches import Ellipse, Rectangle
 from arithlens.analysis.nodes import Major, Node, UsefulNode, compact_impact
 from arithlens.arith.layout import Layout
 from arithlens.errors import ArithLensError
-from arithlens.report.figures import new_figure, save_figure
+from arithlens.report.figures import Job, new_figure, save_figure
 from arithlens.model.spec import ModelSpec
 
 FONT_SIZE = 10
@@ -403,12 +403,17 @@ def draw_all_maps(nodes: Iterable[UsefulNode], spec: ModelSpec, out_dir: str | P
 
     The spec's layout names the positions; `prefix` defaults to the model name.
     """
+    return [p for fn, args in map_jobs(nodes, spec, out_dir, prefix, formats) for p in fn(*args)]
+
+
+def map_jobs(nodes: Iterable[UsefulNode], spec: ModelSpec, out_dir: str | Path, prefix: str | None = None,
+             formats: Sequence[str] = FORMATS) -> list[Job]:
+    """`draw_all_maps` as jobs for `arithlens.report.figures.run_jobs` (one map or table each), in its order."""
     nodes = list(nodes)
     prefix = spec.name if prefix is None else prefix
     layout = spec.layout
-    paths = []
-    for qmap in {id(m): m for m in catalogue(layout).values()}.values():  # aliases drawn once
-        paths += draw_map(nodes, qmap, layout, out_dir, prefix, formats)
-    for position in range(2 * layout.n_digits + 3, spec.n_ctx - 1):
-        paths += draw_quanta_at(nodes, spec, position, out_dir, prefix, formats)
-    return paths
+    jobs: list[Job] = [(draw_map, (nodes, qmap, layout, out_dir, prefix, formats))
+                       for qmap in {id(m): m for m in catalogue(layout).values()}.values()]  # aliases drawn once
+    jobs += [(draw_quanta_at, (nodes, spec, position, out_dir, prefix, formats))
+             for position in range(2 * layout.n_digits + 3, spec.n_ctx - 1)]
+    return jobs
