@@ -40,7 +40,7 @@ def test_planted_heads_back_each_other_up(model, questions):
 
 
 def test_useful_set_misses_the_backup_pair_and_faithfulness_shows_it(model, questions):
-    useful = find_useful(model, questions).nodes
+    useful = find_useful(model, questions, power=0).nodes
     assert H0 not in useful and H1 not in useful  # each alone fails nothing
     shown = measure_faithfulness(model, {"useful": [u.node for u in useful]}, questions=questions)["useful"]
     assert shown["ADD"].exact < 0.2
