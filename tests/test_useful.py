@@ -96,7 +96,7 @@ def test_ablating_the_planted_copy_head_fails_exactly_its_answer_digit():
 
 
 def test_useful_nodes_of_the_planted_model_are_the_copy_heads_with_their_tags():
-    result = find_useful(planted_model(), plus_zero_questions())
+    result = find_useful(planted_model(), plus_zero_questions(), power=0)
     assert result.dropped == [] and len(result.questions) == 103
     # In a one-layer model a residual edit reaches only its own position's logits; P5 and P6 are constant.
     assert result.position_failures == [0] * 7 + [90, 90, 0]
@@ -110,7 +110,7 @@ def test_useful_nodes_of_the_planted_model_are_the_copy_heads_with_their_tags():
 
 
 def test_single_neurons_of_useful_mlp_layers_are_tagged_with_neurons():
-    result = find_useful(planted_model(neuron_readout=True), plus_zero_questions(), neurons=True)
+    result = find_useful(planted_model(neuron_readout=True), plus_zero_questions(), neurons=True, power=0)
     tags = {n.name: [str(t) for t in n.tags] for n in result.nodes if n.node.is_mlp}
     d0_not_0 = 100 * 93 // 103  # the mean of every neuron loses to the standing 0
     assert tags.pop("P8L0MLP") == [f"Fail%:{d0_not_0}", "Impact:A0", "Math.Add:S0"]
@@ -124,7 +124,7 @@ def test_single_neurons_of_useful_mlp_layers_are_tagged_with_neurons():
 
 def test_the_clean_model_s_wrong_answers_are_dropped_first():
     questions = QuestionBatch.concat([plus_zero_questions(), QuestionBatch.from_strings(2, ["12+30", "45+01"])])
-    result = find_useful(planted_model(), questions)
+    result = find_useful(planted_model(), questions, power=0)
     assert len(result.questions) == 103
     assert result.dropped == ["12+30=+042 -> +012", "45+01=+046 -> +045"]
 
@@ -201,3 +201,36 @@ def test_cli_refuses_a_model_that_answers_nothing(tmp_path):
     proc = arithlens("useful", "--model", str(tmp_path / "random"), "--out", str(tmp_path / "out"), "--quiet")
     assert proc.returncode == 2 and "answers none of the" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_power_budget_and_upper_bounds():
+    from arithlens.analysis.useful import questions_for_power, upper_bound
+
+    assert questions_for_power() == 598  # 0.995^598 <= 0.05 < 0.995^597
+    assert 0.995 ** 598 <= 0.05 < 0.995 ** 597
+    assert upper_bound(0, 598) == pytest.approx(1 - 0.05 ** (1 / 598)) and upper_bound(0, 598) < 0.005
+    assert upper_bound(5, 5) == 1.0 and upper_bound(0, 0) == 1.0
+    beta = pytest.importorskip("scipy.stats").beta
+    for k, n in ((1, 100), (2, 100), (66, 3000), (7, 598)):
+        assert upper_bound(k, n) == pytest.approx(beta.ppf(0.95, k + 1, n - k), rel=1e-6)
+
+
+def test_power_stage_finds_a_head_the_screen_missed():
+    # The screen's questions all copy a 7, so the means are 7 and ablating a copy head changes nothing there;
+    # on uniform a+0 questions the same ablation fails every question whose digit is not 7.
+    sevens = QuestionBatch(2, np.full(20, 77), np.full(20, PLUS, np.int8), np.zeros(20, np.int64))
+
+    def source(spec, count, rng, exclude):
+        a = rng.integers(0, 100, size=count)
+        return QuestionBatch(2, a, np.full(count, PLUS, np.int8), np.zeros(count, np.int64))
+
+    screen_only = find_useful(planted_model(), sevens, positions=[7, 8], power=0)
+    assert len(screen_only.nodes) == 0 and screen_only.power_questions == 0
+    assert screen_only.verdict("P8L0H0") == "unused: < 13.91% of each of ADD at 95%"  # 0 of 20
+    result = find_useful(planted_model(), sevens, positions=[7, 8], power=600, power_source=source)
+    assert result.power_found == ("P7L0H1", "P8L0H0") and result.power_questions == 600
+    assert sorted(result.nodes.names) == ["P7L0H1", "P8L0H0"]
+    k, n = result.failures["P8L0H0"]["ADD"]
+    assert n == 620 and 480 < k < 600
+    assert result.verdict("P8L0H0") == f"useful: fails {100 * k / n:.2g}% of ADD ({k}/{n})"
+    assert result.verdict("P7L0H0") == "unused: < 0.48% of each of ADD at 95%"  # 0 of 620

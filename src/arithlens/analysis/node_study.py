@@ -673,16 +673,53 @@ def _verdict(data: dict, ops, t: int) -> tuple[dict, list[str]]:
             tags.append(str(Tag(major, f"A{t}.{minor}")))
         if role:
             roles.append(op)
-    shared = None
+    shared, geometry = None, {}
     if len(roles) >= 2:
-        pairs = [data["shared"]["direction_cosines"][f"{a.name}~{b.name}"]
-                 for i, a in enumerate(ops) for b in ops[i + 1:] if a in roles and b in roles]
-        shared = all(abs(p["cosine"] or 0.0) >= SHARED_COS_MIN and (p["p_value"] or 1.0) <= P_MAX for p in pairs)
+        # Judged per pair of role qtypes: one axis (same or opposite signs) or separate directions.
+        for i, a in enumerate(ops):
+            for b in ops[i + 1:]:
+                if a in roles and b in roles:
+                    geometry[f"{a.name}~{b.name}"] = _pair_geometry(data["shared"]["direction_cosines"][f"{a.name}~{b.name}"])
+        shared = all(g != "separate" for g in geometry.values())
     blind = grid["qtype_beyond_pair"] is not None and grid["qtype_beyond_pair"] <= OPERATOR_BLIND_MAX
     polysemantic = len(roles) >= 2
-    text = _verdict_text(data, ops, t, per, roles, polysemantic, shared, blind)
+    text = _verdict_text(data, ops, t, per, roles, polysemantic, shared, blind, geometry)
     return {"polysemantic": polysemantic, "roles": [f"A{t}.{CARRY[op]}" for op in roles],
-            "shared_direction": shared, "operator_blind": blind, "per_qtype": per, "text": text}, tags
+            "shared_direction": shared, "pair_geometry": geometry, "operator_blind": blind, "per_qtype": per,
+            "text": text}, tags
+
+
+def _pair_geometry(cos: dict) -> str:
+    """"same axis" / "one axis, opposite signs" when |cos| >= SHARED_COS_MIN with null p <= P_MAX, else "separate"."""
+    c = cos["cosine"] or 0.0
+    if abs(c) < SHARED_COS_MIN or (cos["p_value"] or 1.0) > P_MAX:
+        return "separate"
+    return "same axis" if c > 0 else "one axis, opposite signs"
+
+
+def _geometry_text(data: dict, t: int, geometry: dict) -> str:
+    """`A3.MB and A3.NB on one axis with opposite signs (cos -0.97); A3.SC separate from both (cos +0.04, -0.02)`."""
+    cos = data["shared"]["direction_cosines"]
+    feature = {op.name: f"A{t}.{CARRY[op]}" for op in CARRY}
+    together = [k for k, g in geometry.items() if g != "separate"]
+    if not together:
+        return "in separate directions (cos " + ", ".join(
+            f"{feature[a]}~{feature[b]} {_num(cos[f'{a}~{b}']['cosine'], '+.2f')}"
+            for a, b in (k.split("~") for k in geometry)) + ")"
+    parts = []
+    for key in together:
+        a, b = key.split("~")
+        how = "on one axis with the same sign" if geometry[key] == "same axis" else "on one axis with opposite signs"
+        parts.append(f"{feature[a]} and {feature[b]} {how} (cos {_num(cos[key]['cosine'], '+.2f')})")
+    joined = {q for k in together for q in k.split("~")}
+    names = sorted({q for k in geometry for q in k.split("~")}, key=lambda q: list(feature).index(q))
+    for q in names:
+        if q in joined:
+            continue
+        others = [k for k in geometry if q in k.split("~")]
+        parts.append(f"{feature[q]} separate" + (" from both" if len(others) == 2 else "")
+                     + " (cos " + ", ".join(_num(cos[k]["cosine"], "+.2f") for k in others) + ")")
+    return "; ".join(parts)
 
 
 def _reads(data: dict, t: int) -> str:
@@ -703,7 +740,7 @@ def _num(x, fmt: str = ".2f") -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
 
 
-def _verdict_text(data, ops, t, per, roles, polysemantic, shared, blind) -> str:
+def _verdict_text(data, ops, t, per, roles, polysemantic, shared, blind, geometry=None) -> str:
     rep, nec, suf, grid = data["representation"], data["necessity"], data["sufficiency"], data["grid"]
     features = ", ".join(f"A{t}.{CARRY[op]} for {op.name}" for op in roles)
     k, pos = data["answer_digit"], data["position"]
@@ -711,8 +748,7 @@ def _verdict_text(data, ops, t, per, roles, polysemantic, shared, blind) -> str:
         head = (f"not polysemantic: reads {_reads(data, t)} of (D{t}, D'{t}), the base digit pair of A{k} (the digit "
                 f"it predicts); a carry or borrow out of digit {t} only changes A{t + 1}, predicted before P{pos}")
     elif polysemantic:
-        where = "in one shared direction" if shared else "in separate directions"
-        head = f"polysemantic: computes {features} {where}"
+        head = f"polysemantic: computes {features}: {_geometry_text(data, t, geometry or {})}"
     elif roles:
         head = f"not polysemantic: computes only {features}"
     else:

@@ -11,7 +11,7 @@ on standardised features.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -163,14 +163,24 @@ class ProbeResult:
     n: int
     positives: int
     note: str = ""
+    protocol: str = ""  # how C was chosen, in words
+    fold_C: list[float] = field(default_factory=list)  # the C each outer fold used (nested CV)
+
+    @property
+    def correct(self) -> int:
+        """Held-out predictions that were right (each row is held out once)."""
+        return int(round(self.accuracy * self.n)) if not math.isnan(self.accuracy) else 0
 
     def to_dict(self) -> dict:
         null = self.null_accuracies
+        lo, hi = wilson(self.correct, self.n) if not math.isnan(self.accuracy) else (math.nan, math.nan)
         return {
-            "accuracy": self.accuracy, "fold_accuracies": self.fold_accuracies, "p_value": self.p_value,
+            "accuracy": self.accuracy, "ci": [lo, hi], "fold_accuracies": self.fold_accuracies,
+            "p_value": self.p_value,
             "null_mean": float(null.mean()) if len(null) else math.nan,
             "null_q99": float(np.quantile(null, 0.99)) if len(null) else math.nan,
             "permutations": int(len(null)), "n": self.n, "positives": self.positives, "note": self.note,
+            "protocol": self.protocol, "fold_C": self.fold_C,
         }
 
 
@@ -186,33 +196,82 @@ def stratified_folds(y: np.ndarray, n_splits: int, random_state: int) -> np.ndar
     return fold
 
 
+def _choose_C(x: np.ndarray, labels: np.ndarray, Cs: tuple[float, ...], inner_splits: int,
+              random_state: int) -> np.ndarray:
+    """Per label column, the C of `Cs` with the best inner cross-validated accuracy (ties: the smaller C, the
+    stronger penalty). Inner folds are stratified on the first (observed) column."""
+    fold = stratified_folds(labels[:, 0], inner_splits, random_state)
+    hits = np.zeros((len(Cs), labels.shape[1]))
+    for f in range(inner_splits):
+        test = fold == f
+        for i, C in enumerate(Cs):
+            hits[i] += (LogisticProbe(C=C).fit(x[~test], labels[~test]).predict(x[test]) == labels[test]).sum(0)
+    return hits.argmax(0)  # first maximum: Cs are sorted ascending
+
+
 def probe_accuracy(x: np.ndarray, y: np.ndarray, *, n_splits: int = 5, permutations: int = 100,
-                   random_state: int = 0, C: float = 1.0) -> ProbeResult:
-    """Held-out accuracy of a logistic probe for binary `y`, and the same for `permutations` label shuffles."""
+                   random_state: int = 0, C: float = 1.0, Cs: tuple[float, ...] | None = None,
+                   inner_splits: int = 3) -> ProbeResult:
+    """Held-out accuracy of a logistic probe for binary `y`, and the same for `permutations` label shuffles.
+
+    With `Cs`, nested cross-validation: in each outer fold, C is chosen per label column (the shuffles too,
+    so the null went through the same selection) by `inner_splits`-fold CV on the training part only."""
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y).astype(np.int8)
     positives = int(y.sum())
     minority = min(positives, len(y) - positives)
-    if minority < n_splits:
+    Cs = tuple(sorted(Cs)) if Cs else None
+    protocol = (f"logistic probe on standardised features, {n_splits}-fold CV; C chosen from "
+                f"{', '.join(f'{c:g}' for c in Cs)} by {inner_splits}-fold CV inside each training fold"
+                if Cs else f"logistic probe on standardised features, {n_splits}-fold CV, C = {C:g}")
+    if minority < n_splits * (inner_splits if Cs else 1):
         return ProbeResult(math.nan, [], np.zeros(0), math.nan, np.full(x.shape[1], np.nan),
                            np.zeros((0, x.shape[1])), len(y), positives,
-                           f"only {minority} rows in the smaller class; need {n_splits} for {n_splits}-fold CV")
+                           f"only {minority} rows in the smaller class; too few for {n_splits}-fold CV", protocol)
     rng = np.random.default_rng(random_state)
     labels = np.column_stack([y] + [rng.permutation(y) for _ in range(permutations)])  # (n, 1 + P)
     fold = stratified_folds(y, n_splits, random_state)
     correct = np.zeros(labels.shape[1])
-    fold_acc = []
+    fold_acc, fold_C = [], []
     for f in range(n_splits):
         test = fold == f
-        probe = LogisticProbe(C=C).fit(x[~test], labels[~test])
-        hits = probe.predict(x[test]) == labels[test]  # (n_test, 1 + P)
+        if Cs is None:
+            hits = LogisticProbe(C=C).fit(x[~test], labels[~test]).predict(x[test]) == labels[test]
+            fold_C.append(C)
+        else:
+            choice = _choose_C(x[~test], labels[~test], Cs, inner_splits, random_state + f + 1)
+            hits = np.zeros(labels[test].shape, dtype=bool)
+            for i, c in enumerate(Cs):
+                cols = np.flatnonzero(choice == i)
+                if len(cols):
+                    hits[:, cols] = LogisticProbe(C=c).fit(x[~test], labels[~test][:, cols]).predict(x[test]) \
+                        == labels[test][:, cols]
+            fold_C.append(Cs[int(choice[0])])
         correct += hits.sum(0)
         fold_acc.append(float(hits[:, 0].mean()))
     acc = correct / len(y)
     null = acc[1:]
     p = (1 + int((null >= acc[0]).sum())) / (1 + permutations)
-    coefs = LogisticProbe(C=C).fit(x, labels).coef_  # (1 + P, d)
-    return ProbeResult(float(acc[0]), fold_acc, null, p, coefs[0], coefs[1:], len(y), positives)
+    final_C = C if Cs is None else Cs[int(_choose_C(x, labels[:, :1], Cs, inner_splits, random_state)[0])]
+    coefs = LogisticProbe(C=final_C).fit(x, labels).coef_  # (1 + P, d)
+    return ProbeResult(float(acc[0]), fold_acc, null, p, coefs[0], coefs[1:], len(y), positives, "", protocol,
+                       fold_C)
+
+
+def variance_share_carrying(coef: np.ndarray, explained_variance_ratio: np.ndarray, mass: float = 0.9) -> dict:
+    """Which principal components carry a probe: in whitened PCA coordinates (unit variance each) the weight
+    on component i is how much the probe reads it. The fewest components holding `mass` of the squared weight,
+    and the share of the variance those components hold (`evr` are the components' variance ratios)."""
+    w2 = np.asarray(coef, dtype=np.float64) ** 2
+    evr = np.asarray(explained_variance_ratio, dtype=np.float64)
+    if w2.sum() <= 0 or len(w2) != len(evr):
+        return {"components": [], "weight": math.nan, "variance_share": math.nan}
+    order = np.argsort(-w2, kind="stable")
+    cum = np.cumsum(w2[order]) / w2.sum()
+    k = int(np.searchsorted(cum, mass) + 1)
+    top = order[:k]
+    return {"components": sorted(int(i) for i in top), "weight": float(cum[k - 1]),
+            "variance_share": float(evr[top].sum())}
 
 
 def lookup_ceiling(keys: np.ndarray, y: np.ndarray) -> float:

@@ -1,11 +1,17 @@
 """Useful positions and useful nodes (REFERENCE_SPEC §5): mean-ablate each position's residual stream, then
-each head, MLP layer (and optionally neuron) at the useful positions, and tag what fails with typed tags."""
+each head, MLP layer (and optionally neuron) at the useful positions, and tag what fails with typed tags.
+
+"Unused" comes with its statistical power: after the screen on the varied set, every position and node that
+failed nothing there is tried on fresh uniform questions, enough per qtype (598 by default) that a node
+failing >= 0.5% of one qtype fails at least one of them with 95% probability; each node's failure rate
+per qtype is reported with its one-sided 95% upper bound."""
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -27,11 +33,54 @@ RANDOM_QUESTIONS = 256  # the random part of the varied set for 3-layer 4-head m
 ATTN_TAGS = 4  # keys tagged per head (the predecessor declared 5 but stored 4)
 MIN_ATTN_PERCENT = 1.0
 CHUNK = 4096  # questions per engine: bounds the memory of the cached clean run
+DETECT_RATE = 0.005  # the power stage finds a node failing this share of one qtype ...
+DETECT_POWER = 0.95  # ... with this probability
+CONFIDENCE = 0.95  # of the upper bounds on failure rates
 
 # complexity class prefix and tag major per question type
 _MATH = ((QType.ADD, "S", Major.MATH_ADD), (QType.SUB, "M", Major.MATH_SUB), (QType.NEG, "N", Major.MATH_NEG))
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
+# (spec, count per qtype, rng, questions to leave out) -> questions: the power stage's source
+QuestionSource = Callable[[ModelSpec, int, np.random.Generator, "QuestionBatch | None"], QuestionBatch]
+
+
+def questions_for_power(rate: float = DETECT_RATE, power: float = DETECT_POWER) -> int:
+    """Questions per qtype such that a node failing `rate` of them fails at least one with probability
+    `power`: the smallest n with (1 - rate)^n <= 1 - power (598 for 0.5% at 95%)."""
+    if not (0 < rate < 1 and 0 < power < 1):
+        raise ArithLensError(f"rate and power must be in (0, 1), not {rate} and {power}")
+    return math.ceil(math.log(1 - power) / math.log(1 - rate))
+
+
+def upper_bound(k: int, n: int, confidence: float = CONFIDENCE) -> float:
+    """One-sided exact (Clopper-Pearson) upper confidence bound of a binomial rate: the p at which
+    P(X <= k | n, p) = 1 - confidence (for k = 0: 1 - (1 - confidence)^(1/n)); 1 when n == 0."""
+    if n == 0 or k >= n:
+        return 1.0
+    alpha = 1 - confidence
+    if k == 0:
+        return 1 - alpha ** (1 / n)
+
+    def cdf(p: float) -> float:
+        logs = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * math.log(p)
+                + (n - i) * math.log1p(-p) for i in range(k + 1)]
+        top = max(logs)
+        return math.exp(top) * sum(math.exp(v - top) for v in logs)
+
+    lo, hi = k / n, 1.0
+    for _ in range(60):  # bisection: cdf falls as p rises
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if cdf(mid) > alpha else (lo, mid)
+    return hi
+
+
+def power_questions(spec: ModelSpec, count: int, rng: np.random.Generator,
+                    exclude: QuestionBatch | None = None) -> QuestionBatch:
+    """`count` uniform questions per qtype the model was trained on (the power stage's default source)."""
+    from arithlens.analysis.faithfulness import fresh_questions
+
+    return fresh_questions(spec, count, rng, exclude)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -179,10 +228,26 @@ class UsefulResult:
     nodes: NodeList
     reference_compat: bool
     seconds: float
+    # Failures per tried node and qtype, screen and power stage together: {node name: {qtype: (failed, tried)}}
+    failures: Mapping[str, Mapping[str, tuple[int, int]]] = field(default_factory=dict)
+    power_questions: int = 0  # fresh questions per qtype the screen's unused positions and nodes were tried on
+    power_found: tuple[str, ...] = ()  # positions (P7) and nodes the screen missed and the power stage found
 
     @property
     def useful_positions(self) -> list[int]:
         return [p for p, count in enumerate(self.position_failures) if count > 0]
+
+    def verdict(self, node: Node | str) -> str:
+        """`useful: fails 2.2% of NEG (66/3000)` or `unused: < 0.50% of each of ADD, SUB, NEG at 95%`."""
+        name = node.name if isinstance(node, Node) else Node.parse(node).name
+        counts = self.failures.get(name)
+        if counts is None:
+            return "not tried (not at a useful position)"
+        if name in self.nodes:
+            qt, (k, n) = max(counts.items(), key=lambda kv: (kv[1][0] / kv[1][1] if kv[1][1] else 0.0, kv[0]))
+            return f"useful: fails {100 * k / n:.2g}% of {qt} ({k}/{n})"
+        bound = max(upper_bound(k, n) for k, n in counts.values())
+        return f"unused: < {100 * bound:.2f}% of each of {', '.join(counts)} at {100 * CONFIDENCE:.0f}%"
 
 
 def find_useful(
@@ -193,16 +258,25 @@ def find_useful(
     reference_compat: bool = False,
     positions: Iterable[int] | None = None,
     threshold: float = LOSS_THRESHOLD,
+    power: int | None = None,
+    power_seed: int = ANALYSIS_SEED,
+    power_source: QuestionSource = power_questions,
     progress: Progress | None = None,
 ) -> UsefulResult:
     """Useful positions, then useful heads and MLP layers (and, with `neurons`, the neurons of useful MLP
     layers) at those positions, each tagged. `positions` overrides which positions' nodes are tried.
 
     Questions the clean model gets wrong are dropped first. Means are per layer; `reference_compat` uses
-    layer 0's means for every layer, as the predecessor did (REFERENCE_SPEC §5.2).
+    layer 0's means for every layer, as the predecessor did (REFERENCE_SPEC §5.2). Then the power stage:
+    positions and nodes that failed nothing are tried on `power` fresh questions per qtype (default
+    `questions_for_power()`; 0 skips it) from `power_source`, with the same means; what fails there is
+    useful too (tagged from those questions).
     """
     t0 = time.perf_counter()
     spec = model.spec
+    power = questions_for_power() if power is None else power
+    if power < 0:
+        raise ArithLensError(f"the power stage's question count must be >= 0, not {power}")
     check = clean_check(model, questions)
     tested = check.kept
     if len(tested) == 0:
@@ -210,10 +284,22 @@ def find_useful(
     means = compute_means(model, tested, residual_hooks(spec) + node_hooks(spec))
     if reference_compat:
         means = means.layer0_for_all()
+    extra = None
+    if power > 0:
+        extra = clean_check(model, power_source(spec, power, np.random.default_rng([power_seed, 1]), tested)).kept
+        extra = extra if len(extra) else None
+    found: list[str] = []
 
     by_position = sweep(model, tested, [position_ablation(means, spec, p) for p in range(spec.n_ctx)],
                         threshold=threshold, progress=progress, stage="positions")
     failures = [o.n_fails for o in by_position]
+    if extra is not None and positions is None:
+        quiet = [p for p, count in enumerate(failures) if count == 0]
+        for p, outcome in zip(quiet, sweep(model, extra, [position_ablation(means, spec, p) for p in quiet],
+                                           threshold=threshold, progress=progress, stage="power-pos")):
+            if outcome.n_fails:
+                failures[p] += outcome.n_fails
+                found.append(f"P{p}")
     if positions is None:
         positions = [p for p, count in enumerate(failures) if count > 0]
     positions = sorted(set(positions))
@@ -224,29 +310,58 @@ def find_useful(
     candidates = [Node(p, layer, False, h) for p in positions for layer in range(spec.n_layers)
                   for h in range(spec.n_heads)]
     candidates += [Node(p, layer, True, -1) for p in positions for layer in range(spec.n_layers)]
-    nodes = _tag(model, tested, means, candidates, threshold, progress, "nodes")
+    nodes, counts = _tag(model, tested, means, candidates, threshold, progress, "nodes")
+    if extra is not None:
+        unused = [n for n in candidates if n not in nodes]
+        more, more_counts = _tag(model, extra, means, unused, threshold, progress, "power")
+        for un in more:
+            found.append(un.name)
+            target = nodes.ensure(un.node)
+            for tag in un.tags:
+                target.add(tag)
+        counts = _merge_counts(counts, more_counts)
     if neurons:
         cells = [n.node for n in nodes.mlps]
-        found = _tag(model, tested, means, [Node(c.position, c.layer, True, k) for c in cells
-                                            for k in range(spec.d_mlp)], threshold, progress, "neurons")
-        nodes = NodeList([*nodes, *found])
+        found_neurons, neuron_counts = _tag(model, tested, means, [Node(c.position, c.layer, True, k) for c in cells
+                                                                  for k in range(spec.d_mlp)],
+                                            threshold, progress, "neurons")
+        nodes = NodeList([*nodes, *found_neurons])
+        counts = _merge_counts(counts, neuron_counts)
     if nodes.heads:
         pattern = mean_attention(model, tested)
         for un in nodes.heads:
             for tag in attention_tags(pattern, un.node):
                 un.add(tag)
     return UsefulResult(spec, tested, check.dropped, check.mean_loss, failures, nodes, reference_compat,
-                        time.perf_counter() - t0)
+                        time.perf_counter() - t0, counts, power if extra is not None else 0, tuple(found))
 
 
-def _tag(model, questions, means, candidates: list[Node], threshold, progress, stage) -> NodeList:
+Counts = dict[str, dict[str, tuple[int, int]]]
+
+
+def _merge_counts(a: Counts, b: Counts) -> Counts:
+    out = {name: dict(per) for name, per in a.items()}
+    for name, per in b.items():
+        mine = out.setdefault(name, {})
+        for qt, (k, n) in per.items():
+            k0, n0 = mine.get(qt, (0, 0))
+            mine[qt] = (k0 + k, n0 + n)
+    return out
+
+
+def _tag(model, questions, means, candidates: list[Node], threshold, progress, stage) -> tuple[NodeList, Counts]:
+    """The candidates that fail a question, tagged; and every candidate's failures per qtype."""
     outcomes = sweep(model, questions, [node_ablation(means, n) for n in candidates],
                      threshold=threshold, progress=progress, stage=stage)
+    qtypes = [(qt.name, questions.qtype == qt) for qt in QType if (questions.qtype == qt).any()]
     found = NodeList()
+    counts: Counts = {}
     for node, outcome in zip(candidates, outcomes):
+        fails = outcome.fails
+        counts[node.name] = {name: (int(fails[m].sum()), int(m.sum())) for name, m in qtypes}
         tags = behaviour_tags(outcome, questions)
         if tags:
             un = found.ensure(node)
             for tag in tags:
                 un.add(tag)
-    return found
+    return found, counts

@@ -33,6 +33,9 @@ def register(app: typer.Typer) -> None:
         questions: int = count_option(256, "--questions", "Random questions, before the curated set is added.", low=0),
         seed: int = seed_option(345621, "Seed of the random questions."),
         neurons: bool = typer.Option(False, "--neurons", help="Also each neuron of useful MLP layers (slow)."),
+        power: Optional[int] = count_option(
+            None, "--power", low=0, help="Fresh questions per qtype to try apparently unused positions and nodes on "
+            "(default 598: a node failing >= 0.5% of one qtype is found with 95% probability; 0 skips it)."),
         reference_compat: bool = typer.Option(False, "--reference-compat", help="Layer-0 means for all layers (predecessor)."),
         threads: Optional[int] = sweep_threads_option(),
         device: Device = device_option(),
@@ -54,7 +57,7 @@ def register(app: typer.Typer) -> None:
         batch = varied_questions(net.spec, count=questions, seed=seed)
         with target, thread_limit(threads):
             with Progress(quiet or as_json) as bar:
-                result = find_useful(net, batch, neurons=neurons, reference_compat=reference_compat,
+                result = find_useful(net, batch, neurons=neurons, reference_compat=reference_compat, power=power,
                                      progress=None if bar.quiet else bar)
             staged = [result.nodes.save(target.stage / f"{result.spec.base_name}_behavior.json")]
             maps, note = _draw_maps(result, target.stage)
@@ -81,6 +84,10 @@ def _print_json(result, files: list[Path], note: str | None) -> None:
         "nodes": [{"name": n.name, "tags": [str(t) for t in n.tags]} for n in result.nodes],
         "seconds": round(result.seconds, 3),
         "files": [str(f) for f in files],
+        "power_questions": result.power_questions,
+        "power_found": list(result.power_found),
+        "failures": {name: {qt: list(kn) for qt, kn in per.items()} for name, per in result.failures.items()},
+        "verdicts": {name: result.verdict(name) for name in result.failures},
     }
     if note:
         data["note"] = note
@@ -101,6 +108,13 @@ def _print_summary(result, path: Path, maps: list[Path], note: str | None) -> No
     echo(f"useful nodes: {len(result.nodes.heads)} heads, {len(mlps)} MLP layers"
          + (f", {neurons} neurons" if neurons else "")
          + (" (reference-compat means)" if result.reference_compat else "") + f" in {result.seconds:.1f} s")
+    if result.power_questions:
+        echo(f"power stage: {result.power_questions} fresh questions per qtype"
+             + (f" found {', '.join(result.power_found)}" if result.power_found else " found nothing more"))
+        unused = [n for n in result.failures if n not in result.nodes]
+        if unused:
+            echo(f"unused nodes ({len(unused)}), the loosest bound: "
+                 + max((result.verdict(n) for n in unused), key=lambda v: float(v.split("< ")[1].split("%")[0])))
     echo(f"wrote {path}" + (f" and {len(maps)} maps" if maps else ""))
     if note:
         echo(note)

@@ -1,0 +1,289 @@
+"""Circuit discovery: greedy pruning of heads and MLP layers (ACDC style, over nodes rather than edges) to a
+small set whose faithfulness stays >= a target on every qtype, checked on held-out questions, with the
+faithfulness each circuit node costs when it alone is removed (minimality).
+
+Each candidate removal is one forward pass with masks, started where the removal first changes anything:
+a node at position p in layer l leaves every position before p and every layer below l as the current
+circuit has them, so the pass starts from the current circuit's cached residual at layer l and its cached
+keys and values of the earlier positions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from arithlens.analysis.faithfulness import (
+    FAITHFULNESS_SEED, REFERENCE_QUESTIONS, STREAM_EVAL, STREAM_MINIMALITY, STREAM_REFERENCE, STREAM_SEARCH,
+    Faithfulness,
+    KeepMask, all_nodes, fresh_questions, masked_hooks, mean_values, measure_faithfulness, reference_questions,
+    rng_for, supported_qtypes, targets_of,
+)
+from arithlens.analysis.nodes import Node
+from arithlens.analysis.stats import wilson
+from arithlens.arith.questions import QuestionBatch
+from arithlens.errors import ArithLensError
+from arithlens.model.spec import ModelSpec
+from arithlens.model.transformer import HookedTransformer
+
+TARGET = 0.99  # faithfulness asked of the circuit, exact per qtype
+SEARCH_QUESTIONS = 600  # per qtype: the search set and the minimality set
+HELD_OUT_QUESTIONS = 10_000  # per qtype: the validation
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+# (spec, count per qtype, rng, questions to leave out) -> questions; `fresh_questions` by default
+QuestionSource = Callable[[ModelSpec, int, np.random.Generator, QuestionBatch | None], QuestionBatch]
+
+
+def reverse_topological(nodes: Iterable[Node]) -> list[Node]:
+    """Later layers first, the MLP after the heads of its layer, later positions first: every node comes
+    before the nodes it reads from."""
+    return sorted(nodes, key=lambda n: (-n.layer, -int(n.is_mlp), -n.position, -n.num))
+
+
+class Pruner:
+    """One question set and fixed ablation values; the current node set's run is cached so each candidate
+    removal recomputes only the positions and layers it can change."""
+
+    def __init__(self, model: HookedTransformer, questions: QuestionBatch, values: Mapping[str, Tensor],
+                 nodes: Iterable[Node], *, target: float = TARGET):
+        self.model = model
+        self.spec = spec = model.spec
+        self.questions = questions
+        self.values = values
+        self.target = target
+        self.answer = spec.layout.answer_logit_positions
+        self.tokens = questions.torch_tokens(str(model.device))
+        self.targets = targets_of(self.tokens, spec)
+        self.masks = [(qt.name, questions.qtype == qt) for qt in supported_qtypes(spec)]
+        self.passes = 0
+        self._pending = None
+        self.set(nodes)
+
+    def set(self, nodes: Iterable[Node]) -> None:
+        """Make `nodes` the current set: one full pass, caching what later candidates start from."""
+        spec = self.spec
+        self.nodes = set(nodes)
+        self.keep = KeepMask.of(spec, self.nodes, self.model.device)
+        names = [f"blocks.{layer}.hook_resid_pre" for layer in range(spec.n_layers)] + self.model.kv_names(0)
+        with torch.inference_mode():
+            logits, cache = self.model.run_with_cache(self.tokens, names, logit_positions=self.answer,
+                                                      hooks=masked_hooks(spec, self.keep, self.values))
+        self.passes += 1
+        self._resid = [cache[f"blocks.{layer}.hook_resid_pre"] for layer in range(spec.n_layers)]
+        self._kv = {n: cache[n] for n in self.model.kv_names(0)}
+        self.wrong = (logits.argmax(-1) != self.targets).cpu().numpy()
+
+    def without(self, removed: Sequence[Node]) -> np.ndarray:
+        """(batch, n_answer) wrong answer tokens with `removed` taken out of the current set as well;
+        `accept()` then makes that the current set without another pass."""
+        self._pending = None
+        if not removed:
+            return self.wrong.copy()
+        nodes = self.nodes - set(removed)
+        keep = KeepMask.of(self.spec, nodes, self.model.device)
+        layer = min(n.layer for n in removed)
+        pos = min(n.position for n in removed)
+        if pos > self.answer.stop - 1:  # reaches no answer logit
+            self._pending = (nodes, keep, layer, pos, {}, self.wrong.copy())
+            return self.wrong.copy()
+        logit_positions = range(max(pos, self.answer.start), self.answer.stop)
+        names = [f"blocks.{k}.hook_resid_pre" for k in range(layer + 1, self.spec.n_layers)]
+        names += self.model.kv_names(layer)
+        with torch.inference_mode():
+            logits, cache = self.model.forward_from(
+                self._resid[layer][:, pos : self.answer.stop], layer, start_pos=pos, kv_prefix=self._kv,
+                logit_positions=logit_positions, hooks=masked_hooks(self.spec, keep, self.values, start_layer=layer),
+                names=names)
+        self.passes += 1
+        wrong = self.wrong.copy()
+        first = logit_positions.start - self.answer.start
+        wrong[:, first:] = (logits.argmax(-1) != self.targets[:, first:]).cpu().numpy()
+        self._pending = (nodes, keep, layer, pos, cache, wrong)
+        return wrong
+
+    def accept(self) -> None:
+        """Make the last `without` the current set: its activations are spliced into the cached run."""
+        if self._pending is None:
+            raise ArithLensError("nothing to accept: call without() first")
+        nodes, keep, layer, pos, cache, wrong = self._pending
+        for k in range(layer + 1, self.spec.n_layers):
+            name = f"blocks.{k}.hook_resid_pre"
+            if name in cache:
+                self._resid[k] = self._resid[k].clone()
+                self._resid[k][:, pos : pos + cache[name].shape[1]] = cache[name]
+        for name in self.model.kv_names(layer):
+            if name in cache:
+                self._kv[name] = self._kv[name].clone()
+                self._kv[name][:, pos : pos + cache[name].shape[1]] = cache[name]
+        self.nodes, self.keep, self.wrong = nodes, keep, wrong
+        self._pending = None
+
+    def exact(self, wrong: np.ndarray) -> dict[str, float]:
+        right = ~wrong.any(1)
+        return {name: float(right[m].mean()) for name, m in self.masks}
+
+    def faithful(self, wrong: np.ndarray) -> bool:
+        """Every qtype's exact accuracy is >= the target at 95% confidence (Wilson lower bound)."""
+        right = ~wrong.any(1)
+        return all(wilson(int(right[m].sum()), int(m.sum()))[0] >= self.target for _, m in self.masks)
+
+
+@dataclass(frozen=True)
+class NodeCost:
+    """What one circuit node costs: exact accuracy per qtype of the circuit without it, and the loss."""
+
+    node: str
+    exact_without: tuple[tuple[str, float], ...]
+    lost: float  # the largest drop in exact accuracy over the qtypes
+
+    def to_json(self) -> dict:
+        return {"node": self.node, "exact_without": dict(self.exact_without), "lost": self.lost}
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> NodeCost:
+        return cls(data["node"], tuple((k, float(v)) for k, v in data["exact_without"].items()), float(data["lost"]))
+
+
+@dataclass(frozen=True)
+class Circuit:
+    """A discovered circuit with how it was found and how faithful it is on held-out questions."""
+
+    model: str
+    nodes: tuple[str, ...]
+    useful: tuple[str, ...]  # the useful set the search was seeded with
+    target: float
+    seed: int
+    search_questions: int  # questions in the search set (all qtypes)
+    search_exact: tuple[tuple[str, float], ...]  # per qtype, the circuit on the search set
+    passes: int  # forward passes the search made
+    search_seconds: float
+    minimality_questions: int
+    minimality: tuple[NodeCost, ...]
+    validation: tuple[Faithfulness, ...]  # the circuit and the useful set on the held-out questions
+    seconds: float
+
+    @property
+    def only_together(self) -> tuple[str, ...]:
+        """Circuit nodes the useful set lacks: each matters little alone, but the circuit needs them."""
+        useful = set(self.useful)
+        return tuple(n for n in self.nodes if n not in useful)
+
+    @property
+    def useful_left_out(self) -> tuple[str, ...]:
+        nodes = set(self.nodes)
+        return tuple(n for n in self.useful if n not in nodes)
+
+    def faithfulness(self, label: str = "circuit") -> Faithfulness:
+        for f in self.validation:
+            if f.label == label:
+                return f
+        raise ArithLensError(f"no {label!r} validation in this circuit")
+
+    def to_json(self) -> dict:
+        return {
+            "model": self.model, "n_nodes": len(self.nodes), "nodes": list(self.nodes),
+            "n_useful": len(self.useful), "useful": list(self.useful), "only_together": list(self.only_together),
+            "useful_left_out": list(self.useful_left_out), "target": self.target, "seed": self.seed,
+            "search_questions": self.search_questions, "search_exact": dict(self.search_exact),
+            "passes": self.passes, "search_seconds": round(self.search_seconds, 3),
+            "minimality_questions": self.minimality_questions, "minimality": [c.to_json() for c in self.minimality],
+            "validation": [f.to_json() for f in self.validation], "seconds": round(self.seconds, 3),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> Circuit:
+        try:
+            return cls(data["model"], tuple(data["nodes"]), tuple(data["useful"]), float(data["target"]),
+                       int(data["seed"]), int(data["search_questions"]),
+                       tuple((k, float(v)) for k, v in data["search_exact"].items()), int(data["passes"]),
+                       float(data["search_seconds"]), int(data["minimality_questions"]),
+                       tuple(NodeCost.from_json(c) for c in data["minimality"]),
+                       tuple(Faithfulness.from_json(f) for f in data["validation"]), float(data["seconds"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArithLensError(f"malformed circuit JSON: {exc}") from None
+
+
+def prune(pruner: Pruner, useful: Iterable[Node], progress: Progress | None = None) -> set[Node]:
+    """Greedy pruning from every node: first whole positions (latest first), then single nodes in reverse
+    topological order, the nodes outside the useful set before those in it. A removal stays when the set
+    is still faithful on the pruner's questions; what remains is needed, alone or together."""
+    spec = pruner.spec
+    useful = set(useful)
+    smallest = min(int(m.sum()) for _, m in pruner.masks)
+    if wilson(smallest, smallest)[0] < pruner.target:
+        raise ArithLensError(f"{smallest} search questions of a qtype cannot show {100 * pruner.target:g}% at 95% "
+                             "confidence even when all are right: use more")
+    if not pruner.faithful(pruner.wrong):
+        raise ArithLensError(f"the whole model is below {100 * pruner.target:g}% on the search questions")
+    for p in reversed(range(spec.n_ctx)):
+        block = [n for n in pruner.nodes if n.position == p]
+        if block and pruner.faithful(pruner.without(block)):
+            pruner.accept()
+        if progress is not None:
+            progress("positions", spec.n_ctx - p, spec.n_ctx)
+    order = (reverse_topological(n for n in pruner.nodes if n not in useful)
+             + reverse_topological(n for n in pruner.nodes if n in useful))
+    for k, node in enumerate(order):
+        if pruner.faithful(pruner.without([node])):
+            pruner.accept()
+        if progress is not None:
+            progress("nodes", k + 1, len(order))
+    return set(pruner.nodes)
+
+
+def node_costs(pruner: Pruner, progress: Progress | None = None) -> list[NodeCost]:
+    """Each current node's cost: the circuit's exact accuracy per qtype without it alone."""
+    base = pruner.exact(pruner.wrong)
+    out = []
+    nodes = sorted(pruner.nodes)
+    for k, node in enumerate(nodes):
+        exact = pruner.exact(pruner.without([node]))
+        out.append(NodeCost(node.name, tuple(exact.items()), max(base[q] - exact[q] for q in exact)))
+        if progress is not None:
+            progress("minimality", k + 1, len(nodes))
+    return out
+
+
+def discover_circuit(
+    model: HookedTransformer,
+    useful: Iterable[Node],
+    *,
+    target: float = TARGET,
+    search_questions: int = SEARCH_QUESTIONS,
+    held_out_questions: int = HELD_OUT_QUESTIONS,
+    seed: int = FAITHFULNESS_SEED,
+    reference: int = REFERENCE_QUESTIONS,
+    make_questions: QuestionSource = fresh_questions,
+    progress: Progress | None = None,
+) -> Circuit:
+    """Prune to a circuit on `search_questions` fresh questions per qtype (mean ablation, per-position means
+    of a mixed reference batch), measure each circuit node's cost on another such set, and validate the
+    circuit and the useful set on `held_out_questions` per qtype that share no question with either."""
+    if not 0 < target <= 1:
+        raise ArithLensError(f"the target must be in (0, 1], not {target}")
+    t0 = time.perf_counter()
+    spec = model.spec
+    useful = sorted(set(useful))
+    values = mean_values(model, reference_questions(spec, reference, rng_for(seed, STREAM_REFERENCE)))
+    search = make_questions(spec, search_questions, rng_for(seed, STREAM_SEARCH), None)
+    pruner = Pruner(model, search, values, all_nodes(spec), target=target)
+    circuit = prune(pruner, useful, progress)
+    search_seconds = time.perf_counter() - t0
+    search_exact = tuple(pruner.exact(pruner.wrong).items())
+    passes = pruner.passes
+
+    minimal_set = make_questions(spec, search_questions, rng_for(seed, STREAM_MINIMALITY), search)
+    costs = node_costs(Pruner(model, minimal_set, values, circuit, target=target), progress)
+    held_out_set = make_questions(spec, held_out_questions, rng_for(seed, STREAM_EVAL),
+                                  QuestionBatch.concat([search, minimal_set]))
+    held_out = measure_faithfulness(model, {"circuit": circuit, "useful": useful}, questions=held_out_set,
+                                    seed=seed, reference=reference)
+    return Circuit(spec.name, tuple(n.name for n in sorted(circuit)), tuple(n.name for n in useful), target, seed,
+                   len(search), search_exact, passes, search_seconds, len(minimal_set), tuple(costs),
+                   tuple(held_out.values()), time.perf_counter() - t0)

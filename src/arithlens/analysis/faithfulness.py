@@ -1,0 +1,430 @@
+"""Faithfulness of a node set: the model run with every head and MLP layer (or neuron) outside the set ablated
+at once, scored per question type and per answer digit against the clean model and against everything ablated.
+
+A node set is an explanation only with this beside it: a set whose nodes each matter alone can still leave
+out nodes that matter together (backup heads), and only ablating the whole outside at once shows that.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from arithlens.analysis.nodes import Node
+from arithlens.analysis.stats import wilson
+from arithlens.arith.generators import uniform
+from arithlens.arith.questions import QType, QuestionBatch
+from arithlens.errors import ArithLensError
+from arithlens.model.spec import ModelSpec
+from arithlens.model.transformer import Hook, HookedTransformer, HookPoint
+
+ABLATIONS = ("mean", "resample")
+REFERENCE_QUESTIONS = 2048  # the mixed batch whose per-position means (or rows, for resample) replace a node
+FAITHFULNESS_SEED = 140_014
+CHUNK = 2048  # questions per forward pass: bounds the memory of the per-question ablation values
+# Independent random streams per seed: np.random.default_rng([seed, stream]).
+STREAM_EVAL, STREAM_REFERENCE, STREAM_RESAMPLE, STREAM_SEARCH, STREAM_MINIMALITY = range(5)
+
+
+def supported_qtypes(spec: ModelSpec) -> list[QType]:
+    """The question types a model was trained on (as `evaluate` has them)."""
+    out = [QType.ADD] if spec.perc_add else []
+    out += [QType.SUB, QType.NEG] if spec.perc_sub else []
+    return out + ([QType.MUL] if spec.perc_mul else [])
+
+
+def all_nodes(spec: ModelSpec) -> list[Node]:
+    """Every head and every whole MLP layer at every position: the nodes a set is a subset of."""
+    return sorted([Node(p, layer, False, h) for p in range(spec.n_ctx) for layer in range(spec.n_layers)
+                   for h in range(spec.n_heads)]
+                  + [Node(p, layer, True, -1) for p in range(spec.n_ctx) for layer in range(spec.n_layers)])
+
+
+def answer_digit_names(spec: ModelSpec) -> list[str]:
+    """Answer token j (0 = the sign) is answer digit A(n+1-j)."""
+    n = spec.n_digits
+    return [f"A{n + 1 - j}" for j in range(n + 2)]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Questions
+
+
+def rng_for(seed: int, stream: int) -> np.random.Generator:
+    return np.random.default_rng([seed, stream])
+
+
+def fresh_questions(spec: ModelSpec, per_qtype: int, rng: np.random.Generator,
+                    exclude: QuestionBatch | None = None) -> QuestionBatch:
+    """`per_qtype` uniform questions of each supported qtype; rows that also occur in `exclude` are dropped
+    (so a held-out set shares no question with the set a search used)."""
+    if per_qtype < 1:
+        raise ArithLensError(f"the question count per qtype must be positive, not {per_qtype}")
+    batch = QuestionBatch.concat([uniform(spec.n_digits, per_qtype, rng, qtypes={q.name.lower(): 1.0})
+                                  for q in supported_qtypes(spec)])
+    if exclude is not None and len(exclude):
+        seen = set(zip(exclude.a.tolist(), exclude.op.tolist(), exclude.b.tolist()))
+        keep = np.array([k not in seen for k in zip(batch.a.tolist(), batch.op.tolist(), batch.b.tolist())])
+        batch = batch.select(keep)
+    return batch
+
+
+def reference_questions(spec: ModelSpec, count: int, rng: np.random.Generator) -> QuestionBatch:
+    """A mixed batch in the model's training mix of operations: the source of the ablation values."""
+    weights = {k: float(v) for k, v in (("add", spec.perc_add), ("minus", spec.perc_sub), ("mul", spec.perc_mul))
+               if v}
+    return uniform(spec.n_digits, count, rng, qtypes=weights)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Masks and ablation values
+
+
+@dataclass(frozen=True, eq=False)
+class KeepMask:
+    """Which activations run clean: heads (layer, pos, head) and MLP neurons (layer, pos, neuron), bool."""
+
+    heads: Tensor
+    mlp: Tensor
+
+    @classmethod
+    def of(cls, spec: ModelSpec, nodes: Iterable[Node], device: torch.device | str = "cpu") -> KeepMask:
+        heads = torch.zeros(spec.n_layers, spec.n_ctx, spec.n_heads, dtype=torch.bool)
+        mlp = torch.zeros(spec.n_layers, spec.n_ctx, spec.d_mlp, dtype=torch.bool)
+        for node in nodes:
+            if not (0 <= node.position < spec.n_ctx and 0 <= node.layer < spec.n_layers):
+                raise ArithLensError(f"node {node} is outside the model ({spec.n_ctx} positions, {spec.n_layers} layers)")
+            if node.is_head:
+                if not 0 <= node.num < spec.n_heads:
+                    raise ArithLensError(f"node {node}: head {node.num} is outside 0..{spec.n_heads - 1}")
+                heads[node.layer, node.position, node.num] = True
+            elif node.is_neuron:
+                if node.num >= spec.d_mlp:
+                    raise ArithLensError(f"node {node}: neuron {node.num} is outside 0..{spec.d_mlp - 1}")
+                mlp[node.layer, node.position, node.num] = True
+            else:
+                mlp[node.layer, node.position] = True
+        return cls(heads.to(device), mlp.to(device))
+
+
+def z_name(layer: int) -> str:
+    return f"blocks.{layer}.attn.hook_z"
+
+
+def post_name(layer: int) -> str:
+    return f"blocks.{layer}.mlp.hook_post"
+
+
+def ablation_hook_names(spec: ModelSpec) -> list[str]:
+    return [z_name(layer) for layer in range(spec.n_layers)] + [post_name(layer) for layer in range(spec.n_layers)]
+
+
+def mean_values(model: HookedTransformer, reference: QuestionBatch) -> dict[str, Tensor]:
+    """Per-layer, per-position means of every head's z and every MLP neuron: {hook: (1, pos, ...)}."""
+    from arithlens.analysis.interventions import compute_means
+
+    means = compute_means(model, reference, ablation_hook_names(model.spec))
+    return {n: means[n] for n in ablation_hook_names(model.spec)}
+
+
+def resample_values(model: HookedTransformer, reference: QuestionBatch, rows: np.ndarray) -> dict[str, Tensor]:
+    """Each question's replacement from a clean run of reference question `rows[i]`: {hook: (batch, pos, ...)}."""
+    tokens = reference.torch_tokens(str(model.device))[torch.from_numpy(rows).to(model.device)]
+    with torch.inference_mode():
+        _, cache = model.run_with_cache(tokens, ablation_hook_names(model.spec), logit_positions=[0])
+    return cache
+
+
+def masked_hooks(spec: ModelSpec, keep: KeepMask, values: Mapping[str, Tensor], *, start_layer: int = 0) -> list[Hook]:
+    """Hooks that replace every activation outside `keep` with `values` (layers below `start_layer` left out)."""
+    hooks: list[Hook] = []
+    for layer in range(start_layer, spec.n_layers):
+        for name, mask, extra in ((z_name(layer), keep.heads[layer], True), (post_name(layer), keep.mlp[layer], False)):
+            if bool(mask.all()):
+                continue
+            hooks.append((name, _replace(mask, values[name], extra)))
+    return hooks
+
+
+def _replace(mask: Tensor, value: Tensor, head_axis: bool):
+    """x where mask, value elsewhere; mask (pos, head) or (pos, neuron), value (1 or batch, pos, ...)."""
+
+    def fn(x: Tensor, hook: HookPoint) -> Tensor:
+        pos = hook.positions
+        span = slice(pos.start, pos.stop) if isinstance(pos, range) and pos.step == 1 else list(pos)
+        m = mask[span]
+        if head_axis:
+            m = m.unsqueeze(-1)
+        return torch.where(m, x, value[:, span].to(x.dtype))
+
+    return fn
+
+
+# ---------------------------------------------------------------------------------------------------
+# Scores
+
+
+@dataclass(frozen=True, eq=False)
+class RunScores:
+    """Per question: which answer tokens are wrong, mean answer NLL, mean logit difference (the right token's
+    logit minus the best other one's, averaged over the answer tokens)."""
+
+    wrong: np.ndarray  # (batch, n_answer) bool
+    loss: np.ndarray  # (batch,) float64
+    logit_diff: np.ndarray  # (batch,) float64
+
+    @staticmethod
+    def of(logits: Tensor, targets: Tensor) -> RunScores:
+        wide = logits.double()
+        right = wide.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        nll = torch.logsumexp(wide, -1) - right
+        other = wide.scatter(-1, targets.unsqueeze(-1), float("-inf")).amax(-1)
+        return RunScores((logits.argmax(-1) != targets).cpu().numpy(), nll.mean(-1).cpu().numpy(),
+                         (right - other).mean(-1).cpu().numpy())
+
+    @staticmethod
+    def concat(parts: Sequence[RunScores]) -> RunScores:
+        return RunScores(np.concatenate([p.wrong for p in parts]), np.concatenate([p.loss for p in parts]),
+                         np.concatenate([p.logit_diff for p in parts]))
+
+
+def targets_of(tokens: Tensor, spec: ModelSpec) -> Tensor:
+    answer = spec.layout.answer_logit_positions
+    return tokens[:, answer.start + 1 : answer.stop + 1]
+
+
+def run_masked(model: HookedTransformer, questions: QuestionBatch, keeps: Sequence[KeepMask | None], *,
+               ablation: str = "mean", means: Mapping[str, Tensor] | None = None,
+               reference: QuestionBatch | None = None, rng: np.random.Generator | None = None,
+               chunk: int = CHUNK) -> list[RunScores]:
+    """Scores of each keep mask (None: the clean model) over `questions`, `chunk` questions at a time.
+    Resample ablation draws each question's reference row with `rng` once per chunk, shared by every mask."""
+    if ablation not in ABLATIONS:
+        raise ArithLensError(f"ablation {ablation!r} is not one of {', '.join(ABLATIONS)}")
+    if ablation == "mean" and means is None:
+        raise ArithLensError("mean ablation needs the means (mean_values)")
+    if ablation == "resample" and (reference is None or rng is None):
+        raise ArithLensError("resample ablation needs the reference questions and an rng")
+    spec = model.spec
+    answer = spec.layout.answer_logit_positions
+    tokens = questions.torch_tokens(str(model.device))
+    parts: list[list[RunScores]] = [[] for _ in keeps]
+    with torch.inference_mode():
+        for start in range(0, len(tokens), chunk):
+            part = tokens[start : start + chunk]
+            targets = targets_of(part, spec)
+            if ablation == "resample" and any(k is not None for k in keeps):
+                values = resample_values(model, reference, rng.integers(0, len(reference), size=len(part)))
+            else:
+                values = means
+            for k, keep in enumerate(keeps):
+                hooks = [] if keep is None else masked_hooks(spec, keep, values)
+                logits = model.run_with_hooks(part, hooks, logit_positions=answer)
+                parts[k].append(RunScores.of(logits, targets))
+    return [RunScores.concat(p) for p in parts]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The result
+
+
+@dataclass(frozen=True)
+class QTypeFaithfulness:
+    """One qtype's scores with the set alone, beside the clean model and everything ablated."""
+
+    qtype: str
+    n: int
+    correct: int  # questions answered exactly right with only the set running
+    clean_correct: int
+    ablated_correct: int  # with every node ablated
+    digit_correct: tuple[tuple[str, int], ...]  # (answer digit, questions whose digit is right), sign first
+    loss: float  # mean answer NLL
+    clean_loss: float
+    ablated_loss: float
+    logit_diff: float  # mean right-minus-best-other logit
+    clean_logit_diff: float
+    ablated_logit_diff: float
+
+    @property
+    def exact(self) -> float:
+        return self.correct / self.n if self.n else float("nan")
+
+    @property
+    def ci(self) -> tuple[float, float]:
+        """95% Wilson interval of `exact`."""
+        return wilson(self.correct, self.n)
+
+    @property
+    def loss_recovered(self) -> float:
+        """Share of the loss gap (everything ablated vs clean) the set closes: 1 is the clean model."""
+        gap = self.ablated_loss - self.clean_loss
+        return (self.ablated_loss - self.loss) / gap if gap else float("nan")
+
+    @property
+    def logit_diff_recovered(self) -> float:
+        gap = self.clean_logit_diff - self.ablated_logit_diff
+        return (self.logit_diff - self.ablated_logit_diff) / gap if gap else float("nan")
+
+    def to_json(self) -> dict:
+        lo, hi = self.ci
+        return {
+            "qtype": self.qtype, "n": self.n, "correct": self.correct, "exact": self.exact, "ci": [lo, hi],
+            "clean_correct": self.clean_correct, "ablated_correct": self.ablated_correct,
+            "digits": {d: {"correct": k, "ci": list(wilson(k, self.n))} for d, k in self.digit_correct},
+            "loss": self.loss, "clean_loss": self.clean_loss, "ablated_loss": self.ablated_loss,
+            "loss_recovered": self.loss_recovered,
+            "logit_diff": self.logit_diff, "clean_logit_diff": self.clean_logit_diff,
+            "ablated_logit_diff": self.ablated_logit_diff, "logit_diff_recovered": self.logit_diff_recovered,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> QTypeFaithfulness:
+        return cls(data["qtype"], int(data["n"]), int(data["correct"]), int(data["clean_correct"]),
+                   int(data["ablated_correct"]), tuple((d, int(v["correct"])) for d, v in data["digits"].items()),
+                   float(data["loss"]), float(data["clean_loss"]), float(data["ablated_loss"]),
+                   float(data["logit_diff"]), float(data["clean_logit_diff"]), float(data["ablated_logit_diff"]))
+
+
+@dataclass(frozen=True)
+class Faithfulness:
+    """Faithfulness of one node set: per qtype, with everything outside the set ablated at once."""
+
+    model: str
+    label: str  # what the set is ("useful", "circuit", a file name)
+    nodes: tuple[str, ...]  # the set, sorted
+    n_all: int  # heads and MLP layers in the whole model (the set's complement is ablated)
+    ablation: str  # "mean" or "resample"
+    reference: int  # reference questions the ablation values come from
+    seed: int
+    qtypes: tuple[QTypeFaithfulness, ...]
+    seconds: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "nodes", tuple(self.nodes))
+        object.__setattr__(self, "qtypes", tuple(self.qtypes))
+
+    def __getitem__(self, qtype: str | QType) -> QTypeFaithfulness:
+        key = qtype.name if isinstance(qtype, QType) else str(qtype).upper()
+        for row in self.qtypes:
+            if row.qtype == key:
+                return row
+        raise ArithLensError(f"no {key} row in this faithfulness result")
+
+    @property
+    def min_exact(self) -> float:
+        return min(row.exact for row in self.qtypes)
+
+    def to_json(self) -> dict:
+        return {"model": self.model, "label": self.label, "n_nodes": len(self.nodes), "n_all": self.n_all,
+                "nodes": list(self.nodes), "ablation": self.ablation, "reference": self.reference,
+                "seed": self.seed, "qtypes": [row.to_json() for row in self.qtypes],
+                "seconds": round(self.seconds, 3)}
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> Faithfulness:
+        try:
+            return cls(data["model"], data["label"], tuple(data["nodes"]), int(data["n_all"]), data["ablation"],
+                       int(data["reference"]), int(data["seed"]),
+                       tuple(QTypeFaithfulness.from_json(r) for r in data["qtypes"]), float(data["seconds"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArithLensError(f"malformed faithfulness JSON: {exc}") from None
+
+    def summary(self) -> str:
+        """One line: `useful (97 of 330 nodes, mean): ADD 17.0% [16.3, 17.8] n=10000 | ...`."""
+        cells = []
+        for row in self.qtypes:
+            lo, hi = row.ci
+            cells.append(f"{row.qtype} {100 * row.exact:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}] n={row.n}"
+                         f" loss rec. {100 * row.loss_recovered:.0f}%")
+        return f"{self.label} ({len(self.nodes)} of {self.n_all} nodes, {self.ablation}): " + " | ".join(cells)
+
+
+def _qtype_rows(questions: QuestionBatch, spec: ModelSpec, scores: RunScores, clean: RunScores,
+                ablated: RunScores) -> tuple[QTypeFaithfulness, ...]:
+    digits = answer_digit_names(spec)
+    rows = []
+    for qt in supported_qtypes(spec):
+        m = questions.qtype == qt
+        n = int(m.sum())
+
+        def mean(x: np.ndarray) -> float:
+            return float(x[m].mean()) if n else float("nan")
+
+        right = ~scores.wrong[m]
+        rows.append(QTypeFaithfulness(
+            qt.name, n, int(right.all(1).sum()), int((~clean.wrong[m]).all(1).sum()),
+            int((~ablated.wrong[m]).all(1).sum()), tuple((d, int(right[:, j].sum())) for j, d in enumerate(digits)),
+            mean(scores.loss), mean(clean.loss), mean(ablated.loss),
+            mean(scores.logit_diff), mean(clean.logit_diff), mean(ablated.logit_diff)))
+    return tuple(rows)
+
+
+def measure_faithfulness(
+    model: HookedTransformer,
+    node_sets: Mapping[str, Iterable[Node]],
+    *,
+    questions_per_qtype: int = 10_000,
+    seed: int = FAITHFULNESS_SEED,
+    ablation: str = "mean",
+    reference: int = REFERENCE_QUESTIONS,
+    exclude: QuestionBatch | None = None,
+    questions: QuestionBatch | None = None,
+) -> dict[str, Faithfulness]:
+    """Faithfulness of each named node set on the same fresh questions (`questions_per_qtype` uniform ones per
+    qtype, none of them in `exclude`; or `questions` as given), with the same ablation values. The clean and
+    all-ablated baselines are run once for all the sets."""
+    t0 = time.perf_counter()
+    spec = model.spec
+    sets = {label: sorted(set(nodes)) for label, nodes in node_sets.items()}
+    if questions is None:
+        questions = fresh_questions(spec, questions_per_qtype, rng_for(seed, STREAM_EVAL), exclude)
+    ref = reference_questions(spec, reference, rng_for(seed, STREAM_REFERENCE))
+    means = mean_values(model, ref) if ablation == "mean" else None
+    keeps = [None, KeepMask.of(spec, [], model.device)] + [KeepMask.of(spec, s, model.device) for s in sets.values()]
+    scores = run_masked(model, questions, keeps, ablation=ablation, means=means, reference=ref,
+                        rng=rng_for(seed, STREAM_RESAMPLE))
+    clean, ablated = scores[0], scores[1]
+    seconds = time.perf_counter() - t0
+    n_all = len(all_nodes(spec))
+    return {label: Faithfulness(spec.name, label, tuple(n.name for n in nodes), n_all, ablation, reference, seed,
+                                _qtype_rows(questions, spec, s, clean, ablated), seconds)
+            for (label, nodes), s in zip(sets.items(), scores[2:])}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Node set files
+
+
+def read_node_set(path: str | Path, spec: ModelSpec) -> list[Node]:
+    """Nodes from a file: a behaviour JSON (list of node records), a circuit / faithfulness JSON (with a
+    "nodes" list of names), or plain text with one node name per line or separated by spaces or commas."""
+    from arithlens.analysis.nodes import NodeList
+
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ArithLensError(f"cannot read node set '{path}': {exc.strerror or exc}") from None
+    stripped = text.lstrip()
+    if stripped.startswith("[") or stripped.startswith("{"):
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ArithLensError(f"node set '{path}' is not valid JSON: {exc}") from None
+        if isinstance(data, dict):
+            names = data.get("nodes")
+            if not isinstance(names, list):
+                raise ArithLensError(f"node set '{path}' has no \"nodes\" list")
+            return sorted({Node.for_model(str(n), spec) for n in names})
+        if data and all(isinstance(x, str) for x in data):
+            return sorted({Node.for_model(n, spec) for n in data})
+        return sorted({Node.for_model(n.name, spec) for n in NodeList.from_records(data)})
+    names = [w for line in text.splitlines() for w in line.partition("#")[0].replace(",", " ").split()]
+    return sorted({Node.for_model(n, spec) for n in names})
