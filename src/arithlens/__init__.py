@@ -26,9 +26,11 @@ _EXPORTS = {
     # analyses (each returns a typed result)
     "useful_nodes": "arithlens.api", "search": "arithlens.api", "study_node": "arithlens.api",
     "pca": "arithlens.api", "analyze": "arithlens.api", "node_output": "arithlens.api",
+    "faithfulness": "arithlens.api", "circuit": "arithlens.api", "atlas": "arithlens.analysis.atlas",
     # results
     "NodeStudy": "arithlens.results", "NodePCA": "arithlens.results", "UsefulNodes": "arithlens.results",
     "SearchReport": "arithlens.results", "AnalysisReport": "arithlens.results", "Verdict": "arithlens.results",
+    "Faithfulness": "arithlens.analysis.faithfulness", "Circuit": "arithlens.analysis.circuit",
     # intervention primitives
     "run_with_cache": "arithlens.api", "ablate": "arithlens.api", "act_name": "arithlens.model.hooks",
     "node_site": "arithlens.model.hooks", "Intervention": "arithlens.analysis.interventions",
@@ -60,9 +62,12 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         Engine, Intervention, compute_means, mean_ablate, patch_from, record, resample_ablate,
         run_with_interventions, zero_ablate,
     )
+    from arithlens.analysis.atlas import atlas
+    from arithlens.analysis.circuit import Circuit
+    from arithlens.analysis.faithfulness import Faithfulness
     from arithlens.analysis.nodes import Node
     from arithlens.api import (
-        DEFAULT_TRICASE_COUNTS, ablate, analyze, load_model, models, node_output, pca, questions, run_with_cache,
+        DEFAULT_TRICASE_COUNTS, ablate, analyze, circuit, faithfulness, load_model, models, node_output, pca, questions, run_with_cache,
         search, study_node, tricase, useful_nodes,
     )
     from arithlens.arith.questions import QType, QuestionBatch

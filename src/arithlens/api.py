@@ -20,6 +20,8 @@ from arithlens.results import AnalysisReport, NodePCA, NodeStudy, SearchReport, 
 if TYPE_CHECKING:
     import torch
 
+    from arithlens.analysis.circuit import Circuit
+    from arithlens.analysis.faithfulness import Faithfulness
     from arithlens.analysis.nodes import Node
     from arithlens.model.transformer import HookedTransformer
     from arithlens.model.zoo import ShippedModel
@@ -126,6 +128,41 @@ def _useful(result) -> UsefulNodes:
         "heads": len(result.nodes.heads), "mlps": len(mlps), "neurons": len(result.nodes.mlps) - len(mlps),
         "nodes": [{"name": n.name, "tags": [str(t) for t in n.tags]} for n in result.nodes],
     })
+
+
+def faithfulness(model: HookedTransformer, nodes: UsefulNodes | Iterable[str | Node], *, questions: int = 10_000,
+                 seed: int | None = None, ablation: str = "mean") -> Faithfulness:
+    """Exact accuracy per qtype and answer digit (Wilson 95% intervals) and the loss / logit difference recovered,
+    with every head and MLP layer outside `nodes` ablated at once (`arithlens faithfulness`)."""
+    from arithlens.analysis.faithfulness import FAITHFULNESS_SEED, measure_faithfulness
+
+    model.eval()
+    node_set = _node_set(model, nodes)
+    seed = FAITHFULNESS_SEED if seed is None else seed
+    return measure_faithfulness(model, {"nodes": node_set}, questions_per_qtype=questions, seed=seed,
+                                ablation=ablation)["nodes"]
+
+
+def circuit(model: HookedTransformer, useful: UsefulNodes | Iterable[str | Node] | None = None, *,
+            target: float = 0.99, search_questions: int = 600, held_out: int = 10_000, seed: int | None = None,
+            progress: Callable[[str, int, int], None] | None = None) -> Circuit:
+    """A small node set faithful to >= `target` exact per qtype (greedy pruning of the useful nodes, later layers and
+    positions first), validated on `held_out` fresh questions per qtype, with each node's cost (`arithlens circuit`)."""
+    from arithlens.analysis.circuit import discover_circuit
+    from arithlens.analysis.faithfulness import FAITHFULNESS_SEED
+
+    model.eval()
+    start = useful_nodes(model, progress=progress) if useful is None else useful
+    seed = FAITHFULNESS_SEED if seed is None else seed
+    return discover_circuit(model, _node_set(model, start), target=target, search_questions=search_questions,
+                            held_out_questions=held_out, seed=seed, progress=progress)
+
+
+def _node_set(model: HookedTransformer, nodes) -> list[Node]:
+    from arithlens.analysis.nodes import Node
+
+    names = [n.name for n in nodes.nodes] if isinstance(nodes, UsefulNodes) else list(nodes)
+    return [n if isinstance(n, Node) else Node.for_model(str(n), model.spec) for n in names]
 
 
 def search(model: HookedTransformer, nodes: UsefulNodes | None = None, *, pairs: int = 100, seed: int = 0,
