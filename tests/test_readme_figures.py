@@ -59,7 +59,7 @@ def test_comparison_finds_a_changed_figure():
     assert len(_same(stored, changed)) == 2
 
 
-@pytest.mark.slow
+@pytest.mark.regen  # ~10 min on 2 idle cores: `python -m pytest -m regen`
 def test_stored_figures_match_a_fresh_run_of_the_shipped_model():
     fresh = figures.compute()
     assert _same(_without_times(fresh), _without_times(_stored())) == []
