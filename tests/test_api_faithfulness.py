@@ -22,10 +22,10 @@ def test_faithfulness_of_every_node_is_the_clean_model_and_of_one_head_is_nothin
 
 def test_faithfulness_accepts_the_useful_nodes_result_and_matches_the_names():
     model = al.load_model()
-    useful = al.useful_nodes(model, questions=64)
+    useful = al.useful_nodes(model, questions=64, power=0)
     by_result = al.faithfulness(model, useful, questions=40, seed=3)
     by_names = al.faithfulness(model, [n.name for n in useful.nodes], questions=40, seed=3)
     first, second = by_result.to_json(), by_names.to_json()
     first.pop("seconds"), second.pop("seconds")  # wall time, not a result
     assert first == second
-    assert len(first["nodes"]) == len(useful.nodes) > 50
+    assert len(first["nodes"]) == len(useful.nodes) > 40
