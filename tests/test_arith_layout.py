@@ -44,7 +44,7 @@ def test_appendix_a_string_helpers():
     "question, answer, qtype",
     [
         ("133357+182243=", "+0315600", QType.ADD),
-        # The brief and REFERENCE_SPEC print "-0123230" here; 123450 - 345670 is -222220.
+        # The project brief and the predecessor's notes print "-0123230" here; 123450 - 345670 is -222220.
         ("123450-345670=", "-0222220", QType.NEG),
         ("000345*000823=", "+0283935", QType.MUL),
         ("099111-099111=", "+0000000", QType.SUB),

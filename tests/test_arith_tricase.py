@@ -43,7 +43,7 @@ def test_every_class_at_every_digit_gives_exact_labelled_rows(digit, qtype, case
 
 
 def test_default_construction_lets_borrows_leave_the_test_digit():
-    # The predecessor could never produce this (REFERENCE_SPEC §7.5 item 5).
+    # The predecessor could never produce this (it zeroed the digits above the test digit).
     sub = tricase(6, 1, "sub", 10, 200, np.random.default_rng(1))
     neg = tricase(6, 1, "neg", 8, 200, np.random.default_rng(2))
     assert sub.labels["carry_out"].all() and neg.labels["carry_out"].all()

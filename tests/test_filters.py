@@ -10,7 +10,7 @@ from arithlens.analysis.filters import (
 from arithlens.analysis.nodes import Major, Node, NodeList
 from arithlens.errors import ArithLensError
 
-# The published P18 table (REFERENCE_SPEC §9.3) plus the §10.3 example rows; Attn values are chosen
+# The published P18 table (the predecessor's P18 table) plus its filter examples; Attn values are chosen
 # to render the table's "Attends to" column (see each record's "comment").
 NODES = NodeList.load(Path(__file__).parent / "data" / "p18_nodes.json")
 P18_HEADS = ["P18L0H0", "P18L0H1", "P18L0H2", "P18L0H3", "P18L1H0", "P18L1H1", "P18L1H2", "P18L1H3"]

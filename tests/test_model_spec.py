@@ -1,4 +1,4 @@
-"""ModelSpec: the reference model-name grammar (REFERENCE_SPEC §2.2, §13, Appendix A), defaults and JSON."""
+"""ModelSpec: the reference model-name grammar (the predecessor's names), defaults and JSON."""
 
 import dataclasses
 import json
@@ -8,7 +8,7 @@ import pytest
 from arithlens.errors import ArithLensError, ParseError
 from arithlens.model import GRAMMAR, ModelSpec
 
-# Every model name in REFERENCE_SPEC §2.2, §3.5, §13.1 and Appendix A.
+# Every model name the predecessor published.
 REFERENCE_NAMES = [
     "add_d5_l2_h3_t15K_s372001",
     "add_d5_l1_h3_t15K_s372001",

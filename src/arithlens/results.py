@@ -111,7 +111,7 @@ class _JsonResult:
 
     def save(self, path: str | Path) -> Path:
         """Write `to_json()` to `path`, atomically."""
-        from arithlens.model.checkpoint import write_atomic
+        from arithlens.io import write_atomic
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

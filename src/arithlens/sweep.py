@@ -277,7 +277,7 @@ def drop_timings(value: Any) -> Any:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    from arithlens.model.checkpoint import write_atomic
+    from arithlens.io import write_atomic
 
     write_atomic(path, (json.dumps(data, indent=1, allow_nan=False) + "\n").encode())
 

@@ -21,7 +21,7 @@ from arithlens.model.spec import ModelSpec
 Progress = Callable[[str, int, int, str], None]
 
 # Sub-tasks whose Algo tag says "this node knows whether digit k makes (or passes on) a carry or borrow", by
-# the operation they serve: make / pass on / tricase (REFERENCE_SPEC §6).
+# the operation they serve: make / pass on / tricase (the predecessor's sub-task families).
 CARRY_LIKE = {"SC": "ADD", "SS": "ADD", "ST": "ADD", "MB": "SUB", "MZ": "SUB", "MT": "SUB",
               "NB": "NEG", "NZ": "NEG", "NT": "NEG"}
 _ALGO_RE = re.compile(r"A(?P<digit>\d+)\.(?P<task>[A-Z]{2})(?:\.A\d+)?")

@@ -1,4 +1,4 @@
-"""Algorithm claims (REFERENCE_SPEC §11): a hypothesis stated as data and checked against a node list's Algo tags.
+"""Algorithm claims (as the predecessor, QuantaTools, states them): a hypothesis stated as data and checked against a node list's Algo tags.
 
 `Claim("ADD", 2, ("A2.SA", "A1.SC"), position=18)` or `Claim.parse("ADD A2 @P18: A2.SA A1.SC")` says: for
 addition, answer digit A2 is computed from a base-add node for digit 2 and a make-carry node for digit 1, both

@@ -3,7 +3,7 @@
 `And(Head(), Position(14), Attention(4), Impact(2))` is a filter; calling it on a `UsefulNode` answers
 yes or no, and `describe()` gives the predecessor's clause text (` and( IsHead, must P14, must Attn
 P4>=10, must Impact A2)`). Attention, Impact, Algo and Contains match structured tags exactly; their
-`reference_compat=True` mode reproduces the predecessor's substring matching (REFERENCE_SPEC §6.6) so
+`reference_compat=True` mode reproduces the predecessor's substring matching (its filters matched tag text, not typed tags) so
 old candidate lists can be rebuilt:
 
 * Attention: `P1` also matched `P10`..`P19`, and the percentage threshold never applied;

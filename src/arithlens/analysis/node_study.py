@@ -1,4 +1,4 @@
-"""The node study: is one head doing several jobs? (REFERENCE_SPEC §14.2; `arithlens node`)
+"""The node study: is one head doing several jobs? (the founding notebook's question; `arithlens node`)
 
 For one head (`P18L0H0`) or whole MLP layer (`P18L0MLP`) of an addition/subtraction model, on seeded
 question sets, with one forward pass per question set (plus the cheap partial runs of the engine):
@@ -12,7 +12,7 @@ question sets, with one forward pass per question set (plus the cheap partial ru
    carries and borrows do leave digit t), `questions` per qtype x class, split again by the real
    carry/borrow out of t. The node is replaced by (a) its mean over the mixed set, (b) its value on a random
    question of the mixed set (resampling), (c) the mean over this qtype's questions of the *same* real
-   carry class and (d) of the *other* class. Per group: failure rate (REFERENCE_SPEC §5.3 criterion) with a
+   carry class and (d) of the *other* class. Per group: failure rate (the useful-node failure criterion) with a
    Wilson 95% CI and the wrong rate of every answer token. (c) and (d) test what the node carries:
    if it carries the carry predicate, (c) breaks little and (d) breaks the digit t+1.
    `mean_position`: where the mixed-set mean lies on each qtype's no-carry (0) -> carry (1) axis; it
@@ -129,7 +129,7 @@ class NodeStudy:
         return json.dumps(self.data, indent=1, allow_nan=False) + "\n"
 
     def save(self, out_dir: str | Path) -> Path:
-        from arithlens.model.checkpoint import write_atomic
+        from arithlens.io import write_atomic
 
         path = Path(out_dir) / f"{self.node.name}_study.json"
         path.parent.mkdir(parents=True, exist_ok=True)

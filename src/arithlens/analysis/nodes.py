@@ -275,7 +275,7 @@ class NodeList:
         return out
 
     def save(self, path: str | Path, majors: Iterable[Major] | None = None) -> Path:
-        from arithlens.model.checkpoint import write_atomic
+        from arithlens.io import write_atomic
 
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ sign; the bare tag `OPR` / `SGN`) and a causal test per answer digit (`A2.OPR`: 
 same operands under the other operator turns answer digit 2 into the other operation's digit; `A2.SGN`: patching
 it from a question of the other sign class with the same digits at and below 2 turns A2 into that class's digit).
 
-Tag-index conventions (REFERENCE_SPEC §6.4): SA/MD/ND/ST/MT/NT/GT tags carry the operand digit used,
+Tag-index conventions (the predecessor's): SA/MD/ND/ST/MT/NT/GT tags carry the operand digit used,
 SC/MB/NB/SS/MZ/NZ the lower digit that makes the carry/borrow, so `A1.SC` changes A2 (computed at P18
 for 6 digits). Digit references in specs are tiny expressions in k and n: "k", "k+1", "n-2", "sign".
 """
@@ -592,7 +592,7 @@ SGN = SubTask(
     attends_to="sign",
 )
 
-# The predecessor's search order (REFERENCE_SPEC §6.5), with MZ, NZ and NT after their families.
+# The predecessor's search order, with MZ, NZ and NT after their families.
 ORDER = (SS, SC, SA, ST, MD, MB, MZ, MT, OPR, SGN, ND, NB, NZ, NT, GT)
 TASKS: dict[str, SubTask] = {t.name: t for t in ORDER}
 

@@ -1,4 +1,4 @@
-"""Useful positions and useful nodes (REFERENCE_SPEC §5): mean-ablate each position's residual stream, then
+"""Useful positions and useful nodes (as the predecessor defines them): mean-ablate each position's residual stream, then
 each head, MLP layer (and optionally neuron) at the useful positions, and tag what fails with typed tags.
 
 "Unused" comes with its statistical power: after the screen on the varied set, every position and node that
@@ -29,7 +29,7 @@ from arithlens.model.spec import ModelSpec
 from arithlens.model.transformer import HookedTransformer
 
 ANALYSIS_SEED = 345621  # the predecessor's analysis seed
-RANDOM_QUESTIONS = 256  # the random part of the varied set for 3-layer 4-head models (REFERENCE_SPEC §13.2)
+RANDOM_QUESTIONS = 256  # the random part of the varied set for 3-layer 4-head models (the predecessor's default)
 ATTN_TAGS = 4  # keys tagged per head (the predecessor declared 5 but stored 4)
 MIN_ATTN_PERCENT = 1.0
 CHUNK = 4096  # questions per engine: bounds the memory of the cached clean run
@@ -89,7 +89,7 @@ def power_questions(spec: ModelSpec, count: int, rng: np.random.Generator,
 
 def varied_questions(spec: ModelSpec, *, count: int = RANDOM_QUESTIONS, seed: int = ANALYSIS_SEED) -> QuestionBatch:
     """A seeded random batch split by the model's operation mix, then the curated sets of the operations it
-    was trained on (REFERENCE_SPEC §4.3: 256 + 214 = 470 questions for a 6-digit mixed model)."""
+    was trained on (the predecessor's varied set: 256 + 214 = 470 questions for a 6-digit mixed model)."""
     if count < 0:
         raise ArithLensError(f"the random question count must be >= 0, not {count}")
     rng = np.random.default_rng(seed)
@@ -162,7 +162,7 @@ def mean_attention(model: HookedTransformer, questions: QuestionBatch | torch.Te
 
 
 def attention_tags(pattern: torch.Tensor, node: Node) -> list[Tag]:
-    """`Attn:P{key}={pct}` for the head's top keys at its position, strongest first, pct >= 1 (REFERENCE_SPEC §5.6)."""
+    """`Attn:P{key}={pct}` for the head's top keys at its position, strongest first, pct >= 1."""
     row = pattern[node.layer, node.num, node.position, : node.position + 1].double()
     pct = (row / row.sum() * 100).tolist()
     top = sorted(range(len(pct)), key=lambda k: (-pct[k], k))[:ATTN_TAGS]
@@ -267,7 +267,7 @@ def find_useful(
     layers) at those positions, each tagged. `positions` overrides which positions' nodes are tried.
 
     Questions the clean model gets wrong are dropped first. Means are per layer; `reference_compat` uses
-    layer 0's means for every layer, as the predecessor did (REFERENCE_SPEC §5.2). Then the power stage:
+    layer 0's means for every layer, as the predecessor did. Then the power stage:
     positions and nodes that failed nothing are tried on `power` fresh questions per qtype (default
     `questions_for_power()`; 0 skips it) from `power_source`, with the same means; what fails there is
     useful too (tagged from those questions).

@@ -165,7 +165,7 @@ def _classes(start: np.ndarray, link: np.ndarray, names_by_length: tuple[str, ..
 
 
 def complexity_classes(da: np.ndarray, db: np.ndarray, qtype: np.ndarray, *, true_borrow: bool = False) -> np.ndarray:
-    """Complexity class per row (REFERENCE_SPEC §4.2): S0..S5, M0..M4+, N1..N4+ ('' for MUL).
+    """Complexity class per row (the predecessor's rules): S0..S5, M0..M4+, N1..N4+ ('' for MUL).
 
     With `true_borrow`, NEG rows are classified by the borrows really made computing b - a
     (Dk > D'k), giving N0 (no borrow) .. N4+; the reference counts Dk < D'k digits instead.

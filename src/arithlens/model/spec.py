@@ -1,6 +1,6 @@
 """`ModelSpec`: the immutable description of one model, and the reference model-name grammar.
 
-Grammar (REFERENCE_SPEC §2.2), parsed with one regex on the whole name:
+Grammar (the predecessor's model names), parsed with one regex on the whole name:
 
     [ins{M}_]{OP}_d{N}_l{L}_h{H}_t{K}K[_gf]_s{SEED}[,{INSERT_NAME}]
 

@@ -31,7 +31,7 @@ def _transformer_lens() -> Any:
 
 
 def tl_config(spec: ModelSpec, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> Any:
-    """The `HookedTransformerConfig` of the reference models (REFERENCE_SPEC §2.3) for `spec`."""
+    """The `HookedTransformerConfig` of the reference models (GPT-2 style, LayerNorm, ReLU, no BOS) for `spec`."""
     tl = _transformer_lens()
     return tl.HookedTransformerConfig(
         n_layers=spec.n_layers,

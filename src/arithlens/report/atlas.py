@@ -88,7 +88,7 @@ holding at least {data['attend_min']}% of its attention.</p>
 </body></html>
 """
     path = out / "atlas.html"
-    from arithlens.model.checkpoint import write_atomic
+    from arithlens.io import write_atomic
 
     write_atomic(path, page.encode())
     return path
@@ -112,7 +112,7 @@ def _cell_text(cell: dict) -> str:
 
 def write_atlas(data: dict, out_dir: str | Path) -> list[Path]:
     """atlas.json, atlas.png and atlas.html in `out_dir`."""
-    from arithlens.model.checkpoint import write_atomic
+    from arithlens.io import write_atomic
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

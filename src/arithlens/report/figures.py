@@ -18,7 +18,7 @@ import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from arithlens.model.checkpoint import write_atomic
+from arithlens.io import write_atomic
 
 
 def new_figure(width: float, height: float, **kwargs) -> Figure:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from arithlens.analysis.analyze import Analysis, StudyEntry, founding_position
 from arithlens.analysis.stats import wilson
-from arithlens.model.checkpoint import write_atomic
+from arithlens.io import write_atomic
 from arithlens.model.zoo import card_accuracy
 from arithlens.report.figures import run_jobs
 from arithlens.report.node_figures import node_figure_jobs

@@ -3,7 +3,7 @@
 A map has the answer-relevant positions on x (meanings such as `D'1` on top, `P11` below) and the
 rows `L0H0` .. `L2MLP` on y; each node's cell shows a short text from one cell function of the
 catalogue (failure %, impact, attention, complexity, purpose), shaded by a colour index
-(REFERENCE_SPEC §9). Files are `<prefix><TitleWithoutSpacesCommasColonsHyphens>.<png|svg>`.
+(the predecessor's map names). Files are `<prefix><TitleWithoutSpacesCommasColonsHyphens>.<png|svg>`.
 """
 
 from __future__ import annotations
