@@ -97,15 +97,10 @@ def quanta_map(nodes: Iterable, name: str, layout, title: str | None = None) -> 
     """A quanta map as a plotly heat map of (row = layer/head, column = position): cell text as in the static
     map; hover shows the node's every tag (failure rate, impact, complexity, attention, Algo rates)."""
     go = _go()
-    from arithlens.report.quanta_maps import catalogue, map_cells, map_grid
+    from arithlens.report.quanta_maps import map_grid, named_map_cells
 
     nodes = list(nodes)
-    maps = catalogue(layout)
-    if name not in maps:
-        raise ArithLensError(f"unknown map {name!r}; expected one of {', '.join(maps)}")
-    cells = map_cells(nodes, maps[name], layout)
-    if not cells:
-        raise ArithLensError(f"the {name} map has no cells: no node carries the tags it shows")
+    _, cells = named_map_cells(nodes, name, layout)
     cols, rows = map_grid(cells)
     by_node = {un.node: un for un in nodes}
     z = np.full((len(rows), len(cols)), np.nan)

@@ -312,15 +312,22 @@ def _save(fig: Figure, out_dir: str | Path, stem: str, formats: Sequence[str]) -
     return save_figure(fig, out_dir, stem, formats, dpi=150)
 
 
-def map_figure(nodes: Iterable[UsefulNode], name: str, layout: Layout) -> Figure:
-    """One catalogue map (by short name, e.g. `MathsPurposePerNode`) as a figure, nothing written."""
+def named_map_cells(nodes: Iterable[UsefulNode], name: str, layout: Layout):
+    """The catalogue map called `name` (e.g. `MathsPurposePerNode`) and its cells; one-line errors for an
+    unknown name or a map with no cells."""
     maps = catalogue(layout)
     if name not in maps:
         raise ArithLensError(f"unknown map {name!r}; expected one of {', '.join(maps)}")
     cells = map_cells(nodes, maps[name], layout)
     if not cells:
         raise ArithLensError(f"the {name} map has no cells: no node carries the tags it shows")
-    return _draw_map(cells, maps[name], layout)
+    return maps[name], cells
+
+
+def map_figure(nodes: Iterable[UsefulNode], name: str, layout: Layout) -> Figure:
+    """One catalogue map (by short name, e.g. `MathsPurposePerNode`) as a figure, nothing written."""
+    spec, cells = named_map_cells(nodes, name, layout)
+    return _draw_map(cells, spec, layout)
 
 
 def draw_map(nodes: Iterable[UsefulNode], qmap: QuantaMap, layout: Layout, out_dir: str | Path, prefix: str,
