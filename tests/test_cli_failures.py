@@ -67,6 +67,17 @@ def stages(parent: Path) -> list[Path]:
     return [p for p in parent.iterdir() if ".arithlens-stage-" in p.name]
 
 
+def owner_written(parent: Path) -> bool:
+    """A stage whose owner record (PID, command) is on disk: from then on a second run can name the first."""
+    for stage in stages(parent):
+        try:
+            json.loads((stage / "owner.json").read_text())
+            return True
+        except (OSError, ValueError):
+            pass
+    return False
+
+
 # ---------------------------------------------------------------------------------------------------
 # Bad values: refused at the edge, before anything is loaded or written
 
@@ -321,7 +332,7 @@ def test_kill_9_mid_run_leaves_nothing_the_next_run_does_not_clean(tmp_path, pla
 def test_a_second_run_into_a_folder_in_use_is_refused_naming_the_first(tmp_path, planted):
     out = tmp_path / "out"
     first = cli("useful", "--model", str(planted), "--out", str(out), "--questions", "3000", "--seed", "1", "--quiet")
-    wait_for(lambda: stages(tmp_path), first)
+    wait_for(lambda: owner_written(tmp_path), first)  # the stage and its owner record: the stage appears first
     os.kill(first.pid, signal.SIGSTOP)  # hold the first run inside its work while the second one starts
     second = subprocess.run([sys.executable, "-m", "arithlens.cli", "useful", "--model", str(planted), "--out",
                              str(out), "--questions", "3000", "--seed", "2", "--quiet"], capture_output=True, text=True)
