@@ -334,11 +334,14 @@ def test_a_second_run_into_a_folder_in_use_is_refused_naming_the_first(tmp_path,
     first = cli("useful", "--model", str(planted), "--out", str(out), "--questions", "3000", "--seed", "1", "--quiet")
     wait_for(lambda: owner_written(tmp_path), first)  # the stage and its owner record: the stage appears first
     os.kill(first.pid, signal.SIGSTOP)  # hold the first run inside its work while the second one starts
-    second = subprocess.run([sys.executable, "-m", "arithlens.cli", "useful", "--model", str(planted), "--out",
-                             str(out), "--questions", "3000", "--seed", "2", "--quiet"], capture_output=True, text=True)
+    try:
+        second = subprocess.run([sys.executable, "-m", "arithlens.cli", "useful", "--model", str(planted), "--out",
+                                 str(out), "--questions", "3000", "--seed", "2", "--quiet"], capture_output=True,
+                                text=True)
+    finally:
+        os.kill(first.pid, signal.SIGCONT)  # never leave a stopped process behind, whatever the second run did
     assert_one_line_error(second.returncode, second.stderr, contains=f"is in use by another run (PID {first.pid}: ")
     assert "--seed 1" in second.stderr
-    os.kill(first.pid, signal.SIGCONT)
     assert first.wait(timeout=300) == 0, first.communicate()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     saved = json.loads((out / f"{SPEC.name}_behavior.json").read_text())
