@@ -6,10 +6,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from enum import Enum
+from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
+from arithlens.errors import ArithLensError
 from arithlens.validate import check_int, check_seed, check_threads
 
 # The one progress-callback signature the commands hand around: (stage, done, total, detail).
@@ -147,3 +149,16 @@ def _stderr_console():
     from rich.console import Console
 
     return Console(stderr=True)
+
+
+def read_json_config(path: Path) -> dict:
+    """A `--config` file's JSON object; one-line errors for an unreadable file, bad JSON or another JSON type."""
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ArithLensError(f"cannot read config '{path}': {exc}") from None
+    if not isinstance(data, dict):
+        raise ArithLensError(f"config '{path}' must hold a JSON object")
+    return data

@@ -10,7 +10,7 @@ from typing import List, Optional
 
 import typer
 
-from arithlens.commands._options import json_option, quiet_option
+from arithlens.commands._common import json_option, quiet_option, read_json_config
 from arithlens.errors import ArithLensError
 
 
@@ -60,10 +60,7 @@ def register(app: typer.Typer) -> None:
             folders += sorted(d for d in sweep.iterdir() if (d / "analysis.json").is_file())
         analysis: dict = {}
         if config is not None:
-            try:
-                analysis = json.loads(config.read_text())
-            except (OSError, ValueError) as exc:
-                raise ArithLensError(f"cannot read config '{config}': {exc}") from None
+            analysis = read_json_config(config)
             analysis = analysis.get("analysis", analysis)
         analyze_options(analysis)  # a bad field fails here, not in a worker
         to_run: list[tuple[str, str]] = []

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from arithlens.commands._options import json_option, quiet_option
+from arithlens.commands._common import json_option, quiet_option, read_json_config
 from arithlens.errors import ArithLensError
 
 
@@ -49,12 +49,7 @@ def register(app: typer.Typer) -> None:
             raise ArithLensError(f"--out '{out}' is a file, not a directory")
         file_cfg: dict = {}
         if config is not None:
-            try:
-                file_cfg = json.loads(config.read_text())
-            except (OSError, ValueError) as exc:
-                raise ArithLensError(f"cannot read config '{config}': {exc}") from None
-            if not isinstance(file_cfg, dict):
-                raise ArithLensError(f"config '{config}' must hold a JSON object")
+            file_cfg = read_json_config(config)
         tasks, provenance = sweep_tasks(spec, parse_seeds(seeds), out, config=file_cfg, steps=steps,
                                         threads=threads, report=report)
         where = scheduler or f"{jobs} local process{'es' if jobs > 1 else ''}"
