@@ -137,3 +137,28 @@ def test_near_cascade_zero_keeps_the_random_stream_of_recipes_without_it():
     assert not ((a.a == c.a).all() and (a.b == c.b).all())
     with pytest.raises(QuestionRequestError, match="near_cascade"):
         enriched(6, 5, np.random.default_rng(0), near_cascade=1.5)
+
+
+def test_shared_high_rows_share_their_top_digits_and_keep_their_qtype():
+    rng = np.random.default_rng(21)
+    for qtypes in ({"add": 1}, {"sub": 1}, {"neg": 1}):
+        batch = enriched(6, 500, rng, qtypes=qtypes, cascade=0.0, shared_high=1.0)
+        assert_rows_are_right(batch)
+        assert (batch.qtype[: len(batch)] == QType.parse(next(iter(qtypes)))).all()
+        same_top = batch.a // 100_000 == batch.b // 100_000
+        assert same_top.mean() > 0.95  # all but NEG rows that would have become a == b
+        # m is uniform in 1..5, so about 3 rows in 5 share at least their top 3 digits (uniform rows: 1 in 1,000)
+        assert 0.5 < (batch.a // 1_000 == batch.b // 1_000).mean() < 0.7
+    # NEG keeps a < b although the sign is decided below the shared digits, as in the stress set
+    neg = enriched(6, 300, rng, qtypes={"neg": 1}, cascade=0.0, shared_high=1.0)
+    assert (neg.a < neg.b).all()
+
+
+def test_shared_high_zero_keeps_the_random_stream_and_bad_shares_fail():
+    a = enriched(6, 500, np.random.default_rng(9), cascade=0.4, shared_low=0.15, near_cascade=0.3)
+    b = enriched(6, 500, np.random.default_rng(9), cascade=0.4, shared_low=0.15, near_cascade=0.3, shared_high=0.0)
+    assert (a.a == b.a).all() and (a.b == b.b).all() and (a.op == b.op).all()
+    c = enriched(6, 500, np.random.default_rng(9), cascade=0.4, shared_low=0.15, near_cascade=0.3, shared_high=0.1)
+    assert not ((a.a == c.a).all() and (a.b == c.b).all())
+    with pytest.raises(QuestionRequestError, match="shared_high"):
+        enriched(6, 5, np.random.default_rng(0), shared_high=-0.1)

@@ -119,6 +119,7 @@ def _schema():
         equal: Share = 0.01
         shared_low: Share = 0.0
         near_cascade: Share = 0.0
+        shared_high: Share = 0.0
         init_from: Optional[str] = None
         eval_every: Positive = 500
         eval_questions: Positive = 2000

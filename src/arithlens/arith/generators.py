@@ -227,6 +227,20 @@ def _share_low_digits(rng, n_digits: int, qtype: QType, a: np.ndarray, b: np.nda
     return a, b
 
 
+def _share_high_digits(rng, n_digits: int, qtype: QType, a: np.ndarray, b: np.ndarray, share: float):
+    """A `share` of rows gets b's top m digits set to a's (m uniform in 1..n-1); SUB/NEG rows keep their type."""
+    rows = np.flatnonzero(rng.random(len(a)) < share)
+    scale = 10 ** (n_digits - rng.integers(1, n_digits, size=len(rows)))
+    na, nb = a[rows], a[rows] // scale * scale + b[rows] % scale
+    if qtype in (QType.SUB, QType.NEG):
+        swap = (na < nb) if qtype == QType.SUB else (na > nb)
+        na, nb = np.where(swap, nb, na), np.where(swap, na, nb)
+    ok = na != nb if qtype == QType.NEG else np.ones(len(rows), bool)
+    a, b = a.copy(), b.copy()
+    a[rows[ok]], b[rows[ok]] = na[ok], nb[ok]
+    return a, b
+
+
 def enriched(
     n_digits: int,
     count: int,
@@ -238,6 +252,7 @@ def enriched(
     equal: float = 0.01,
     shared_low: float = 0.0,
     near_cascade: float = 0.0,
+    shared_high: float = 0.0,
 ) -> QuestionBatch:
     """Questions with forced carry (ADD) or borrow (SUB, NEG) cascades.
 
@@ -251,7 +266,11 @@ def enriched(
     wrong, all of this kind). A `near_cascade` share of the cascade rows keeps the run of sum-9 (equal) pairs but
     starts it from a pair that makes no carry (borrow): `441776+358223=+0799999` (no carry reaches the
     run of 9s) — the contrast a model needs not to carry through every run of 9s (a 10K-step model answered
-    that question +0899999).
+    that question +0899999). A `shared_high` share of ADD, SUB and NEG rows gets the same m top digits in
+    both operands (m uniform in 1..n-1; SUB/NEG rows swap operands to keep their type), so the sign and the
+    borrow chain are decided low down: `669890-669293=+0000597` (sharing the top 3 digits happens once in
+    1,000 uniform rows; the 10K-step mixed model trained without this share answered that question -0000597).
+    A zero share draws nothing from `rng`, so older recipes give the same rows.
     """
     check_n_digits(n_digits)
     count = _check_count(count)
@@ -260,14 +279,16 @@ def enriched(
     if qtypes is None:
         qtypes = {"add": {"add": 1.0}, "sub": {"sub": 0.5, "neg": 0.5}, "mul": {"mul": 1.0}}.get(
             op or "", DEFAULT_QTYPE_MIX)
-    if not 0 <= shared_low <= 1 or not 0 <= near_cascade <= 1:
-        raise QuestionRequestError("shared_low and near_cascade shares must lie in 0..1")
+    if not 0 <= shared_low <= 1 or not 0 <= near_cascade <= 1 or not 0 <= shared_high <= 1:
+        raise QuestionRequestError("shared_low, near_cascade and shared_high shares must lie in 0..1")
     parts = []
     for name, k in _split_counts(rng, qtypes, count).items():
         qt = QType.parse(name)
         a, b = _enriched_qtype(rng, n_digits, qt, k, cascade, equal, near_cascade)
         if shared_low and qt in (QType.SUB, QType.NEG) and n_digits > 1:
             a, b = _share_low_digits(rng, n_digits, qt, a, b, shared_low)
+        if shared_high and qt in (QType.ADD, QType.SUB, QType.NEG) and n_digits > 1:
+            a, b = _share_high_digits(rng, n_digits, qt, a, b, shared_high)
         parts.append(QuestionBatch(n_digits, a, np.full(k, OPERATOR_OF[qt], np.int8), b))
     return _shuffle(rng, QuestionBatch.concat(parts))
 

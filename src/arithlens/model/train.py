@@ -49,6 +49,7 @@ class TrainConfig:
     equal: float = 0.01  # share of SUB rows with a == b
     shared_low: float = 0.0  # share of SUB/NEG rows whose operands share their low digits
     near_cascade: float = 0.0  # share of cascade rows whose run of 9s (equal pairs) gets no carry (borrow)
+    shared_high: float = 0.0  # share of ADD/SUB/NEG rows whose operands share their top digits
     init_from: str | None = None  # fine-tune: start from this checkpoint's weights (same spec shape)
     eval_every: int = 500
     eval_questions: int = 2000  # held-out uniform + as many enriched
@@ -265,7 +266,7 @@ def train(
     model.train()
     while step < cfg.steps:
         batch = enriched(spec.n_digits, cfg.batch_size, rng, qtypes=mix, cascade=cfg.cascade, equal=cfg.equal,
-                         shared_low=cfg.shared_low, near_cascade=cfg.near_cascade)
+                         shared_low=cfg.shared_low, near_cascade=cfg.near_cascade, shared_high=cfg.shared_high)
         tokens = batch.torch_tokens(device)
         for group in opt.param_groups:
             group["lr"] = lr_at(cfg, step)
