@@ -110,7 +110,7 @@ def test_analyze_tags_the_copy_heads_and_studies_the_heads_at_p6_with_progress()
     assert analysis.search is not None and analysis.search_note is None
     assert {"positions", "nodes", "search", "studies"} <= {stage for stage, _ in seen}
     assert ("studies", "P6L0H1") in seen
-    assert set(analysis.timings) == {"useful", "search", "studies"}
+    assert set(analysis.timings) == {"useful", "faithfulness", "search", "studies"}
     summary = analysis.summary()
     assert summary["useful_positions"] == [7, 8] and summary["heads"] == 2 and summary["mlps"] == 0
     assert [s["node"] for s in summary["studies"]] == ["P6L0H0", "P6L0H1"]
@@ -153,7 +153,7 @@ def test_cli_writes_the_report_and_the_json_files(tmp_path):
     assert summary == json.loads((out / "analysis.json").read_text())
     base = TINY.base_name
     for name in ("report.html", "analysis.json", f"{base}_behavior.json", f"{base}_algorithm.json",
-                 f"{base}_search.json", "P6L0H0_study.json", "P6L0H1_study.json"):
+                 f"{base}_search.json", "P6L0H0_study.json", "P6L0H1_study.json", "faithfulness.json"):
         assert name in summary["files"] and (out / name).is_file(), name
     assert sorted(p.name for p in out.iterdir()) == sorted(summary["files"])  # nothing else, no staging left
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]
@@ -161,7 +161,10 @@ def test_cli_writes_the_report_and_the_json_files(tmp_path):
     assert [(r["position"], r["num"]) for r in behaviour] == [(7, 1), (8, 0)]
     study = json.loads((out / "P6L0H0_study.json").read_text())
     assert study["node"] == "P6L0H0" and study["verdict"]["text"] == summary["studies"][0]["verdict"]
-    assert {"model", "useful", "search", "studies", "maps", "figures", "report", "total"} <= set(summary["timings"])
+    assert {"model", "useful", "faithfulness", "search", "studies", "maps", "figures", "report", "total"} <= set(summary["timings"])
+    faithful = json.loads((out / "faithfulness.json").read_text())
+    assert faithful["nodes"] == ["P7L0H1", "P8L0H0"] and [r["n"] for r in faithful["qtypes"]] == [2000] * 3
+    assert summary["faithfulness"]["qtypes"]["ADD"]["correct"] == faithful["qtypes"][0]["correct"]
 
 
 def test_cli_prints_a_short_summary(tmp_path):
@@ -172,8 +175,9 @@ def test_cli_prints_a_short_summary(tmp_path):
     lines = proc.stdout.splitlines()
     assert lines[0].startswith(f"{TINY.name}: ") and "2 useful positions, 2 useful heads" in lines[0]
     assert lines[1] == "search not run (--no-search)"
-    assert lines[2] == "node studies (1):" and lines[3].startswith("  P6L0H0    not polysemantic")
-    assert lines[4] == "  not studied (--max-studies): P6L0H1"
+    assert lines[2].startswith("faithfulness, useful (2 of 30 nodes, mean): ADD ") and "n=2000" in lines[2]
+    assert lines[3] == "node studies (1):" and lines[4].startswith("  P6L0H0    not polysemantic")
+    assert lines[5] == "  not studied (--max-studies): P6L0H1"
     assert lines[-1].startswith(f"report: {tmp_path / 'out' / 'report.html'}")
     assert "studies" not in proc.stderr and "\u2501" not in proc.stderr  # --quiet: no progress bars
     assert not (tmp_path / "out" / f"{TINY.base_name}_algorithm.json").exists()

@@ -159,9 +159,106 @@ def test_the_command_reads_analysis_folders_and_writes_json_figure_and_page(monk
     assert len(data["models"]) == 4 and data["roles_in_every_model"]
     assert (tmp_path / "at" / "atlas.png").read_bytes()[:4] == b"\x89PNG"
     page = (tmp_path / "at" / "atlas.html").read_text()
-    assert "2 of 3 models use one layer-0 head" in page and page.count("<tr") == len(data["roles"]) + 1 + 4 + 1
+    assert "not measured" in out  # planted folders hold no faithfulness.json
+    assert "2 of 3 models use one layer-0 head" in page and page.count("<tr") == len(data["roles"]) + 1 + 4 + 1 + 4 + 1
 
 
 def test_a_folder_without_an_analysis_is_a_one_line_error(monkeypatch, capsys, tmp_path):
     code, _, err = arithlens_here(monkeypatch, capsys, "atlas", "--models", str(tmp_path), "--out", str(tmp_path / "o"))
     assert code == 2 and err.startswith("error: ") and len(err.splitlines()) == 1
+
+
+# ---------------------------------------------------------------------------------------------------
+# Each model's useful set, alone: measured by the analysis, written beside it, read back, shown in the atlas
+
+
+@pytest.fixture(scope="module")
+def tiny_analysis():
+    """The tiny planted copy model of test_analyze (two copy heads, P7L0H1 and P8L0H0, do all the work) analysed
+    without search or studies, its useful set scored on 400 fresh questions per qtype."""
+    from dataclasses import replace
+
+    from test_analyze import FAST, tiny_model
+
+    from arithlens.analysis.analyze import analyze
+
+    model = tiny_model()
+    return model, analyze(model, replace(FAST, search=False, max_studies=0, faithfulness=400))
+
+
+def test_the_useful_set_alone_scores_what_ablating_everything_else_by_hand_scores(tiny_analysis):
+    from arithlens.analysis.faithfulness import (FAITHFULNESS_SEED, REFERENCE_QUESTIONS, STREAM_EVAL,
+                                                 STREAM_REFERENCE, ablation_hook_names, fresh_questions,
+                                                 reference_questions, rng_for)
+    from arithlens.analysis.interventions import Engine, compute_means, mean_ablate
+
+    model, analysis = tiny_analysis
+    spec, found = model.spec, analysis.faithfulness
+    assert found.label == "useful" and found.nodes == ("P7L0H1", "P8L0H0") and found.seed == FAITHFULNESS_SEED
+    # By hand: the same questions and means, every other head and both MLP layers mean-ablated through the engine.
+    questions = fresh_questions(spec, 400, rng_for(FAITHFULNESS_SEED, STREAM_EVAL))
+    means = compute_means(model, reference_questions(spec, REFERENCE_QUESTIONS,
+                                                     rng_for(FAITHFULNESS_SEED, STREAM_REFERENCE)),
+                          ablation_hook_names(spec))
+    kept = {(7, 1), (8, 0)}
+    ivs = [mean_ablate(means, "blocks.0.attn.hook_z", [p for p in range(spec.n_ctx) if (p, h) not in kept], head=h)
+           for h in range(spec.n_heads)]
+    ivs.append(mean_ablate(means, "blocks.0.mlp.hook_post", range(spec.n_ctx)))
+    engine = Engine(model, questions)
+    right, clean = ~engine.outcome(ivs).wrong.any(1), ~engine.outcome([]).wrong.any(1)
+    for qtype, code in (("ADD", 0), ("SUB", 1), ("NEG", 2)):
+        rows = questions.qtype == code
+        row = found[qtype]
+        assert row.n == int(rows.sum()) == 400
+        assert row.correct == int(right[rows].sum()) and row.clean_correct == int(clean[rows].sum())
+    # The two copy heads are the whole mechanism: alone they answer every question the model answers (a +- 0).
+    assert [r.correct for r in found.qtypes] == [r.clean_correct for r in found.qtypes]
+    assert found["ADD"].correct > found["ADD"].ablated_correct
+    assert analysis.summary()["faithfulness"]["qtypes"]["SUB"]["correct"] == found["SUB"].correct
+    assert "faithfulness" in analysis.timings
+
+
+def test_faithfulness_json_round_trips_and_an_older_folder_still_loads(tiny_analysis, tmp_path):
+    from arithlens.analysis.analyze import faithfulness_record
+    from arithlens.analysis.atlas import FAITHFULNESS_FILE, result_from_analysis
+    from arithlens.report.atlas import write_atlas
+    from arithlens.sweep import write_analysis
+
+    model, analysis = tiny_analysis
+    folder = tmp_path / model.spec.name
+    folder.mkdir()
+    write_analysis(analysis, folder, source="tiny")
+    written = json.loads((folder / FAITHFULNESS_FILE).read_text())
+    assert "seconds" not in written  # no wall time: a sweep's files repeat byte for byte
+    assert written == faithfulness_record(analysis.faithfulness) == result_from_analysis(analysis).faithfulness
+    assert written["qtypes"][0]["correct"] == analysis.faithfulness["ADD"].correct
+    loaded = load_result(folder)
+    assert loaded.faithfulness == written
+    data = atlas([loaded])
+    entry = data["models"][0]["faithfulness"]
+    add = analysis.faithfulness["ADD"]
+    assert entry["n_nodes"] == 2 and entry["n_all"] == model.spec.n_ctx * (2 + 1)  # 2 heads and the MLP a position
+    assert entry["qtypes"]["ADD"] == {"exact": add.exact, "ci": list(add.ci), "n": 400, "correct": add.correct,
+                                      "clean_correct": add.clean_correct}
+    assert entry["min_exact"] == min(r.exact for r in analysis.faithfulness.qtypes)
+    assert f"{model.spec.name} 2 nodes" in data["faithfulness_line"]
+    page = write_atlas(data, tmp_path / "atlas")[2].read_text()
+    assert f"2 of {written['n_all']}" in page and f"{100 * add.exact:.1f}% [{100 * add.ci[0]:.1f}" in page
+    # A folder analysed before faithfulness was measured: it loads, and the atlas says so.
+    (folder / FAITHFULNESS_FILE).unlink()
+    older = atlas([load_result(folder)])
+    assert older["models"][0]["faithfulness"] is None and "not measured" in older["faithfulness_line"]
+    assert "not measured" in write_atlas(older, tmp_path / "older")[2].read_text()
+
+
+def test_the_api_atlas_takes_analyses_and_keeps_their_faithfulness(tiny_analysis):
+    import arithlens as al
+
+    model, analysis = tiny_analysis
+    report = al.analyze(model, questions=3000, pairs=20, max_studies=0, run_search=False, faithfulness=400)
+    assert report.data["faithfulness"]["qtypes"][1]["correct"] == analysis.faithfulness["SUB"].correct
+    from_report, from_analysis = al.atlas([report]), al.atlas([analysis])
+    assert from_report["models"][0]["faithfulness"] == from_analysis["models"][0]["faithfulness"]
+    assert from_report["models"][0]["faithfulness"]["qtypes"]["NEG"]["correct"] == analysis.faithfulness["NEG"].correct
+    with pytest.raises(ArithLensError, match="not int"):
+        al.atlas([3])

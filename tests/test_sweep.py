@@ -23,7 +23,8 @@ SEEDS = [372001, 372002, 372003]
 _STUDY = {"questions": 10, "pairs": 10, "per_case": 10, "mixed": 20, "permutations": 99}
 TINY = {"spec": {"d_model": 16, "d_head": 8, "d_mlp": 32}, "lr": 0.01, "batch_size": 64, "eval_every": 40,
         "eval_questions": 50, "checkpoint_every": 10, "warmup_steps": 5,
-        "analysis": {"questions": 16, "pairs": 10, "max_studies": 1, "study": _STUDY, "founding_study": _STUDY}}
+        "analysis": {"questions": 16, "pairs": 10, "max_studies": 1, "study": _STUDY, "founding_study": _STUDY,
+                     "faithfulness": 300}}
 
 
 def test_seed_ranges_are_inclusive_and_lists_keep_their_order():
@@ -123,6 +124,19 @@ def test_the_atlas_reads_a_sweep_folder(local_sweep):
         assert row["in_models"] == len(row["models"])
         assert row["everywhere"] == (row["in_models"] == 3)
 
+    # Each model's useful set, scored alone on the config's 300 questions per qtype, is in its folder and the atlas.
+    for seed, model in zip(SEEDS, data["models"]):
+        folder = out / f"{FAMILY}_s{seed}"
+        written = json.loads((folder / "faithfulness.json").read_text())
+        behaviour = json.loads((folder / f"{FAMILY}_s{seed}_behavior.json").read_text())
+        assert len(written["nodes"]) == len(behaviour) == model["faithfulness"]["n_nodes"]
+        add = written["qtypes"][0]
+        assert model["faithfulness"]["qtypes"] == {"ADD": {k: add[k] for k in ("exact", "ci", "n", "correct",
+                                                                                "clean_correct")}}
+        assert add["n"] == 300 and add["exact"] == add["correct"] / 300
+        record = next(r for r in json.loads((out / "sweep.json").read_text())["models"] if r["model"] == model["name"])
+        assert record["faithfulness"]["qtypes"]["ADD"]["correct"] == add["correct"]
+
 
 def _json_files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
@@ -139,7 +153,8 @@ def test_a_dask_cluster_gives_the_bytes_of_local_processes(local_sweep, tmp_path
     assert result.errors == {}
     assert {r["status"] for r in result.summary["run"]["models"].values()} == {"trained"}
     ours, theirs = _json_files(tmp_path), _json_files(local_out)
-    assert ours.keys() == theirs.keys() and len(ours) >= 3 * 6 + 1
+    assert ours.keys() == theirs.keys() and len(ours) >= 3 * 7 + 1
+    assert sum(name.endswith("faithfulness.json") for name in ours) == 3
     for name, data in ours.items():
         if name.endswith(".safetensors"):
             assert data == theirs[name], name

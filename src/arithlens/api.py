@@ -208,13 +208,15 @@ def study_node(model: HookedTransformer, node: str | Node, *, questions: int = 1
 
 
 def analyze(model: HookedTransformer, *, questions: int = 256, pairs: int = 100, seed: int | None = None,
-            max_studies: int | None = None, run_search: bool = True,
+            max_studies: int | None = None, run_search: bool = True, faithfulness: int = 2000,
             progress: Callable[..., None] | None = None) -> AnalysisReport:
-    """The main job of `arithlens analyze` without the files: useful nodes, searches, node studies."""
-    from arithlens.analysis.analyze import AnalyzeOptions, analyze as run_analyze
+    """The main job of `arithlens analyze` without the files: useful nodes, searches, node studies, and the useful
+    set's faithfulness on `faithfulness` questions per qtype (0: skip; `report.data["faithfulness"]`).
+    `atlas([analyze(m1), analyze(m2)])` aligns such reports by role."""
+    from arithlens.analysis.analyze import AnalyzeOptions, analyze as run_analyze, faithfulness_record
 
     options = AnalyzeOptions(questions=questions, pairs=pairs, seed=seed, max_studies=max_studies,
-                             search=run_search)
+                             search=run_search, faithfulness=faithfulness)
     result = run_analyze(model, options, progress)
     useful = _useful(result.useful)
     found = None
@@ -223,7 +225,8 @@ def analyze(model: HookedTransformer, *, questions: int = 256, pairs: int = 100,
     studies = [NodeStudy.from_dict(e.data) for e in result.studies if e.data is not None]
     data = {"model": model.spec.name, "summary": result.summary(), "useful": useful.data,
             "search": None if found is None else found.data,
-            "studies": [s.data for s in studies]}
+            "studies": [s.data for s in studies],
+            "faithfulness": None if result.faithfulness is None else faithfulness_record(result.faithfulness)}
     return AnalysisReport(model.spec.name, data["summary"], useful, found, tuple(studies), data=data)
 
 

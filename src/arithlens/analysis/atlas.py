@@ -1,13 +1,14 @@
 """An atlas of many models' analyses: nodes aligned across models by the role they play (the answer digit
 they serve, layer, sub-task tags, what they attend), not by head index, and the founding question per model.
 
-It reads only what `arithlens analyze` writes (node tags and node-study data), so a sweep folder, an analyze
-folder or an in-memory `Analysis` all feed it.
+It reads only what `arithlens analyze` writes (node tags, node-study data and the useful set's faithfulness), so a
+sweep folder, an analyze folder or an in-memory `Analysis` all feed it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ SUBTASK_OPS = {"SA": "ADD", "SC": "ADD", "SS": "ADD", "ST": "ADD", "MD": "SUB", 
                "OPR": "SUB/NEG"}
 FOUNDING_FEATURES = ("SC", "MB", "NB")  # carry (ADD), borrow (SUB), borrow (NEG) out of the digit below A2
 _STRONG_ALGO = re.compile(r"A\d+\.[A-Z]{2,3}|OPR|SGN")  # weak tags carry a suffix (`A1.SC.A2`) and are left out
+FAITHFULNESS_FILE = "faithfulness.json"  # beside analysis.json: the useful set alone, everything else mean-ablated
 _OPS_BY_MODEL_OP = {"add": ("ADD",), "sub": ("SUB", "NEG"), "mix": ("ADD", "SUB", "NEG"), "mas": ("ADD", "SUB", "NEG")}
 
 
@@ -37,6 +39,7 @@ class ModelResult:
     nodes: NodeList  # useful nodes with behaviour, attention and Algo tags
     studies: dict[str, dict] = field(default_factory=dict)  # node name -> node-study data (NodeStudy.data)
     source: str = ""
+    faithfulness: dict | None = None  # faithfulness.json of the useful set; None for analyses made before it
 
     @property
     def name(self) -> str:
@@ -99,7 +102,7 @@ def node_role(un: UsefulNode, spec: ModelSpec) -> Role:
 
 def load_result(directory: str | Path) -> ModelResult:
     """A folder written by `arithlens analyze` or `arithlens sweep`: analysis.json, the behaviour and algorithm
-    node lists and one `<node>_study.json` per studied head."""
+    node lists, one `<node>_study.json` per studied head and faithfulness.json when the analysis measured it."""
     d = Path(directory)
     summary_file = d / "analysis.json"
     if not summary_file.is_file():
@@ -117,9 +120,11 @@ def load_result(directory: str | Path) -> ModelResult:
         for f in sorted(d.glob("*_study.json")):
             data = json.loads(f.read_text())
             studies[data["node"]] = data
+        faithful = d / FAITHFULNESS_FILE
+        faithfulness = json.loads(faithful.read_text()) if faithful.is_file() else None
     except (OSError, ValueError, KeyError) as exc:
         raise ArithLensError(f"cannot read the analysis in '{d}': {exc}") from None
-    return ModelResult(spec, nodes, studies, str(d))
+    return ModelResult(spec, nodes, studies, str(d), faithfulness)
 
 
 def _spec_of(directory: Path, name: str) -> ModelSpec:
@@ -132,16 +137,46 @@ def _spec_of(directory: Path, name: str) -> ModelSpec:
 
 def result_from_analysis(analysis, source: str = "") -> ModelResult:
     """An in-memory `arithlens.analysis.analyze.Analysis`."""
+    from arithlens.analysis.analyze import faithfulness_record
+
     studies = {e.name: e.data for e in analysis.studies if e.data is not None}
-    return ModelResult(analysis.spec, analysis.nodes, studies, source)
+    faithfulness = None if analysis.faithfulness is None else faithfulness_record(analysis.faithfulness)
+    return ModelResult(analysis.spec, analysis.nodes, studies, source, faithfulness)
+
+
+def result_from_report(report, source: str = "") -> ModelResult:
+    """An `arithlens.results.AnalysisReport` (what `arithlens.analyze` returns): its nodes with every tag the
+    search gave, its studies and the useful set's faithfulness."""
+    tagged = report.search if report.search is not None and report.search.nodes else report.useful
+    if tagged is None:
+        raise ArithLensError(f"the analysis of {report.model} holds no nodes (read from an analysis.json alone?)")
+    studies = {s.node: s.data for s in report.studies}
+    return ModelResult(ModelSpec.parse(report.model), tagged.node_list(), studies, source,
+                       report.data.get("faithfulness"))
+
+
+def as_result(item) -> ModelResult:
+    """What `atlas` takes: a ModelResult, an analysis folder, an `Analysis` or an `AnalysisReport`."""
+    from arithlens.results import AnalysisReport
+
+    if isinstance(item, ModelResult):
+        return item
+    if isinstance(item, (str, os.PathLike)):
+        return load_result(item)
+    if isinstance(item, AnalysisReport):
+        return result_from_report(item)
+    if hasattr(item, "useful") and hasattr(item, "studies") and hasattr(item, "spec"):
+        return result_from_analysis(item)
+    raise ArithLensError(f"the atlas takes analyses (folders, Analysis, AnalysisReport), not {type(item).__name__}")
 
 
 # ---------------------------------------------------------------------------------------------------
 # The atlas
 
 
-def atlas(results: Sequence[ModelResult], *, reference_op: str = "add") -> dict:
-    """Align the nodes of `results` by role and answer the founding question per model.
+def atlas(results: Sequence, *, reference_op: str = "add") -> dict:
+    """Align the nodes of `results` by role and answer the founding question per model, beside each model's useful
+    set's faithfulness. `results`: ModelResults, analysis folders, `Analysis` or `AnalysisReport` objects.
 
     Models of op `reference_op` (the adder) are a reference when other ops are present: "in every model" counts
     the others, and a role the adder also plays (restricted to the adder's operations) is marked shared.
@@ -149,6 +184,7 @@ def atlas(results: Sequence[ModelResult], *, reference_op: str = "add") -> dict:
     """
     if not results:
         raise ArithLensError("an atlas needs at least one analysed model")
+    results = [as_result(r) for r in results]
     names = [r.name for r in results]
     if len(set(names)) != len(names):
         raise ArithLensError(f"model {next(n for n in names if names.count(n) > 1)} is given twice")
@@ -181,7 +217,8 @@ def atlas(results: Sequence[ModelResult], *, reference_op: str = "add") -> dict:
     return {
         "models": [{"name": r.name, "op": r.spec.op, "layers": r.spec.n_layers, "heads": r.spec.n_heads,
                     "reference": r in refs, "source": r.source, "useful_nodes": len(r.nodes),
-                    "studied": sorted(r.studies)} for r in results],
+                    "studied": sorted(r.studies), "faithfulness": faithfulness_entry(r.faithfulness)}
+                   for r in results],
         "attend_min": ATTEND_MIN,
         "roles": rows,
         "roles_in_every_model": [row["label"] for row in rows if row["everywhere"]],
@@ -189,7 +226,43 @@ def atlas(results: Sequence[ModelResult], *, reference_op: str = "add") -> dict:
         "roles_shared_with_reference": [row["label"] for row in rows if row["reference_shares"]],
         "founding": founding,
         "headline": line,
+        "faithfulness_line": _faithfulness_line(results),
     }
+
+
+def faithfulness_entry(data: dict | None) -> dict | None:
+    """A model's useful-set faithfulness for the atlas: the set's size and, per qtype, the exact accuracy with
+    every other head and MLP layer ablated at once, its Wilson 95% interval and the question count."""
+    if data is None:
+        return None
+    qtypes = {}
+    for row in data["qtypes"]:
+        qtypes[row["qtype"]] = {"exact": row["exact"], "ci": row["ci"], "n": row["n"], "correct": row["correct"],
+                                "clean_correct": row.get("clean_correct")}
+    rates = [q["exact"] for q in qtypes.values() if q["exact"] is not None]
+    return {"label": data["label"], "n_nodes": data["n_nodes"], "n_all": data["n_all"], "ablation": data["ablation"],
+            "seed": data["seed"], "qtypes": qtypes, "min_exact": min(rates) if rates else None}
+
+
+def _faithfulness_line(results: list[ModelResult]) -> str:
+    """One line over the models: how much of each model its useful set is, alone."""
+    measured = [(r, faithfulness_entry(r.faithfulness)) for r in results if r.faithfulness is not None]
+    if not measured:
+        return "useful-set faithfulness not measured (analyses made before it, or with faithfulness 0)"
+    cells = []
+    for r, f in measured:
+        worst = min(f["qtypes"].items(), key=lambda kv: kv[1]["exact"] if kv[1]["exact"] is not None else 2.0)
+        qtype, row = worst
+        cells.append(f"{r.name} {f['n_nodes']} nodes, {qtype} {_pct(row['exact'])} "
+                     f"[{_pct(row['ci'][0])}, {_pct(row['ci'][1])}] n={row['n']}")
+    missing = len(results) - len(measured)
+    tail = f"; {missing} model(s) without a measurement" if missing else ""
+    return (f"useful set alone ({measured[0][1]['ablation']}-ablating every other head and MLP layer), worst qtype's "
+            f"exact accuracy: " + "; ".join(cells) + tail)
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
 def _cell(un: UsefulNode, studies: dict[str, dict]) -> dict:
@@ -296,5 +369,5 @@ def _founding_text(per_head: list[dict], holders: dict, features: list[str], one
     return "; ".join(parts)
 
 
-__all__ = ["ATTEND_MIN", "ModelResult", "Role", "atlas", "founding_question", "load_result", "node_role",
-           "result_from_analysis"]
+__all__ = ["ATTEND_MIN", "FAITHFULNESS_FILE", "ModelResult", "Role", "as_result", "atlas", "faithfulness_entry",
+           "founding_question", "load_result", "node_role", "result_from_analysis", "result_from_report"]

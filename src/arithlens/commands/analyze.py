@@ -26,6 +26,8 @@ def register(app: typer.Typer) -> None:
         seed: Optional[int] = seed_option(None, "One seed for every stage (default: each stage's own: useful 345621, search and studies 0)."),
         max_studies: Optional[int] = count_option(None, "--max-studies", "Study at most this many heads (the layer-0 heads computing A2 first).", low=0),
         search: bool = typer.Option(True, "--search/--no-search", help="Run the algorithm sub-task searches."),
+        faithfulness: int = count_option(2000, "--faithfulness", "Fresh questions per qtype to score the useful "
+                                         "set alone on (every other node mean-ablated); 0 skips it.", low=0),
         svg: bool = typer.Option(False, "--svg", help="Also write every map and figure as SVG."),
         threads: Optional[int] = sweep_threads_option(),
         device: Device = device_option(),
@@ -46,12 +48,14 @@ def register(app: typer.Typer) -> None:
         from arithlens.validate import check_memory, forward_bytes
 
         start = time.perf_counter()
-        options = AnalyzeOptions(questions=questions, pairs=pairs, seed=seed, max_studies=max_studies, search=search)
+        options = AnalyzeOptions(questions=questions, pairs=pairs, seed=seed, max_studies=max_studies, search=search,
+                                 faithfulness=faithfulness)
         target = OutputTarget(out, "dir", "--out")  # checked before the work
         path = resolve_model(model)
         ck = load_model(str(path), device)
         check_memory("--questions", questions, forward_bytes(ck.spec), "the useful-node sweep")
         check_memory("--pairs", pairs, 2 * forward_bytes(ck.spec), "the patching pairs")
+        check_memory("--faithfulness", faithfulness, 3 * forward_bytes(ck.spec), "the faithfulness check")
         load_seconds = time.perf_counter() - start
         with target, thread_limit(threads), Progress(quiet or as_json) as bar:
             progress = None if bar.quiet else bar
@@ -70,6 +74,8 @@ def _write(analysis, target, *, card: dict, source: str, formats, progress, star
     """Every file, written into the target's staging folder and moved into --out only when all of them are there."""
     import torch
 
+    from arithlens.analysis.analyze import faithfulness_record
+    from arithlens.analysis.atlas import FAITHFULNESS_FILE
     from arithlens.analysis.node_study import NodeStudy
     from arithlens.analysis.nodes import Major
     from arithlens.io import write_atomic
@@ -86,6 +92,10 @@ def _write(analysis, target, *, card: dict, source: str, formats, progress, star
     for entry in analysis.studies:
         if entry.data is not None:
             files.append(NodeStudy(entry.target.node, entry.data).save(stage))
+    if analysis.faithfulness is not None:
+        files.append(stage / FAITHFULNESS_FILE)
+        write_atomic(files[-1], (json.dumps(faithfulness_record(analysis.faithfulness), indent=1, allow_nan=False)
+                                 + "\n").encode())
     json_seconds = time.perf_counter() - t0
     report = write_report(analysis, stage, card=card, source=source, formats=formats, progress=progress)
     files += [*report.all]
@@ -113,6 +123,10 @@ def _print_summary(analysis, out: Path, files: list[Path], timings: dict[str, fl
         echo(f"search: {analysis.search.coverage.line()}; claims {passed} of {len(analysis.claims)} pass")
     if analysis.search_note:
         echo(analysis.search_note)
+    if analysis.faithfulness is not None:
+        echo(f"faithfulness, {analysis.faithfulness.summary()}")
+    elif analysis.faithfulness_note:
+        echo(analysis.faithfulness_note)
     echo(f"node studies ({len(analysis.studies)}):")
     for e in analysis.studies:
         text = f"failed: {e.error}" if e.data is None else e.data["verdict"]["text"].split(";")[0]

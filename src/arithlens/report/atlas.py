@@ -14,6 +14,7 @@ from arithlens.report.figures import new_figure, save_figure
 
 # Cell colours: absent, one node plays the role, several do; a role a reference model (the adder) shares is framed.
 _COLOURS = ListedColormap(["#f2f2f2", "#7fb3d5", "#1f618d"])
+_QTYPES = ("ADD", "SUB", "NEG", "MUL")  # the order of the faithfulness table's columns
 
 
 def plot_role_table(data: dict, path: str | Path, *, dpi: int = 110) -> Path:
@@ -39,12 +40,13 @@ def plot_role_table(data: dict, path: str | Path, *, dpi: int = 110) -> Path:
         if r["reference_shares"]:
             ax.add_patch(Rectangle((-0.5, i - 0.5), len(models), 1, fill=False, edgecolor="#c0392b", lw=0.8))
     ax.set_xticks(range(len(models)))
-    ax.set_xticklabels([m.replace("_s", "\n_s") for m in models], fontsize=7)
+    ax.set_xticklabels([_column_label(m) for m in data["models"]], fontsize=7)
     ax.xaxis.tick_top()
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels([r["label"] for r in rows], fontsize=6)
     ax.set_title(f"{data['headline']}\nrole x model (dark: several nodes; red frame: shared with the reference; "
-                 f"* polysemantic)", fontsize=8, pad=24)
+                 f"* polysemantic)\nunder each model: its useful set's worst-qtype exact accuracy with the rest "
+                 f"ablated", fontsize=8, pad=32)
     path = Path(path)
     return save_figure(fig, path.parent, path.stem, dpi=dpi)[0]
 
@@ -59,6 +61,10 @@ def write_atlas_html(data: dict, out_dir: str | Path, figure: Path) -> Path:
         f"<tr><td>{esc(f['model'])}</td><td>{esc(f['position'])}</td><td>{esc(f['evidence'])}</td>"
         f"<td>{'yes' if f['one_head_carry_and_borrow'] else 'no'}</td><td>{esc(f['text'])}</td></tr>"
         for f in data["founding"])
+    qtypes = [q for q in _QTYPES if any(m.get("faithfulness") and q in m["faithfulness"]["qtypes"]
+                                        for m in data["models"])]
+    faith_rows = "".join(_faithfulness_row(m, qtypes, esc) for m in data["models"])
+    faith_head = "".join(f"<th>{q} exact [95% CI]</th>" for q in qtypes)
     head = "".join(f"<th>{esc(m)}</th>" for m in models)
     body = []
     for r in data["roles"]:
@@ -82,6 +88,10 @@ holding at least {data['attend_min']}% of its attention.</p>
 <h2>The founding question: the layer-0 head at the position computing A2</h2>
 <table><tr><th>model</th><th>position</th><th>evidence</th><th>one head for carry and borrow</th><th>detail</th></tr>
 {found_rows}</table>
+<h2>The useful set alone</h2>
+<p>{esc(data.get('faithfulness_line', ''))}</p>
+<table><tr><th>model</th><th>nodes in the set</th>{faith_head}</tr>
+{faith_rows}</table>
 <h2>Roles x models</h2>
 <img alt="role x model table" src="data:image/png;base64,{png}" style="max-width:100%">
 <table><tr><th>role</th>{head}</tr>{''.join(body)}</table>
@@ -92,6 +102,28 @@ holding at least {data['attend_min']}% of its attention.</p>
 
     write_atomic(path, page.encode())
     return path
+
+
+def _column_label(model: dict) -> str:
+    """The model's name on two lines, then its useful set's worst qtype exact accuracy with everything else ablated."""
+    label = model["name"].replace("_s", "\n_s")
+    f = model.get("faithfulness")
+    return label + (f"\nuseful alone >= {_pct(f['min_exact'])}" if f and f["min_exact"] is not None else "")
+
+
+def _faithfulness_row(model: dict, qtypes: list[str], esc) -> str:
+    """One model's useful-set faithfulness: nodes kept of all, exact accuracy per qtype with its interval and n."""
+    f = model.get("faithfulness")
+    if not f:
+        return f"<tr><td>{esc(model['name'])}</td><td colspan='{len(qtypes) + 1}'>not measured</td></tr>"
+    rows = [f["qtypes"].get(q) for q in qtypes]
+    cells = "".join("<td>-</td>" if r is None else
+                    f"<td>{_pct(r['exact'])} [{_pct(r['ci'][0])}, {_pct(r['ci'][1])}] n={r['n']}</td>" for r in rows)
+    return f"<tr><td>{esc(model['name'])}</td><td>{f['n_nodes']} of {f['n_all']}</td>{cells}</tr>"
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
 def _nodes(row: dict, model: str) -> list[dict]:
