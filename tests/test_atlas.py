@@ -262,3 +262,56 @@ def test_the_api_atlas_takes_analyses_and_keeps_their_faithfulness(tiny_analysis
     assert from_report["models"][0]["faithfulness"]["qtypes"]["NEG"]["correct"] == analysis.faithfulness["NEG"].correct
     with pytest.raises(ArithLensError, match="not int"):
         al.atlas([3])
+
+
+def test_with_circuit_each_model_shows_the_circuit_the_planted_backup_heads_make(monkeypatch, tmp_path):
+    """The planted backup-head adder: no head is useful alone, so the useful set alone is the all-ablated model,
+    while its circuit is the two heads that back each other up (found and validated on its a+0 questions)."""
+    from functools import partial
+
+    from planted import BACKUP_SPEC, backup_heads_model, plus_zero_questions
+
+    import arithlens.analysis.circuit as circuit_module
+    from test_analyze import SMALL
+
+    from arithlens.analysis.analyze import AnalyzeOptions, analyze, circuit_record
+    from arithlens.analysis.atlas import CIRCUIT_FILE
+    from arithlens.report.atlas import write_atlas
+    from arithlens.sweep import write_analysis
+
+    find = partial(circuit_module.discover_circuit, make_questions=plus_zero_questions, search_questions=400)
+    monkeypatch.setattr(circuit_module, "discover_circuit", find)
+    model = backup_heads_model()
+    options = AnalyzeOptions(questions=200, pairs=10, search=False, max_studies=0, faithfulness=300, circuit=True,
+                             study=SMALL, founding_study=SMALL)
+    analysis = analyze(model, options)
+    copy_at = BACKUP_SPEC.layout.answer_logit_positions.start + 2
+    backups = [f"P{copy_at}L0H0", f"P{copy_at}L0H1"]
+    assert analysis.useful.nodes.names == [] and analysis.circuit.nodes == tuple(backups)
+    assert circuit_record(analysis.circuit) == circuit_record(find(model, [], held_out_questions=300))
+    folder = tmp_path / BACKUP_SPEC.name
+    folder.mkdir()
+    write_analysis(analysis, folder, source="planted")
+    text = (folder / CIRCUIT_FILE).read_text()
+    assert "seconds" not in text
+    loaded = load_result(folder)
+    assert loaded.circuit == json.loads(text)
+    data = atlas([loaded])
+    entry = data["models"][0]["circuit"]
+    assert entry["nodes"] == backups and entry["only_together"] == backups
+    assert entry["qtypes"]["ADD"]["n"] == 300 and entry["qtypes"]["ADD"]["correct"] == 300
+    useful_alone = data["models"][0]["faithfulness"]["qtypes"]["ADD"]
+    assert useful_alone["correct"] < 0.2 * useful_alone["n"]  # the backup pair is ablated with everything else
+    assert f"circuits: {BACKUP_SPEC.name} 2 nodes, worst qtype 100.0%" in data["faithfulness_line"]
+    assert f"2 nodes, 100.0%: {' '.join(backups)}" in write_atlas(data, tmp_path / "atlas")[2].read_text()
+
+
+def test_a_model_below_the_circuit_target_keeps_its_analysis_and_says_why(tiny_analysis):
+    from dataclasses import replace
+
+    from arithlens.analysis.analyze import analyze
+
+    model, analysis = tiny_analysis
+    again = analyze(model, replace(analysis.options, circuit=True))
+    assert again.circuit is None and again.circuit_note.startswith("circuit not found: the whole model is below 99%")
+    assert again.summary()["circuit"] is None and again.faithfulness is not None

@@ -208,15 +208,16 @@ def study_node(model: HookedTransformer, node: str | Node, *, questions: int = 1
 
 
 def analyze(model: HookedTransformer, *, questions: int = 256, pairs: int = 100, seed: int | None = None,
-            max_studies: int | None = None, run_search: bool = True, faithfulness: int = 2000,
+            max_studies: int | None = None, run_search: bool = True, faithfulness: int = 2000, circuit: bool = False,
             progress: Callable[..., None] | None = None) -> AnalysisReport:
     """The main job of `arithlens analyze` without the files: useful nodes, searches, node studies, and the useful
-    set's faithfulness on `faithfulness` questions per qtype (0: skip; `report.data["faithfulness"]`).
+    set's faithfulness on `faithfulness` questions per qtype (0: skip; `report.data["faithfulness"]`) and, with
+    `circuit` (slow), a circuit as `circuit()` finds one (`report.data["circuit"]`).
     `atlas([analyze(m1), analyze(m2)])` aligns such reports by role."""
-    from arithlens.analysis.analyze import AnalyzeOptions, analyze as run_analyze, faithfulness_record
+    from arithlens.analysis.analyze import AnalyzeOptions, analyze as run_analyze, circuit_record, faithfulness_record
 
     options = AnalyzeOptions(questions=questions, pairs=pairs, seed=seed, max_studies=max_studies,
-                             search=run_search, faithfulness=faithfulness)
+                             search=run_search, faithfulness=faithfulness, circuit=circuit)
     result = run_analyze(model, options, progress)
     useful = _useful(result.useful)
     found = None
@@ -226,7 +227,8 @@ def analyze(model: HookedTransformer, *, questions: int = 256, pairs: int = 100,
     data = {"model": model.spec.name, "summary": result.summary(), "useful": useful.data,
             "search": None if found is None else found.data,
             "studies": [s.data for s in studies],
-            "faithfulness": None if result.faithfulness is None else faithfulness_record(result.faithfulness)}
+            "faithfulness": None if result.faithfulness is None else faithfulness_record(result.faithfulness),
+            "circuit": None if result.circuit is None else circuit_record(result.circuit)}
     return AnalysisReport(model.spec.name, data["summary"], useful, found, tuple(studies), data=data)
 
 

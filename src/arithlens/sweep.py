@@ -183,11 +183,11 @@ def run_seed(task: SweepTask) -> dict:
 
 
 def write_analysis(analysis, directory: Path, *, source: str, report: bool = False) -> dict[str, float]:
-    """The JSON files `arithlens analyze` writes (behaviour, algorithm, search, one per study, faithfulness,
-    analysis.json), with every wall time left out of them; the maps and report.html too when `report`. Returns
+    """The JSON files `arithlens analyze` writes (behaviour, algorithm, search, one per study, faithfulness, the
+    circuit when found, analysis.json), with every wall time left out of them; the maps and report.html too when `report`. Returns
     stage timings."""
-    from arithlens.analysis.analyze import faithfulness_record
-    from arithlens.analysis.atlas import FAITHFULNESS_FILE
+    from arithlens.analysis.analyze import circuit_record, faithfulness_record
+    from arithlens.analysis.atlas import CIRCUIT_FILE, FAITHFULNESS_FILE
     from arithlens.analysis.node_study import NodeStudy
     from arithlens.analysis.nodes import Major
 
@@ -202,6 +202,8 @@ def write_analysis(analysis, directory: Path, *, source: str, report: bool = Fal
             NodeStudy(entry.target.node, entry.data).save(directory)
     if analysis.faithfulness is not None:
         _write_json(directory / FAITHFULNESS_FILE, faithfulness_record(analysis.faithfulness))
+    if analysis.circuit is not None:
+        _write_json(directory / CIRCUIT_FILE, circuit_record(analysis.circuit))
     timings = dict(analysis.timings)
     if report:
         from arithlens.report.html import write_report
@@ -229,7 +231,7 @@ def _record(final: Path) -> dict:
     return {"model": card["spec"]["name"], "dir": final.name, "steps": training.get("steps"),
             "final_loss": training.get("final_loss"), "heldout": training.get("heldout"),
             "heads": summary["heads"], "mlps": summary["mlps"], "claims": summary.get("claims"),
-            "faithfulness": summary.get("faithfulness"),
+            "faithfulness": summary.get("faithfulness"), "circuit": summary.get("circuit"),
             "studies": [{k: s.get(k) for k in ("node", "polysemantic", "roles", "shared_direction", "error")
                          if k in s} for s in summary["studies"]]}
 

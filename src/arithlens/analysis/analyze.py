@@ -20,6 +20,7 @@ from arithlens.errors import ArithLensError
 from arithlens.model.spec import ModelSpec
 
 if TYPE_CHECKING:
+    from arithlens.analysis.circuit import Circuit
     from arithlens.analysis.faithfulness import Faithfulness
 
 # (stage, done, total, detail): called as work advances; stages are "positions", "nodes", "faithfulness",
@@ -56,6 +57,7 @@ class AnalyzeOptions:
     max_studies: int | None = None  # None: every target; else the founding heads first, then by position
     search: bool = True
     faithfulness: int = FAITHFULNESS_QUESTIONS  # questions per qtype to score the useful set alone on; 0: skip
+    circuit: bool = False  # also find a circuit (`arithlens circuit`, validated on `faithfulness` questions): slow
 
     def __post_init__(self) -> None:
         if self.questions < 0:
@@ -113,6 +115,8 @@ class Analysis:
     skipped_studies: list[StudyTarget] = field(default_factory=list)  # over max_studies
     faithfulness: Faithfulness | None = None  # the useful set alone (everything else mean-ablated)
     faithfulness_note: str | None = None  # why it was not measured
+    circuit: Circuit | None = None  # when options.circuit
+    circuit_note: str | None = None  # why there is none although asked for
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
 
     def summary(self) -> dict:
@@ -126,7 +130,8 @@ class Analysis:
             "heads": len(self.nodes.heads), "mlps": len(mlps),
             "options": {"questions": self.options.questions, "pairs": self.options.pairs, "seed": self.options.seed,
                         "study": _sizes(self.options.study), "founding_study": _sizes(self.options.founding_study),
-                        "max_studies": self.options.max_studies, "faithfulness": self.options.faithfulness},
+                        "max_studies": self.options.max_studies, "faithfulness": self.options.faithfulness,
+                        "circuit": self.options.circuit},
             "search": None if self.search is None else self.search.coverage.to_dict(),
             "search_note": self.search_note,
             "claims": {"passed": sum(c.passed for c in self.claims), "total": len(self.claims)},
@@ -134,6 +139,8 @@ class Analysis:
             "skipped_studies": [t.node.name for t in self.skipped_studies],
             "faithfulness": None if self.faithfulness is None else faithfulness_record(self.faithfulness, brief=True),
             "faithfulness_note": self.faithfulness_note,
+            "circuit": None if self.circuit is None else circuit_record(self.circuit, brief=True),
+            "circuit_note": self.circuit_note,
             "timings": {k: round(v, 2) for k, v in self.timings.items()},
         }
         return data
@@ -228,6 +235,10 @@ def analyze(model, options: AnalyzeOptions | None = None, progress: Progress | N
     t0 = time.perf_counter()
     _faithfulness(model, result, say)
     timings["faithfulness"] = time.perf_counter() - t0
+    if options.circuit:
+        t0 = time.perf_counter()
+        _circuit(model, result, say)
+        timings["circuit"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     _search(model, result, say)
@@ -280,6 +291,32 @@ def faithfulness_record(result: Faithfulness, *, brief: bool = False) -> dict:
                         "ablation": data["ablation"], "seed": data["seed"],
                         "qtypes": {r["qtype"]: {k: r[k] for k in ("n", "correct", "exact", "ci")}
                                    for r in data["qtypes"]}})
+    return _finite(data)
+
+
+def _circuit(model, result: Analysis, say: Progress) -> None:
+    """A circuit grown down from the whole model and seeded with the useful set (`arithlens circuit`'s defaults,
+    validated on as many held-out questions per qtype as the faithfulness stage uses)."""
+    from arithlens.analysis.circuit import discover_circuit
+    from arithlens.analysis.faithfulness import FAITHFULNESS_SEED
+
+    seed = FAITHFULNESS_SEED if result.options.seed is None else result.options.seed
+    try:
+        result.circuit = discover_circuit(model, [un.node for un in result.useful.nodes], seed=seed,
+                                          held_out_questions=result.options.faithfulness or FAITHFULNESS_QUESTIONS,
+                                          progress=lambda stage, done, total: say("circuit", done, total, stage))
+    except ArithLensError as exc:  # e.g. a model below the target: recorded, the rest of the analysis stands
+        result.circuit_note = f"circuit not found: {exc}"
+
+
+def circuit_record(circuit: Circuit, *, brief: bool = False) -> dict:
+    """`circuit.json`: the circuit's JSON without wall times. `brief`: its nodes and held-out exact rates only."""
+    data = {k: v for k, v in circuit.to_json().items() if k not in ("seconds", "search_seconds")}
+    data["validation"] = [{k: v for k, v in f.items() if k != "seconds"} for f in data["validation"]]
+    if brief:
+        held_out = circuit.faithfulness("circuit")
+        return {"n_nodes": data["n_nodes"], "nodes": data["nodes"], "target": data["target"],
+                "qtypes": faithfulness_record(held_out, brief=True)["qtypes"]}
     return _finite(data)
 
 

@@ -28,6 +28,7 @@ SUBTASK_OPS = {"SA": "ADD", "SC": "ADD", "SS": "ADD", "ST": "ADD", "MD": "SUB", 
 FOUNDING_FEATURES = ("SC", "MB", "NB")  # carry (ADD), borrow (SUB), borrow (NEG) out of the digit below A2
 _STRONG_ALGO = re.compile(r"A\d+\.[A-Z]{2,3}|OPR|SGN")  # weak tags carry a suffix (`A1.SC.A2`) and are left out
 FAITHFULNESS_FILE = "faithfulness.json"  # beside analysis.json: the useful set alone, everything else mean-ablated
+CIRCUIT_FILE = "circuit.json"  # beside analysis.json when the analysis also looked for a circuit
 _OPS_BY_MODEL_OP = {"add": ("ADD",), "sub": ("SUB", "NEG"), "mix": ("ADD", "SUB", "NEG"), "mas": ("ADD", "SUB", "NEG")}
 
 
@@ -40,6 +41,7 @@ class ModelResult:
     studies: dict[str, dict] = field(default_factory=dict)  # node name -> node-study data (NodeStudy.data)
     source: str = ""
     faithfulness: dict | None = None  # faithfulness.json of the useful set; None for analyses made before it
+    circuit: dict | None = None  # circuit.json when the analysis found one
 
     @property
     def name(self) -> str:
@@ -102,7 +104,8 @@ def node_role(un: UsefulNode, spec: ModelSpec) -> Role:
 
 def load_result(directory: str | Path) -> ModelResult:
     """A folder written by `arithlens analyze` or `arithlens sweep`: analysis.json, the behaviour and algorithm
-    node lists, one `<node>_study.json` per studied head and faithfulness.json when the analysis measured it."""
+    node lists, one `<node>_study.json` per studied head, faithfulness.json and circuit.json when the analysis made
+    them."""
     d = Path(directory)
     summary_file = d / "analysis.json"
     if not summary_file.is_file():
@@ -120,11 +123,11 @@ def load_result(directory: str | Path) -> ModelResult:
         for f in sorted(d.glob("*_study.json")):
             data = json.loads(f.read_text())
             studies[data["node"]] = data
-        faithful = d / FAITHFULNESS_FILE
-        faithfulness = json.loads(faithful.read_text()) if faithful.is_file() else None
+        faithfulness, circuit = (json.loads((d / f).read_text()) if (d / f).is_file() else None
+                                 for f in (FAITHFULNESS_FILE, CIRCUIT_FILE))
     except (OSError, ValueError, KeyError) as exc:
         raise ArithLensError(f"cannot read the analysis in '{d}': {exc}") from None
-    return ModelResult(spec, nodes, studies, str(d), faithfulness)
+    return ModelResult(spec, nodes, studies, str(d), faithfulness, circuit)
 
 
 def _spec_of(directory: Path, name: str) -> ModelSpec:
@@ -137,22 +140,23 @@ def _spec_of(directory: Path, name: str) -> ModelSpec:
 
 def result_from_analysis(analysis, source: str = "") -> ModelResult:
     """An in-memory `arithlens.analysis.analyze.Analysis`."""
-    from arithlens.analysis.analyze import faithfulness_record
+    from arithlens.analysis.analyze import circuit_record, faithfulness_record
 
     studies = {e.name: e.data for e in analysis.studies if e.data is not None}
     faithfulness = None if analysis.faithfulness is None else faithfulness_record(analysis.faithfulness)
-    return ModelResult(analysis.spec, analysis.nodes, studies, source, faithfulness)
+    circuit = None if analysis.circuit is None else circuit_record(analysis.circuit)
+    return ModelResult(analysis.spec, analysis.nodes, studies, source, faithfulness, circuit)
 
 
 def result_from_report(report, source: str = "") -> ModelResult:
     """An `arithlens.results.AnalysisReport` (what `arithlens.analyze` returns): its nodes with every tag the
-    search gave, its studies and the useful set's faithfulness."""
+    search gave, its studies, the useful set's faithfulness and the circuit when there is one."""
     tagged = report.search if report.search is not None and report.search.nodes else report.useful
     if tagged is None:
         raise ArithLensError(f"the analysis of {report.model} holds no nodes (read from an analysis.json alone?)")
     studies = {s.node: s.data for s in report.studies}
     return ModelResult(ModelSpec.parse(report.model), tagged.node_list(), studies, source,
-                       report.data.get("faithfulness"))
+                       report.data.get("faithfulness"), report.data.get("circuit"))
 
 
 def as_result(item) -> ModelResult:
@@ -217,7 +221,8 @@ def atlas(results: Sequence, *, reference_op: str = "add") -> dict:
     return {
         "models": [{"name": r.name, "op": r.spec.op, "layers": r.spec.n_layers, "heads": r.spec.n_heads,
                     "reference": r in refs, "source": r.source, "useful_nodes": len(r.nodes),
-                    "studied": sorted(r.studies), "faithfulness": faithfulness_entry(r.faithfulness)}
+                    "studied": sorted(r.studies), "faithfulness": faithfulness_entry(r.faithfulness),
+                    "circuit": circuit_entry(r.circuit)}
                    for r in results],
         "attend_min": ATTEND_MIN,
         "roles": rows,
@@ -244,6 +249,16 @@ def faithfulness_entry(data: dict | None) -> dict | None:
             "seed": data["seed"], "qtypes": qtypes, "min_exact": min(rates) if rates else None}
 
 
+def circuit_entry(data: dict | None) -> dict | None:
+    """A model's circuit for the atlas: its nodes and its faithfulness on the held-out questions (as above)."""
+    if data is None:
+        return None
+    held_out = next(f for f in data["validation"] if f["label"] == "circuit")
+    return {"n_nodes": data["n_nodes"], "nodes": data["nodes"], "target": data["target"],
+            "only_together": data["only_together"], "useful_left_out": data["useful_left_out"],
+            **{k: v for k, v in faithfulness_entry(held_out).items() if k in ("qtypes", "min_exact")}}
+
+
 def _faithfulness_line(results: list[ModelResult]) -> str:
     """One line over the models: how much of each model its useful set is, alone."""
     measured = [(r, faithfulness_entry(r.faithfulness)) for r in results if r.faithfulness is not None]
@@ -257,6 +272,10 @@ def _faithfulness_line(results: list[ModelResult]) -> str:
                      f"[{_pct(row['ci'][0])}, {_pct(row['ci'][1])}] n={row['n']}")
     missing = len(results) - len(measured)
     tail = f"; {missing} model(s) without a measurement" if missing else ""
+    circuits = [(r.name, circuit_entry(r.circuit)) for r in results if r.circuit is not None]
+    if circuits:
+        tail += "; circuits: " + "; ".join(f"{name} {c['n_nodes']} nodes, worst qtype {_pct(c['min_exact'])}"
+                                           for name, c in circuits)
     return (f"useful set alone ({measured[0][1]['ablation']}-ablating every other head and MLP layer), worst qtype's "
             f"exact accuracy: " + "; ".join(cells) + tail)
 
@@ -369,5 +388,5 @@ def _founding_text(per_head: list[dict], holders: dict, features: list[str], one
     return "; ".join(parts)
 
 
-__all__ = ["ATTEND_MIN", "FAITHFULNESS_FILE", "ModelResult", "Role", "as_result", "atlas", "faithfulness_entry",
+__all__ = ["ATTEND_MIN", "CIRCUIT_FILE", "FAITHFULNESS_FILE", "ModelResult", "Role", "as_result", "atlas", "circuit_entry", "faithfulness_entry",
            "founding_question", "load_result", "node_role", "result_from_analysis", "result_from_report"]

@@ -28,6 +28,8 @@ def register(app: typer.Typer) -> None:
         search: bool = typer.Option(True, "--search/--no-search", help="Run the algorithm sub-task searches."),
         faithfulness: int = count_option(2000, "--faithfulness", "Fresh questions per qtype to score the useful "
                                          "set alone on (every other node mean-ablated); 0 skips it.", low=0),
+        circuit: bool = typer.Option(False, "--circuit", help="Also find a circuit (as `arithlens circuit`; "
+                                     "minutes to tens of minutes) and write circuit.json."),
         svg: bool = typer.Option(False, "--svg", help="Also write every map and figure as SVG."),
         threads: Optional[int] = sweep_threads_option(),
         device: Device = device_option(),
@@ -49,7 +51,7 @@ def register(app: typer.Typer) -> None:
 
         start = time.perf_counter()
         options = AnalyzeOptions(questions=questions, pairs=pairs, seed=seed, max_studies=max_studies, search=search,
-                                 faithfulness=faithfulness)
+                                 faithfulness=faithfulness, circuit=circuit)
         target = OutputTarget(out, "dir", "--out")  # checked before the work
         path = resolve_model(model)
         ck = load_model(str(path), device)
@@ -74,8 +76,8 @@ def _write(analysis, target, *, card: dict, source: str, formats, progress, star
     """Every file, written into the target's staging folder and moved into --out only when all of them are there."""
     import torch
 
-    from arithlens.analysis.analyze import faithfulness_record
-    from arithlens.analysis.atlas import FAITHFULNESS_FILE
+    from arithlens.analysis.analyze import circuit_record, faithfulness_record
+    from arithlens.analysis.atlas import CIRCUIT_FILE, FAITHFULNESS_FILE
     from arithlens.analysis.node_study import NodeStudy
     from arithlens.analysis.nodes import Major
     from arithlens.io import write_atomic
@@ -92,10 +94,11 @@ def _write(analysis, target, *, card: dict, source: str, formats, progress, star
     for entry in analysis.studies:
         if entry.data is not None:
             files.append(NodeStudy(entry.target.node, entry.data).save(stage))
-    if analysis.faithfulness is not None:
-        files.append(stage / FAITHFULNESS_FILE)
-        write_atomic(files[-1], (json.dumps(faithfulness_record(analysis.faithfulness), indent=1, allow_nan=False)
-                                 + "\n").encode())
+    for name, record in ((FAITHFULNESS_FILE, analysis.faithfulness and faithfulness_record(analysis.faithfulness)),
+                         (CIRCUIT_FILE, analysis.circuit and circuit_record(analysis.circuit))):
+        if record:
+            files.append(stage / name)
+            write_atomic(files[-1], (json.dumps(record, indent=1, allow_nan=False) + "\n").encode())
     json_seconds = time.perf_counter() - t0
     report = write_report(analysis, stage, card=card, source=source, formats=formats, progress=progress)
     files += [*report.all]
@@ -127,6 +130,10 @@ def _print_summary(analysis, out: Path, files: list[Path], timings: dict[str, fl
         echo(f"faithfulness, {analysis.faithfulness.summary()}")
     elif analysis.faithfulness_note:
         echo(analysis.faithfulness_note)
+    if analysis.circuit is not None:
+        echo(f"circuit: {len(analysis.circuit.nodes)} nodes, {analysis.circuit.faithfulness('circuit').summary()}")
+    elif analysis.circuit_note:
+        echo(analysis.circuit_note)
     echo(f"node studies ({len(analysis.studies)}):")
     for e in analysis.studies:
         text = f"failed: {e.error}" if e.data is None else e.data["verdict"]["text"].split(";")[0]

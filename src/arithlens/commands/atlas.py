@@ -27,6 +27,8 @@ def register(app: typer.Typer) -> None:
         config: Optional[Path] = typer.Option(None, "--config", help="JSON of analysis options (AnalyzeOptions "
                                               "fields; 'study' and 'founding_study' as dicts)."),
         threads: int = typer.Option(1, "--threads", help="Torch threads per analysis."),
+        circuit: bool = typer.Option(False, "--circuit", help="Also find each analysed model's circuit (slow: tens "
+                                     "of minutes a shipped model); folders analysed before are read as they are."),
         as_json: bool = json_option("the atlas"),
         quiet: bool = quiet_option(),
     ) -> None:
@@ -34,7 +36,9 @@ def register(app: typer.Typer) -> None:
 
         A model given by name or checkpoint is analysed into DIR/models/<name>/ (reused on the next run); a
         folder written by `arithlens analyze` or `arithlens sweep` is read as it is. An adder among mixed
-        models is the reference: the roles it shares are marked.
+        models is the reference: the roles it shares are marked. Each analysis also scores the model's useful
+        set alone (every other node mean-ablated; 2,000 questions per qtype unless the config's 'faithfulness'
+        says otherwise) and, with --circuit, finds its circuit.
         Examples: `arithlens atlas --models mix_d6_l3_h4_t10K_s372001 add_d6_l2_h3_t8K_s372001 --out atlas/`;
         `arithlens atlas --sweep runs/sweep --models add_d6_l2_h3_t8K_s372001 --out atlas/`.
         """
@@ -62,6 +66,8 @@ def register(app: typer.Typer) -> None:
         if config is not None:
             analysis = read_json_config(config)
             analysis = analysis.get("analysis", analysis)
+        if circuit:
+            analysis = {**analysis, "circuit": True}
         analyze_options(analysis)  # a bad field fails here, not in a worker
         to_run: list[tuple[str, str]] = []
         for m in wanted:

@@ -28,6 +28,8 @@ def register(app: typer.Typer) -> None:
         threads: int = typer.Option(1, "--threads", help="Torch threads per model (fixed, so results do not "
                                     "depend on the worker)."),
         report: bool = typer.Option(False, "--report", help="Also draw each model's maps and report.html."),
+        circuit: bool = typer.Option(False, "--circuit", help="Also find each model's circuit (slow: tens of "
+                                     "minutes a shipped model); circuit.json beside analysis.json."),
         as_json: bool = json_option("the sweep summary"),
         quiet: bool = quiet_option(),
     ) -> None:
@@ -50,6 +52,8 @@ def register(app: typer.Typer) -> None:
         file_cfg: dict = {}
         if config is not None:
             file_cfg = read_json_config(config)
+        if circuit:
+            file_cfg["analysis"] = {**file_cfg.get("analysis", {}), "circuit": True}
         tasks, provenance = sweep_tasks(spec, parse_seeds(seeds), out, config=file_cfg, steps=steps,
                                         threads=threads, report=report)
         where = scheduler or f"{jobs} local process{'es' if jobs > 1 else ''}"

@@ -90,7 +90,7 @@ holding at least {data['attend_min']}% of its attention.</p>
 {found_rows}</table>
 <h2>The useful set alone</h2>
 <p>{esc(data.get('faithfulness_line', ''))}</p>
-<table><tr><th>model</th><th>nodes in the set</th>{faith_head}</tr>
+<table><tr><th>model</th><th>nodes in the set</th>{faith_head}<th>circuit (held out, worst qtype)</th></tr>
 {faith_rows}</table>
 <h2>Roles x models</h2>
 <img alt="role x model table" src="data:image/png;base64,{png}" style="max-width:100%">
@@ -115,11 +115,13 @@ def _faithfulness_row(model: dict, qtypes: list[str], esc) -> str:
     """One model's useful-set faithfulness: nodes kept of all, exact accuracy per qtype with its interval and n."""
     f = model.get("faithfulness")
     if not f:
-        return f"<tr><td>{esc(model['name'])}</td><td colspan='{len(qtypes) + 1}'>not measured</td></tr>"
+        return f"<tr><td>{esc(model['name'])}</td><td colspan='{len(qtypes) + 2}'>not measured</td></tr>"
     rows = [f["qtypes"].get(q) for q in qtypes]
     cells = "".join("<td>-</td>" if r is None else
                     f"<td>{_pct(r['exact'])} [{_pct(r['ci'][0])}, {_pct(r['ci'][1])}] n={r['n']}</td>" for r in rows)
-    return f"<tr><td>{esc(model['name'])}</td><td>{f['n_nodes']} of {f['n_all']}</td>{cells}</tr>"
+    c = model.get("circuit")
+    circuit = "-" if not c else f"{c['n_nodes']} nodes, {_pct(c['min_exact'])}: {esc(' '.join(c['nodes']))}"
+    return f"<tr><td>{esc(model['name'])}</td><td>{f['n_nodes']} of {f['n_all']}</td>{cells}<td>{circuit}</td></tr>"
 
 
 def _pct(x) -> str:
