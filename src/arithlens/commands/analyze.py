@@ -40,7 +40,8 @@ def register(app: typer.Typer) -> None:
 
         Useful nodes and tags, the sub-task searches, a node study of every head tagged carry/borrow for more
         than one operation and of every layer-0 head where A2 is computed (P18 for 6 digits), every quanta map.
-        Also writes the behaviour, algorithm, search, per-node study and analysis.json files; nothing on failure.
+        Also writes the behaviour, algorithm, search, per-node study, faithfulness (the useful set alone,
+        every other node mean-ablated), circuit (with --circuit) and analysis.json files; nothing on failure.
         Examples: `arithlens analyze --out out/`; `arithlens analyze --model runs/mix --out out/ --json`.
         """
         from arithlens.analysis.analyze import AnalyzeOptions
