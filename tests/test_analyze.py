@@ -161,7 +161,8 @@ def test_cli_writes_the_report_and_the_json_files(tmp_path):
     assert [(r["position"], r["num"]) for r in behaviour] == [(7, 1), (8, 0)]
     study = json.loads((out / "P6L0H0_study.json").read_text())
     assert study["node"] == "P6L0H0" and study["verdict"]["text"] == summary["studies"][0]["verdict"]
-    assert {"model", "useful", "faithfulness", "search", "studies", "maps", "figures", "report", "total"} <= set(summary["timings"])
+    assert {"model", "useful", "faithfulness", "search", "studies", "maps", "figures", "report",
+            "total"} <= set(summary["timings"])
     faithful = json.loads((out / "faithfulness.json").read_text())
     assert faithful["nodes"] == ["P7L0H1", "P8L0H0"] and [r["n"] for r in faithful["qtypes"]] == [2000] * 3
     assert summary["faithfulness"]["qtypes"]["ADD"]["correct"] == faithful["qtypes"][0]["correct"]

@@ -184,8 +184,8 @@ def run_seed(task: SweepTask) -> dict:
 
 def write_analysis(analysis, directory: Path, *, source: str, report: bool = False) -> dict[str, float]:
     """The JSON files `arithlens analyze` writes (behaviour, algorithm, search, one per study, faithfulness, the
-    circuit when found, analysis.json), with every wall time left out of them; the maps and report.html too when `report`. Returns
-    stage timings."""
+    circuit when found, analysis.json), with every wall time left out of them; the maps and report.html too when
+    `report`. Returns stage timings."""
     from arithlens.analysis.analyze import circuit_record, faithfulness_record
     from arithlens.analysis.atlas import CIRCUIT_FILE, FAITHFULNESS_FILE
     from arithlens.analysis.node_study import NodeStudy

@@ -322,6 +322,7 @@ def circuit_record(circuit: Circuit, *, brief: bool = False) -> dict:
 
 
 def _finite(value):
+    """`value` with every NaN or infinity as None (a ratio without a denominator), for strict JSON."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):

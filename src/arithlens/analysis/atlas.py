@@ -266,8 +266,7 @@ def _faithfulness_line(results: list[ModelResult]) -> str:
         return "useful-set faithfulness not measured (analyses made before it, or with faithfulness 0)"
     cells = []
     for r, f in measured:
-        worst = min(f["qtypes"].items(), key=lambda kv: kv[1]["exact"] if kv[1]["exact"] is not None else 2.0)
-        qtype, row = worst
+        qtype, row = min(f["qtypes"].items(), key=lambda kv: 2.0 if kv[1]["exact"] is None else kv[1]["exact"])
         cells.append(f"{r.name} {f['n_nodes']} nodes, {qtype} {_pct(row['exact'])} "
                      f"[{_pct(row['ci'][0])}, {_pct(row['ci'][1])}] n={row['n']}")
     missing = len(results) - len(measured)
@@ -388,5 +387,6 @@ def _founding_text(per_head: list[dict], holders: dict, features: list[str], one
     return "; ".join(parts)
 
 
-__all__ = ["ATTEND_MIN", "CIRCUIT_FILE", "FAITHFULNESS_FILE", "ModelResult", "Role", "as_result", "atlas", "circuit_entry", "faithfulness_entry",
-           "founding_question", "load_result", "node_role", "result_from_analysis", "result_from_report"]
+__all__ = ["ATTEND_MIN", "CIRCUIT_FILE", "FAITHFULNESS_FILE", "ModelResult", "Role", "as_result", "atlas",
+           "circuit_entry", "faithfulness_entry", "founding_question", "load_result", "node_role", "result_from_analysis",
+           "result_from_report"]
