@@ -14,6 +14,7 @@ several on worker threads instead, one core each.
 
 from __future__ import annotations
 
+import copy
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -53,6 +54,8 @@ class Intervention:
 
     `value` is the replacement (None for "zero"), broadcast against the slice `x[:, positions]`,
     `x[:, positions, head]` or `x[:, positions, neuron]`: shape (1 or batch, len(positions), ...).
+    `row_mask` (batch,) bool, when given, limits the edit to those rows; the others pass through untouched
+    (several patches stacked along the batch axis, each on its own block of rows).
     Build one with `zero_ablate`, `mean_ablate`, `resample_ablate` or `patch_from`.
     """
 
@@ -62,6 +65,7 @@ class Intervention:
     neuron: int | None = None
     kind: str = "zero"
     value: Tensor | None = None
+    row_mask: Tensor | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "positions", _positions(self.positions))
@@ -82,6 +86,10 @@ class Intervention:
             raise ArithLensError(
                 f"intervention value has shape {tuple(self.value.shape)}; need (1 or batch, {len(self.positions)}, ...)"
             )
+        if self.row_mask is not None and (self.row_mask.ndim != 1 or self.row_mask.dtype != torch.bool or (
+                self.value is not None and self.value.shape[0] not in (1, len(self.row_mask)))):
+            raise ArithLensError(f"an intervention's row mask is (batch,) bool, not {tuple(self.row_mask.shape)} "
+                                 f"{self.row_mask.dtype}")
 
     @property
     def layer(self) -> int | None:
@@ -96,7 +104,7 @@ class Intervention:
     def hook(self) -> Hook:
         """`(name, fn)` for the model's scoped hook API. Positions a run does not compute are left alone
         (the engine skips positions that cannot reach an answer logit)."""
-        positions, value = self.positions, self.value
+        positions, value, row_mask = self.positions, self.value, self.row_mask
         rest = tuple(k for k in (self.head, self.neuron) if k is not None)  # both index the axis after pos
 
         def fn(x: Tensor, hook: HookPoint) -> Tensor | None:
@@ -104,21 +112,28 @@ class Intervention:
             if not keep:
                 return None
             x = x.clone()
+            where = (slice(None), [i for _, i in keep], *rest)
             if value is None:
-                x[(slice(None), [i for _, i in keep], *rest)] = 0.0
+                new = torch.zeros((), device=x.device, dtype=x.dtype)
             else:
                 # (a no-op unless the value was made elsewhere, e.g. from numpy on the CPU for a GPU model)
-                x[(slice(None), [i for _, i in keep], *rest)] = (
-                    value if len(keep) == len(positions) else value[:, [j for j, _ in keep]]).to(x.device, x.dtype)
+                new = (value if len(keep) == len(positions) else value[:, [j for j, _ in keep]]).to(x.device, x.dtype)
+            if row_mask is not None:  # a selection, not arithmetic: the other rows keep their exact values
+                old = x[where]
+                new = torch.where(row_mask.to(x.device).view(-1, *[1] * (old.ndim - 1)), new, old)
+            x[where] = new
             return x
 
         return self.hook_name, fn
 
     def rows(self, rows: slice | np.ndarray | Tensor) -> Intervention:
-        """The same intervention for a sub-batch (a per-question value keeps only those rows)."""
-        if self.value is None or self.value.shape[0] == 1:
+        """The same intervention for a sub-batch (a per-question value or a row mask keeps only those rows)."""
+        per_row = self.value is not None and self.value.shape[0] != 1
+        if not per_row and self.row_mask is None:
             return self
-        return Intervention(self.hook_name, self.positions, self.head, self.neuron, self.kind, self.value[rows])
+        return Intervention(self.hook_name, self.positions, self.head, self.neuron, self.kind,
+                            self.value[rows] if per_row else self.value,
+                            None if self.row_mask is None else self.row_mask[rows])
 
 
 def _positions(positions: int | Iterable[int]) -> tuple[int, ...]:
@@ -339,10 +354,44 @@ class Engine:
         self._q = [_head_major(cache[n]) for n in q_names]
         self._kv_clean = {n: _head_major(cache[n]) for n in model.kv_names(0)}
         self._local = threading.local()  # per thread: key/value scratch, clean but for one position
+        self._tiles: Engine | None = None  # `tiled`'s largest copy
+        self._scratch_of: Engine | None = None  # a tiled view's: the engine whose scratch it shares
         self.clean = score(self.clean_logits, self.targets, threshold)
 
     def __len__(self) -> int:
         return len(self.tokens)
+
+    def tiled(self, copies: int) -> Engine:
+        """This engine over its questions repeated `copies` times (row i + j * len(self) is row i), for running
+        several interventions in one batch with row-masked values. The clean run's caches are repeated, not
+        recomputed, so every copy starts from exactly this engine's clean values."""
+        if copies < 1:
+            raise ArithLensError(f"copies must be positive, not {copies}")
+
+        def rep(t: Tensor) -> Tensor:
+            return t.repeat(copies, *[1] * (t.ndim - 1))
+
+        rows = copies * len(self)
+        big = self._tiles
+        if big is None or len(big) < rows:  # the largest tiling asked for is kept; smaller ones are views of it
+            big = copy.copy(self)
+            big.tokens, big.targets, big.clean_logits = rep(self.tokens), rep(self.targets), rep(self.clean_logits)
+            big._resid = [rep(t) for t in self._resid]
+            big._q = [_head_major(rep(t)) for t in self._q]
+            big._kv_clean = {n: _head_major(rep(t)) for n, t in self._kv_clean.items()}
+            big._local, big._tiles, big._scratch_of = threading.local(), None, None
+            big.clean = score(big.clean_logits, big.targets, self.threshold)
+            self._tiles = big
+        if len(big) == rows:
+            return big
+        out = copy.copy(big)  # the first `rows` rows, as views (batch is the outer axis of every cache)
+        out.tokens, out.targets, out.clean_logits = big.tokens[:rows], big.targets[:rows], big.clean_logits[:rows]
+        out._resid = [t[:rows] for t in big._resid]
+        out._q = [t[:rows] for t in big._q]
+        out._kv_clean = {n: t[:rows] for n, t in big._kv_clean.items()}
+        out._scratch_of = big  # its scratch's first rows: restored after every run, so views may share it
+        out.clean = score(out.clean_logits, out.targets, self.threshold)
+        return out
 
     def outcome(self, interventions: Sequence[Intervention]) -> Outcome:
         return score(self.answer_logits(interventions), self.targets, self.threshold)
@@ -380,6 +429,8 @@ class Engine:
 
     def _scratch(self) -> dict[str, Tensor]:
         """This thread's copy of the clean keys and values (edited at one position during a run, then restored)."""
+        if self._scratch_of is not None:
+            return {n: t[: len(self)] for n, t in self._scratch_of._scratch().items()}
         kv = getattr(self._local, "kv", None)
         if kv is None:
             kv = self._local.kv = {n: t.clone() for n, t in self._kv_clean.items()}

@@ -31,7 +31,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from arithlens.analysis.interventions import Engine, patch_from, record
+from arithlens.analysis.interventions import Engine, Intervention, patch_from, record
 from arithlens.analysis.nodes import Major, Node, NodeList, Tag, UsefulNode, impact_string
 from arithlens.analysis.stats import rate, wilson
 from arithlens.analysis.subtasks import (
@@ -224,7 +224,9 @@ class SearchResult:
 
 
 class Runner(Protocol):
-    """Answers (batch, n_answer) argmax tokens, sign first, for one set of pairs."""
+    """Answers (batch, n_answer) argmax tokens, sign first, for one set of pairs. A runner may also offer
+    `patched_many(node_sets)` (a list of `patched` answers, in order), which the search then uses for
+    everything it judges in a cell."""
 
     clean_pred: np.ndarray  # the clean questions, unpatched
     store_pred: np.ndarray  # the store questions
@@ -243,33 +245,100 @@ def node_hook(node: Node) -> tuple[str, dict]:
     return f"blocks.{node.layer}.mlp.hook_post", {}
 
 
-class EngineRunner:
-    """Patches with the intervention engine: one store run, one clean run, one partial run per patch."""
+DEFAULT_BATCH_ROWS = 2048
 
-    def __init__(self, model, pairs: Pairs):
+
+class EngineRunner:
+    """Patches with the intervention engine: one store run, one clean run, then the patched runs.
+
+    `patched_many` stacks node sets along the batch axis, up to `batch_rows` rows per forward (0: one set per
+    forward, as `patched`): the clean questions repeated once per set, each node's stored value applied only to
+    the rows of the sets holding it (a row-masked patch; a node of another set downstream is not clamped).
+    Only sets that hook the same sites at the same positions share a forward, so each set's rows take the
+    engine's path for that set alone (start layer, hooked blocks). Stacking shares the per-call cost (Python,
+    dispatch, small kernels), not the arithmetic per row, so it gains most where a set's path is short (heads
+    in the last layer); `benchmarks/bench_search.py` measures it.
+    """
+
+    def __init__(self, model, pairs: Pairs, *, batch_rows: int = DEFAULT_BATCH_ROWS):
+        if batch_rows < 0:
+            raise ArithLensError(f"batch_rows must be 0 (unbatched) or positive, not {batch_rows}")
         n_layers = model.spec.n_layers
         names = [f"blocks.{i}.{site}" for site in ("attn.hook_z", "mlp.hook_post") for i in range(n_layers)]
         self._stored = record(model, pairs.store, names)
         self._engine = Engine(model, pairs.clean)
+        self.batch_rows = batch_rows
         self.clean_pred = self._engine.clean_logits.argmax(-1).cpu().numpy()
         answer = model.spec.layout.answer_logit_positions
         with torch.inference_mode():
             store_logits = model(pairs.store.torch_tokens(str(model.device)), logit_positions=answer)
         self.store_pred = store_logits.argmax(-1).cpu().numpy()
 
+    def _patch(self, node: Node) -> Intervention:
+        hook, which = node_hook(node)
+        return patch_from(self._stored, hook, node.position, **which)
+
     def patched(self, nodes: Sequence[Node]) -> np.ndarray:
+        return self._engine.answer_logits([self._patch(node) for node in nodes]).argmax(-1).cpu().numpy()
+
+    def patched_many(self, node_sets: Sequence[Sequence[Node]]) -> list[np.ndarray]:
+        """`patched` of each node set, in order, many sets per forward."""
+        node_sets = [tuple(dict.fromkeys(nodes)) for nodes in node_sets]
+        per_batch = self.batch_rows // max(len(self._engine), 1)
+        if per_batch < 2:
+            return [self.patched(nodes) for nodes in node_sets]
+        by_sites: dict[tuple, list[int]] = {}
+        for i, nodes in enumerate(node_sets):
+            by_sites.setdefault(_sites(nodes), []).append(i)
+        chunks = []
+        for indices in by_sites.values():
+            n_chunks = -(-len(indices) // per_batch)
+            size = -(-len(indices) // n_chunks)  # chunks of near-equal size
+            chunks += [indices[start : start + size] for start in range(0, len(indices), size)]
+        largest = max((len(chunk) for chunk in chunks), default=1)
+        if largest > 1:
+            self._engine.tiled(largest)  # tiled once; smaller chunks use views of it
+        out: list[np.ndarray | None] = [None] * len(node_sets)
+        for chunk in chunks:
+            if len(chunk) == 1:
+                out[chunk[0]] = self.patched(node_sets[chunk[0]])
+                continue
+            pred = self.stacked_logits([node_sets[i] for i in chunk]).argmax(-1).cpu().numpy()
+            n = len(self._engine)
+            for b, i in enumerate(chunk):
+                out[i] = pred[b * n : (b + 1) * n]
+        return out
+
+    def stacked_logits(self, node_sets: Sequence[Sequence[Node]]) -> torch.Tensor:
+        """(len(node_sets) * batch, n_answer, vocab): one forward of the clean questions repeated once per set,
+        block b patched with set b only. Any sets may share it; `patched_many` gives it only sets with the same
+        sites, whose rows then take the path each set takes alone."""
+        n, copies = len(self._engine), len(node_sets)
+        engine = self._engine.tiled(copies)
+        blocks: dict[Node, list[int]] = {}
+        for b, nodes in enumerate(node_sets):
+            for node in nodes:
+                blocks.setdefault(node, []).append(b)
         ivs = []
-        for node in nodes:
-            hook, which = node_hook(node)
-            ivs.append(patch_from(self._stored, hook, node.position, **which))
-        return self._engine.answer_logits(ivs).argmax(-1).cpu().numpy()
+        for node, holding in blocks.items():
+            iv = self._patch(node)
+            mask = torch.zeros(copies, dtype=torch.bool)
+            mask[holding] = True
+            ivs.append(dataclasses.replace(iv, value=iv.value.repeat(copies, *[1] * (iv.value.ndim - 1)),
+                                           row_mask=mask.repeat_interleave(n).to(engine.tokens.device)))
+        return engine.answer_logits(ivs)
+
+
+def _sites(nodes: Sequence[Node]) -> tuple:
+    """What decides the engine's path for a node set: the hooks it edits, at which positions."""
+    return tuple(sorted({(node_hook(node)[0], node.position) for node in nodes}))
 
 
 RunnerFactory = Callable[[Pairs], Runner]
 
 
-def engine_runner(model) -> RunnerFactory:
-    return lambda pairs: EngineRunner(model, pairs)
+def engine_runner(model, *, batch_rows: int = DEFAULT_BATCH_ROWS) -> RunnerFactory:
+    return lambda pairs: EngineRunner(model, pairs, batch_rows=batch_rows)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -357,18 +426,18 @@ def search(nodes: NodeList, spec, runner: RunnerFactory, *, tasks: Sequence[SubT
                         "judged": _judged(pairs)}
         weak_tag = _weak_tag(task, k, n)
         judge = _Judge(run, pairs, valid)
-        tried = []
-        for un in candidates:
-            if task.prereq.covers([un], k, layout, min_pct=min_pct):
-                strong, weak_hits = judge((un.node,))
-                tried.append(Trial((un.node,), task.name, k, tag, cell.valid, strong, weak_hits))
-        if pair_search:
-            for group in _groups(candidates, task, k, layout, min_pct, max_group):
+        singles = [(un.node,) for un in candidates if task.prereq.covers([un], k, layout, min_pct=min_pct)]
+        groups = _groups(candidates, task, k, layout, min_pct, max_group) if pair_search else []
+        judge.prefetch(singles + [s for group in groups for s in _with_subsets(group)])
+        tried = [Trial(nodes, task.name, k, tag, cell.valid, *judge(nodes)) for nodes in singles]
+        for group in groups:
+            tried.append(_group_trial(group, judge, out, task.name, k, tag, cell.valid))
+        if pair_search and partners:  # the second round: who has a partner depends on the first's verdicts
+            done = {node for t in tried if t.passes(rule, "strong") for node in t.nodes}
+            groups = _partner_pairs([un for un in candidates if un.node not in done], out, spec)
+            judge.prefetch([s for group in groups for s in _with_subsets(group)])
+            for group in groups:
                 tried.append(_group_trial(group, judge, out, task.name, k, tag, cell.valid))
-            if partners:
-                done = {node for t in tried if t.passes(rule, "strong") for node in t.nodes}
-                for group in _partner_pairs([un for un in candidates if un.node not in done], out, spec):
-                    tried.append(_group_trial(group, judge, out, task.name, k, tag, cell.valid))
         any_strong = any(t.passes(rule, "strong") for t in tried)
         for t in tried:
             added = None
@@ -406,11 +475,25 @@ class _Judge:
             self.seen[key] = _judge(self.run.patched(list(nodes)), self.pairs, self.valid)
         return self.seen[key]
 
+    def prefetch(self, node_sets: Iterable[tuple[Node, ...]]) -> None:
+        """Judge every set not seen yet in one `patched_many` call, where the runner has one."""
+        patched_many = getattr(self.run, "patched_many", None)
+        if patched_many is None:
+            return
+        todo = list({frozenset(nodes): nodes for nodes in node_sets if frozenset(nodes) not in self.seen}.items())
+        for (key, _), pred in zip(todo, patched_many([list(nodes) for _, nodes in todo])):
+            self.seen[key] = _judge(pred, self.pairs, self.valid)
+
+
+def _with_subsets(group: tuple[Node, ...]) -> list[tuple[Node, ...]]:
+    """A group and the sets with each member left out (what `_group_trial` judges)."""
+    return [group] + [tuple(x for x in group if x != m) for m in group]
+
 
 def _group_trial(group: tuple[Node, ...], judge: _Judge, useful: NodeList, task: str, k: int, tag: str,
                  valid: int) -> Trial:
     strong, weak_hits = judge(group)
-    without = tuple(judge(tuple(x for x in group if x != m)) for m in group)
+    without = tuple(judge(nodes) for nodes in _with_subsets(group)[1:])
     return Trial(group, task, k, tag, valid, strong, weak_hits, without=without,
                  partners=tuple(x for x in group if x not in useful))
 
