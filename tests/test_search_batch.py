@@ -1,5 +1,5 @@
-"""The search's batched patching: row-masked patches, node sets stacked along the batch axis giving exactly the
-predictions of one set per forward, and the same search record batched or not."""
+"""The search's batched patching: row-masked patches, node sets stacked along the batch axis (or run on worker
+threads) giving exactly the predictions of one set per forward, and the same search record either way."""
 
 import dataclasses
 
@@ -112,10 +112,10 @@ def test_patched_many_equals_one_set_per_forward_in_any_chunking(model, pairs):
     one = EngineRunner(model, pairs, batch_rows=0)
     expected = [one.patched(nodes) for nodes in sets]
     assert len({p.tobytes() for p in expected}) >= 8  # the sets answer differently: a real comparison
-    for batch_rows in (0, 3 * N_PAIRS, 10_000):
-        runner = EngineRunner(model, pairs, batch_rows=batch_rows)
+    for batch_rows, workers in ((0, 1), (0, 2), (3 * N_PAIRS, 1), (3 * N_PAIRS, 2), (10_000, 1)):
+        runner = EngineRunner(model, pairs, batch_rows=batch_rows, workers=workers)
         got = runner.patched_many(sets)
-        assert all(np.array_equal(a, b) for a, b in zip(got, expected, strict=True)), batch_rows
+        assert all(np.array_equal(a, b) for a, b in zip(got, expected, strict=True)), (batch_rows, workers)
 
 
 def test_the_search_record_is_the_same_batched_or_not(model, monkeypatch):
@@ -128,9 +128,10 @@ def test_the_search_record_is_the_same_batched_or_not(model, monkeypatch):
     monkeypatch.setattr(EngineRunner, "stacked_logits",
                         lambda self, sets, f=EngineRunner.stacked_logits: stacks.append(len(sets)) or f(self, sets))
     kwargs = dict(tasks=(S.SA, S.SC), n_pairs=24, seed=2, min_pct=0)
-    batched = search(nodes, SPEC, lambda p: EngineRunner(model, p), **kwargs).to_json()
+    batched = search(nodes, SPEC, lambda p: EngineRunner(model, p, batch_rows=2048), **kwargs).to_json()
     assert stacks and max(stacks) > 2  # the batched path ran, several sets per forward
     calls = len(stacks)
-    single = search(nodes, SPEC, lambda p: EngineRunner(model, p, batch_rows=0), **kwargs).to_json()
+    single = search(nodes, SPEC, lambda p: EngineRunner(model, p, batch_rows=0, workers=1), **kwargs).to_json()
+    threaded = search(nodes, SPEC, lambda p: EngineRunner(model, p, batch_rows=0, workers=2), **kwargs).to_json()
     assert len(stacks) == calls  # batch_rows=0: one set per forward
-    assert batched == single and any(len(t["node"].split("+")) > 1 for t in single["trials"])
+    assert batched == single == threaded and any(len(t["node"].split("+")) > 1 for t in single["trials"])

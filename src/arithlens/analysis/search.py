@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -245,29 +246,35 @@ def node_hook(node: Node) -> tuple[str, dict]:
     return f"blocks.{node.layer}.mlp.hook_post", {}
 
 
-DEFAULT_BATCH_ROWS = 2048
+DEFAULT_BATCH_ROWS = 2048  # stacked rows per forward off the CPU (see EngineRunner)
 
 
 class EngineRunner:
     """Patches with the intervention engine: one store run, one clean run, then the patched runs.
 
-    `patched_many` stacks node sets along the batch axis, up to `batch_rows` rows per forward (0: one set per
-    forward, as `patched`): the clean questions repeated once per set, each node's stored value applied only to
-    the rows of the sets holding it (a row-masked patch; a node of another set downstream is not clamped).
-    Only sets that hook the same sites at the same positions share a forward, so each set's rows take the
-    engine's path for that set alone (start layer, hooked blocks). Stacking shares the per-call cost (Python,
-    dispatch, small kernels), not the arithmetic per row, so it gains most where a set's path is short (heads
-    in the last layer); `benchmarks/bench_search.py` measures it.
+    `patched_many` can stack node sets along the batch axis, up to `batch_rows` rows per forward: the clean
+    questions repeated once per set, each node's stored value applied only to the rows of the sets holding it
+    (a row-masked patch; a node of another set downstream is not clamped). Only sets that hook the same sites
+    at the same positions share a forward, so each set's rows take the engine's path for that set alone
+    (start layer, hooked blocks). Stacking shares the per-call cost (dispatch, kernel launches), not the
+    arithmetic per row: on a CPU a 100-pair run is compute-bound and stacking measured no faster
+    (`benchmarks/bench_search.py`), so `batch_rows=None` stacks `DEFAULT_BATCH_ROWS` off the CPU only (0: one
+    set per forward). On a CPU the forwards run on `workers` threads of one torch thread each instead (default
+    `torch.get_num_threads()`; the engine keeps its scratch per thread), as `Engine.outcomes` does.
     """
 
-    def __init__(self, model, pairs: Pairs, *, batch_rows: int = DEFAULT_BATCH_ROWS):
-        if batch_rows < 0:
+    def __init__(self, model, pairs: Pairs, *, batch_rows: int | None = None, workers: int | None = None):
+        if batch_rows is not None and batch_rows < 0:
             raise ArithLensError(f"batch_rows must be 0 (unbatched) or positive, not {batch_rows}")
+        if workers is not None and workers < 1:
+            raise ArithLensError(f"workers must be positive, not {workers}")
         n_layers = model.spec.n_layers
         names = [f"blocks.{i}.{site}" for site in ("attn.hook_z", "mlp.hook_post") for i in range(n_layers)]
         self._stored = record(model, pairs.store, names)
         self._engine = Engine(model, pairs.clean)
-        self.batch_rows = batch_rows
+        cpu = self._engine.tokens.device.type == "cpu"
+        self.batch_rows = (0 if cpu else DEFAULT_BATCH_ROWS) if batch_rows is None else batch_rows
+        self.workers = (torch.get_num_threads() if workers is None else workers) if cpu else 1
         self.clean_pred = self._engine.clean_logits.argmax(-1).cpu().numpy()
         answer = model.spec.layout.answer_logit_positions
         with torch.inference_mode():
@@ -282,32 +289,48 @@ class EngineRunner:
         return self._engine.answer_logits([self._patch(node) for node in nodes]).argmax(-1).cpu().numpy()
 
     def patched_many(self, node_sets: Sequence[Sequence[Node]]) -> list[np.ndarray]:
-        """`patched` of each node set, in order, many sets per forward."""
+        """`patched` of each node set, in order: stacked (`batch_rows`) and on `workers` threads."""
         node_sets = [tuple(dict.fromkeys(nodes)) for nodes in node_sets]
         per_batch = self.batch_rows // max(len(self._engine), 1)
         if per_batch < 2:
-            return [self.patched(nodes) for nodes in node_sets]
-        by_sites: dict[tuple, list[int]] = {}
-        for i, nodes in enumerate(node_sets):
-            by_sites.setdefault(_sites(nodes), []).append(i)
-        chunks = []
-        for indices in by_sites.values():
-            n_chunks = -(-len(indices) // per_batch)
-            size = -(-len(indices) // n_chunks)  # chunks of near-equal size
-            chunks += [indices[start : start + size] for start in range(0, len(indices), size)]
-        largest = max((len(chunk) for chunk in chunks), default=1)
-        if largest > 1:
-            self._engine.tiled(largest)  # tiled once; smaller chunks use views of it
-        out: list[np.ndarray | None] = [None] * len(node_sets)
-        for chunk in chunks:
+            chunks = [[i] for i in range(len(node_sets))]
+        else:
+            by_sites: dict[tuple, list[int]] = {}
+            for i, nodes in enumerate(node_sets):
+                by_sites.setdefault(_sites(nodes), []).append(i)
+            chunks = []
+            for indices in by_sites.values():
+                n_chunks = -(-len(indices) // per_batch)
+                size = -(-len(indices) // n_chunks)  # chunks of near-equal size
+                chunks += [indices[start : start + size] for start in range(0, len(indices), size)]
+            largest = max((len(chunk) for chunk in chunks), default=1)
+            if largest > 1:
+                self._engine.tiled(largest)  # tiled once; smaller chunks use views of it
+
+        def run(chunk: list[int]) -> list[np.ndarray]:
             if len(chunk) == 1:
-                out[chunk[0]] = self.patched(node_sets[chunk[0]])
-                continue
+                return [self.patched(node_sets[chunk[0]])]
             pred = self.stacked_logits([node_sets[i] for i in chunk]).argmax(-1).cpu().numpy()
             n = len(self._engine)
-            for b, i in enumerate(chunk):
-                out[i] = pred[b * n : (b + 1) * n]
+            return [pred[b * n : (b + 1) * n] for b in range(len(chunk))]
+
+        out: list[np.ndarray | None] = [None] * len(node_sets)
+        for chunk, preds in zip(chunks, self._map(run, chunks)):
+            for i, pred in zip(chunk, preds):
+                out[i] = pred
         return out
+
+    def _map(self, fn: Callable, items: list) -> Iterable:
+        """`map(fn, items)`, on `workers` threads of one torch thread each when there are several."""
+        if self.workers < 2 or len(items) < 2:
+            return map(fn, items)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # process-wide while the pool runs: each forward is a few small matmuls
+        try:
+            with ThreadPoolExecutor(self.workers, thread_name_prefix="arithlens-search") as pool:
+                return list(pool.map(fn, items))
+        finally:
+            torch.set_num_threads(threads)
 
     def stacked_logits(self, node_sets: Sequence[Sequence[Node]]) -> torch.Tensor:
         """(len(node_sets) * batch, n_answer, vocab): one forward of the clean questions repeated once per set,
@@ -337,8 +360,8 @@ def _sites(nodes: Sequence[Node]) -> tuple:
 RunnerFactory = Callable[[Pairs], Runner]
 
 
-def engine_runner(model, *, batch_rows: int = DEFAULT_BATCH_ROWS) -> RunnerFactory:
-    return lambda pairs: EngineRunner(model, pairs, batch_rows=batch_rows)
+def engine_runner(model, *, batch_rows: int | None = None, workers: int | None = None) -> RunnerFactory:
+    return lambda pairs: EngineRunner(model, pairs, batch_rows=batch_rows, workers=workers)
 
 
 # ---------------------------------------------------------------------------------------------------
