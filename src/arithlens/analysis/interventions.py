@@ -9,7 +9,8 @@ position p's new keys and values spliced in (their q, k, v at layer l + 1 are th
 the last layer computing keys and values only except at answer positions, and unembeds only answer
 positions; everything else is read from the one clean run. Interventions are run one at a time: on these
 CPUs stacking them along the batch axis was measured slower (0.53x with 8 copies, 0.40x with 32 on the default model); `Engine.outcomes` runs
-several on worker threads instead, one core each.
+several on worker threads instead, one core each. Where the per-call cost dominates (a GPU), `Engine.tiled` and
+row-masked interventions (`row_mask`) stack several along the batch axis (the search's `EngineRunner`).
 """
 
 from __future__ import annotations
