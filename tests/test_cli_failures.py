@@ -172,6 +172,26 @@ def test_counts_that_cannot_fit_are_refused_up_front_with_the_estimate(tmp_path,
     assert list(tmp_path.iterdir()) == []
 
 
+def test_the_faithfulness_check_is_sized_by_its_chunk_not_by_the_question_count(monkeypatch):
+    """The faithfulness stage runs 2,048 questions at a time: a reference-size model (d_model 510) with the
+    default 2,000 per qtype must not be refused on a 24 GB machine, and only a chunk that cannot fit is."""
+    import arithlens.validate as validate
+    from arithlens.analysis.faithfulness import CHUNK
+    from arithlens.errors import ArithLensError
+
+    ref = ModelSpec.parse("mix_d6_l3_h4_t10K_s372001", d_model=510, d_head=170, d_mlp=2040)
+    each = validate.forward_bytes(ref)
+    monkeypatch.setattr(validate, "available_memory", lambda: 24e9)
+    assert validate.check_chunked_memory("--faithfulness", 2000, 3, CHUNK, each, "x") == 2000
+    assert validate.check_chunked_memory("--faithfulness", 10**7, 3, CHUNK, each, "x") == 10**7
+    with pytest.raises(ArithLensError, match="the check"):
+        validate.check_memory("--faithfulness", 2000, 3 * each, "the check")  # the old, unchunked estimate refused it
+    monkeypatch.setattr(validate, "available_memory", lambda: 0.5 * CHUNK * each)
+    with pytest.raises(ArithLensError, match=f"one pass over {CHUNK:,} questions needs about"):
+        validate.check_chunked_memory("--faithfulness", 2000, 3, CHUNK, each, "the faithfulness check")
+    assert validate.check_chunked_memory("--faithfulness", 10, 3, CHUNK, each, "x") == 10  # 30 questions fit
+
+
 # ---------------------------------------------------------------------------------------------------
 # The train config: one schema
 

@@ -72,6 +72,18 @@ def check_memory(flag: str, value: int, bytes_each: float, what: str) -> int:
     return value
 
 
+def check_chunked_memory(flag: str, value: int, items_each: int, chunk: int, bytes_each: float, what: str) -> int:
+    """Like `check_memory` for work done `chunk` items at a time: `value` asks for `value * items_each` items,
+    but only one chunk of them is in memory at once, so only a chunk that cannot fit is refused."""
+    items = min(value * items_each, chunk)
+    need = items * bytes_each
+    have = available_memory()
+    if need > MEMORY_SHARE * have:
+        raise ResourceError(f"{flag} {value:,}: one pass over {items:,} questions needs about {_gb(need)} of memory "
+                            f"for {what}, more than the {_gb(have)} available")
+    return value
+
+
 def _gb(n: float) -> str:
     return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.0f} MB"
 

@@ -46,9 +46,10 @@ def register(app: typer.Typer) -> None:
         """
         from arithlens.analysis.analyze import AnalyzeOptions
         from arithlens.analysis.analyze import analyze as run_analysis
+        from arithlens.analysis.faithfulness import CHUNK as FAITHFULNESS_CHUNK
         from arithlens.io import OutputTarget
         from arithlens.model.zoo import resolve_model
-        from arithlens.validate import check_memory, forward_bytes
+        from arithlens.validate import check_chunked_memory, check_memory, forward_bytes
 
         start = time.perf_counter()
         options = AnalyzeOptions(questions=questions, pairs=pairs, seed=seed, max_studies=max_studies, search=search,
@@ -58,7 +59,9 @@ def register(app: typer.Typer) -> None:
         ck = load_model(str(path), device)
         check_memory("--questions", questions, forward_bytes(ck.spec), "the useful-node sweep")
         check_memory("--pairs", pairs, 2 * forward_bytes(ck.spec), "the patching pairs")
-        check_memory("--faithfulness", faithfulness, 3 * forward_bytes(ck.spec), "the faithfulness check")
+        # the faithfulness check runs a chunk of questions at a time: only a chunk that cannot fit is refused
+        check_chunked_memory("--faithfulness", faithfulness, 3, FAITHFULNESS_CHUNK, forward_bytes(ck.spec),
+                             "the faithfulness check")
         load_seconds = time.perf_counter() - start
         with target, thread_limit(threads), Progress(quiet or as_json) as bar:
             progress = None if bar.quiet else bar

@@ -71,16 +71,17 @@ def register(app: typer.Typer) -> None:
         Examples: `arithlens faithfulness --nodes useful`; `arithlens faithfulness --nodes out/x_circuit.json --json`.
         """
         from arithlens.analysis.circuit import discover_circuit
-        from arithlens.analysis.faithfulness import ABLATIONS, measure_faithfulness, read_node_set
+        from arithlens.analysis.faithfulness import ABLATIONS, CHUNK, measure_faithfulness, read_node_set
         from arithlens.analysis.nodes import Node
         from arithlens.io import OutputTarget
-        from arithlens.validate import check_memory, forward_bytes
+        from arithlens.validate import check_chunked_memory, forward_bytes
 
         if ablation not in ABLATIONS:
             raise ArithLensError(f"--ablation must be one of {', '.join(ABLATIONS)}, not {ablation!r}")
         target = OutputTarget(out, "file", "--out") if out is not None else None  # checked before the work
         net = load_model(model, device).model
-        check_memory("--questions", questions, 3 * forward_bytes(net.spec), "the faithfulness check")
+        # one chunk of questions is in memory at a time, whatever --questions asks for
+        check_chunked_memory("--questions", questions, 3, CHUNK, forward_bytes(net.spec), "the faithfulness check")
         node_set, label = [], nodes
         if nodes not in ("useful", "circuit"):
             node_set, label = read_node_set(Path(nodes), net.spec), Path(nodes).name
