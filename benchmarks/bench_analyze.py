@@ -7,7 +7,9 @@ The earlier code is `git archive <before> src` unpacked into a temporary directo
 interpreter and the same options, so they differ only in the code. The machine's load average is printed
 before and after each run (a shared machine slows both; the ratio means most when the loads are alike).
 Exit code 1 when a JSON output differs (beyond timings), so this doubles as the check that a speed-up kept
-the results.
+the results. What only the newer code writes (a file, or a key of a file both write, such as the faithfulness
+stage's) is listed as added and is not a difference; `--after-args "--faithfulness 0"` skips that work on the
+newer side, so both runs do the same work.
 """
 
 from __future__ import annotations
@@ -59,17 +61,32 @@ def strip(value):
     return value
 
 
-def compare(a: Path, b: Path) -> list[str]:
-    """Names of the JSON files that differ (or exist on one side only), timings aside."""
+def old_keys_only(before, after):
+    """`after` without the dict keys `before` lacks (recursively): what the newer code adds is not a difference."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        return {k: old_keys_only(before[k], v) for k, v in after.items() if k in before}
+    if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
+        return [old_keys_only(b, a) for b, a in zip(before, after)]
+    return after
+
+
+def compare(a: Path, b: Path) -> tuple[list[str], list[str]]:
+    """(JSON files that differ or exist before only, files or keys only the newer code writes), timings aside."""
     names = sorted({p.name for p in a.glob("*.json")} | {p.name for p in b.glob("*.json")})
-    bad = []
+    bad, added = [], []
     for name in names:
         pa, pb = a / name, b / name
-        if not (pa.exists() and pb.exists()):
-            bad.append(f"{name} (only {'before' if pa.exists() else 'after'})")
-        elif strip(json.loads(pa.read_text())) != strip(json.loads(pb.read_text())):
-            bad.append(name)
-    return bad
+        if not pb.exists():
+            bad.append(f"{name} (only before)")
+        elif not pa.exists():
+            added.append(name)
+        else:
+            old, new = strip(json.loads(pa.read_text())), strip(json.loads(pb.read_text()))
+            if old != old_keys_only(old, new):
+                bad.append(name)
+            elif old != new:
+                added.append(f"keys in {name}")
+    return bad, added
 
 
 def main() -> int:
@@ -78,6 +95,7 @@ def main() -> int:
     parser.add_argument("--model", default=None)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--keep", type=Path, default=None, help="keep both output directories here")
+    parser.add_argument("--after-args", default="", help="options for the newer run only, e.g. '--faithfulness 0'")
     parser.add_argument("extra", nargs="*", help="more `arithlens analyze` options (after --)")
     args = parser.parse_args()
     extra = [*(["--model", args.model] if args.model else []),
@@ -88,7 +106,7 @@ def main() -> int:
         old_src = unpack(args.before, Path(tmp))
         print(f"cores {os.cpu_count()}, analyze {' '.join(extra) or '(defaults)'}; before = {args.before}")
         before, wall_b, load_b = run(old_src, work / "before", extra)
-        after, wall_a, load_a = run(ROOT / "src", work / "after", extra)
+        after, wall_a, load_a = run(ROOT / "src", work / "after", [*extra, *args.after_args.split()])
         tb, ta = before["timings"], after["timings"]
         print(f"{'stage':<10}{'before s':>10}{'after s':>10}{'ratio':>8}")
         for stage in [*tb, *(s for s in ta if s not in tb)]:
@@ -98,9 +116,10 @@ def main() -> int:
         print(f"{'wall':<10}{wall_b:>10.1f}{wall_a:>10.1f}{wall_b / wall_a:>7.1f}x  (process start included)")
         print(f"load average (1 min) before run: {load_b[0]:.2f} -> {load_b[1]:.2f}; after run: "
               f"{load_a[0]:.2f} -> {load_a[1]:.2f}")
-        bad = compare(work / "before", work / "after")
+        bad, added = compare(work / "before", work / "after")
         print("JSON outputs: " + (f"DIFFER: {', '.join(bad)}" if bad else
-                                  f"identical, timings aside ({len(list((work / 'after').glob('*.json')))} files)"))
+                                  f"identical, timings aside ({len(list((work / 'after').glob('*.json')))} files)")
+              + (f"; added by the newer code: {', '.join(added)}" if added else ""))
         return 1 if bad else 0
 
 
