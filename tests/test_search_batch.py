@@ -19,14 +19,6 @@ SPEC = ModelSpec.parse("mix_d3_l3_h2_t1K_s000001", d_model=32, d_head=8, d_mlp=4
 N_PAIRS = 16
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def model():
     return HookedTransformer(SPEC, seed=11).eval()

@@ -216,22 +216,22 @@ def _enriched_qtype(rng, n_digits: int, qtype: QType, count: int, cascade: float
 
 
 def _share_low_digits(rng, n_digits: int, qtype: QType, a: np.ndarray, b: np.ndarray, share: float):
+    """A `share` of SUB/NEG rows gets a's low m digits in b too (m uniform in 1..n-1), keeping its type."""
     rows = np.flatnonzero(rng.random(len(a)) < share)
     scale = 10 ** rng.integers(1, n_digits, size=len(rows))
-    na, nb = a[rows], b[rows] // scale * scale + a[rows] % scale
-    swap = (na < nb) if qtype == QType.SUB else (na > nb)
-    na, nb = np.where(swap, nb, na), np.where(swap, na, nb)
-    ok = na != nb if qtype == QType.NEG else np.ones(len(rows), bool)
-    a, b = a.copy(), b.copy()
-    a[rows[ok]], b[rows[ok]] = na[ok], nb[ok]
-    return a, b
+    return _set_rows(qtype, a, b, rows, a[rows], b[rows] // scale * scale + a[rows] % scale)
 
 
 def _share_high_digits(rng, n_digits: int, qtype: QType, a: np.ndarray, b: np.ndarray, share: float):
     """A `share` of rows gets b's top m digits set to a's (m uniform in 1..n-1); SUB/NEG rows keep their type."""
     rows = np.flatnonzero(rng.random(len(a)) < share)
     scale = 10 ** (n_digits - rng.integers(1, n_digits, size=len(rows)))
-    na, nb = a[rows], a[rows] // scale * scale + b[rows] % scale
+    return _set_rows(qtype, a, b, rows, a[rows], a[rows] // scale * scale + b[rows] % scale)
+
+
+def _set_rows(qtype: QType, a: np.ndarray, b: np.ndarray, rows: np.ndarray, na: np.ndarray, nb: np.ndarray):
+    """Copies of a and b with `rows` replaced by (na, nb): SUB/NEG pairs swapped to keep their type, and NEG
+    rows that would become a == b (a SUB answer) left as they were."""
     if qtype in (QType.SUB, QType.NEG):
         swap = (na < nb) if qtype == QType.SUB else (na > nb)
         na, nb = np.where(swap, nb, na), np.where(swap, na, nb)
