@@ -139,6 +139,59 @@ def test_report_is_one_offline_page_with_every_section(tmp_path):
     assert (tmp_path / "P6L0H0_pca.png").is_file() and (tmp_path / "P6L0H1_grid.png").is_file()
 
 
+class _Recorder:
+    """A drawer that only records what `analyze` hands it, and when."""
+
+    def __init__(self):
+        self.calls = []
+
+    def tagged(self, analysis):
+        self.calls.append(("tagged", analysis.search is not None, len(analysis.studies)))
+
+    def studied(self, entry):
+        self.calls.append(("studied", entry.name, entry.data is not None))
+
+
+def test_analyze_hands_the_drawer_the_tagged_nodes_then_each_study_as_it_finishes():
+    recorder = _Recorder()
+    analysis = analyze(tiny_model(), FAST, drawer=recorder)
+    # maps are queued after the search (the nodes' final tags), before any study; each study right after it ran
+    assert recorder.calls == [("tagged", True, 0), ("studied", "P6L0H0", True), ("studied", "P6L0H1", True)]
+    assert [e.data for e in analysis.studies] == [e.data for e in analyze(tiny_model(), FAST).studies]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_figures_drawn_during_the_analysis_are_the_files_drawn_after_it(tmp_path, workers):
+    from arithlens.report.html import ReportDrawer
+
+    after = tiny_analysis_report(tmp_path / "after").parent
+    with ReportDrawer(tmp_path / "during", workers=workers) as drawer:
+        analysis = analyze(tiny_model(), FAST, drawer=drawer)
+        files = write_report(analysis, tmp_path / "during", card={"training": {"steps": 1000}},
+                             source="tiny planted model", drawer=drawer)
+    names = sorted(p.name for p in after.iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "during").iterdir()) and len(names) > 10
+    for name in names:
+        if name != "report.html":  # the page carries its creation time
+            assert (after / name).read_bytes() == (tmp_path / "during" / name).read_bytes(), name
+    assert set(files.figures) == {"P6L0H0", "P6L0H1"} and {"maps", "figures", "report"} == set(files.timings)
+    with pytest.raises(ArithLensError, match="draws into"):
+        write_report(analysis, tmp_path / "elsewhere", drawer=ReportDrawer(tmp_path / "during"))
+
+
+def test_a_failed_analysis_cancels_the_drawing_not_yet_started(tmp_path):
+    from arithlens.report.html import ReportDrawer
+
+    class Boom(Exception):
+        pass
+
+    drawer = ReportDrawer(tmp_path / "out", workers=2)
+    with pytest.raises(Boom), drawer:
+        drawer.tagged(analyze(tiny_model(), AnalyzeOptions(**{**vars(FAST), "max_studies": 0})))
+        raise Boom
+    assert drawer.pool._pool is None  # shut down: no worker process left behind
+
+
 # ---------------------------------------------------------------------------------------------------
 # The command
 

@@ -11,7 +11,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from arithlens.analysis.node_study import P_MAX, StudyCache, StudyOptions, study_node
 from arithlens.analysis.nodes import Major, Node, NodeList, UsefulNode
@@ -22,6 +22,15 @@ from arithlens.model.spec import ModelSpec
 if TYPE_CHECKING:
     from arithlens.analysis.circuit import Circuit
     from arithlens.analysis.faithfulness import Faithfulness
+
+
+class Drawer(Protocol):
+    """What `analyze` tells a figure drawer: the nodes are tagged (maps can be drawn), a study is done."""
+
+    def tagged(self, analysis: Analysis) -> None: ...
+
+    def studied(self, entry: StudyEntry) -> None: ...
+
 
 # (stage, done, total, detail): called as work advances; stages are "positions", "nodes", "faithfulness",
 # "search", "studies".
@@ -214,8 +223,12 @@ def study_targets(nodes: NodeList, spec: ModelSpec) -> list[StudyTarget]:
 # The pipeline
 
 
-def analyze(model, options: AnalyzeOptions | None = None, progress: Progress | None = None) -> Analysis:
+def analyze(model, options: AnalyzeOptions | None = None, progress: Progress | None = None,
+            drawer: Drawer | None = None) -> Analysis:
     """Useful nodes and tags, the searches (when `arithlens.analysis.search` is installed) and the node studies.
+
+    `drawer` (e.g. `arithlens.report.html.ReportDrawer`) is handed the analysis once the nodes carry their final
+    tags and each study as it finishes, so figures can be drawn while the rest runs; it changes no result.
 
     Raises ArithLensError when the useful-node sweep cannot run (e.g. the model answers no question right);
     a search or a study that fails is recorded in the result instead, so one bad head does not lose the rest.
@@ -244,6 +257,8 @@ def analyze(model, options: AnalyzeOptions | None = None, progress: Progress | N
     t0 = time.perf_counter()
     _search(model, result, say)
     timings["search"] = time.perf_counter() - t0
+    if drawer is not None:
+        drawer.tagged(result)
 
     t0 = time.perf_counter()
     targets = study_targets(result.nodes, spec)
@@ -258,6 +273,8 @@ def analyze(model, options: AnalyzeOptions | None = None, progress: Progress | N
     for done, i in enumerate(order):
         say("studies", done, len(targets), targets[i].node.name)
         entries[i] = _study(model, targets[i], options, cache)
+        if drawer is not None:
+            drawer.studied(entries[i])
     result.studies = [entries[i] for i in range(len(targets))]
     say("studies", len(targets), len(targets), "")
     timings["studies"] = time.perf_counter() - t0

@@ -63,12 +63,17 @@ def register(app: typer.Typer) -> None:
         check_chunked_memory("--faithfulness", faithfulness, 3, FAITHFULNESS_CHUNK, forward_bytes(ck.spec),
                              "the faithfulness check")
         load_seconds = time.perf_counter() - start
+        from arithlens.report.html import ReportDrawer
+
+        formats = ("png", "svg") if svg else ("png",)
         with target, thread_limit(threads), Progress(quiet or as_json) as bar:
             progress = None if bar.quiet else bar
-            analysis = run_analysis(ck.model, options, progress=progress)
-            analysis.timings = {"model": load_seconds, **analysis.timings}
-            files, timings = _write(analysis, target, card=ck.extra, source=str(path),
-                                    formats=("png", "svg") if svg else ("png",), progress=progress, start=start)
+            # figures are drawn into the staging folder while the studies run (worker processes, idle cores)
+            with ReportDrawer(target.stage, formats) as drawer:
+                analysis = run_analysis(ck.model, options, progress=progress, drawer=drawer)
+                analysis.timings = {"model": load_seconds, **analysis.timings}
+                files, timings = _write(analysis, target, card=ck.extra, source=str(path), formats=formats,
+                                        progress=progress, start=start, drawer=drawer)
         summary = json.loads((out / "analysis.json").read_text())
         if as_json:
             sys.stdout.write(json.dumps(summary) + "\n")
@@ -76,7 +81,7 @@ def register(app: typer.Typer) -> None:
             _print_summary(analysis, out, files, timings)
 
 
-def _write(analysis, target, *, card: dict, source: str, formats, progress, start: float):
+def _write(analysis, target, *, card: dict, source: str, formats, progress, start: float, drawer=None):
     """Every file, written into the target's staging folder and moved into --out only when all of them are there."""
     import torch
 
@@ -104,7 +109,8 @@ def _write(analysis, target, *, card: dict, source: str, formats, progress, star
             files.append(stage / name)
             write_atomic(files[-1], (json.dumps(record, indent=1, allow_nan=False) + "\n").encode())
     json_seconds = time.perf_counter() - t0
-    report = write_report(analysis, stage, card=card, source=source, formats=formats, progress=progress)
+    report = write_report(analysis, stage, card=card, source=source, formats=formats, progress=progress,
+                          drawer=drawer)
     files += [*report.all]
     timings = {**analysis.timings, "json": json_seconds, **report.timings}
     timings["total"] = time.perf_counter() - start

@@ -11,7 +11,7 @@ import io
 import multiprocessing
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
 import matplotlib
@@ -66,17 +66,65 @@ def run_jobs(jobs: Sequence[Job], workers: int | None = None,
     package; they touch only matplotlib and numpy, never torch)."""
     workers = figure_workers(len(jobs)) if workers is None else max(1, min(workers, len(jobs)))
     out: list[list[Path]] = []
-    if workers == 1:
-        for i, (fn, args) in enumerate(jobs):
-            out.append(fn(*args))
-            if done is not None:
-                done(i)
-        return out
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
-        futures = [pool.submit(fn, *args) for fn, args in jobs]
+    with JobPool(workers) as pool:
+        futures = [pool.submit(job) for job in jobs]
         for i, future in enumerate(futures):
             out.append(future.result())
             if done is not None:
                 done(i)
     return out
+
+
+class _Deferred:
+    """A job run where and when its result is first asked for (the one-worker case: nothing to overlap with)."""
+
+    def __init__(self, job: Job):
+        self._job, self._done, self._value = job, False, None
+
+    def result(self) -> list[Path]:
+        if not self._done:
+            fn, args = self._job
+            self._value, self._done = fn(*args), True
+        return self._value
+
+    def cancel(self) -> bool:
+        self._done = True
+        return True
+
+
+class JobPool:
+    """Figure jobs drawn while other work goes on: `submit` hands a job to a worker process at once and returns
+    its future, so figures are drawn on the cores the caller leaves idle (the node studies run mostly on one).
+    The workers are forked at the first submit. With one worker (one core) a job runs when its result is asked
+    for, in the caller. Use as a context manager: leaving it on an exception cancels what has not started."""
+
+    def __init__(self, workers: int | None = None):
+        self.workers = figure_workers(MAX_WORKERS) if workers is None else max(1, workers)
+        self._pool: ProcessPoolExecutor | None = None
+        self._futures: list = []
+
+    def submit(self, job: Job) -> Future | _Deferred:
+        if self.workers == 1:
+            future: Future | _Deferred = _Deferred(job)
+        else:
+            if self._pool is None:
+                method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+                self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(method))
+            fn, args = job
+            future = self._pool.submit(fn, *args)
+        self._futures.append(future)
+        return future
+
+    def close(self, cancel: bool = False) -> None:
+        if cancel:
+            for future in self._futures:
+                future.cancel()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=cancel)
+            self._pool = None
+
+    def __enter__(self) -> JobPool:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(cancel=exc_type is not None)

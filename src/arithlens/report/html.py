@@ -16,9 +16,10 @@ from pathlib import Path
 
 from arithlens.analysis.analyze import Analysis, StudyEntry, founding_position
 from arithlens.analysis.stats import wilson
+from arithlens.errors import ArithLensError
 from arithlens.io import write_atomic
 from arithlens.model.zoo import card_accuracy
-from arithlens.report.figures import run_jobs
+from arithlens.report.figures import JobPool
 from arithlens.report.node_figures import node_figure_jobs
 from arithlens.report.quanta_maps import (
     QUANTA_AT_COLUMNS,
@@ -51,46 +52,82 @@ class ReportFiles:
                 self.report]
 
 
+class ReportDrawer:
+    """The report's maps and study figures, each drawn once (PNG and SVG from one drawing) in worker processes
+    while the analysis goes on: `tagged` queues the maps as soon as the nodes carry their final tags, `studied`
+    a study's figures as soon as it is done, so drawing overlaps the studies (which leave a core mostly idle).
+    `finish` queues whatever was not yet and waits. Pass it to `analyze(..., drawer=...)`, then to
+    `write_report`; use it as a context manager (an exception cancels the drawing not yet started)."""
+
+    def __init__(self, out_dir: str | Path, formats: Sequence[str] = ("png",), workers: int | None = None):
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.formats = ("png", *(f for f in formats if f != "png"))  # PNG always: the page embeds it
+        self.pool = JobPool(workers)
+        self._maps: list | None = None  # futures of the maps and tables, in `map_jobs` order
+        self._figures: dict[str, dict[str, object]] = {}  # node -> figure name -> future
+
+    def tagged(self, analysis: Analysis) -> None:
+        if self._maps is not None:
+            return
+        spec = analysis.spec
+        jobs = map_jobs(analysis.nodes, spec, self.out, spec.base_name, self.formats)
+        jobs.append((draw_position_failures, (analysis.useful.position_failures, spec, self.out, spec.base_name,
+                                              self.formats)))
+        self._maps = [self.pool.submit(job) for job in jobs]
+
+    def studied(self, entry: StudyEntry) -> None:
+        if entry.data is None or entry.name in self._figures:
+            return
+        self._figures[entry.name] = {name: self.pool.submit(job)
+                                     for name, job in node_figure_jobs(entry.data, self.out, self.formats).items()}
+
+    def finish(self, analysis: Analysis, say: Say) -> tuple[list[Path], dict[str, dict[str, list[Path]]],
+                                                           dict[str, float]]:
+        """(map files, {node: {figure: files}}, timings): `maps` and `figures` are the waits after the analysis."""
+        self.tagged(analysis)
+        done = [e for e in analysis.studies if e.data is not None]
+        for entry in done:
+            self.studied(entry)
+        t0 = time.perf_counter()
+        say("maps", 0, 1, "")
+        maps = [p for future in self._maps for p in future.result()]
+        timings = {"maps": time.perf_counter() - t0}
+        say("maps", 1, 1, "")
+        figures: dict[str, dict[str, list[Path]]] = {}
+        for i, entry in enumerate(done):
+            say("figures", i, len(done), entry.name)
+            figures[entry.name] = {name: future.result() for name, future in self._figures[entry.name].items()}
+        say("figures", len(done), len(done), "")
+        self.pool.close()
+        timings["figures"] = time.perf_counter() - t0 - timings["maps"]
+        return maps, figures, timings
+
+    def close(self, cancel: bool = False) -> None:
+        self.pool.close(cancel)
+
+    def __enter__(self) -> ReportDrawer:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(cancel=exc_type is not None)
+
+
 def write_report(analysis: Analysis, out_dir: str | Path, *, card: dict | None = None, source: str | None = None,
                  formats: Sequence[str] = ("png",), progress: Say | None = None,
-                 interactive: bool = False) -> ReportFiles:
+                 interactive: bool = False, drawer: ReportDrawer | None = None) -> ReportFiles:
     """Draw the maps and the node-study figures into `out_dir`, then write `report.html` there.
 
     `card` is the checkpoint sidecar's extra keys ("training", "accuracy"); `source` where the model came from.
-    PNG is always drawn (the page embeds it); `formats` may add "svg".
+    PNG is always drawn (the page embeds it); `formats` may add "svg". `drawer`: the `ReportDrawer` the analysis
+    already handed its results to (drawing into `out_dir` in the same formats); by default one is made here.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    formats = ("png", *(f for f in formats if f != "png"))
     say = progress or (lambda stage, done, total, detail="": None)
-    spec, prefix = analysis.spec, analysis.spec.base_name
-    timings = {}
-
-    # Maps, tables and study figures are drawn once each, in worker processes (figures.run_jobs), PNG and SVG
-    # from one drawing; the maps are queued first, so their time is theirs and the figures' is the rest.
-    t0 = time.perf_counter()
-    jobs = map_jobs(analysis.nodes, spec, out, prefix, formats)
-    jobs.append((draw_position_failures, (analysis.useful.position_failures, spec, out, prefix, formats)))
-    n_maps = len(jobs)
-    done = [e for e in analysis.studies if e.data is not None]
-    named = [(entry.name, name, job) for entry in done
-             for name, job in node_figure_jobs(entry.data, out, formats).items()]
-    jobs += [job for _, _, job in named]
-
-    def progress(i: int) -> None:
-        if i + 1 == n_maps:
-            timings["maps"] = time.perf_counter() - t0
-            say("maps", 1, 1, "")
-        elif i + 1 > n_maps:
-            say("figures", i + 1 - n_maps, len(named), named[i - n_maps][0])
-
-    say("maps", 0, 1, "")
-    results = run_jobs(jobs, done=progress)
-    maps = [p for paths in results[:n_maps] for p in paths]
-    figures: dict[str, dict[str, list[Path]]] = {entry.name: {} for entry in done}
-    for (node, name, _), paths in zip(named, results[n_maps:]):
-        figures[node][name] = paths
-    timings["figures"] = time.perf_counter() - t0 - timings["maps"]
+    with (drawer if drawer is not None else ReportDrawer(out, formats)) as draw:
+        if draw.out.resolve() != out.resolve():
+            raise ArithLensError(f"the drawer draws into {draw.out}, not {out}")
+        maps, figures, timings = draw.finish(analysis, say)
 
     t0 = time.perf_counter()
     page = render_report(analysis, maps=maps, figures=figures, card=card, source=source,

@@ -44,7 +44,9 @@ def draw_node_figure(name: str, data: dict, out_dir: str | Path, formats: Sequen
 
 
 def _save(fig: Figure, out_dir: str | Path, stem: str, formats: Sequence[str]) -> list[Path]:
-    return save_figure(fig, out_dir, stem, formats, dpi=120)
+    # The constrained layout already fits the axes and labels to the canvas; a tight bounding box on top would
+    # draw every figure twice (once to measure it): ~20% of the drawing time, for a few pixels of margin.
+    return save_figure(fig, out_dir, stem, formats, dpi=120, tight=False)
 
 
 def _figure(width: float, height: float) -> Figure:
