@@ -219,12 +219,23 @@ def clean_caches(model: HookedTransformer, questions: QuestionBatch | Tensor, ho
 def record(model: HookedTransformer, questions: QuestionBatch | Tensor, hook_names: Iterable[str],
            *, chunk: int = 2048) -> dict[str, Tensor]:
     """Activations of a clean run at `hook_names`: {name: (batch, pos, ...)} (a store for patching)."""
+    return record_with_logits(model, questions, hook_names, [0], chunk=chunk)[0]
+
+
+def record_with_logits(model: HookedTransformer, questions: QuestionBatch | Tensor, hook_names: Iterable[str],
+                       logit_positions: Sequence[int], *, chunk: int = 2048) -> tuple[dict[str, Tensor], Tensor]:
+    """`record` and the same run's logits at `logit_positions` (batch, len, vocab): one pass instead of two."""
     names = list(hook_names)
+    tokens = _tokens(questions, model.device)
     parts: dict[str, list[Tensor]] = {n: [] for n in names}
-    for _, cache in clean_caches(model, questions, names, chunk=chunk):
-        for n in names:
-            parts[n].append(cache[n])
-    return {n: torch.cat(v) for n, v in parts.items()}
+    logits = []
+    with torch.inference_mode():
+        for start in range(0, len(tokens), chunk):
+            out, cache = model.run_with_cache(tokens[start : start + chunk], names, logit_positions=logit_positions)
+            logits.append(out)
+            for n in names:
+                parts[n].append(cache[n])
+    return {n: torch.cat(v) for n, v in parts.items()}, torch.cat(logits)
 
 
 @dataclass(frozen=True, eq=False)

@@ -32,7 +32,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from arithlens.analysis.interventions import Engine, Intervention, patch_from, record
+from arithlens.analysis.interventions import Engine, Intervention, patch_from, record_with_logits
 from arithlens.analysis.nodes import Major, Node, NodeList, Tag, UsefulNode, impact_string
 from arithlens.analysis.stats import rate, wilson
 from arithlens.analysis.subtasks import (
@@ -270,15 +270,14 @@ class EngineRunner:
             raise ArithLensError(f"workers must be positive, not {workers}")
         n_layers = model.spec.n_layers
         names = [f"blocks.{i}.{site}" for site in ("attn.hook_z", "mlp.hook_post") for i in range(n_layers)]
-        self._stored = record(model, pairs.store, names)
+        # the store's activations and its own answers from one pass
+        self._stored, store_logits = record_with_logits(model, pairs.store, names,
+                                                        model.spec.layout.answer_logit_positions)
         self._engine = Engine(model, pairs.clean)
         cpu = self._engine.tokens.device.type == "cpu"
         self.batch_rows = (0 if cpu else DEFAULT_BATCH_ROWS) if batch_rows is None else batch_rows
         self.workers = (torch.get_num_threads() if workers is None else workers) if cpu else 1
         self.clean_pred = self._engine.clean_logits.argmax(-1).cpu().numpy()
-        answer = model.spec.layout.answer_logit_positions
-        with torch.inference_mode():
-            store_logits = model(pairs.store.torch_tokens(str(model.device)), logit_positions=answer)
         self.store_pred = store_logits.argmax(-1).cpu().numpy()
 
     def _patch(self, node: Node) -> Intervention:
