@@ -59,6 +59,10 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="model name or checkpoint (default: the shipped model)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-studies", type=int, default=None)
+    parser.add_argument("--also-rate", default=None, metavar="MODEL",
+                        help="also this model's plain forward rate, and the same work's ideal time at it (valid for "
+                             "a model doing the same work, e.g. bench_reference.py's embedded reference-size copy, "
+                             "which has the same useful nodes and studies)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = load_checkpoint(resolve_model(args.model)).model.eval()
@@ -96,6 +100,12 @@ def main() -> None:
         print(f"{stage:<14}{work / 1e6:>14.1f}{ideal:>11.1f}{wall:>10.1f}{ratio:>12}")
     work = sum(COUNTS.get(s, 0) for s in ("useful", "faithfulness", "search", "studies"))
     print(f"{'analysis':<14}{work / 1e6:>14.1f}{work / rate:>11.1f}{total:>10.1f}{total / (work / rate):>12.1f}")
+    if args.also_rate:
+        other = load_checkpoint(resolve_model(args.also_rate)).model.eval()
+        other_rate = forward_rate(other)
+        print(f"{other.spec.name} (d_model {other.spec.d_model}, d_mlp {other.spec.d_mlp}): plain forward rate "
+              f"{other_rate / 1e6:.3f} M block-positions/s, {rate / other_rate:.1f}x slower; the same "
+              f"{work / 1e6:.1f} M block-positions would take at least {work / other_rate:.0f} s there")
 
 
 if __name__ == "__main__":

@@ -160,12 +160,12 @@ def test_analyze_hands_the_drawer_the_tagged_nodes_then_each_study_as_it_finishe
     assert [e.data for e in analysis.studies] == [e.data for e in analyze(tiny_model(), FAST).studies]
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_figures_drawn_during_the_analysis_are_the_files_drawn_after_it(tmp_path, workers):
+@pytest.mark.parametrize("workers, overlap", [(1, True), (2, True), (2, False)])
+def test_figures_drawn_during_the_analysis_are_the_files_drawn_after_it(tmp_path, workers, overlap):
     from arithlens.report.html import ReportDrawer
 
     after = tiny_analysis_report(tmp_path / "after").parent
-    with ReportDrawer(tmp_path / "during", workers=workers) as drawer:
+    with ReportDrawer(tmp_path / "during", workers=workers, overlap=overlap) as drawer:
         analysis = analyze(tiny_model(), FAST, drawer=drawer)
         files = write_report(analysis, tmp_path / "during", card={"training": {"steps": 1000}},
                              source="tiny planted model", drawer=drawer)
@@ -175,8 +175,24 @@ def test_figures_drawn_during_the_analysis_are_the_files_drawn_after_it(tmp_path
         if name != "report.html":  # the page carries its creation time
             assert (after / name).read_bytes() == (tmp_path / "during" / name).read_bytes(), name
     assert set(files.figures) == {"P6L0H0", "P6L0H1"} and {"maps", "figures", "report"} == set(files.timings)
+    assert drawer._waiting == []  # held-back jobs were all handed over
     with pytest.raises(ArithLensError, match="draws into"):
         write_report(analysis, tmp_path / "elsewhere", drawer=ReportDrawer(tmp_path / "during"))
+
+
+def test_without_a_spare_core_the_drawer_holds_every_job_until_the_end(tmp_path):
+    from arithlens.report.html import ReportDrawer
+
+    with ReportDrawer(tmp_path / "out", workers=2, overlap=False) as drawer:
+        analysis = analyze(tiny_model(), FAST, drawer=drawer)
+        assert drawer.pool._pool is None  # no worker started while the analysis ran
+        held = len(drawer._waiting)
+        write_report(analysis, tmp_path / "out", drawer=drawer)
+    # every map and table (and the position-failure chart), then four figures for each of the two studies
+    from arithlens.report.quanta_maps import map_jobs
+
+    assert held == len(map_jobs(analysis.nodes, TINY, tmp_path)) + 1 + 2 * 4
+    assert (tmp_path / "out" / "P6L0H1_grid.png").is_file()
 
 
 def test_a_failed_analysis_cancels_the_drawing_not_yet_started(tmp_path):

@@ -68,8 +68,14 @@ def register(app: typer.Typer) -> None:
         formats = ("png", "svg") if svg else ("png",)
         with target, thread_limit(threads), Progress(quiet or as_json) as bar:
             progress = None if bar.quiet else bar
-            # figures are drawn into the staging folder while the studies run (worker processes, idle cores)
-            with ReportDrawer(target.stage, formats) as drawer:
+            # figures are drawn into the staging folder while the studies run when a core is left over beside
+            # the analysis's torch threads; else at the end, one worker process per core
+            import torch
+
+            from arithlens.report.figures import figure_workers
+
+            spare = figure_workers(10**6) > torch.get_num_threads()
+            with ReportDrawer(target.stage, formats, overlap=spare) as drawer:
                 analysis = run_analysis(ck.model, options, progress=progress, drawer=drawer)
                 analysis.timings = {"model": load_seconds, **analysis.timings}
                 files, timings = _write(analysis, target, card=ck.extra, source=str(path), formats=formats,

@@ -19,7 +19,7 @@ from arithlens.analysis.stats import wilson
 from arithlens.errors import ArithLensError
 from arithlens.io import write_atomic
 from arithlens.model.zoo import card_accuracy
-from arithlens.report.figures import JobPool
+from arithlens.report.figures import Job, JobPool
 from arithlens.report.node_figures import node_figure_jobs
 from arithlens.report.quanta_maps import (
     QUANTA_AT_COLUMNS,
@@ -53,19 +53,38 @@ class ReportFiles:
 
 
 class ReportDrawer:
-    """The report's maps and study figures, each drawn once (PNG and SVG from one drawing) in worker processes
-    while the analysis goes on: `tagged` queues the maps as soon as the nodes carry their final tags, `studied`
-    a study's figures as soon as it is done, so drawing overlaps the studies (which leave a core mostly idle).
-    `finish` queues whatever was not yet and waits. Pass it to `analyze(..., drawer=...)`, then to
-    `write_report`; use it as a context manager (an exception cancels the drawing not yet started)."""
+    """The report's maps and study figures, each drawn once (PNG and SVG from one drawing) in worker processes.
 
-    def __init__(self, out_dir: str | Path, formats: Sequence[str] = ("png",), workers: int | None = None):
+    With `overlap`, drawing starts while the analysis goes on: `tagged` queues the maps as soon as the nodes
+    carry their final tags, `studied` a study's figures as soon as it is done. That only pays where a core is
+    left over (more cores than the analysis's torch threads): on 2 cores with 2 torch threads the figure workers
+    took their time from the studies (`benchmarks/bench_analyze.py`: 280.5 s before, 285.7 s after, figures
+    57.6 s -> 1.6 s but studies 116.0 s -> 175.7 s), so without `overlap` the jobs wait and `finish` draws them
+    all at the end, one worker per core. `finish` queues whatever was not yet and waits. Pass the drawer to
+    `analyze(..., drawer=...)`, then to `write_report`; use it as a context manager (an exception cancels the
+    drawing not yet started)."""
+
+    def __init__(self, out_dir: str | Path, formats: Sequence[str] = ("png",), workers: int | None = None, *,
+                 overlap: bool = True):
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.formats = ("png", *(f for f in formats if f != "png"))  # PNG always: the page embeds it
+        self.overlap = overlap
         self.pool = JobPool(workers)
         self._maps: list | None = None  # futures of the maps and tables, in `map_jobs` order
         self._figures: dict[str, dict[str, object]] = {}  # node -> figure name -> future
+        self._waiting: list[_Later] = []  # without overlap: handed to the pool at finish
+
+    def _submit(self, job: Job, slot: list | dict, key=None):
+        if self.overlap:
+            future = self.pool.submit(job)
+        else:
+            future = _Later(job)
+            self._waiting.append(future)
+        if isinstance(slot, list):
+            slot.append(future)
+        else:
+            slot[key] = future
 
     def tagged(self, analysis: Analysis) -> None:
         if self._maps is not None:
@@ -74,13 +93,17 @@ class ReportDrawer:
         jobs = map_jobs(analysis.nodes, spec, self.out, spec.base_name, self.formats)
         jobs.append((draw_position_failures, (analysis.useful.position_failures, spec, self.out, spec.base_name,
                                               self.formats)))
-        self._maps = [self.pool.submit(job) for job in jobs]
+        self._maps = []
+        for job in jobs:
+            self._submit(job, self._maps)
 
     def studied(self, entry: StudyEntry) -> None:
         if entry.data is None or entry.name in self._figures:
             return
-        self._figures[entry.name] = {name: self.pool.submit(job)
-                                     for name, job in node_figure_jobs(entry.data, self.out, self.formats).items()}
+        figures: dict[str, object] = {}
+        for name, job in node_figure_jobs(entry.data, self.out, self.formats).items():
+            self._submit(job, figures, name)
+        self._figures[entry.name] = figures
 
     def finish(self, analysis: Analysis, say: Say) -> tuple[list[Path], dict[str, dict[str, list[Path]]],
                                                            dict[str, float]]:
@@ -89,6 +112,9 @@ class ReportDrawer:
         done = [e for e in analysis.studies if e.data is not None]
         for entry in done:
             self.studied(entry)
+        for later in self._waiting:  # without overlap: everything now, maps first
+            later.future = self.pool.submit(later.job)
+        self._waiting = []
         t0 = time.perf_counter()
         say("maps", 0, 1, "")
         maps = [p for future in self._maps for p in future.result()]
@@ -111,6 +137,19 @@ class ReportDrawer:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.close(cancel=exc_type is not None)
+
+
+class _Later:
+    """A job held back until `ReportDrawer.finish` hands it to the pool (then its future's result)."""
+
+    def __init__(self, job: Job):
+        self.job, self.future = job, None
+
+    def result(self):
+        return self.future.result()
+
+    def cancel(self) -> bool:
+        return True
 
 
 def write_report(analysis: Analysis, out_dir: str | Path, *, card: dict | None = None, source: str | None = None,
