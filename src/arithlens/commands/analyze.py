@@ -49,6 +49,8 @@ def register(app: typer.Typer) -> None:
         from arithlens.analysis.faithfulness import CHUNK as FAITHFULNESS_CHUNK
         from arithlens.io import OutputTarget
         from arithlens.model.zoo import resolve_model
+        from arithlens.report.figures import MAX_WORKERS, figure_workers
+        from arithlens.report.html import ReportDrawer
         from arithlens.validate import check_chunked_memory, check_memory, forward_bytes
 
         start = time.perf_counter()
@@ -63,8 +65,6 @@ def register(app: typer.Typer) -> None:
         check_chunked_memory("--faithfulness", faithfulness, 3, FAITHFULNESS_CHUNK, forward_bytes(ck.spec),
                              "the faithfulness check")
         load_seconds = time.perf_counter() - start
-        from arithlens.report.html import ReportDrawer
-
         formats = ("png", "svg") if svg else ("png",)
         with target, thread_limit(threads), Progress(quiet or as_json) as bar:
             progress = None if bar.quiet else bar
@@ -72,9 +72,7 @@ def register(app: typer.Typer) -> None:
             # the analysis's torch threads; else at the end, one worker process per core
             import torch
 
-            from arithlens.report.figures import figure_workers
-
-            spare = figure_workers(10**6) > torch.get_num_threads()
+            spare = figure_workers(MAX_WORKERS) > torch.get_num_threads()
             with ReportDrawer(target.stage, formats, overlap=spare) as drawer:
                 analysis = run_analysis(ck.model, options, progress=progress, drawer=drawer)
                 analysis.timings = {"model": load_seconds, **analysis.timings}

@@ -71,20 +71,18 @@ class ReportDrawer:
         self.formats = ("png", *(f for f in formats if f != "png"))  # PNG always: the page embeds it
         self.overlap = overlap
         self.pool = JobPool(workers)
-        self._maps: list | None = None  # futures of the maps and tables, in `map_jobs` order
-        self._figures: dict[str, dict[str, object]] = {}  # node -> figure name -> future
-        self._waiting: list[_Later] = []  # without overlap: handed to the pool at finish
+        # Each slot holds a future, or (without overlap) the job itself until `finish` submits it.
+        self._maps: list | None = None  # the maps and tables, in `map_jobs` order
+        self._figures: dict[str, dict[str, object]] = {}  # node -> figure name -> slot
 
-    def _submit(self, job: Job, slot: list | dict, key=None):
-        if self.overlap:
-            future = self.pool.submit(job)
-        else:
-            future = _Later(job)
-            self._waiting.append(future)
-        if isinstance(slot, list):
-            slot.append(future)
-        else:
-            slot[key] = future
+    def _queue(self, job: Job):
+        return self.pool.submit(job) if self.overlap else job
+
+    @property
+    def _waiting(self) -> list[Job]:
+        """The jobs held back (not yet handed to the pool)."""
+        slots = [*(self._maps or []), *(f for figs in self._figures.values() for f in figs.values())]
+        return [slot for slot in slots if isinstance(slot, tuple)]
 
     def tagged(self, analysis: Analysis) -> None:
         if self._maps is not None:
@@ -93,17 +91,13 @@ class ReportDrawer:
         jobs = map_jobs(analysis.nodes, spec, self.out, spec.base_name, self.formats)
         jobs.append((draw_position_failures, (analysis.useful.position_failures, spec, self.out, spec.base_name,
                                               self.formats)))
-        self._maps = []
-        for job in jobs:
-            self._submit(job, self._maps)
+        self._maps = [self._queue(job) for job in jobs]
 
     def studied(self, entry: StudyEntry) -> None:
         if entry.data is None or entry.name in self._figures:
             return
-        figures: dict[str, object] = {}
-        for name, job in node_figure_jobs(entry.data, self.out, self.formats).items():
-            self._submit(job, figures, name)
-        self._figures[entry.name] = figures
+        self._figures[entry.name] = {name: self._queue(job)
+                                     for name, job in node_figure_jobs(entry.data, self.out, self.formats).items()}
 
     def finish(self, analysis: Analysis, say: Say) -> tuple[list[Path], dict[str, dict[str, list[Path]]],
                                                            dict[str, float]]:
@@ -112,9 +106,12 @@ class ReportDrawer:
         done = [e for e in analysis.studies if e.data is not None]
         for entry in done:
             self.studied(entry)
-        for later in self._waiting:  # without overlap: everything now, maps first
-            later.future = self.pool.submit(later.job)
-        self._waiting = []
+        def submitted(slot):  # without overlap: everything now, maps first
+            return self.pool.submit(slot) if isinstance(slot, tuple) else slot
+
+        self._maps = [submitted(slot) for slot in self._maps]
+        self._figures = {node: {name: submitted(slot) for name, slot in figs.items()}
+                         for node, figs in self._figures.items()}
         t0 = time.perf_counter()
         say("maps", 0, 1, "")
         maps = [p for future in self._maps for p in future.result()]
@@ -137,19 +134,6 @@ class ReportDrawer:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.close(cancel=exc_type is not None)
-
-
-class _Later:
-    """A job held back until `ReportDrawer.finish` hands it to the pool (then its future's result)."""
-
-    def __init__(self, job: Job):
-        self.job, self.future = job, None
-
-    def result(self):
-        return self.future.result()
-
-    def cancel(self) -> bool:
-        return True
 
 
 def write_report(analysis: Analysis, out_dir: str | Path, *, card: dict | None = None, source: str | None = None,
