@@ -73,8 +73,8 @@ def main() -> None:
     mark = [time.perf_counter()]
 
     def progress(stage: str, done: int, total: int, detail: str) -> None:
-        if stage in ("positions", "nodes"):
-            stage = "useful"
+        if stage not in ("faithfulness", "circuit", "search", "studies"):
+            stage = "useful"  # positions, nodes and the power stage's passes
         if stage != STAGE[0]:
             now = time.perf_counter()
             walls[STAGE[0]] = walls.get(STAGE[0], 0.0) + now - mark[0]
