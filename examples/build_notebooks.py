@@ -76,7 +76,7 @@ tags.plot_map("MathsPurposePerNode")"""),
     ("markdown", """\
 ## The seed's three question sets
 
-P18 computes answer digit A2; a carry or borrow into it comes from digit 1, the pair the carry head reads.
+P18 computes answer digit A2; a carry or borrow into it comes from digit 1, the pair P18L0H3 reads.
 `al.tricase(digit, counts)` builds the sets by construction, every row labelled with its class and its real
 carry/borrow out of the digit (the predecessor inferred labels from row order)."""),
     ("code", """\
@@ -112,6 +112,11 @@ for qtype in study.qtypes:
           f"resample ablation breaks {study.necessity.target_digit}: {resample}, "
           f"patching success {study.sufficiency.per_qtype[qtype].success}, role {v.role}")
 study.plot_necessity()"""),
+    ("markdown", """\
+In the shipped model the carry is linearly readable from P18L0H3 for ADD, but ablating or patching it barely
+moves A2: the carries and borrows into A2 are made in layer 2. `arithlens analyze` studies every head the
+searches tag with a carry or borrow; at P18 those are P18L2H0 and P18L2H2, each holding A1.SC, A1.MB and A1.NB
+in separate directions (`python scripts/founding_example.py DIR` prints their numbers from the analysis)."""),
     ("code", """\
 print("RESULTS " + json.dumps({"model": model.spec.name, "position": position, "digit": digit, "counts": counts,
                                "evr": evr, "study_digit": study.study_digit, "roles": list(study.verdict.roles),
@@ -150,7 +155,7 @@ sets = {qtype: al.tricase(digit, {qtype: 300}, seed=0) for qtype in ("ADD", "SUB
 counts = {qtype: len(b) for qtype, b in sets.items()}
 print(counts)"""),
     ("code", PCA_GRID.format(position=18, digit=1)),
-    ("markdown", "## Useful nodes and the study of the carry head"),
+    ("markdown", "## Useful nodes and the study of P18L0H3"),
     ("code", """\
 useful = al.useful_nodes(model, questions=64)
 display(useful)

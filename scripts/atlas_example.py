@@ -3,7 +3,8 @@
     arithlens atlas --models mix_d6_l3_h4_t10K_s372001 add_d6_l2_h3_t8K_s372001 --out runs/atlas --jobs 1
     python scripts/atlas_example.py runs/atlas
 
-Prints the headline, the carry head of each model with its probe, resample-ablation and patching figures
+Prints the headline, the carry head of each model (the layer-0 head at A2's position whose study or search
+tag says A1.SC) with its probe, resample-ablation and patching figures
 (95% Wilson intervals, with their question counts), the heads holding A2's base digit pair, the roles shared
 with the reference (the adder) by kind and layer, and the useful-set faithfulness per model.
 """
@@ -39,8 +40,8 @@ def main(folder: str) -> None:
         name = found["model"]
         folder_ = root / "models" / name
         for head in found["heads"]:
-            if "A1.SC" not in head["roles"]:
-                continue
+            if "A1.SC" not in head["roles"] and "A1.SC" not in head["tags"]:
+                continue  # neither the study nor the search gives it the carry into A2
             study = json.loads((folder_ / f"{head['node']}_study.json").read_text())
             for op in study["qtypes"]:
                 rep = study["representation"][op]
@@ -48,7 +49,8 @@ def main(folder: str) -> None:
                 suff = study["sufficiency"].get("per_qtype", {}).get(op, {}).get("success")
                 # the atlas's probe figure: the better of the carry-out probe and the digit-pair probe
                 probe = max(rep["probe_carry"]["accuracy"] or 0.0, rep["probe_pair"]["accuracy"] or 0.0)
-                print(f"{name} carry head {head['node']} {op}: probe {pct(probe)}%, "
+                print(f"{name} carry head {head['node']} (study roles {head['roles']}, search tags {head['tags']}) "
+                      f"{op}: probe {pct(probe)}%, "
                       f"resample ablation makes {study['necessity']['target_digit']} wrong in {rate(nec)}, "
                       f"patching moves it as predicted in {rate(suff, 0) if suff else 'n/a'}")
         nodes = json.loads(next(folder_.glob("*_algorithm.json")).read_text())
