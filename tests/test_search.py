@@ -340,25 +340,28 @@ def test_groups_have_at_most_max_group_heads_and_can_be_switched_off():
 
 # ---- the shipped mixed model ----
 
-def test_shipped_model_sign_head_cascade_head_and_carry_pair_are_found_by_their_patches():
-    """P14L0H3 reads the answer's sign token and tells the later digits whether to compute a - b or b - a;
-    P14L0H1 passes digit 4's carry on through digit 5 (A5.SS); P18L0H3 (attending D1 and D'1) and P18L2H2
-    carry digit 1 into A2 together (A1.SC), while neither does alone."""
+def test_shipped_model_sign_head_cascade_pair_and_carry_pair_are_found_by_their_patches():
+    """P14L0H3 reads the answer's sign token (95% of its attention) and tells A1..A4 whether to compute a - b or
+    b - a; P14L1H2 passes digit 4's carry on through digit 5 (A5.SS) together with P14L2H2, a head that is not
+    a useful node; P18L2H0 and P18L2H2 carry digit 1 into A2 together (A1.SC), while neither does alone."""
     from arithlens.model.checkpoint import load_checkpoint
     from arithlens.model.zoo import resolve_model
 
     model = load_checkpoint(resolve_model("mix_d6_l3_h4_t10K_s372001")).model.eval()
-    nodes = NodeList([useful("P14L0H3", 543210, {14: 71}), useful("P14L0H1", 65, {6: 52, 1: 24, 8: 23}),
-                      useful("P18L0H3", 2, {11: 50, 4: 49}), useful("P18L2H2", 2, {11: 34, 12: 25})])
+    nodes = NodeList([useful("P14L0H3", 4321, {14: 95}), useful("P14L1H2", 6, {8: 41}),
+                      useful("P18L2H0", 2, {11: 35, 14: 23, 12: 21}), useful("P18L2H2", 2, {11: 46, 14: 22, 12: 20})])
     result = search(nodes, model.spec, lambda pairs: EngineRunner(model, pairs), tasks=(S.SGN, S.SS, S.SC),
                     n_pairs=40)
     rates = {(t.name, t.tag): t.strong / t.valid for t in result.trials}
-    assert rates[("P14L0H3", "A0.SGN")] >= 0.9 and rates[("P14L0H1", "A5.SS")] == 1.0
-    assert rates[("P18L0H3+P18L2H2", "A1.SC")] == 1.0
-    assert rates[("P18L0H3", "A1.SC")] <= 0.1 and rates[("P18L2H2", "A1.SC")] <= 0.1
+    assert min(rates[("P14L0H3", f"A{d}.SGN")] for d in range(1, 5)) >= 0.75
+    assert rates[("P14L1H2+P14L2H2", "A5.SS")] == 1.0 and rates[("P14L1H2", "A5.SS")] <= 0.5
+    assert rates[("P18L2H0+P18L2H2", "A1.SC")] == 1.0
+    assert rates[("P18L2H0", "A1.SC")] <= 0.1 and rates[("P18L2H2", "A1.SC")] <= 0.5
     tags = algo(result)
-    assert {"SGN", "A0.SGN", "A1.SGN"} <= set(tags["P14L0H3"]) and "A5.SS" in tags["P14L0H1"]
-    assert "A1.SC" in tags["P18L0H3"] and "A1.SC" in tags["P18L2H2"]
+    assert {"SGN", "A1.SGN", "A4.SGN"} <= set(tags["P14L0H3"]) and tags["P14L1H2"] == ["A5.SS"]
+    assert "A1.SC" in tags["P18L2H0"] and "A1.SC" in tags["P18L2H2"]
+    pair = next(t for t in result.trials if t.name == "P14L1H2+P14L2H2" and t.tag == "A5.SS")
+    assert pair.to_dict()["not_useful"] == ["P14L2H2"]
 
 
 def test_a_head_can_share_a_job_with_a_deeper_head_that_is_not_a_useful_node():

@@ -1,6 +1,7 @@
 """Shipped models: listing with card info, the default (mixed, 3 layers), `--model` resolution, `arithlens models`."""
 
 import json
+from pathlib import Path
 
 import pytest
 from helpers import arithlens_here
@@ -135,3 +136,43 @@ def test_models_command_with_nothing_shipped_says_so(tmp_path, monkeypatch, caps
     monkeypatch.setenv(MODELS_ENV, str(tmp_path))
     code, out, _ = arithlens_here(monkeypatch, capsys, "models")
     assert code == 0 and out.startswith("no models are shipped")
+
+
+def test_ship_model_script_copies_an_exact_run_with_its_card_and_refuses_the_rest(tmp_path):
+    """scripts/ship_model.py: an exact run ships with its card (sha256, accuracy, stress, reproduce command);
+    a run with a wrong answer or an existing target is refused with exit code 2 and nothing written."""
+    import hashlib
+    import importlib.util
+
+    script = Path(__file__).parent.parent / "scripts" / "ship_model.py"
+    loader = importlib.util.spec_from_file_location("ship_model", script)
+    ship_model = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(ship_model)
+    run = tmp_path / "run"
+    ship(tmp_path, "mix_d6_l2_h4_t10K_s372009", {"training": {"command": "arithlens train ... --threads 2"}},
+         dirname="run")
+    config = tmp_path / "recipe.json"
+    config.write_text('{"shared_high": 0.05}')
+    stress = {"questions": 40, "wrong": 0, "failures": []}
+    good = tmp_path / "eval.json"
+    good.write_text(json.dumps({"model": "mix_d6_l2_h4_t10K_s372009", "questions": 100, "wrong": 0,
+                                "kinds": {"stress": stress}}))
+    models = tmp_path / "models"
+    args = [str(run), str(good), "--config", str(config), "--models-dir", str(models)]
+    assert ship_model.main(args) == 0
+    shipped = list_models(models)
+    assert [m.name for m in shipped] == ["mix_d6_l2_h4_t10K_s372009"]
+    card = shipped[0].card
+    weights = (models / "mix_d6_l2_h4_t10K_s372009" / "model.safetensors").read_bytes()
+    assert card["training"]["weights_sha256"] == hashlib.sha256(weights).hexdigest()
+    assert weights == (run / "model.safetensors").read_bytes()
+    assert card["stress"]["questions"] == 40 and card["accuracy"]["wrong"] == 0
+    assert "--threads 2" in card["reproduce"] and "train_config.json" in card["reproduce"]
+    recipe = json.loads((models / "mix_d6_l2_h4_t10K_s372009" / "train_config.json").read_text())
+    assert recipe == {"shared_high": 0.05}
+    assert ship_model.main(args) == 2  # exists: --force needed
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"model": "mix_d6_l2_h4_t10K_s372009", "questions": 100, "wrong": 1}))
+    other = tmp_path / "other_models"
+    assert ship_model.main([str(run), str(bad), "--config", str(config), "--models-dir", str(other)]) == 2
+    assert not other.exists()
