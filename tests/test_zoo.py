@@ -100,9 +100,13 @@ def test_a_directory_name_other_than_the_spec_name_resolves_by_both(tmp_path):
     assert resolve_model("mix_d6_l3_h4_t12K_s372001", tmp_path) == tmp_path / "mixer"
 
 
-def test_an_alias_shared_by_two_models_is_ambiguous(zoo):
-    with pytest.raises(ArithLensError, match="model alias 'mix' matches 2 shipped models .*; give the full name"):
-        resolve_model("mix")
+def test_an_alias_shared_by_two_models_names_the_default_or_is_ambiguous(zoo, tmp_path):
+    assert resolve_model("mix") == zoo / "mix_d6_l3_h4_t12K_s372001"  # the default among the mixed models
+    ship(tmp_path, "add_d6_l2_h3_t8K_s372001")
+    ship(tmp_path, "add_d6_l2_h3_t8K_s372002")
+    ship(tmp_path, "mix_d6_l3_h4_t10K_s372001")
+    with pytest.raises(ArithLensError, match="model alias 'add' matches 2 shipped models .*; give the full name"):
+        resolve_model("add", tmp_path)
 
 
 def test_unknown_model_error_lists_the_shipped_names(zoo):

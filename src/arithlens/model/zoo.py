@@ -70,7 +70,8 @@ def default_model_name(directory: str | os.PathLike | None = None) -> str:
 
 def resolve_model(name_or_path: str | os.PathLike | None = None, directory: str | os.PathLike | None = None) -> Path:
     """A checkpoint path for `--model`: None -> the default model; a shipped name (directory or spec name);
-    an op alias such as `mix` naming the one shipped model of that op; else an existing path.
+    an op alias such as `mix` naming the default model if it is of that op, else the one shipped model of that
+    op; else an existing path.
     Shipped names win over a same-named local path (write `./mix` for the path)."""
     if name_or_path is None:
         name_or_path = default_model_name(directory)
@@ -81,8 +82,9 @@ def resolve_model(name_or_path: str | os.PathLike | None = None, directory: str 
             return m.path
     if text in OPS:
         same_op = [m for m in models if m.spec.op == text]
-        if len(same_op) == 1:
-            return same_op[0].path
+        default = default_model_name(directory) if models else None
+        if len(same_op) == 1 or any(m.name == default for m in same_op):  # the default wins among seeds of one op
+            return next((m for m in same_op if m.name == default), same_op[0]).path
         if len(same_op) > 1:
             raise ArithLensError(
                 f"model alias '{text}' matches {len(same_op)} shipped models ({_names(same_op)}); give the full name")
