@@ -66,10 +66,12 @@ def main(folder: str) -> None:
         kinds.setdefault((r["kind"], r["layer"]), []).append(label)
     main_models = [m["name"] for m in atlas["models"] if not m["reference"]]
     reference = [m["name"] for m in atlas["models"] if m["reference"]]
+    print(f"{len(shared)} roles shared with the reference:",
+          {f"{kind} L{layer}": len(v) for (kind, layer), v in sorted(kinds.items())})
     for m in main_models:
         own = [r for r in atlas["roles"] if m in r["models"]]
-        print(f"{m}: {len(own)} roles; {len(shared)} shared with the reference:",
-              {f"{kind} L{layer}": len(v) for (kind, layer), v in sorted(kinds.items())})
+        print(f"{m}: {len(own)} roles, {sum(r['label'] in shared for r in own)} of them shared with the reference")
+    print(f"roles in every one of {len(main_models)} models: {atlas['roles_in_every_model']}")
     for m in reference:
         print(f"{m}: {len([r for r in atlas['roles'] if m in r['models']])} roles")
 
