@@ -15,14 +15,12 @@ import json
 import sys
 from pathlib import Path
 
+from atlas_example import pct as number  # the script beside this one (run as `python scripts/...`)
+from atlas_example import rate as interval  # "3.4% [2.8, 4.1] of 3,000"
+
 
 def pct(x: float, digits: int = 1) -> str:
-    return f"{100 * x:.{digits}f}%"
-
-
-def interval(r: dict, digits: int = 1) -> str:
-    lo, hi = r["ci"]
-    return f"{pct(r['rate'], digits)} [{100 * lo:.{digits}f}, {100 * hi:.{digits}f}] of {r['n']:,}"
+    return f"{number(x, digits)}%"
 
 
 def probes(study: dict) -> str:
