@@ -63,9 +63,12 @@ def default_model_name(directory: str | os.PathLike | None = None) -> str:
         raise ArithLensError(
             f"no model is shipped in '{models_dir() if directory is None else directory}'; "
             "pass --model PATH (a checkpoint directory, .safetensors or .pth file)")
-    ranked = sorted(models, key=lambda m: (m.card.get("default") is not True, m.spec.op != DEFAULT_OP,
-                                           m.spec.n_layers != DEFAULT_LAYERS))
-    return ranked[0].name
+    return _default(models).name
+
+
+def _default(models: list[ShippedModel]) -> ShippedModel:
+    return min(models, key=lambda m: (m.card.get("default") is not True, m.spec.op != DEFAULT_OP,
+                                      m.spec.n_layers != DEFAULT_LAYERS))
 
 
 def resolve_model(name_or_path: str | os.PathLike | None = None, directory: str | os.PathLike | None = None) -> Path:
@@ -82,9 +85,10 @@ def resolve_model(name_or_path: str | os.PathLike | None = None, directory: str 
             return m.path
     if text in OPS:
         same_op = [m for m in models if m.spec.op == text]
-        default = default_model_name(directory) if models else None
-        if len(same_op) == 1 or any(m.name == default for m in same_op):  # the default wins among seeds of one op
-            return next((m for m in same_op if m.name == default), same_op[0]).path
+        if models and _default(models) in same_op:  # the default wins among seeds of one op
+            return _default(models).path
+        if len(same_op) == 1:
+            return same_op[0].path
         if len(same_op) > 1:
             raise ArithLensError(
                 f"model alias '{text}' matches {len(same_op)} shipped models ({_names(same_op)}); give the full name")
