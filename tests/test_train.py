@@ -47,6 +47,33 @@ def test_same_seed_gives_identical_weights_and_another_seed_does_not():
     assert not torch.equal(one["blocks.0.attn.W_Q"], other["blocks.0.attn.W_Q"])
 
 
+def test_cuda_training_runs_with_deterministic_kernels_and_restores_the_callers_setting(monkeypatch):
+    """On CUDA, train() turns on PyTorch's deterministic algorithms (cuBLAS's fixed workspace too) for the run
+    and restores the caller's setting after; on CPU it changes nothing. The switch needs no GPU to check."""
+    from arithlens.model import train as train_module
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    assert not torch.are_deterministic_algorithms_enabled()
+    with train_module._deterministic("cpu"):
+        assert not torch.are_deterministic_algorithms_enabled()
+    assert "CUBLAS_WORKSPACE_CONFIG" not in train_module.os.environ
+    try:
+        with train_module._deterministic("cuda"):
+            assert torch.are_deterministic_algorithms_enabled()
+            assert train_module.os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+            raise RuntimeError("a failed run")
+    except RuntimeError:
+        pass
+    assert not torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        with train_module._deterministic("cuda:0"):
+            assert not torch.is_deterministic_algorithms_warn_only_enabled()
+        assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
 def test_training_lowers_the_loss_and_writes_checkpoint_and_history(tmp_path):
     torch.set_num_threads(1)
     result = train(tiny_spec(), tiny_cfg(steps=60, lr=3e-3), tmp_path)

@@ -7,8 +7,10 @@ AdamW moments, the data generator's state, the loss history); insert mode from a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -233,7 +235,46 @@ def train(
     resume: bool = False,
     progress: Callable[[int, dict[str, float]], None] | None = None,
 ) -> TrainResult:
-    """Train `spec` with `cfg`; with `out_dir`, checkpoint every `cfg.checkpoint_every` steps and at the end."""
+    """Train `spec` with `cfg`; with `out_dir`, checkpoint every `cfg.checkpoint_every` steps and at the end.
+
+    On CUDA the run uses PyTorch's deterministic algorithms (and cuBLAS's fixed workspace), so a seed gives the
+    same weights on every run on the same GPU and software; CPU and GPU runs of a seed still differ (other
+    kernels, other rounding)."""
+    with _deterministic(device):
+        return _train(spec, cfg, out_dir, device=device, resume=resume, progress=progress)
+
+
+@contextlib.contextmanager
+def _deterministic(device: str):
+    """Deterministic kernels while training on CUDA; the caller's setting is restored after."""
+    if not str(device).startswith("cuda"):
+        yield
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS first starts in the process
+    before, warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before, warn_only=warn)
+
+
+def _machine(device: str) -> str:
+    text = f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}"
+    if str(device).startswith("cuda"):
+        text += f", {torch.cuda.get_device_name(torch.device(device))} (CUDA {torch.version.cuda}, deterministic)"
+    return text
+
+
+def _train(
+    spec: ModelSpec,
+    cfg: TrainConfig,
+    out_dir: str | Path | None,
+    *,
+    device: str,
+    resume: bool,
+    progress: Callable[[int, dict[str, float]], None] | None,
+) -> TrainResult:
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -307,7 +348,7 @@ def train(
         summary = {"steps": step, "seconds": round(history["seconds"], 1), "final_loss": history["final_loss"],
                    "avg_final_loss": history["avg_final_loss"], "config": cfg.to_dict(),
                    "heldout": history["eval"][-1] if history["eval"] else None,
-                   "machine": f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}",
+                   "machine": _machine(device),
                    "device": str(device)}
         save_checkpoint(model, spec, out, {"training": summary})
     return TrainResult(model=model, history=history, out_dir=out)
