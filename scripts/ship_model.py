@@ -31,8 +31,9 @@ def card(run: Path, evaluation: dict, config: Path, machine: str | None) -> dict
     shipped_config = f"src/arithlens/models/{name}/train_config.json"
     run_words = str(training.get("command", "")).split()
     threads = run_words[run_words.index("--threads") + 1] if "--threads" in run_words[:-1] else "1"
+    device = " --device cuda" if str(training.get("device", "cpu")).startswith("cuda") else ""
     command = (f"arithlens train --spec {name} --d-model {data['spec']['d_model']} --d-head {data['spec']['d_head']} "
-               f"--config {shipped_config} --out runs/{name} --threads {threads}")
+               f"--config {shipped_config} --out runs/{name}{device} --threads {threads}")
     training["command_run"] = training.get("command")
     training["command"] = command
     training["weights_sha256"] = hashlib.sha256((run / "model.safetensors").read_bytes()).hexdigest()

@@ -172,6 +172,7 @@ def test_ship_model_script_copies_an_exact_run_with_its_card_and_refuses_the_res
     assert weights == (run / "model.safetensors").read_bytes()
     assert card["stress"]["questions"] == 40 and card["accuracy"]["wrong"] == 0
     assert "--threads 2" in card["reproduce"] and "train_config.json" in card["reproduce"]
+    assert "--device" not in card["reproduce"]
     recipe = json.loads((models / "mix_d6_l2_h4_t10K_s372009" / "train_config.json").read_text())
     assert recipe == {"shared_high": 0.05}
     assert ship_model.main(args) == 2  # exists: --force needed
@@ -180,3 +181,20 @@ def test_ship_model_script_copies_an_exact_run_with_its_card_and_refuses_the_res
     other = tmp_path / "other_models"
     assert ship_model.main([str(run), str(bad), "--config", str(config), "--models-dir", str(other)]) == 2
     assert not other.exists()
+
+
+def test_ship_model_script_names_the_gpu_in_the_reproduce_command(tmp_path):
+    """A run trained on CUDA is reproduced with `--device cuda` (CPU kernels give other weights)."""
+    import importlib.util
+
+    script = Path(__file__).parent.parent / "scripts" / "ship_model.py"
+    loader = importlib.util.spec_from_file_location("ship_model", script)
+    ship_model = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(ship_model)
+    ship(tmp_path, "mix_d6_l2_h4_t10K_s372009",
+         {"training": {"command": "arithlens train ... --device cuda --threads 2", "device": "cuda"}}, dirname="run")
+    config = tmp_path / "recipe.json"
+    config.write_text("{}")
+    data = ship_model.card(tmp_path / "run", {"questions": 10, "wrong": 0}, config, "an H200")
+    assert data["reproduce"].endswith("--out runs/mix_d6_l2_h4_t10K_s372009 --device cuda --threads 2")
+    assert data["training"]["machine"] == "an H200"
