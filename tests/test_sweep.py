@@ -61,8 +61,11 @@ def test_a_bad_sweep_request_is_a_one_line_error(monkeypatch, capsys, tmp_path):
     assert code == 2 and err.startswith("error: bad analysis options in the config") and len(err.splitlines()) == 1
 
 
+EVAL_QUESTIONS = 60  # the acceptance suite, scaled down: uniform questions per question type
+
+
 def _tasks(out: Path):
-    return sweep_tasks(FAMILY, SEEDS, out, config=json.loads(json.dumps(TINY)))
+    return sweep_tasks(FAMILY, SEEDS, out, config=json.loads(json.dumps(TINY)), evaluate=EVAL_QUESTIONS)
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +104,45 @@ def test_a_stopped_sweep_resumes_and_ends_with_the_uninterrupted_weights(local_s
     assert not (out / WORK_DIR).exists()  # nothing left half-done
     assert [r["model"] for r in result.records] == [t.name for t in tasks]
     assert json.loads((out / "sweep.json").read_text())["seeds"] == SEEDS
+
+
+def test_each_model_carries_its_acceptance_suite_result(local_sweep):
+    """--eval: evaluation.json in each model's folder, equal to evaluating the saved weights afresh; its count in
+    the summary record."""
+    from arithlens.model import load_checkpoint
+    from arithlens.model.evaluate import evaluate_suite, suite_size
+
+    out, result = local_sweep
+    assert result.summary["evaluate"] == EVAL_QUESTIONS and result.summary["device"] == "cpu"
+    for record in result.records:
+        folder = out / record["model"]
+        saved = json.loads((folder / "evaluation.json").read_text())
+        ck = load_checkpoint(folder)
+        fresh = evaluate_suite(ck.model, ck.spec, questions=EVAL_QUESTIONS, precision="fp32").to_dict()
+        assert saved == drop_timings(fresh) and "seconds" not in saved
+        assert saved["questions"] == suite_size(ck.spec, questions=EVAL_QUESTIONS) > EVAL_QUESTIONS
+        assert record["evaluation"] == {"questions": saved["questions"], "wrong": saved["wrong"],
+                                        "failures": saved["failures"]}
+    # 40 steps of a tiny model: not exact, and the files say so rather than hiding it
+    assert any(r["evaluation"]["wrong"] > 0 for r in result.records)
+    assert "evaluate" in result.summary["run"]["models"][result.records[1]["model"]]["seconds"]
+
+
+def test_a_device_the_sweep_cannot_use_is_a_one_line_error(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code, _, err = arithlens_here(monkeypatch, capsys, "sweep", "--spec", FAMILY, "--seeds", "372001",
+                                  "--out", str(tmp_path / "o"), "--device", "cuda")
+    assert code == 2 and err.strip() == "error: --device cuda: no CUDA device is available on this machine"
+    code, _, err = arithlens_here(monkeypatch, capsys, "sweep", "--spec", FAMILY, "--seeds", "372001",
+                                  "--out", str(tmp_path / "o"), "--device", "auto", "--scheduler", "tcp://h:1")
+    assert code == 2 and "--device auto with --scheduler" in err and len(err.splitlines()) == 1
+    code, _, err = arithlens_here(monkeypatch, capsys, "sweep", "--spec", FAMILY, "--seeds", "372001",
+                                  "--out", str(tmp_path / "o"), "--eval", "--eval-questions", "0")
+    assert code == 2 and err.strip() == "error: --eval-questions must be at least 1, not 0"
+    assert not (tmp_path / "o").exists()
+    tasks, _ = sweep_tasks(FAMILY, [372001], tmp_path, config=json.loads(json.dumps(TINY)), device="cuda")
+    with pytest.raises(ArithLensError, match="no CUDA device"):  # a worker without CUDA, in a cluster
+        run_seed(tasks[0])
 
 
 def test_a_finished_model_is_skipped(local_sweep):

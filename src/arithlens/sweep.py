@@ -1,4 +1,4 @@
-"""Seed sweeps: train (resumably) and analyse one model per seed of a recipe, each run a task of
+"""Seed sweeps: train (resumably), optionally evaluate, and analyse one model per seed of a recipe, each run a task of
 `arithlens.executor`, each model's files moved into `DIR/<model name>/` in one rename when all are written.
 
 A sweep's JSON is a function of the spec, the seeds, the recipe and the analysis options: the same seeds give
@@ -27,6 +27,7 @@ WORK_DIR = ".work"  # DIR/.work/<model name>/: training checkpoints until the mo
 TIMING_KEYS = frozenset({"seconds", "timings", "run"})  # keys whose values are wall times, not results
 _SEED_SUFFIX = re.compile(r"_s\d{6}$")
 MODEL_FILES = ("model.safetensors", "model.json", "training.json")
+EVALUATION_FILE = "evaluation.json"  # the acceptance suite's result, when the sweep ran it
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class SweepTask:
     analysis: dict[str, Any] = field(default_factory=dict)  # AnalyzeOptions fields; study options as dicts
     threads: int = 1  # torch threads in the worker: fixed, so results do not depend on the worker's core count
     report: bool = False  # also draw the maps and report.html
+    device: str = "cpu"  # where the model trains (and is evaluated); the analysis always runs on the CPU
+    evaluate: int = 0  # uniform questions per qtype of the acceptance suite (0: none); evaluation.json
 
     @property
     def name(self) -> str:
@@ -70,12 +73,16 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def sweep_tasks(spec: str, seeds: list[int], out: str | os.PathLike, *, config: dict | None = None,
-                steps: int | None = None, threads: int = 1, report: bool = False) -> tuple[list[SweepTask], dict]:
+                steps: int | None = None, threads: int = 1, report: bool = False, device: str = "cpu",
+                evaluate: int = 0) -> tuple[list[SweepTask], dict]:
     """The tasks of a sweep and where their recipe came from.
 
     The recipe is the shipped model's of the same family when there is one (its sizes and `train_config.json`:
     the recipe the shipped model was trained with), then `config` (recipe fields, a "spec" dict of size
-    overrides and an "analysis" dict of AnalyzeOptions fields), then `steps`.
+    overrides and an "analysis" dict of AnalyzeOptions fields), then `steps`. `device` is where each model trains
+    (CUDA and CPU kernels give different weights for one seed, so it is part of the provenance); `evaluate`,
+    when above 0, runs the acceptance suite (that many uniform questions per question type, the curated set,
+    enriched and stress questions) on each trained model.
     """
     from arithlens.model.spec import ModelSpec
     from arithlens.model.train import TrainConfig
@@ -92,10 +99,13 @@ def sweep_tasks(spec: str, seeds: list[int], out: str | os.PathLike, *, config: 
         model_spec = ModelSpec.parse(f"{family}_s{seed:06d}", **sizes)
         train_cfg = TrainConfig.from_dict({"steps": model_spec.training_steps, **recipe,
                                            **({"steps": steps} if steps is not None else {})})
-        tasks.append(SweepTask(model_spec.to_dict(), train_cfg.to_dict(), str(out), dict(analysis), threads, report))
+        tasks.append(SweepTask(model_spec.to_dict(), train_cfg.to_dict(), str(out), dict(analysis), threads, report,
+                               device, evaluate))
     analyze_options(analysis)  # a bad field fails here, before any worker starts
+    if evaluate < 0:
+        raise ArithLensError(f"the acceptance suite needs a non-negative question count, not {evaluate}")
     provenance = {"family": family, "recipe_from": source, "spec_overrides": sizes, "recipe": recipe,
-                  "analysis": analysis}
+                  "analysis": analysis, "device": device, "evaluate": evaluate}
     return tasks, provenance
 
 
@@ -133,8 +143,8 @@ def analyze_options(analysis: dict):
 
 
 def run_seed(task: SweepTask) -> dict:
-    """Train the task's model (resuming a run that was stopped), analyse it, and move every file into
-    `out/<name>/` in one rename. A model whose folder is already there is not touched.
+    """Train the task's model (resuming a run that was stopped), evaluate it when asked, analyse it, and move
+    every file into `out/<name>/` in one rename. A model whose folder is already there is not touched.
 
     Returns the model's summary record; its "run" entry (status and seconds) is the only part that varies.
     """
@@ -149,25 +159,38 @@ def run_seed(task: SweepTask) -> dict:
     torch.manual_seed(0)  # nothing should draw from the global generator; if something does, it draws the same
 
     from arithlens.analysis.analyze import analyze
+    from arithlens.model.device import pick_device
     from arithlens.model.spec import ModelSpec
     from arithlens.model.train import STATE_FILE, TrainConfig, train
 
+    pick_device(task.device)  # a worker without CUDA says so in one line
     spec, cfg = ModelSpec.from_dict(task.spec), TrainConfig.from_dict(task.recipe)
     work = out / WORK_DIR / task.name
     resume = (work / STATE_FILE).is_file()
     t0 = time.perf_counter()
-    result = train(spec, cfg, work, device="cpu", resume=resume)
+    result = train(spec, cfg, work, device=task.device, resume=resume)
     train_seconds = time.perf_counter() - t0
+    evaluation, eval_seconds = None, {}
+    if task.evaluate:
+        from arithlens.model.evaluate import evaluate_suite
+
+        t0 = time.perf_counter()
+        # fp32 on every machine: bf16 with re-checks would add machine-dependent keys to the file
+        evaluation = evaluate_suite(result.model, spec, questions=task.evaluate, precision="fp32").to_dict()
+        eval_seconds = {"evaluate": time.perf_counter() - t0}
+    model = result.model.to("cpu")  # the analysis runs on the CPU whatever trained the model: one result per model
     t0 = time.perf_counter()
-    analysis = analyze(result.model, analyze_options(task.analysis))
+    analysis = analyze(model, analyze_options(task.analysis))
     analyze_seconds = time.perf_counter() - t0
 
     stage = Path(tempfile.mkdtemp(prefix=f".{task.name}.", dir=out))
     try:
         for name in MODEL_FILES:
             shutil.copy2(work / name, stage / name)
+        if evaluation is not None:
+            _write_json(stage / EVALUATION_FILE, drop_timings(evaluation))
         timings = write_analysis(analysis, stage, source=str(final), report=task.report)
-        timings = {"train": train_seconds, "analyze": analyze_seconds, **timings}
+        timings = {"train": train_seconds, **eval_seconds, "analyze": analyze_seconds, **timings}
         _write_json(stage / "timings.json", {k: round(v, 2) for k, v in timings.items()})
         _publish(stage, final)
     except BaseException:
@@ -228,8 +251,12 @@ def _record(final: Path) -> dict:
     card = json.loads((final / "model.json").read_text())
     summary = json.loads((final / "analysis.json").read_text())
     training = card.get("training", {})
+    evaluation = None
+    if (final / EVALUATION_FILE).is_file():
+        suite = json.loads((final / EVALUATION_FILE).read_text())
+        evaluation = {"questions": suite["questions"], "wrong": suite["wrong"], "failures": suite["failures"]}
     return {"model": card["spec"]["name"], "dir": final.name, "steps": training.get("steps"),
-            "final_loss": training.get("final_loss"), "heldout": training.get("heldout"),
+            "final_loss": training.get("final_loss"), "heldout": training.get("heldout"), "evaluation": evaluation,
             "heads": summary["heads"], "mlps": summary["mlps"], "claims": summary.get("claims"),
             "faithfulness": summary.get("faithfulness"), "circuit": summary.get("circuit"),
             "studies": [{k: s.get(k) for k in ("node", "polysemantic", "roles", "shared_direction", "error")

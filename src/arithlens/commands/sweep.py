@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from arithlens.commands._common import json_option, quiet_option, read_json_config
+from arithlens.commands._common import Device, json_option, quiet_option, read_json_config
 from arithlens.errors import ArithLensError
 
 
@@ -28,6 +28,13 @@ def register(app: typer.Typer) -> None:
         threads: int = typer.Option(1, "--threads", help="Torch threads per model (fixed, so results do not "
                                     "depend on the worker)."),
         report: bool = typer.Option(False, "--report", help="Also draw each model's maps and report.html."),
+        device: Device = typer.Option(Device.cpu, "--device", help="Where the models train and are evaluated: cpu, "
+                                      "cuda or auto (CUDA and CPU give one seed different weights). Analyses "
+                                      "run on the CPU."),
+        evaluate: bool = typer.Option(False, "--eval", help="Run the acceptance suite on each trained model "
+                                      "(evaluation.json; 1M uniform questions per type unless --eval-questions)."),
+        eval_questions: int = typer.Option(1_000_000, "--eval-questions", help="Uniform questions per question "
+                                           "type for --eval."),
         circuit: bool = typer.Option(False, "--circuit", help="Also find each model's circuit (slow: tens of "
                                      "minutes a shipped model); circuit.json beside analysis.json."),
         as_json: bool = json_option("the sweep summary"),
@@ -54,8 +61,12 @@ def register(app: typer.Typer) -> None:
             file_cfg = read_json_config(config)
         if circuit:
             file_cfg["analysis"] = {**file_cfg.get("analysis", {}), "circuit": True}
+        if evaluate and eval_questions < 1:
+            raise ArithLensError(f"--eval-questions must be at least 1, not {eval_questions}")
+        where_models = _device(device, scheduler)
         tasks, provenance = sweep_tasks(spec, parse_seeds(seeds), out, config=file_cfg, steps=steps,
-                                        threads=threads, report=report)
+                                        threads=threads, report=report, device=where_models,
+                                        evaluate=eval_questions if evaluate else 0)
         where = scheduler or f"{jobs} local process{'es' if jobs > 1 else ''}"
         say = None if quiet or as_json else (
             lambda done, total, name: typer.echo(f"[{done}/{total}] {name}", err=True))
@@ -67,12 +78,30 @@ def register(app: typer.Typer) -> None:
             for r in result.records:
                 held = r.get("heldout") or {}
                 poly = [s["node"] for s in r["studies"] if s.get("polysemantic")]
-                typer.echo(f"{r['model']}: held-out wrong {held.get('wrong')}/{held.get('questions')}, "
+                suite = r.get("evaluation")
+                accepted = "" if suite is None else f"acceptance suite {suite['wrong']:,} wrong of {suite['questions']:,}, "
+                typer.echo(f"{r['model']}: held-out wrong {held.get('wrong')}/{held.get('questions')}, {accepted}"
                            f"{r['heads']} useful heads, polysemantic: {' '.join(poly) or 'none'} "
                            f"({result.summary['run']['models'][r['model']]['status']})")
+            suites = [r["evaluation"] for r in result.records if r.get("evaluation")]
+            if suites:
+                exact = sum(1 for e in suites if e["wrong"] == 0)
+                typer.echo(f"{exact} of {len(suites)} models exact on the acceptance suite")
             typer.echo(f"{len(result.records)} of {len(tasks)} models in {out} ({where}, "
                        f"{result.summary['run']['wall_seconds']:.0f} s); summary {out / 'sweep.json'}")
         if result.errors:
             for name, message in result.errors.items():
                 typer.echo(f"error: {name}: {message}", err=True)
             raise typer.Exit(2)
+
+
+def _device(device: Device, scheduler: str | None) -> str:
+    """The device the workers train on. `auto` is resolved here, so every worker gets the same answer; with a
+    cluster, say cpu or cuda (this machine may not be a worker)."""
+    if device == Device.auto and scheduler:
+        raise ArithLensError("--device auto with --scheduler: say cpu or cuda (the workers may differ from this machine)")
+    if device == Device.cuda and scheduler:
+        return "cuda"  # checked where the models train
+    from arithlens.commands._common import resolve_device
+
+    return resolve_device(device)
