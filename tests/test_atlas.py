@@ -121,6 +121,25 @@ def test_the_founding_question_is_answered_per_model_from_the_studies():
     assert found[ADDER]["position"] == "P18" and not found[ADDER]["one_head_carry_and_borrow"]
 
 
+def test_carry_and_borrow_made_in_a_later_layer_are_listed_beside_layer_0():
+    """A model whose layer-0 heads at P18 hold nothing but whose layer-2 heads there hold the carry and borrows:
+    the headline (about layer 0) stays no, and `later_layers` names the heads with their numbers; a studied head
+    at another position or with no founding role is not listed."""
+    model = _result(MIX.format(6), [_head(18, 1, DIGIT_TAGS), _head(18, 0, CARRY_TAGS, layer=2),
+                                    _head(18, 2, CARRY_TAGS, layer=2)],
+                    [_study("P18L0H1", [], None), _study("P18L2H0", ["A1.SC", "A1.MB", "A1.NB"], False),
+                     _study("P18L2H2", ["A1.NB"], None), _study("P17L2H0", ["A1.SC"], None),
+                     _study("P18L1H3", [], None)])
+    answer = founding_question(model)
+    assert not answer["one_head_carry_and_borrow"] and answer["carry_and_borrow_heads"] == []
+    assert [(h["node"], h["layer"], h["roles"]) for h in answer["later_layers"]] == [
+        ("P18L2H0", 2, ["A1.SC", "A1.MB", "A1.NB"]), ("P18L2H2", 2, ["A1.NB"])]
+    assert answer["later_layers"][0]["per_qtype"]["SUB"]["resample_wrong"] == 0.3
+    assert answer["text"].endswith("in layer 2: P18L2H0 holds A1.SC and A1.MB and A1.NB, separate axes; "
+                                   "in layer 2: P18L2H2 holds A1.NB")
+    assert atlas([model])["headline"] == "0 of 1 models use one layer-0 head for carry and borrow at A2"
+
+
 def test_without_studies_the_founding_question_falls_back_to_algo_tags():
     bare = _result(MIX.format(4), [_head(18, 1, CARRY_TAGS)])
     answer = founding_question(bare)

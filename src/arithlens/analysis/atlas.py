@@ -307,7 +307,9 @@ def _shared_with_reference(role: Role, present: dict, refs: list[ModelResult], m
 
 def founding_question(result: ModelResult) -> dict:
     """The layer-0 heads at the position computing A2 that hold A1.SC / A1.MB / A1.NB: by Algo tag (search) and
-    by node-study verdict (encodes it, and necessary or sufficient), with the study's numbers."""
+    by node-study verdict (encodes it, and necessary or sufficient), with the study's numbers. Studied heads of
+    later layers at that position whose verdict gives them one of those features are listed beside
+    (`later_layers`): where a model makes the carry or borrow into A2 when layer 0 does not."""
     spec = result.spec
     k = min(2, spec.n_digits)
     position = spec.layout.computed_at(k)
@@ -337,11 +339,19 @@ def founding_question(result: ModelResult) -> dict:
     carry = set(holders[features[0]])
     borrow = set(holders[features[1]]) | set(holders[features[2]])
     one_head = sorted(carry & borrow)
+    later = []
+    for study in sorted(result.studies.values(), key=lambda st: st.get("node", "")):
+        node = _node_of(study)
+        if node is None or not node.is_head or node.layer == 0 or node.position != position:
+            continue
+        if set(study["verdict"]["roles"]) & set(features):
+            later.append({"node": node.name, "layer": node.layer, **_study_numbers(study)})
     return {"model": result.name, "position": f"P{position}", "answer_digit": f"A{k}", "features": features,
             "evidence": "node study" if studied else "Algo tags", "holders_by_tag": by_tag,
             "holders_by_study": by_study if studied else None, "heads": per_head,
             "one_head_carry_and_borrow": bool(one_head), "carry_and_borrow_heads": one_head,
-            "text": _founding_text(per_head, holders, features, one_head)}
+            "later_layers": later,
+            "text": _founding_text(per_head, holders, features, one_head, later)}
 
 
 def _node_of(study: dict):
@@ -375,7 +385,8 @@ def _round(x):
     return None if x is None else round(float(x), 4)
 
 
-def _founding_text(per_head: list[dict], holders: dict, features: list[str], one_head: list[str]) -> str:
+def _founding_text(per_head: list[dict], holders: dict, features: list[str], one_head: list[str],
+                   later: list[dict] = ()) -> str:
     found = [f"{f}: {' '.join(holders[f]) or 'none'}" for f in features]
     parts = ["; ".join(found)]
     for h in per_head:
@@ -384,6 +395,12 @@ def _founding_text(per_head: list[dict], holders: dict, features: list[str], one
             parts.append(f"{h['node']} holds {' and '.join(h.get('roles') or [])} ({axis})")
     if not one_head:
         parts.append("no head holds both carry and borrow")
+    for h in later:
+        roles = [r for r in h["roles"] if r in features]
+        axis = ""
+        if len(roles) > 1:
+            axis = {True: ", one shared axis", False: ", separate axes", None: ""}[h.get("shared_direction")]
+        parts.append(f"in layer {h['layer']}: {h['node']} holds {' and '.join(roles)}{axis}")
     return "; ".join(parts)
 
 

@@ -86,6 +86,8 @@ td.on{{background:#d6eaf8}} td.off{{background:#fafafa}} tr.shared th{{border-le
 some; {len(data['roles_shared_with_reference'])} shared with the reference model (marked red; ~ names the reference's node). A head attends a token
 holding at least {data['attend_min']}% of its attention.</p>
 <h2>The founding question: the layer-0 head at the position computing A2</h2>
+<p>The detail names the layer-0 heads holding the carry (A1.SC) and the borrows (A1.MB, A1.NB) into A2, then any
+studied head of a later layer at the same position that holds one of them.</p>
 <table><tr><th>model</th><th>position</th><th>evidence</th><th>one head for carry and borrow</th><th>detail</th></tr>
 {found_rows}</table>
 <h2>The useful set alone</h2>
