@@ -50,6 +50,17 @@ def test_a_family_with_a_shipped_model_takes_its_sizes_and_recipe(tmp_path):
     assert tasks[0].recipe["steps"] == 50
 
 
+def test_the_committed_15k_candidate_recipe_is_the_shipped_one_with_more_steps(tmp_path):
+    """examples/recipes/mix_d6_l3_h4_t15K.json: the shipped mixed model's sizes and data shares, 15K steps."""
+    root = Path(__file__).parents[1]
+    config = json.loads((root / "examples/recipes/mix_d6_l3_h4_t15K.json").read_text())
+    tasks, provenance = sweep_tasks("mix_d6_l3_h4_t15K", [372001], tmp_path, config=config, evaluate=1_000_000)
+    shipped, _ = sweep_tasks("mix_d6_l3_h4_t10K", [372001], tmp_path)
+    assert provenance["recipe_from"] is None and tasks[0].evaluate == 1_000_000
+    assert tasks[0].recipe == {**shipped[0].recipe, "steps": 15_000}
+    assert tasks[0].spec == {**shipped[0].spec, "name": "mix_d6_l3_h4_t15K_s372001", "training_steps": 15_000}
+
+
 def test_a_bad_sweep_request_is_a_one_line_error(monkeypatch, capsys, tmp_path):
     code, _, err = arithlens_here(monkeypatch, capsys, "sweep", "--spec", FAMILY, "--seeds", "5..3",
                                   "--out", str(tmp_path))
