@@ -55,6 +55,17 @@ def holders(folder: Path, position: str) -> list[dict]:
     return out
 
 
+def _acceptance(name: str, card: dict) -> dict | None:
+    """The acceptance suite's count from the shipped model's card (authoritative), else the analysed card's."""
+    from arithlens.model.zoo import list_models
+
+    shipped = {m.name: m.card for m in list_models()}
+    accuracy = shipped.get(name, card).get("accuracy") or card.get("accuracy")
+    if not accuracy or "wrong" not in accuracy:
+        return None
+    return {"questions": accuracy["questions"], "wrong": accuracy["wrong"], "failures": accuracy.get("failures", [])}
+
+
 def extract(folder: str | Path) -> dict:
     root = Path(folder)
     atlas = json.loads((root / "atlas.json").read_text())
@@ -67,6 +78,7 @@ def extract(folder: str | Path) -> dict:
         f = m["faithfulness"]
         worst = min(f["qtypes"].items(), key=lambda kv: kv[1]["exact"]) if f and f.get("qtypes") else None
         entry = {"name": name, "reference": m["reference"], "device": training.get("device", "cpu"),
+                 "acceptance": _acceptance(name, card),
                  "roles": sum(name in r["models"] for r in atlas["roles"]),
                  "useful_alone": None if worst is None else {
                      "nodes": f["n_nodes"], "of": f["n_all"], "qtype": worst[0], "exact": round(worst[1]["exact"], 6),
@@ -84,6 +96,7 @@ def across(models: list[dict]) -> dict:
     """What recurs over the mixed models: heads holding the carry with a borrow, and in which geometry; heads
     holding SUB's and NEG's borrows on one axis with opposite signs."""
     mixed = [m for m in models if not m["reference"]]
+    exact = [m for m in mixed if m["acceptance"] is not None and m["acceptance"]["wrong"] == 0]
     carry_borrow, one_axis = [], []
     for m in mixed:
         for h in m.get("holders", []):
@@ -96,7 +109,9 @@ def across(models: list[dict]) -> dict:
             if h["sub_neg"] is not None and h["sub_neg"]["geometry"] == "one axis, opposite signs":
                 one_axis.append({"model": m["name"], "node": h["node"], "layer": h["layer"],
                                  "cosine": h["sub_neg"]["cosine"]})
-    return {"mixed_models": len(mixed), "carry_with_borrow": carry_borrow, "borrows_one_axis": one_axis}
+    return {"mixed_models": len(mixed), "exact_models": len(exact),
+            "exact_with_one_layer0_head": sum(bool(m.get("one_layer0_head_carry_and_borrow")) for m in exact),
+            "carry_with_borrow": carry_borrow, "borrows_one_axis": one_axis}
 
 
 def _across_text(a: dict) -> str:
@@ -144,21 +159,30 @@ def _cell(holder_list: list[dict], features: tuple[str, ...]) -> str:
 
 
 def render(data: dict) -> str:
-    lines = [f"**{data['headline']}.** Per model, the heads at A2's position whose node study gives them the carry "
+    a = data["across_seeds"]
+    exact_line = ""
+    if a["exact_models"] != a["mixed_models"]:
+        exact_line = (f" Of the {a['exact_models']} models exact on the acceptance suite, "
+                      f"{a['exact_with_one_layer0_head']} {'does' if a['exact_with_one_layer0_head'] == 1 else 'do'}.")
+    lines = [f"**{data['headline']}.**{exact_line} Per model, the heads at A2's position whose node study gives them the carry "
              "into A2 (A1.SC, for ADD) or a borrow (A1.MB for SUB, A1.NB for NEG), any layer; \"wrong\" is how often "
              "resample ablation of the head makes A2 wrong for that qtype, \"patching\" how often patching it "
              "moves A2 as predicted (95% Wilson intervals; sizes as in the founding section). "
              f"Roles found in every mixed model: {data['roles_in_every_model']}; roles that the adder shares with at "
              f"least one mixed model: {data['roles_shared_with_reference']}.",
              "",
-             "| model | trained on | carry into A2 (A1.SC) | borrows into A2 (A1.MB / A1.NB) | one layer-0 head for both? "
-             "| useful set alone, worst qtype | roles |",
+             "| model | trained on, acceptance suite | carry into A2 (A1.SC) | borrows into A2 (A1.MB / A1.NB) "
+             "| one layer-0 head for both? | useful set alone, worst qtype | roles |",
              "|---|---|---|---|---|---|---|"]
     for m in data["models"]:
         u = m["useful_alone"]
         useful = "not measured" if u is None else (f"{u['qtype']} {_pct(u['exact'])}% [{_pct(u['ci'][0])}, "
                                                    f"{_pct(u['ci'][1])}] ({u['nodes']} nodes, n = {u['n']:,})")
         device = "GPU" if str(m["device"]).startswith("cuda") else "CPU"
+        acc = m.get("acceptance")
+        if acc is not None:
+            wrong = "0 wrong" if acc["wrong"] == 0 else f"**{acc['wrong']:,} wrong**"
+            device += f", {wrong} of {acc['questions']:,}"
         if m["reference"]:
             lines.append(f"| `{m['name']}` (reference) | {device} | - | - | - | {useful} | {m['roles']} |")
             continue

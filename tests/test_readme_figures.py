@@ -103,7 +103,8 @@ def test_seed_table_extract_reads_an_atlas_folder(tmp_path):
     name = "mix_d6_l3_h4_t10K_s372009"
     folder = tmp_path / "models" / name
     folder.mkdir(parents=True)
-    (folder / "model.json").write_text(json.dumps({"training": {"device": "cuda"}}))
+    (folder / "model.json").write_text(json.dumps({"training": {"device": "cuda"},
+                                                   "accuracy": {"questions": 1000, "wrong": 1, "failures": ["x"]}}))
     for node, layer, roles in [("P18L0H1", 0, ["A1.MB", "A1.NB"]), ("P18L2H0", 2, ["A1.SC", "A1.NB"]), ("P18L0H0", 0, []),
                                ("P17L0H1", 0, ["A1.MB"])]:
         (folder / f"{node}_study.json").write_text(json.dumps(study(node, layer, roles)))
@@ -127,5 +128,9 @@ def test_seed_table_extract_reads_an_atlas_folder(tmp_path):
                          "carry's direction is separate from the borrow's in every one (|cos| at most 0.12); 1 of 1 "
                          "hold SUB's and NEG's borrows on one axis with opposite signs in one head (1 heads, in layer "
                          "0; cos -0.98 to -0.98).")
-    assert row.startswith(f"| `{name}` | GPU | `P18L2H0` (ADD wrong 40.0% [20.0, 60.0], patching 90% [45, 100]) |")
+    assert row.startswith(f"| `{name}` | GPU, **1 wrong** of 1,000 | `P18L2H0` (ADD wrong 40.0% [20.0, 60.0], "
+                          "patching 90% [45, 100]) |")
+    assert lines[0].startswith("**0 of 1 models use one layer-0 head for carry and borrow at A2.** Of the 0 models "
+                               "exact on the acceptance suite, 0 do.")
+    assert model["acceptance"] == {"questions": 1000, "wrong": 1, "failures": ["x"]}
     assert "MB/NB one axis, opposite signs (cos -0.98)" in row and "| no | NEG 25.0% [20.0, 30.0]" in row

@@ -181,6 +181,11 @@ def test_ship_model_script_copies_an_exact_run_with_its_card_and_refuses_the_res
     other = tmp_path / "other_models"
     assert ship_model.main([str(run), str(bad), "--config", str(config), "--models-dir", str(other)]) == 2
     assert not other.exists()
+    assert card["exact"] is True
+    # --inexact ships it, marked: a study over every seed of a recipe needs the seeds that missed too
+    assert ship_model.main([str(run), str(bad), "--config", str(config), "--models-dir", str(other), "--inexact"]) == 0
+    marked = list_models(other)[0]
+    assert marked.card["exact"] is False and marked.summary()["accuracy"] == "1 wrong / 100"
 
 
 def test_ship_model_script_names_the_gpu_in_the_reproduce_command(tmp_path):
