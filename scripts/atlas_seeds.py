@@ -88,7 +88,7 @@ def extract(folder: str | Path) -> dict:
             entry["holders"] = holders(root / "models" / name, founding[name]["position"])
         models.append(entry)
     return {"command": "arithlens atlas --models " + " ".join(m["name"] for m in atlas["models"]) + " --out DIR",
-            "headline": atlas["headline"], "across_seeds": across(models), "roles_in_every_model": len(atlas["roles_in_every_model"]),
+            "headline": atlas["headline"], "across_seeds": across(models), "functions_line": atlas.get("functions_line"), "roles_in_every_model": len(atlas["roles_in_every_model"]),
             "roles_shared_with_reference": len(atlas["roles_shared_with_reference"]), "models": models}
 
 
@@ -169,7 +169,9 @@ def render(data: dict) -> str:
              "resample ablation of the head makes A2 wrong for that qtype, \"patching\" how often patching it "
              "moves A2 as predicted (95% Wilson intervals; sizes as in the founding section). "
              f"Roles found in every mixed model: {data['roles_in_every_model']}; roles that the adder shares with at "
-             f"least one mixed model: {data['roles_shared_with_reference']}.",
+             f"least one mixed model: {data['roles_shared_with_reference']}."
+             + (f" Aligned by function instead {data['functions_line'][len('by function '):]}."
+                if data.get("functions_line") else ""),
              "",
              "| model | trained on, acceptance suite | carry into A2 (A1.SC) | borrows into A2 (A1.MB / A1.NB) "
              "| one layer-0 head for both? | useful set alone, worst qtype | roles |",

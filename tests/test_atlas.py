@@ -92,6 +92,26 @@ def test_the_same_role_on_different_head_indices_is_one_row():
     assert sorted(data["roles_in_every_model"]) == sorted([carry["label"], digit["label"], operator["label"]])
 
 
+def test_functions_align_by_tag_whatever_node_carries_them():
+    """By function (answer digit + one strong tag), the carry into A2 is one function in all three planted seeds
+    although it sits on three head indices; a function at layer 0 in two seeds and layer 2 in a third is found in
+    every model but not in one place; the adder's own functions are not counted."""
+    models = planted()
+    moved = _result(MIX.format(3), [_head(18, 2, CARRY_TAGS, layer=2), _head(18, 3, DIGIT_TAGS),
+                                    _head(18, 0, OPR_TAGS)])
+    data = atlas([models[0], models[1], moved, models[3]])
+    by = {f["label"]: f for f in data["functions"]}
+    sc = by["A2 A1.SC"]
+    assert sc["everywhere"] and sc["in_models"] == 3 and sc["same_place_everywhere"] == []
+    assert {m: [c["node"] for c in v] for m, v in sc["models"].items()} == {
+        MIX.format(1): ["P18L0H3"], MIX.format(2): ["P18L0H1"], MIX.format(3): ["P18L2H2"], ADDER: ["P18L0H2"]}
+    assert by["A2 A2.SA"]["same_place_everywhere"] == ["L0 head"]
+    # every main model has A1.SC/MB/NB, A2.SA/MD/ND and OPR at A2: 7 functions, 4 of them in one place
+    assert data["functions_line"].startswith("by function (answer digit and one strong sub-task tag, any node): 7 of 7 "
+                                             "functions are found in every one of the 3 models; 4 of those sit in one "
+                                             "layer and node kind in every model")
+
+
 def test_the_adder_is_a_reference_whose_shared_roles_are_marked():
     data = atlas(planted())
     assert [m["reference"] for m in data["models"]] == [False, False, False, True]

@@ -212,6 +212,7 @@ def atlas(results: Sequence, *, reference_op: str = "add") -> dict:
                      # the reference's node for this role, found under the role restricted to its operations
                      "reference_cells": {ref.name: cells[role.restricted(ref.operations)][ref.name]
                                          for ref in refs if ref.name in shared}})
+    functions = _functions(results, main)
     founding = [founding_question(r) for r in results]
     asked = [f for f, r in zip(founding, results) if {"SUB", "NEG"} & set(r.operations) and "ADD" in r.operations]
     k = sum(f["one_head_carry_and_borrow"] for f in asked)
@@ -229,10 +230,47 @@ def atlas(results: Sequence, *, reference_op: str = "add") -> dict:
         "roles_in_every_model": [row["label"] for row in rows if row["everywhere"]],
         "roles_in_some_models": sum(1 for row in rows if 0 < row["in_models"] < len(main)),
         "roles_shared_with_reference": [row["label"] for row in rows if row["reference_shares"]],
+        "functions": functions,
+        "functions_line": _functions_line(functions, len(main)),
         "founding": founding,
         "headline": line,
         "faithfulness_line": _faithfulness_line(results),
     }
+
+
+def _functions(results: list[ModelResult], main: list[ModelResult]) -> list[dict]:
+    """Alignment by function alone: an answer digit served and one strong sub-task tag, whatever node carries it
+    (a role also fixes the layer, the node kind, the other tags and the attended tokens). Per function, the nodes
+    of each model that carry it, and whether one layer and node kind carries it in every main model."""
+    carriers: dict[tuple[int, str, str], dict[str, list[dict]]] = {}
+    for r in results:
+        for un in r.nodes:
+            if un.node.is_neuron:
+                continue
+            role = node_role(un, r.spec)
+            for task in role.tasks:
+                carriers.setdefault((role.position, role.serves, task), {}).setdefault(r.name, []).append(
+                    {"node": un.node.name, "layer": role.layer, "kind": role.kind})
+    out = []
+    for (position, serves, task), present in sorted(carriers.items()):
+        in_main = [m.name for m in main if m.name in present]
+        places = [{(c["layer"], c["kind"]) for c in present[n]} for n in in_main]
+        everywhere = len(in_main) == len(main) and bool(main)
+        common = set.intersection(*places) if everywhere else set()
+        out.append({"label": f"{serves} {task}", "position": position, "serves": serves, "task": task,
+                    "models": {r.name: present[r.name] for r in results if r.name in present},
+                    "in_models": len(in_main), "everywhere": everywhere,
+                    "same_place_everywhere": [f"L{layer} {kind}" for layer, kind in sorted(common)]})
+    return out
+
+
+def _functions_line(functions: list[dict], n_main: int) -> str:
+    seen = [f for f in functions if f["in_models"]]  # a function only the reference has is not counted
+    every = [f for f in seen if f["everywhere"]]
+    same = [f for f in every if f["same_place_everywhere"]]
+    return (f"by function (answer digit and one strong sub-task tag, any node): {len(every)} of {len(seen)} "
+            f"functions are found in every one of the {n_main} models; {len(same)} of those sit in one layer and "
+            "node kind in every model, the rest move between layers or between heads and MLPs")
 
 
 def faithfulness_entry(data: dict | None) -> dict | None:

@@ -98,6 +98,7 @@ def register(app: typer.Typer) -> None:
         for f in data["founding"]:
             typer.echo(f"  {f['model']}: {f['text']} ({f['evidence']})")
         typer.echo(data["faithfulness_line"])
+        typer.echo(data["functions_line"])
         typer.echo(f"{len(data['roles'])} roles, {len(data['roles_in_every_model'])} in every model, "
                    f"{len(data['roles_shared_with_reference'])} shared with the reference; "
                    f"{data['wall_seconds']:.0f} s -> {', '.join(str(p) for p in files)}")

@@ -92,6 +92,7 @@ studied head of a later layer at the same position that holds one of them.</p>
 {found_rows}</table>
 <h2>The useful set alone</h2>
 <p>{esc(data.get('faithfulness_line', ''))}</p>
+<p>{esc(data.get('functions_line', ''))}</p>
 <table><tr><th>model</th><th>nodes in the set</th>{faith_head}<th>circuit (held out, worst qtype)</th></tr>
 {faith_rows}</table>
 <h2>Roles x models</h2>
