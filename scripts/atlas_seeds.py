@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the scripts beside this one, also when loaded by path
+from circuit_figures import replace_block, store  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
-README = ROOT / "README.md"
 RESULTS = ROOT / "benchmarks" / "results" / "atlas_seeds.json"
 START, END = "<!-- atlas-seeds:start -->", "<!-- atlas-seeds:end -->"
 FEATURES = {"A1.SC": "ADD", "A1.MB": "SUB", "A1.NB": "NEG"}
@@ -198,11 +199,7 @@ def render(data: dict) -> str:
 
 
 def write_readme(data: dict) -> None:
-    text = README.read_text()
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
-    if not pattern.search(text):
-        sys.exit(f"error: README.md has no {START} ... {END} block")
-    README.write_text(pattern.sub(lambda _: f"{START}\n{render(data)}\n{END}", text))
+    replace_block(START, END, render(data))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,10 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         data = extract(args.folder)
         print(render(data))
         if args.store:
-            RESULTS.parent.mkdir(parents=True, exist_ok=True)
-            tmp = RESULTS.with_suffix(".tmp")
-            tmp.write_text(json.dumps(data, indent=1) + "\n")
-            tmp.replace(RESULTS)
+            store(RESULTS, data)
     if args.write_readme:
         write_readme(json.loads(RESULTS.read_text()))
     return 0

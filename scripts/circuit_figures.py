@@ -111,12 +111,25 @@ def render(data: dict) -> str:
     return "\n".join(lines)
 
 
-def write_readme(data: dict) -> None:
+def replace_block(start: str, end: str, body: str) -> None:
+    """Rewrite README.md between the `start` and `end` markers with `body` (shared with atlas_seeds.py)."""
     text = README.read_text()
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
     if not pattern.search(text):
-        sys.exit(f"error: README.md has no {START} ... {END} block")
-    README.write_text(pattern.sub(lambda _: f"{START}\n{render(data)}\n{END}", text))
+        sys.exit(f"error: README.md has no {start} ... {end} block")
+    README.write_text(pattern.sub(lambda _: f"{start}\n{body}\n{end}", text))
+
+
+def store(path: Path, data: dict) -> None:
+    """Write a results JSON in one rename (shared with atlas_seeds.py)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    tmp.replace(path)
+
+
+def write_readme(data: dict) -> None:
+    replace_block(START, END, render(data))
 
 
 def main() -> None:
@@ -128,10 +141,7 @@ def main() -> None:
         write_readme(json.loads(RESULTS.read_text()))
         return
     data = compute()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    tmp.replace(RESULTS)
+    store(RESULTS, data)
     print(render(data))
     if args.write_readme:
         write_readme(data)

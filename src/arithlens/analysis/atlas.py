@@ -195,12 +195,10 @@ def atlas(results: Sequence, *, reference_op: str = "add") -> dict:
     refs = [r for r in results if r.spec.op == reference_op] if any(r.spec.op != reference_op for r in results) else []
     main = [r for r in results if r not in refs]
 
+    placed = [(r, un, node_role(un, r.spec)) for r in results for un in r.nodes if not un.node.is_neuron]
     cells: dict[Role, dict[str, list[dict]]] = {}
-    for r in results:
-        for un in r.nodes:
-            if un.node.is_neuron:
-                continue
-            cells.setdefault(node_role(un, r.spec), {}).setdefault(r.name, []).append(_cell(un, r.studies))
+    for r, un, role in placed:
+        cells.setdefault(role, {}).setdefault(r.name, []).append(_cell(un, r.studies))
     rows = []
     for role in sorted(cells):
         present = cells[role]
@@ -212,7 +210,7 @@ def atlas(results: Sequence, *, reference_op: str = "add") -> dict:
                      # the reference's node for this role, found under the role restricted to its operations
                      "reference_cells": {ref.name: cells[role.restricted(ref.operations)][ref.name]
                                          for ref in refs if ref.name in shared}})
-    functions = _functions(results, main)
+    functions = _functions(placed, results, main)
     founding = [founding_question(r) for r in results]
     asked = [f for f, r in zip(founding, results) if {"SUB", "NEG"} & set(r.operations) and "ADD" in r.operations]
     k = sum(f["one_head_carry_and_borrow"] for f in asked)
@@ -238,19 +236,16 @@ def atlas(results: Sequence, *, reference_op: str = "add") -> dict:
     }
 
 
-def _functions(results: list[ModelResult], main: list[ModelResult]) -> list[dict]:
+def _functions(placed: list[tuple[ModelResult, UsefulNode, Role]], results: list[ModelResult],
+               main: list[ModelResult]) -> list[dict]:
     """Alignment by function alone: an answer digit served and one strong sub-task tag, whatever node carries it
     (a role also fixes the layer, the node kind, the other tags and the attended tokens). Per function, the nodes
     of each model that carry it, and whether one layer and node kind carries it in every main model."""
     carriers: dict[tuple[int, str, str], dict[str, list[dict]]] = {}
-    for r in results:
-        for un in r.nodes:
-            if un.node.is_neuron:
-                continue
-            role = node_role(un, r.spec)
-            for task in role.tasks:
-                carriers.setdefault((role.position, role.serves, task), {}).setdefault(r.name, []).append(
-                    {"node": un.node.name, "layer": role.layer, "kind": role.kind})
+    for r, un, role in placed:
+        for task in role.tasks:
+            carriers.setdefault((role.position, role.serves, task), {}).setdefault(r.name, []).append(
+                {"node": un.node.name, "layer": role.layer, "kind": role.kind})
     out = []
     for (position, serves, task), present in sorted(carriers.items()):
         in_main = [m.name for m in main if m.name in present]
