@@ -1,4 +1,4 @@
-"""The numbers of the README's atlas example, read from an atlas folder (no model is run here).
+"""The numbers of the atlas example in docs/many-models.md, read from an atlas folder (no model is run here).
 
     arithlens atlas --models mix_d6_l3_h4_t10K_s372001 add_d6_l2_h3_t8K_s372001 --out runs/atlas --jobs 1
     python scripts/atlas_example.py runs/atlas

@@ -1,14 +1,14 @@
-"""The README's table of the founding question across seeds, from an atlas folder (no model runs here).
+"""The table of the founding question across seeds (docs/many-models.md), from an atlas folder (no model runs here).
 
     arithlens atlas --models mix_d6_l3_h4_t10K_s372001 ... add_d6_l2_h3_t8K_s372001 --out runs/atlas
     python scripts/atlas_seeds.py runs/atlas --store          # benchmarks/results/atlas_seeds.json
-    python scripts/atlas_seeds.py --write-readme              # the README block from the stored file
+    python scripts/atlas_seeds.py --write-doc                 # the docs/many-models.md block from the stored file
 
 For each model: where it was trained (its card), the heads at A2's position whose node study gives them the
 carry into A2 (A1.SC) or a borrow (A1.MB for SUB, A1.NB for NEG), in any layer, with the resample-ablation and
 patching figures behind each (95% Wilson intervals), whether one layer-0 head holds both the carry and a borrow
 (the atlas's founding test), the useful set's faithfulness (its worst qtype) and the role count. The stored
-JSON is the committed example output; `tests/test_readme_figures.py` checks the README block is its rendering.
+JSON is the committed example output; `tests/test_readme_figures.py` checks the docs/many-models.md block is its rendering.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from circuit_figures import replace_block, store  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "atlas_seeds.json"
+DOC = ROOT / "docs" / "many-models.md"  # the page whose block this table fills
 START, END = "<!-- atlas-seeds:start -->", "<!-- atlas-seeds:end -->"
 FEATURES = {"A1.SC": "ADD", "A1.MB": "SUB", "A1.NB": "NEG"}
 
@@ -198,23 +199,23 @@ def render(data: dict) -> str:
     return "\n".join(lines)
 
 
-def write_readme(data: dict) -> None:
-    replace_block(START, END, render(data))
+def write_doc(data: dict) -> None:
+    replace_block(DOC, START, END, render(data))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", nargs="?", help="an atlas folder (atlas.json, models/)")
     parser.add_argument("--store", action="store_true", help=f"write {RESULTS.relative_to(ROOT)}")
-    parser.add_argument("--write-readme", action="store_true", help="render the stored file into README.md")
+    parser.add_argument("--write-doc", action="store_true", help="render the stored file into docs/many-models.md")
     args = parser.parse_args(argv)
     if args.folder:
         data = extract(args.folder)
         print(render(data))
         if args.store:
             store(RESULTS, data)
-    if args.write_readme:
-        write_readme(json.loads(RESULTS.read_text()))
+    if args.write_doc:
+        write_doc(json.loads(RESULTS.read_text()))
     return 0
 
 

@@ -1,7 +1,7 @@
-"""The README's figures on useful nodes, faithfulness and the circuit of the shipped default model.
+"""The figures (docs/circuits.md) on useful nodes, faithfulness and the circuit of the shipped default model.
 
 `python scripts/circuit_figures.py` recomputes them (about 10 minutes on 2 idle cores) into
-benchmarks/results/circuit_figures.json; `--write-readme` also rewrites the README block between the
+benchmarks/results/circuit_figures.json; `--write-doc` also rewrites the docs/circuits.md block between the
 `circuit-figures` markers from that file; `--render` rewrites the block from the stored file only.
 tests/test_readme_figures.py checks the block against the file, and (slow) the file against a fresh run.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "circuit_figures.json"
-README = ROOT / "README.md"
+DOC = ROOT / "docs" / "circuits.md"  # the page whose block these figures fill
 START, END = "<!-- circuit-figures:start -->", "<!-- circuit-figures:end -->"
 TABLE_QUESTIONS = 5_000  # per qtype, for the table of ablated node sets
 HELD_OUT = 10_000  # per qtype, for the circuit's validation
@@ -74,7 +74,7 @@ def _cell(row: dict) -> str:
 
 
 def render(data: dict) -> str:
-    """The README block (markdown) from the stored figures."""
+    """The docs block (markdown) from the stored figures."""
     qtypes = [r["qtype"] for r in data["table"][0]["qtypes"]]
     lines = [f"Shipped default model `{data['model']}`, {data['n_all']} nodes (every head and MLP layer at every "
              f"position). Exact accuracy per qtype with 95% Wilson intervals, on {data['table_questions']:,} fresh "
@@ -111,13 +111,13 @@ def render(data: dict) -> str:
     return "\n".join(lines)
 
 
-def replace_block(start: str, end: str, body: str) -> None:
-    """Rewrite README.md between the `start` and `end` markers with `body` (shared with atlas_seeds.py)."""
-    text = README.read_text()
+def replace_block(doc: Path, start: str, end: str, body: str) -> None:
+    """Rewrite the page `doc` between the `start` and `end` markers with `body` (shared with atlas_seeds.py)."""
+    text = doc.read_text()
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
     if not pattern.search(text):
-        sys.exit(f"error: README.md has no {start} ... {end} block")
-    README.write_text(pattern.sub(lambda _: f"{start}\n{body}\n{end}", text))
+        sys.exit(f"error: {doc.relative_to(ROOT)} has no {start} ... {end} block")
+    doc.write_text(pattern.sub(lambda _: f"{start}\n{body}\n{end}", text))
 
 
 def store(path: Path, data: dict) -> None:
@@ -128,23 +128,23 @@ def store(path: Path, data: dict) -> None:
     tmp.replace(path)
 
 
-def write_readme(data: dict) -> None:
-    replace_block(START, END, render(data))
+def write_doc(data: dict) -> None:
+    replace_block(DOC, START, END, render(data))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write-readme", action="store_true", help="Also rewrite the README block.")
-    parser.add_argument("--render", action="store_true", help="Only rewrite the README block from the stored file.")
+    parser.add_argument("--write-doc", action="store_true", help="Also rewrite the block in docs/circuits.md.")
+    parser.add_argument("--render", action="store_true", help="Only rewrite the docs/circuits.md block from the stored file.")
     args = parser.parse_args()
     if args.render:
-        write_readme(json.loads(RESULTS.read_text()))
+        write_doc(json.loads(RESULTS.read_text()))
         return
     data = compute()
     store(RESULTS, data)
     print(render(data))
-    if args.write_readme:
-        write_readme(data)
+    if args.write_doc:
+        write_doc(data)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The numbers of the README's founding-question section, read from an `arithlens analyze` folder (no model runs).
+"""The numbers of docs/founding-question.md, read from an `arithlens analyze` folder (no model runs).
 
     arithlens analyze --out runs/analyze
     python scripts/founding_example.py runs/analyze

@@ -1,4 +1,4 @@
-"""The README's circuit figures: the block matches the stored results, and (slow) the stored results match a
+"""The docs' circuit figures (docs/circuits.md): the block matches the stored results, and (slow) the stored results match a
 fresh run on the shipped default model."""
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ def _stored() -> dict:
     return json.loads(figures.RESULTS.read_text())
 
 
-def test_readme_block_is_rendered_from_the_stored_figures():
-    text = (ROOT / "README.md").read_text()
+def test_docs_block_is_rendered_from_the_stored_figures():
+    text = figures.DOC.read_text()
     block = re.search(re.escape(figures.START) + r"\n(.*?)\n" + re.escape(figures.END), text, re.S)
     assert block is not None
     assert block[1] == figures.render(_stored())
@@ -70,13 +70,13 @@ seeds = importlib.util.module_from_spec(_seeds_spec)
 _seeds_spec.loader.exec_module(seeds)
 
 
-def test_readme_seed_table_is_rendered_from_the_stored_atlas():
-    """The README's founding-question-across-seeds table is `scripts/atlas_seeds.py`'s rendering of the committed
+def test_docs_seed_table_is_rendered_from_the_stored_atlas():
+    """The founding-question-across-seeds table (docs/many-models.md) is `scripts/atlas_seeds.py`'s rendering of the committed
     extract of the atlas run (benchmarks/results/atlas_seeds.json), whose models are shipped."""
     from arithlens.model.zoo import list_models
 
     stored = json.loads(seeds.RESULTS.read_text())
-    text = (ROOT / "README.md").read_text()
+    text = seeds.DOC.read_text()
     block = re.search(re.escape(seeds.START) + r"\n(.*?)\n" + re.escape(seeds.END), text, re.S)
     assert block is not None and block[1] == seeds.render(stored)
     shipped = {m.name for m in list_models()}
