@@ -1,23 +1,60 @@
-"""Numeric parity with TransformerLens 3.x (skipped without the `tl` extra), and reference-shape `.pth` files."""
+"""Numeric parity with the installed TransformerLens, 3.x or 4.x (each test skips without it), and reference `.pth` files.
+
+3.x exports to a `HookedTransformer`, 4.x to a `TransformerBridge` over TL's native model; the round trip and
+the shipped-model check run on whichever is installed (`/work/venv-tl` has 3.9, `/work/venv-tl4` has 4.3).
+"""
+
+import os
 
 import pytest
 import torch
 
-from arithlens.errors import CheckpointError
+from arithlens.errors import ArithLensError, CheckpointError
 from arithlens.model import HookedTransformer, ModelSpec, from_transformer_lens, load_checkpoint, to_transformer_lens
+from arithlens.model.tl_adapter import tl_major
 
+os.environ["HF_HUB_OFFLINE"] = "1"  # nothing here may reach the network; a download attempt then fails loudly
 SMALL = ModelSpec.parse("ins1_mix_d6_l3_h4_t40K_s372001", d_model=64, d_head=16)
 REFERENCE = ModelSpec.parse("ins1_mix_d6_l3_h4_t40K_s372001")  # d_model 510, d_head 170, d_mlp 2040
 pytestmark = pytest.mark.filterwarnings("ignore:HookedTransformer is deprecated:DeprecationWarning")
 COMPARED = ["blocks.0.attn.hook_z", "blocks.2.attn.hook_z", "blocks.0.attn.hook_pattern", "blocks.2.attn.hook_pattern"]
+ACCEPTANCE_SEED = 770041  # used nowhere else: the 10,000 questions of the shipped-model check
+# TL 4.3's native bridge has every one of our hook names; these two hold something else there (see
+# docs/transformer-lens.md): `hook_attn_scores` fires with the softmaxed pattern, `hook_result` is not computed.
+BRIDGE_DIFFERENT = {"attn.hook_attn_scores", "attn.hook_result"}
+
+
+def installed_major():
+    try:
+        return tl_major()
+    except ArithLensError:
+        return None
 
 
 @pytest.fixture(scope="module")
-def tl():
-    tl = pytest.importorskip("transformer_lens")
-    if not hasattr(tl, "HookedTransformer"):
-        pytest.skip("this transformer-lens has no HookedTransformer (4.x)")
-    return tl
+def major():
+    found = installed_major()
+    if found is None:
+        pytest.skip("transformer-lens 3.x or 4.x is not installed (the `tl` extra)")
+    return found
+
+
+@pytest.fixture(scope="module")
+def tl3(major):
+    if major != 3:
+        pytest.skip(f"needs transformer-lens 3.x; {major}.x is installed")
+    import transformer_lens
+
+    return transformer_lens
+
+
+@pytest.fixture(scope="module")
+def tl4(major):
+    if major != 4:
+        pytest.skip(f"needs transformer-lens 4.x; {major}.x is installed")
+    import transformer_lens
+
+    return transformer_lens
 
 
 def tokens_for(spec, batch=16):
@@ -35,11 +72,20 @@ def random_model(spec):
     return model
 
 
+def assert_same_weights(ours, back):
+    assert back.state_dict().keys() == ours.state_dict().keys()
+    for key, value in ours.state_dict().items():
+        assert torch.equal(value, back.state_dict()[key]), key
+
+
+# ---- either major version ----
+
+
 @pytest.mark.parametrize("spec", [SMALL, REFERENCE], ids=["small", "reference"])
-def test_logits_hook_z_and_pattern_match_transformer_lens(tl, spec):
+def test_logits_hook_z_and_pattern_match_transformer_lens(major, spec):
     ours = random_model(spec)
     theirs = to_transformer_lens(ours)
-    assert isinstance(theirs, tl.HookedTransformer)
+    assert type(theirs).__name__ == ("HookedTransformer" if major == 3 else "TransformerBridge")
     tokens = tokens_for(spec)
     with torch.no_grad():
         logits, cache = ours.run_with_cache(tokens, names=COMPARED)
@@ -51,27 +97,74 @@ def test_logits_hook_z_and_pattern_match_transformer_lens(tl, spec):
         torch.testing.assert_close(cache[name], tl_cache[name], atol=1e-5, rtol=0)
 
 
-def test_same_seed_draws_the_same_initial_weights_as_transformer_lens(tl):
+def test_round_trip_through_transformer_lens_keeps_every_weight_and_the_name(major):
+    ours = random_model(SMALL)
+    back = from_transformer_lens(to_transformer_lens(ours))
+    assert back.spec == SMALL  # the cfg's model_name carries the name; the shapes the sizes
+    assert_same_weights(ours, back)
+
+
+def test_float64_model_stays_float64_through_transformer_lens(major):
+    ours = random_model(SMALL).to(torch.float64)
+    theirs = to_transformer_lens(ours)
+    back = from_transformer_lens(theirs)
+    assert back.embed.W_E.dtype == torch.float64
+    assert_same_weights(ours, back)
+
+
+def test_rmsnorm_transformer_lens_model_is_refused(major):
+    theirs = to_transformer_lens(random_model(SMALL))
+    theirs.cfg.normalization_type = "RMS"
+    with pytest.raises(ArithLensError, match="normalization_type='RMS'; arithlens models need 'LN'"):
+        from_transformer_lens(theirs)
+
+
+def test_state_dict_that_is_not_transformer_lens_is_refused():
+    with pytest.raises(ArithLensError, match="neither 'embed.W_E'"):
+        from_transformer_lens({"wte.weight": torch.zeros(15, 8)})
+
+
+@pytest.mark.slow
+def test_shipped_model_to_transformer_lens_and_back_gives_identical_logits_on_10000_questions(major):
+    """The acceptance check: the default shipped model, 10,000 fresh questions, logits within 1e-5 and the same
+    answer at every answer-predicting position, through TL and back."""
+    import arithlens as al
+
+    ours = al.load_model()
+    theirs = to_transformer_lens(ours)
+    back = from_transformer_lens(theirs)
+    assert back.spec == ours.spec
+    assert_same_weights(ours, back)
+    batch = al.questions(10_000, seed=ACCEPTANCE_SEED)
+    tokens = torch.as_tensor(batch.tokens, dtype=torch.long)
+    answers = list(ours.spec.layout.answer_logit_positions)
+    worst, differing = 0.0, 0
+    with torch.no_grad():
+        for rows in torch.split(tokens, 1000):
+            logits, tl_logits, back_logits = ours(rows), theirs(rows), back(rows)
+            assert torch.equal(back_logits, logits)  # same weights, same code
+            worst = max(worst, float((logits - tl_logits).abs().max()))
+            differing += int((logits[:, answers].argmax(-1) != tl_logits[:, answers].argmax(-1)).sum())
+    assert worst <= 1e-5, worst
+    assert differing == 0
+
+
+# ---- TransformerLens 3.x ----
+
+
+def test_same_seed_draws_the_same_initial_weights_as_transformer_lens(tl3):
     from arithlens.model import tl_config
 
-    theirs = tl.HookedTransformer(tl_config(SMALL))
+    theirs = tl3.HookedTransformer(tl_config(SMALL))
     ours = HookedTransformer(SMALL)
     for key, value in ours.state_dict().items():
         assert torch.equal(value, theirs.state_dict()[key]), key
 
 
-def test_round_trip_through_transformer_lens_keeps_every_weight(tl):
-    ours = random_model(SMALL)
-    back = from_transformer_lens(to_transformer_lens(ours))
-    assert back.spec.n_layers == 3 and back.spec.d_head == 16
-    for key, value in ours.state_dict().items():
-        assert torch.equal(value, back.state_dict()[key]), key
-
-
-def test_reference_shape_pth_saved_by_transformer_lens_loads_with_identical_logits(tl, tmp_path):
+def test_reference_shape_pth_saved_by_transformer_lens_loads_with_identical_logits(tl3, tmp_path):
     from arithlens.model import tl_config
 
-    theirs = tl.HookedTransformer(tl_config(REFERENCE))  # TL's own init, buffers and state-dict layout
+    theirs = tl3.HookedTransformer(tl_config(REFERENCE))  # TL's own init, buffers and state-dict layout
     path = tmp_path / f"{REFERENCE.name}.pth"
     torch.save(theirs.state_dict(), path)
     ck = load_checkpoint(path)
@@ -81,8 +174,57 @@ def test_reference_shape_pth_saved_by_transformer_lens_loads_with_identical_logi
         torch.testing.assert_close(ck.model(tokens), theirs(tokens), atol=1e-5, rtol=0)
 
 
+# ---- TransformerLens 4.x ----
+
+
+def test_transformer_lens_4_has_no_hooked_transformer_so_we_export_a_bridge(tl4):
+    with pytest.raises(ImportError, match="removed in TransformerLens 4.0"):
+        tl4.HookedTransformer  # noqa: B018
+    theirs = to_transformer_lens(random_model(SMALL))
+    assert isinstance(theirs, tl4.TransformerBridge)
+    assert theirs.compatibility_mode and not theirs._weights_processed
+
+
+def test_every_hook_name_of_ours_is_on_the_bridge_with_equal_values_but_scores_and_result(tl4):
+    """The record of which hook names match: all 58 of ours exist on the bridge; all but two hold our values."""
+    ours = random_model(SMALL)
+    theirs = to_transformer_lens(ours)
+    tokens = tokens_for(SMALL)
+    with torch.no_grad():
+        _, cache = ours.run_with_cache(tokens, names=list(ours.hook_names))
+        _, tl_cache = theirs.run_with_cache(tokens)
+    assert len(ours.hook_names) == 58
+    assert set(ours.hook_names) <= set(theirs.hook_dict)
+    equal = {n for n in ours.hook_names if n in tl_cache and cache[n].shape == tl_cache[n].shape
+             and torch.allclose(cache[n], tl_cache[n], atol=1e-5, rtol=0)}
+    different = {n.split(".", 2)[2] for n in set(ours.hook_names) - equal}
+    assert different == BRIDGE_DIFFERENT
+    assert len(equal) == 58 - 2 * SMALL.n_layers
+
+
+def test_bridge_state_dict_converts_back_with_the_model_name(tl4):
+    ours = random_model(SMALL)
+    state = to_transformer_lens(ours).state_dict()
+    assert "blocks.0.attn.q.weight" in state and "embed.W_E" not in state  # the bridge's own keys
+    back = from_transformer_lens(state, spec=SMALL.name)
+    assert back.spec == SMALL
+    assert_same_weights(ours, back)
+    with pytest.raises(ArithLensError, match="does not say how many heads"):
+        from_transformer_lens(state)
+
+
+def test_bridge_with_processed_weights_is_refused(tl4):
+    theirs = to_transformer_lens(random_model(SMALL), compatibility_mode=False)
+    theirs.enable_compatibility_mode(disable_warnings=True)  # TL's default: fold LayerNorm, centre weights
+    with pytest.raises(ArithLensError, match="weights were processed"):
+        from_transformer_lens(theirs)
+
+
+# ---- no TransformerLens needed ----
+
+
 def test_wrong_shape_reference_checkpoint_names_the_tensor(tmp_path):
-    """No TransformerLens needed: the state dict is built by hand, with 4 heads where the name says 3."""
+    """The state dict is built by hand, with 4 heads where the name says 3."""
     spec = ModelSpec.parse("add_d6_l2_h3_t15K_s372001")
     state = {k: torch.zeros(v.shape) for k, v in HookedTransformer(spec, device="meta").state_dict().items()}
     state["blocks.0.attn.W_Q"] = torch.zeros(4, 510, 170)
