@@ -112,6 +112,23 @@ def test_float64_model_stays_float64_through_transformer_lens(major):
     assert_same_weights(ours, back)
 
 
+def test_bridge_that_transformer_lens_built_itself_comes_over_with_its_logits(major):
+    """TL's own native bridge (3.9 has it beside HookedTransformer; 4.x only it), TL's init, our model back."""
+    from transformer_lens import TransformerBridgeConfig
+    from transformer_lens.model_bridge import TransformerBridge
+
+    cfg = TransformerBridgeConfig(n_layers=SMALL.n_layers, n_heads=SMALL.n_heads, d_model=SMALL.d_model,
+                                  d_head=SMALL.d_head, d_mlp=SMALL.d_mlp, act_fn="relu", normalization_type="LN",
+                                  d_vocab=SMALL.d_vocab, d_vocab_out=SMALL.d_vocab, n_ctx=SMALL.n_ctx,
+                                  default_prepend_bos=False, seed=7)
+    theirs = TransformerBridge.boot_native(cfg)
+    ours = from_transformer_lens(theirs, spec=SMALL.name)
+    assert ours.spec == SMALL
+    tokens = tokens_for(SMALL)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(tokens), theirs(tokens), atol=1e-5, rtol=0)
+
+
 def test_rmsnorm_transformer_lens_model_is_refused(major):
     theirs = to_transformer_lens(random_model(SMALL))
     theirs.cfg.normalization_type = "RMS"
@@ -122,6 +139,25 @@ def test_rmsnorm_transformer_lens_model_is_refused(major):
 def test_state_dict_that_is_not_transformer_lens_is_refused():
     with pytest.raises(ArithLensError, match="neither 'embed.W_E'"):
         from_transformer_lens({"wte.weight": torch.zeros(15, 8)})
+
+
+def test_every_hook_name_of_ours_is_in_transformer_lens_with_equal_values_but_two_on_the_bridge(major):
+    """The record of which hook names match: all 58 of ours exist in TL; 3.x holds our values at every one,
+    4.x's bridge at all but `hook_attn_scores` and `hook_result`."""
+    ours = random_model(SMALL)
+    theirs = to_transformer_lens(ours)
+    if major == 3:
+        theirs.set_use_attn_result(True)  # 3.x computes hook_result only when asked
+    tokens = tokens_for(SMALL)
+    with torch.no_grad():
+        _, cache = ours.run_with_cache(tokens, names=list(ours.hook_names))
+        _, tl_cache = theirs.run_with_cache(tokens)
+    assert len(ours.hook_names) == 58
+    assert set(ours.hook_names) <= set(theirs.hook_dict)
+    equal = {n for n in ours.hook_names if n in tl_cache and cache[n].shape == tl_cache[n].shape
+             and torch.allclose(cache[n], tl_cache[n], atol=1e-5, rtol=0, equal_nan=True)}
+    different = {n.split(".", 2)[2] for n in set(ours.hook_names) - equal}
+    assert different == (set() if major == 3 else BRIDGE_DIFFERENT)
 
 
 @pytest.mark.slow
@@ -188,23 +224,6 @@ def test_transformer_lens_4_has_no_hooked_transformer_so_we_export_a_bridge(tl4)
     assert theirs.compatibility_mode and not theirs._weights_processed
 
 
-def test_every_hook_name_of_ours_is_on_the_bridge_with_equal_values_but_scores_and_result(tl4):
-    """The record of which hook names match: all 58 of ours exist on the bridge; all but two hold our values."""
-    ours = random_model(SMALL)
-    theirs = to_transformer_lens(ours)
-    tokens = tokens_for(SMALL)
-    with torch.no_grad():
-        _, cache = ours.run_with_cache(tokens, names=list(ours.hook_names))
-        _, tl_cache = theirs.run_with_cache(tokens)
-    assert len(ours.hook_names) == 58
-    assert set(ours.hook_names) <= set(theirs.hook_dict)
-    equal = {n for n in ours.hook_names if n in tl_cache and cache[n].shape == tl_cache[n].shape
-             and torch.allclose(cache[n], tl_cache[n], atol=1e-5, rtol=0)}
-    different = {n.split(".", 2)[2] for n in set(ours.hook_names) - equal}
-    assert different == BRIDGE_DIFFERENT
-    assert len(equal) == 58 - 2 * SMALL.n_layers
-
-
 def test_bridge_state_dict_converts_back_with_the_model_name(tl4):
     ours = random_model(SMALL)
     state = to_transformer_lens(ours).state_dict()
@@ -223,7 +242,42 @@ def test_bridge_with_processed_weights_is_refused(tl4):
         from_transformer_lens(theirs)
 
 
+def test_convert_command_reads_a_bridge_state_dict_pth(tl4, tmp_path, monkeypatch, capsys):
+    from helpers import arithlens_here
+
+    ours = random_model(SMALL)
+    path = tmp_path / f"{SMALL.name}.pth"
+    torch.save(to_transformer_lens(ours).state_dict(), path)
+    code, out, err = arithlens_here(monkeypatch, capsys, "convert", str(path), str(tmp_path / "model"))
+    assert (code, err) == (0, "")
+    assert out == f"{path} -> {tmp_path / 'model'}: {SMALL.name} (spec from file name)\n"
+    ck = load_checkpoint(tmp_path / "model")
+    assert ck.spec == SMALL and ck.extra["converted_from"] == path.name
+    assert_same_weights(ours, ck.model)
+
+
+def test_convert_command_needs_a_name_for_an_unnamed_bridge_state_dict(tl4, tmp_path, monkeypatch, capsys):
+    from helpers import arithlens_here
+
+    path = tmp_path / "weights.pth"
+    torch.save(to_transformer_lens(random_model(SMALL)).state_dict(), path)
+    monkeypatch.delenv("ARITHLENS_DEBUG", raising=False)
+    code, out, err = arithlens_here(monkeypatch, capsys, "convert", str(path), str(tmp_path / "model"))
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith(f"error: '{path}' is a TransformerBridge state dict") and "--spec NAME" in err
+    assert not (tmp_path / "model").exists()
+
+
 # ---- no TransformerLens needed ----
+
+
+def test_bridge_state_dict_with_a_foreign_key_or_wrong_head_count_is_refused():
+    from arithlens.model.tl_adapter import hooked_state_dict
+
+    with pytest.raises(ArithLensError, match="has key 'blocks.0.attn.rotary.weight', which arithlens models"):
+        hooked_state_dict({"blocks.0.attn.rotary.weight": torch.zeros(4)}, n_heads=4)
+    with pytest.raises(ArithLensError, match=r"'blocks.0.attn.q.weight' of shape \(64, 64\) does not split into 3"):
+        hooked_state_dict({"blocks.0.attn.q.weight": torch.zeros(64, 64)}, n_heads=3)
 
 
 def test_wrong_shape_reference_checkpoint_names_the_tensor(tmp_path):

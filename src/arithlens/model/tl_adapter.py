@@ -95,18 +95,12 @@ def to_transformer_lens(model: HookedTransformer, *, compatibility_mode: bool = 
 
 
 def _bridge(cfg: Any, state: Mapping[str, Tensor], *, compatibility_mode: bool) -> Any:
-    """A TL 4 native bridge for `cfg` holding `state` (HookedTransformer-format or bridge-format keys)."""
+    """A TL 4 native bridge for `cfg` holding `state` (HookedTransformer-format keys)."""
     from transformer_lens import TransformerBridge
     from transformer_lens.utilities.tl_checkpoint_conversion import convert_tl_checkpoint
 
     bridge = TransformerBridge.boot_native(cfg, device=cfg.device, dtype=cfg.dtype, model_name=cfg.model_name)
-    if "embed.W_E" in state:
-        state = convert_tl_checkpoint(dict(state), bridge.cfg)
-    try:
-        bridge.load_state_dict(dict(state), strict=True)
-    except (RuntimeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()
-        raise ArithLensError(f"the weights do not fit {cfg.model_name}: {first[-1].strip()}") from None
+    bridge.load_state_dict(convert_tl_checkpoint(dict(state), bridge.cfg), strict=True)
     if compatibility_mode:
         bridge.enable_compatibility_mode(no_processing=True, disable_warnings=True)
     return bridge
@@ -117,7 +111,7 @@ def from_transformer_lens(source: Any, spec: ModelSpec | str | None = None) -> H
 
     `source`: a TL 3.x `HookedTransformer`, a TL 4.x `TransformerBridge` (native or over a Hugging Face
     GPT-2), or a state dict (HookedTransformer keys `blocks.0.attn.W_Q`, or a native bridge's
-    `blocks.0.attn.q.weight`, which needs TL 4 and `spec`: flat weights do not say how many heads).
+    `blocks.0.attn.q.weight`, which needs `spec`: flat weights do not say how many heads; TL not needed).
     The spec is `spec` (a ModelSpec or a model name), else the cfg's `model_name` if it is one, else the shapes.
     """
     if isinstance(source, Mapping):
@@ -125,7 +119,7 @@ def from_transformer_lens(source: Any, spec: ModelSpec | str | None = None) -> H
     if not hasattr(source, "cfg") or not callable(getattr(source, "state_dict", None)):
         raise ArithLensError(f"cannot read a {type(source).__name__} as a TransformerLens model or state dict")
     cfg = source.cfg
-    is_bridge = callable(getattr(source, "get_params", None))
+    is_bridge = _is_bridge(source)
     for key, want in REQUIRED_CFG.items():
         got = getattr(cfg, key, want)
         if got != want:
@@ -143,27 +137,68 @@ def from_transformer_lens(source: Any, spec: ModelSpec | str | None = None) -> H
     return model_from_state_dict(state, spec, device=device, dtype=state["embed.W_E"].dtype)
 
 
+def _is_bridge(source: Any) -> bool:
+    try:  # TL 3.x has TransformerBridge too (beside HookedTransformer), 4.x only it
+        from transformer_lens.model_bridge import TransformerBridge
+    except ImportError:
+        return False
+    return isinstance(source, TransformerBridge)
+
+
 def _from_state_dict(state: Mapping[str, Tensor], spec: ModelSpec | str | None) -> HookedTransformer:
-    if "embed.W_E" in state:  # HookedTransformer format: ours
-        spec = _spec(state, spec, None)
-        return model_from_state_dict(state, spec, device=state["embed.W_E"].device, dtype=state["embed.W_E"].dtype)
-    if "embed.weight" not in state:
+    if "embed.weight" in state:  # a TL 4 bridge's own keys
+        if spec is None:
+            raise ArithLensError("a TransformerBridge state dict does not say how many heads the model has; "
+                                 "give the model name (e.g. mix_d6_l3_h4_t10K_s372001)")
+        n_heads = spec.n_heads if isinstance(spec, ModelSpec) else ModelSpec.parse(spec).n_heads
+        state = hooked_state_dict(state, n_heads)
+    if "embed.W_E" not in state:
         raise ArithLensError("state dict has neither 'embed.W_E' (HookedTransformer) nor 'embed.weight' "
                              "(TransformerBridge): not a TransformerLens state dict")
-    if spec is None:
-        raise ArithLensError("a TransformerBridge state dict does not say how many heads the model has; "
-                             "pass the model name as spec (e.g. mix_d6_l3_h4_t10K_s372001)")
-    if tl_major() != 4:
-        raise ArithLensError(f"reading a TransformerBridge state dict needs transformer-lens 4.x: {INSTALL_HINT}")
-    d_vocab, d_model = state["embed.weight"].shape
-    d_mlp = state["blocks.0.mlp.in.weight"].shape[0]
-    if isinstance(spec, str):
-        n_heads = ModelSpec.parse(spec).n_heads
-        spec = ModelSpec.parse(spec, d_model=d_model, d_head=state["blocks.0.attn.q.weight"].shape[0] // n_heads,
-                               d_mlp=d_mlp)
-    weights = state["embed.weight"]
-    bridge = _bridge(tl_config(spec, device=weights.device, dtype=weights.dtype), state, compatibility_mode=False)
-    return from_transformer_lens(bridge, spec)
+    weights = state["embed.W_E"]
+    return model_from_state_dict(state, _spec(state, spec, None), device=weights.device, dtype=weights.dtype)
+
+
+def is_bridge_state_dict(state: Mapping[str, Tensor]) -> bool:
+    """Whether `state` has a TL 4 native bridge's keys (`blocks.0.attn.q.weight`), not HookedTransformer's."""
+    return "embed.weight" in state and "embed.W_E" not in state
+
+
+# A native bridge's key suffix -> (HookedTransformer's suffix, how its tensor becomes ours).
+_FROM_BRIDGE = {
+    "attn.q.weight": ("attn.W_Q", "heads_in"), "attn.k.weight": ("attn.W_K", "heads_in"),
+    "attn.v.weight": ("attn.W_V", "heads_in"), "attn.o.weight": ("attn.W_O", "heads_out"),
+    "attn.q.bias": ("attn.b_Q", "heads"), "attn.k.bias": ("attn.b_K", "heads"), "attn.v.bias": ("attn.b_V", "heads"),
+    "attn.o.bias": ("attn.b_O", "same"), "mlp.in.weight": ("mlp.W_in", "transpose"), "mlp.in.bias": ("mlp.b_in", "same"),
+    "mlp.out.weight": ("mlp.W_out", "transpose"), "mlp.out.bias": ("mlp.b_out", "same"),
+    "embed.weight": ("embed.W_E", "same"), "pos_embed.weight": ("pos_embed.W_pos", "same"),
+    "unembed.weight": ("unembed.W_U", "transpose"), "unembed.bias": ("unembed.b_U", "same"),
+    **{f"{ln}.{kind}": (f"{ln}.{kind[0]}", "same") for ln in ("ln1", "ln2", "ln_final") for kind in ("weight", "bias")},
+}  # fmt: skip
+
+
+def hooked_state_dict(state: Mapping[str, Tensor], n_heads: int) -> dict[str, Tensor]:
+    """A TL 4 native bridge's state dict (`bridge.state_dict()`) in HookedTransformer's layout, without TL:
+    the inverse of TL's `convert_tl_checkpoint` for the GPT-2 style models we make."""
+    out = {}
+    for key, t in state.items():
+        suffix = next((s for s in _FROM_BRIDGE if key == s or key.endswith("." + s)), None)
+        if suffix is None:
+            raise ArithLensError(f"TransformerBridge state dict has key {key!r}, which arithlens models do not have")
+        ours, how = _FROM_BRIDGE[suffix]
+        if how.startswith("heads") and t.shape[-1 if how == "heads_out" else 0] % n_heads:
+            raise ArithLensError(f"TransformerBridge tensor {key!r} of shape {tuple(t.shape)} does not split into "
+                                 f"{n_heads} heads; is the model name right?")
+        if how == "heads_in":  # (n_heads * d_head, d_model) -> (n_heads, d_model, d_head)
+            t = t.reshape(n_heads, -1, t.shape[-1]).transpose(1, 2)
+        elif how == "heads_out":  # (d_model, n_heads * d_head) -> (n_heads, d_head, d_model)
+            t = t.reshape(t.shape[0], n_heads, -1).permute(1, 2, 0)
+        elif how == "heads":  # (n_heads * d_head,) -> (n_heads, d_head)
+            t = t.reshape(n_heads, -1)
+        elif how == "transpose":
+            t = t.T
+        out[key[: len(key) - len(suffix)] + ours] = t.contiguous()
+    return out
 
 
 def _spec(state: Mapping[str, Tensor], spec: ModelSpec | str | None, model_name: str | None) -> ModelSpec:
