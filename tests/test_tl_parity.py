@@ -235,6 +235,29 @@ def test_bridge_state_dict_converts_back_with_the_model_name(tl4):
         from_transformer_lens(state)
 
 
+def test_bridge_over_a_hugging_face_gpt2_with_relu_comes_over_with_its_logits(tl4):
+    """Built offline: a GPT-2 from a config (ReLU, our sizes) and a 15-token tokenizer, no Hub call."""
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    config = GPT2Config(vocab_size=SMALL.d_vocab, n_positions=SMALL.n_ctx, n_embd=SMALL.d_model,
+                        n_layer=SMALL.n_layers, n_head=SMALL.n_heads, n_inner=SMALL.d_mlp,
+                        activation_function="relu", layer_norm_epsilon=1e-5, tie_word_embeddings=False)
+    torch.manual_seed(0)  # GPT-2's own init draws from the global generator
+    hf = GPT2LMHeadModel(config).eval()
+    with torch.no_grad():  # biases and LayerNorms off their 0 and 1 too
+        for p in hf.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())) * 0.05)
+    vocab = {str(i): i for i in range(10)} | {"+": 10, "-": 11, "=": 12, "*": 13, "?": 14}
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(WordLevel(vocab, unk_token="?")), unk_token="?")
+    theirs = tl4.TransformerBridge.boot_transformers("arith-gpt2", hf_model=hf, tokenizer=tokenizer)
+    ours = from_transformer_lens(theirs, spec=SMALL.name)
+    tokens = tokens_for(SMALL)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(tokens), hf(tokens).logits, atol=1e-5, rtol=0)
+
+
 def test_bridge_with_processed_weights_is_refused(tl4):
     theirs = to_transformer_lens(random_model(SMALL), compatibility_mode=False)
     theirs.enable_compatibility_mode(disable_warnings=True)  # TL's default: fold LayerNorm, centre weights
