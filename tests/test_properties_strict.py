@@ -22,7 +22,7 @@ from arithlens.errors import ArithLensError
 from arithlens.model import HookedTransformer, ModelSpec, save_checkpoint
 from arithlens.results import NodeStudy, UsefulNodes
 
-STRICT = settings(derandomize=True, deadline=None, database=None, max_examples=60,
+STRICT = settings(derandomize=True, deadline=None, database=None, max_examples=100,
                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 SPEC = ModelSpec.parse("add_d6_l1_h2_t1K_s372001", d_model=16, d_head=8, d_mlp=16)
 STUDY = json.loads((Path(__file__).parent / "data" / "cli_reference" / "P18L0H3_study.json").read_text())
@@ -135,7 +135,7 @@ bad_argv = st.one_of(
 )
 
 
-@STRICT
+@settings(STRICT, max_examples=300)
 @given(argv=bad_argv)
 def test_cli_refuses_bad_input_in_one_line_touching_nothing(world, no_work, argv):
     assert_refused(world, argv)

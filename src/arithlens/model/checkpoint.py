@@ -138,7 +138,7 @@ def _agree(a: ModelSpec, a_source: str, b: ModelSpec, b_source: str) -> None:
     if a == b:
         return
     da, db = a.to_dict(), b.to_dict()
-    field_name = next((k for k in da if da[k] != db.get(k)), "spec")
+    field_name = next((k for k in da if k != "name" and da[k] != db.get(k)), "name")
     raise ConflictError(f"{a_source} says {field_name} {da.get(field_name)!r} ({a.name}) but {b_source} says "
                         f"{db.get(field_name)!r} ({b.name}): nothing is guessed; fix the card or load with "
                         "spec=NAME (--spec)")
