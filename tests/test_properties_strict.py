@@ -59,7 +59,7 @@ def no_work():
         for target in ("arithlens.model.train:train", "arithlens.executor:executor",
                        "arithlens.analysis.search:search_model", "arithlens.analysis.node_study:study_node",
                        "arithlens.model.evaluate:evaluate_suite",
-                       "arithlens.analysis.faithfulness:measure_faithfulness"):
+                       "arithlens.analysis.faithfulness:measure_faithfulness", "arithlens.analysis.useful:find_useful"):
             module, name = target.split(":")
             m.setattr(importlib.import_module(module), name, started)
         yield
@@ -114,7 +114,7 @@ bad_argv = st.one_of(
     st.tuples(st.sampled_from(["--digit", "--case", "--qtype", "--high", "--carry-in"]),
               st.sampled_from(["1", "T8", "neg", "zero", "never"])).map(lambda o: ["questions", *o]),
     st.one_of(negative, st.integers(101, 10**12).map(str)).map(
-        lambda v: ["search", "--out", "s", f"--min-attn={v}", "--quiet"]),
+        lambda v: ["search", "--model", "adder", "--out", "s", f"--min-attn={v}", "--quiet"]),
     non_ascii_node.map(lambda n: ["node", n, "--model", "adder", "--quiet"]),
     st.integers(100_001, 10**20).map(lambda v: ["node", "P18L0H0", "--model", "adder", "--permutations", str(v)]),
     st.one_of(negative, not_a_number, st.integers(10_000_001, 10**20).map(str)).map(

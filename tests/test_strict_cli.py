@@ -111,9 +111,10 @@ def test_faithfulness_out_refuses_a_symlink(monkeypatch, capsys, adder_dir, spec
     assert os.path.islink(f"{specials}/link")
 
 
-def test_a_folder_target_that_is_a_symlink_is_refused(monkeypatch, capsys, specials):
-    no_work(monkeypatch, "arithlens.analysis.search:search_model")
-    code, out, err = run(monkeypatch, capsys, "search", "--out", f"{specials}/dirlink", "--quiet")
+def test_a_folder_target_that_is_a_symlink_is_refused(monkeypatch, capsys, adder_dir, specials):
+    no_work(monkeypatch, "arithlens.analysis.search:search_model", "arithlens.analysis.useful:find_useful")
+    code, out, err = run(monkeypatch, capsys, "search", "--model", str(adder_dir), "--out", f"{specials}/dirlink",
+                         "--quiet")
     assert_error(code, out, err, "is a symbolic link")
     assert os.listdir(f"{specials}/realdir") == []
 
@@ -261,9 +262,10 @@ def test_faithfulness_with_another_models_node_file_is_an_error(monkeypatch, cap
 
 
 @pytest.mark.parametrize("value", ["-1", "200"])
-def test_search_min_attn_is_a_percent(monkeypatch, capsys, tmp_path, value):
-    no_work(monkeypatch, "arithlens.analysis.search:search_model")
-    code, out, err = run(monkeypatch, capsys, "search", "--out", str(tmp_path / "s"), f"--min-attn={value}")
+def test_search_min_attn_is_a_percent(monkeypatch, capsys, adder_dir, tmp_path, value):
+    no_work(monkeypatch, "arithlens.analysis.search:search_model", "arithlens.analysis.useful:find_useful")
+    code, out, err = run(monkeypatch, capsys, "search", "--model", str(adder_dir), "--out", str(tmp_path / "s"),
+                         f"--min-attn={value}")
     assert_error(code, out, err, f"--min-attn must be between 0 and 100, not {value}")
     assert not (tmp_path / "s").exists()
 

@@ -29,6 +29,10 @@ class CheckpointError(ArithLensError):
     """A checkpoint that is missing, corrupt or of the wrong shape."""
 
 
+class MissingCheckpointError(CheckpointError, NotFoundError):
+    """A checkpoint path, or the weights file inside a checkpoint folder, that does not exist."""
+
+
 class ConflictError(ArithLensError):
     """Two sources that disagree (a model card and its weights' header, a node file and the model, a name and an
     option): nothing is guessed, the message names both."""

@@ -23,7 +23,7 @@ from safetensors import safe_open
 from safetensors.torch import save as safetensors_bytes
 from torch import Tensor
 
-from arithlens.errors import ArithLensError, CheckpointError, ConflictError, NotFoundError, ParseError
+from arithlens.errors import ArithLensError, CheckpointError, ConflictError, MissingCheckpointError, ParseError
 from arithlens.io import write_atomic  # noqa: F401  (kept importable from here for older callers)
 from arithlens.model.spec import ModelSpec
 from arithlens.model.transformer import HookedTransformer
@@ -83,7 +83,7 @@ def load_checkpoint(
     `"partial": true`) is refused unless `allow_partial` (for inspecting checkpoints)."""
     p = Path(path)
     if not p.exists():
-        raise NotFoundError(f"checkpoint '{p}' does not exist")
+        raise MissingCheckpointError(f"checkpoint '{p}' does not exist")
     extra: dict[str, Any] = {}
     found: ModelSpec | None = None
     if p.is_dir() or p.suffix == ".safetensors":
@@ -242,7 +242,7 @@ def _shape(state: Mapping[str, Tensor], key: str) -> tuple[int, ...]:
 
 def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
     if not path.is_file():
-        raise CheckpointError(f"checkpoint weights '{path}' do not exist")
+        raise MissingCheckpointError(f"checkpoint weights '{path}' do not exist")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})  # noqa: SIM118
