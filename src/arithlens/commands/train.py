@@ -20,7 +20,8 @@ def register(app: typer.Typer) -> None:
         spec: str = typer.Option(..., "--spec", help="Model name, e.g. mix_d6_l3_h4_t12K_s372001."),
         out: str = typer.Option(..., "--out", help="Output directory (checkpoints, training.json, loss PNGs)."),
         config: Optional[Path] = typer.Option(None, "--config", help="JSON: recipe fields and a 'spec' dict of size overrides."),
-        steps: Optional[int] = typer.Option(None, "--steps", callback=lambda v: check_int("--steps", v, low=1, high=MAX_STEPS),
+        steps: Optional[int] = typer.Option(None, "--steps",
+                                            callback=lambda v: check_int("--steps", v, low=1, high=MAX_STEPS),
                                             help=f"Training steps, 1 to {MAX_STEPS:,} (default: from the name)."),
         d_model: Optional[int] = count_option(None, "--d-model", "Residual width (default: from the name)."),
         d_head: Optional[int] = count_option(None, "--d-head", "Head width."),
@@ -34,8 +35,8 @@ def register(app: typer.Typer) -> None:
         device: Device = device_option(),
         threads: Optional[int] = threads_option(),
         resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint in --out."),
-        force: bool = typer.Option(False, "--force", help="Train anew over a model already in --out: the new run trains "
-                                   "beside it and replaces it only when finished (with --resume: continue such a run)."),
+        force: bool = typer.Option(False, "--force", help="Train anew over a model already in --out: the new run "
+                                   "trains beside it and replaces it when finished (with --resume: continue such a run)."),
         quiet: bool = typer.Option(False, "--quiet"),
     ) -> None:
         """Train a model. A model already in --out is kept: continue it with --resume or replace it with --force.

@@ -370,7 +370,8 @@ def _diverged(out: Path | None, step: int, loss: float, cfg: TrainConfig, what: 
     if out is not None and (out / STATE_FILE).is_file():
         try:
             with safe_open(str(out / STATE_FILE), framework="pt") as f:
-                kept = f"the last finite checkpoint (step {json.loads(f.metadata()['meta'])['step']}) is kept in '{out}'"
+                step_kept = json.loads(f.metadata()["meta"])["step"]
+            kept = f"the last finite checkpoint (step {step_kept}) is kept in '{out}'"
         except Exception:  # an unreadable state file is reported by --resume, not here
             kept = f"the last checkpoint is kept in '{out}'"
     shown = "NaN or infinite" if what == "weights" else str(loss)
