@@ -38,6 +38,8 @@ def world():
     (root / "real.json").write_text("keep\n")
     os.symlink(root / "real.json", root / "link")
     (root / "nan.json").write_text('{"steps": NaN}')
+    (root / "realdir").mkdir()
+    os.symlink(root / "realdir", root / "dirlink")
     old = os.getcwd()
     os.chdir(root)
     yield root
@@ -132,6 +134,10 @@ bad_argv = st.one_of(
     st.tuples(st.integers(0, 999_999), st.integers(0, 999_999)).map(
         lambda s: ["sweep", "--spec", f"add_d6_l1_h1_t1K_s{s[0]:06d}", "--seeds", str(s[1]), "--out", "w"]),
     not_a_number.map(lambda v: ["faithfulness", "--model", "adder", "--nodes", "useful", "--ablation", v]),
+    st.sampled_from([["atlas", "--models", "adder", "--quiet"], ["sweep", "--spec", "add_d6_l1_h1_t1K",
+                                                                  "--seeds", "1", "--quiet"],
+                     ["search", "--model", "adder", "--quiet"], ["node", "P18L0H0", "--model", "adder"]]).flatmap(
+        lambda argv: st.sampled_from(["dirlink", "fifo"]).map(lambda t: [*argv, "--out", t])),
 )
 
 

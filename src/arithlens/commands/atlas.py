@@ -54,6 +54,9 @@ def register(app: typer.Typer) -> None:
         start = time.perf_counter()
         if scheduler is None:  # a cluster's workers may have more cores than this machine
             check_threads(threads)
+        from arithlens.io import refuse_special
+
+        refuse_special(out, "--out")  # a symlink, device, FIFO or socket: written through, it would be lost
         if out.exists() and not out.is_dir():
             raise ArithLensError(f"--out '{out}' is a file, not a directory")
         extra = [a for a in ctx.args]

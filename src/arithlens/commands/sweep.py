@@ -61,6 +61,9 @@ def register(app: typer.Typer) -> None:
             raise ArithLensError(f"--jobs must be at least 1, not {jobs}")
         if threads < 1:
             raise ArithLensError(f"--threads must be at least 1, not {threads}")
+        from arithlens.io import refuse_special
+
+        refuse_special(out, "--out")  # a symlink, device, FIFO or socket: written through, it would be lost
         if out.exists() and not out.is_dir():
             raise ArithLensError(f"--out '{out}' is a file, not a directory")
         file_cfg: dict = {}
