@@ -184,7 +184,12 @@ def circuit(model: HookedTransformer, useful: UsefulNodes | Iterable[str | Node]
     positions first), validated on `held_out` fresh questions per qtype, with each node's cost (`arithlens circuit`)."""
     from arithlens.analysis.circuit import discover_circuit
     from arithlens.analysis.faithfulness import FAITHFULNESS_SEED
-
+    _check_model(model)
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target <= 1:
+        raise ArithLensError(f"target must be an exact accuracy in (0, 1], not {target!r}")
+    check_count("search_questions", search_questions, low=1)
+    check_count("held_out", held_out, low=1)
+    check_seed(seed, "seed")
     model.eval()
     start = useful_nodes(model, progress=progress) if useful is None else useful
     seed = FAITHFULNESS_SEED if seed is None else seed
@@ -212,6 +217,15 @@ def search(model: HookedTransformer, nodes: UsefulNodes | None = None, *, pairs:
     from arithlens.analysis.claims import default_claims, evaluate_all
     from arithlens.analysis.search import search_model
 
+    _check_model(model)
+    check_count("pairs", pairs, low=1)
+    check_seed(seed, "seed")
+    if nodes is not None and not isinstance(nodes, UsefulNodes):
+        raise ArgumentTypeError(f"nodes must be a UsefulNodes result (arithlens.useful_nodes), not {nodes!r}")
+    if nodes is not None:
+        from arithlens.validate import check_same_model
+
+        check_same_model(nodes.model, model.spec, "the node set")
     model.eval()
     nodes = useful_nodes(model) if nodes is None else nodes
     result = search_model(model, nodes.node_list(), n_pairs=pairs, seed=seed, progress=progress, **options)
@@ -261,6 +275,12 @@ def analyze(model: HookedTransformer, *, questions: int = 256, pairs: int = 100,
     `atlas([analyze(m1), analyze(m2)])` aligns such reports by role."""
     from arithlens.analysis.analyze import AnalyzeOptions, analyze as run_analyze, circuit_record, faithfulness_record
 
+    _check_model(model)
+    check_count("questions", questions, low=1)
+    check_count("pairs", pairs, low=1)
+    check_count("faithfulness", faithfulness, low=0)
+    check_seed(seed, "seed")
+    check_int("max_studies", max_studies, low=0)
     options = AnalyzeOptions(questions=questions, pairs=pairs, seed=seed, max_studies=max_studies,
                              search=run_search, faithfulness=faithfulness, circuit=circuit)
     result = run_analyze(model, options, progress)
