@@ -221,3 +221,33 @@ def test_node_names_are_ascii_without_surrounding_space(text):
     with pytest.raises(ParseError) as exc:
         Node.parse(text)
     assert one_line(exc).startswith(f"unknown node {text!r}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# The other analyses check their arguments before any work
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda m: al.search(m, pairs=0), "pairs must be at least 1, not 0"),
+    (lambda m: al.circuit(m, target=2), "target must be an exact accuracy in (0, 1], not 2"),
+    (lambda m: al.analyze(m, questions=-1), "questions must be at least 1, not -1"),
+    (lambda m: al.useful_nodes(m, seed=-5), "seed must be at least 0, not -5"),
+    (lambda m: al.faithfulness(m, ["P18L0H0"], ablation="zero"), "ablation must be one of mean, resample, not 'zero'"),
+    (lambda m: al.faithfulness(m, "P18L0H0"), "nodes must be a UsefulNodes result or a list of node names, not "
+                                              "'P18L0H0'"),
+    (lambda m: al.search("adder"), "expected a model from arithlens.load_model(), not str"),
+])
+def test_analyses_refuse_bad_arguments_in_one_line(adder, call, message):
+    with pytest.raises(ArithLensError) as exc:
+        call(adder)
+    assert one_line(exc) == message
+
+
+def test_saving_a_result_over_a_symlink_is_refused(tmp_path):
+    real = tmp_path / "real.json"
+    real.write_text("keep\n")
+    (tmp_path / "link.json").symlink_to(real)
+    with pytest.raises(ArithLensError) as exc:
+        NodeStudy.from_json(STUDY).save(tmp_path / "link.json")
+    assert "is a symbolic link" in one_line(exc)
+    assert real.read_text() == "keep\n" and (tmp_path / "link.json").is_symlink()
