@@ -11,7 +11,7 @@ import typer
 
 from arithlens.commands._common import Device, Progress, count_option, device_option, threads_option, thread_limit
 from arithlens.errors import ArithLensError
-from arithlens.validate import MAX_STEPS, check_finite_json, check_int, finite
+from arithlens.validate import MAX_STEPS, check_int, finite
 
 
 def register(app: typer.Typer) -> None:
@@ -21,7 +21,8 @@ def register(app: typer.Typer) -> None:
         out: str = typer.Option(..., "--out", help="Output directory (checkpoints, training.json, loss PNGs)."),
         config: Optional[Path] = typer.Option(None, "--config", help="JSON: recipe fields and a 'spec' dict of size overrides."),
         steps: Optional[int] = typer.Option(None, "--steps",
-                                            callback=lambda v: check_int("--steps", v, low=1, high=MAX_STEPS),
+                                            callback=lambda v: check_int("--steps", check_int("--steps", v, low=1),
+                                                                         high=MAX_STEPS),
                                             help=f"Training steps, 1 to {MAX_STEPS:,} (default: from the name)."),
         d_model: Optional[int] = count_option(None, "--d-model", "Residual width (default: from the name)."),
         d_head: Optional[int] = count_option(None, "--d-head", "Head width."),
@@ -114,7 +115,6 @@ def _read_config(path: Path) -> dict[str, Any]:
         raise ArithLensError(f"cannot read --config '{path}': {describe_os_error(exc)}") from None
     except ValueError as exc:
         raise ArithLensError(f"--config '{path}' is not valid JSON: {exc}") from None
-    check_finite_json(data, f"--config '{path}'")
     if not isinstance(data, dict):
         raise ArithLensError(f"--config '{path}' must hold a JSON object of recipe fields, not a "
                              f"{type(data).__name__.replace('NoneType', 'null')}")
