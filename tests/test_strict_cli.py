@@ -139,6 +139,7 @@ def interrupt_training_at(monkeypatch, step):
     monkeypatch.setattr(train_module, "train", stopping)
 
 
+@pytest.mark.slow
 def test_train_force_keeps_the_old_model_until_the_new_one_is_finished(monkeypatch, capsys, tmp_path, recipe):
     out = tmp_path / "run"
     assert run(monkeypatch, capsys, *TRAIN, "--config", recipe, "--out", str(out))[0] == 0
@@ -325,6 +326,7 @@ def test_node_permutations_are_bounded(monkeypatch, capsys, adder_dir):
 # A legacy .pth: the error line is the only output
 
 
+@pytest.mark.slow
 def test_legacy_pth_error_is_the_only_line_on_stderr(tmp_path):
     path = tmp_path / "legacy.pth"
     torch.save(HookedTransformer(ADD, seed=1).state_dict(), path, _use_new_zipfile_serialization=False)
