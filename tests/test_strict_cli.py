@@ -335,3 +335,26 @@ def test_legacy_pth_error_is_the_only_line_on_stderr(tmp_path):
     assert done.returncode == 2 and done.stdout == ""
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert done.stderr.startswith(f"error: cannot tell which operation '{path}' does")
+
+
+def test_torch_warnings_while_reading_a_pth_never_reach_the_user(tmp_path, monkeypatch):
+    """torch warns (on two lines) about some legacy files it reads; the error or the model is all a user sees."""
+    import warnings
+
+    from arithlens.errors import CheckpointError
+    from arithlens.model import load_checkpoint
+
+    path = tmp_path / "legacy.pth"
+    torch.save(HookedTransformer(ADD, seed=1).state_dict(), path, _use_new_zipfile_serialization=False)
+    real_load = torch.load
+
+    def warning_load(*args, **kwargs):
+        warnings.warn("TypedStorage is deprecated. It will be removed in the future", UserWarning, stacklevel=2)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", warning_load)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(CheckpointError, match="cannot tell which operation"):
+            load_checkpoint(path)
+    assert [str(w.message) for w in caught] == []
