@@ -186,8 +186,14 @@ def test_api_load_model_refuses_bad_devices(world, device):
         al.load_model(world / "adder", device=device)
 
 
+any_digits = st.text(alphabet=st.characters(categories=["Nd"]), min_size=1, max_size=2)  # every script's digits
+space = st.sampled_from(["", "", " ", "\t", "\n", "\u00a0"])
+node_like = st.builds(lambda pre, p, l, h, post: f"{pre}P{p}L{l}H{h}{post}", space, any_digits, any_digits,
+                      any_digits, space)
+
+
 @STRICT
-@given(text=st.one_of(st.text(max_size=12), st.integers(), st.none()))
+@given(text=st.one_of(st.text(max_size=12), node_like, st.integers(), st.none()))
 def test_node_names_parse_only_as_written_in_ascii(text):
     try:
         node = Node.parse(text)
