@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from arithlens.arith.questions import QType, QuestionBatch
-from arithlens.errors import ArithLensError
+from arithlens.errors import ArgumentTypeError, ArithLensError
 from arithlens.results import AnalysisReport, NodePCA, NodeStudy, SearchReport, UsefulNodes
+from arithlens.validate import MAX_PERMUTATIONS, check_choice, check_count, check_int, check_seed, check_weights
 
 if TYPE_CHECKING:
     import torch
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
     from arithlens.model.zoo import ShippedModel
 
 DEFAULT_TRICASE_COUNTS = {"ADD": 300, "SUB": 300, "NEG": 300}  # the founding notebook's per-qtype sets
+QUESTION_OPS, QUESTION_KINDS, QTYPE_NAMES = ("add", "sub", "mix", "mul"), ("uniform", "enriched", "curated"), (
+    "add", "sub", "neg", "mul")
+MAX_DIGITS = 15  # operands of up to 15 digits keep every answer inside int64
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -41,15 +45,23 @@ def models() -> list[ShippedModel]:
 
 
 def load_model(name_or_path: str | os.PathLike | None = None, device: str | torch.device | None = None, *,
-               spec: str | None = None) -> HookedTransformer:
+               spec: str | None = None, allow_partial: bool = False) -> HookedTransformer:
     """A model in eval mode: None for the default shipped model, a shipped name or op alias (`mix`, `add`), a
     checkpoint directory, a `.safetensors` file or a TransformerLens / QuantaTools `.pth` state dict (read with
     `weights_only=True`). `device` defaults to the CPU. `spec` (a model name such as
     `mix_d6_l3_h4_t10K_s372001`) says what a bare `.pth` cannot: the operations it was trained on."""
     from arithlens.model.checkpoint import load_checkpoint
+    from arithlens.model.device import pick_device
     from arithlens.model.zoo import resolve_model
 
-    return load_checkpoint(resolve_model(name_or_path), spec=spec, device=device).model.eval()
+    if name_or_path is not None and not isinstance(name_or_path, (str, os.PathLike)):
+        raise ArgumentTypeError(f"load_model takes a model name or path, not {type(name_or_path).__name__}")
+    if spec is not None and not isinstance(spec, str):
+        raise ArgumentTypeError(f"spec must be a model name such as mix_d6_l3_h4_t10K_s372001, not {spec!r}")
+    # `device="auto"` picks what `--device auto` picks: the same resolver
+    dev = pick_device("cpu" if device is None else device, flag="device")
+    return load_checkpoint(resolve_model(name_or_path), spec=spec, device=dev,
+                           allow_partial=allow_partial).model.eval()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -64,14 +76,20 @@ def questions(count: int = 1000, *, op: str = "mix", kind: str = "uniform", n_di
     from arithlens.arith.curated import curated
     from arithlens.arith.generators import enriched, uniform
 
+    check_count("count", count, low=0)
+    check_seed(seed, "seed")
+    check_count("n_digits", n_digits, low=1, high=MAX_DIGITS)
+    check_choice("op", op, QUESTION_OPS)
+    if kind not in QUESTION_KINDS:
+        raise ArithLensError(f"unknown question kind {kind!r}; expected uniform, enriched or curated")
+    if qtypes is not None:
+        qtypes = check_weights("qtypes", qtypes, QTYPE_NAMES)
     rng = np.random.default_rng(seed)
     if kind == "uniform":
         return uniform(n_digits, count, rng, op=op, qtypes=qtypes)
     if kind == "enriched":
         return enriched(n_digits, count, rng, op=op if qtypes is None else None, qtypes=qtypes)
-    if kind == "curated":
-        return curated(n_digits).batch
-    raise ArithLensError(f"unknown question kind {kind!r}; expected uniform, enriched or curated")
+    return curated(n_digits).batch
 
 
 def tricase(digit: int, counts: Mapping[str | QType, int] | None = None, *, n_digits: int = 6, seed: int = 0,
@@ -85,12 +103,18 @@ def tricase(digit: int, counts: Mapping[str | QType, int] | None = None, *, n_di
     from arithlens.arith.tricase import CASES, tricase as tricase_class, tricase_count
 
     counts = DEFAULT_TRICASE_COUNTS if counts is None else counts
+    check_count("n_digits", n_digits, low=1, high=MAX_DIGITS)
+    check_count("digit", digit, low=0, high=n_digits - 1)
+    check_seed(seed, "seed")
+    check_choice("high", high, ("decide", "zero"))
+    check_choice("carry_in", carry_in, ("any", "never", "always"))
+    if not isinstance(counts, Mapping):
+        raise ArgumentTypeError(f"counts must map qtypes to counts ({{'ADD': 300}}), not {counts!r}")
     rng = np.random.default_rng(seed)
     parts = []
     for name, total in counts.items():
         qtype = QType.parse(name) if isinstance(name, str) else QType(name)
-        if not isinstance(total, (int, np.integer)) or total < 0:
-            raise ArithLensError(f"tricase count for {qtype.name} must be an integer >= 0, not {total!r}")
+        check_count(f"tricase count for {qtype.name}", total, low=0)
         cases = [c for c in CASES if tricase_count(n_digits, digit, qtype, c, carry_in=carry_in, high=high)]
         if total and not cases:
             raise ArithLensError(f"no {qtype.name} tricase class is possible at digit {digit}")
@@ -115,6 +139,9 @@ def useful_nodes(model: HookedTransformer, *, questions: int = 256, seed: int = 
     failing 0.5% of one qtype with 95% probability; 0: the screen alone)."""
     from arithlens.analysis.useful import find_useful, varied_questions
 
+    _check_model(model)
+    check_count("questions", questions, low=1)
+    check_seed(seed, "seed")
     model.eval()
     batch = varied_questions(model.spec, count=questions, seed=seed)
     result = find_useful(model, batch, neurons=neurons, reference_compat=reference_compat, power=power,
@@ -139,6 +166,10 @@ def faithfulness(model: HookedTransformer, nodes: UsefulNodes | Iterable[str | N
     with every head and MLP layer outside `nodes` ablated at once (`arithlens faithfulness`)."""
     from arithlens.analysis.faithfulness import FAITHFULNESS_SEED, measure_faithfulness
 
+    _check_model(model)
+    check_count("questions", questions, low=1)
+    check_seed(seed, "seed")
+    check_choice("ablation", ablation, ("mean", "resample"))
     model.eval()
     node_set = _node_set(model, nodes)
     seed = FAITHFULNESS_SEED if seed is None else seed
@@ -153,7 +184,12 @@ def circuit(model: HookedTransformer, useful: UsefulNodes | Iterable[str | Node]
     positions first), validated on `held_out` fresh questions per qtype, with each node's cost (`arithlens circuit`)."""
     from arithlens.analysis.circuit import discover_circuit
     from arithlens.analysis.faithfulness import FAITHFULNESS_SEED
-
+    _check_model(model)
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target <= 1:
+        raise ArithLensError(f"target must be an exact accuracy in (0, 1], not {target!r}")
+    check_count("search_questions", search_questions, low=1)
+    check_count("held_out", held_out, low=1)
+    check_seed(seed, "seed")
     model.eval()
     start = useful_nodes(model, progress=progress) if useful is None else useful
     seed = FAITHFULNESS_SEED if seed is None else seed
@@ -164,6 +200,12 @@ def circuit(model: HookedTransformer, useful: UsefulNodes | Iterable[str | Node]
 def _node_set(model: HookedTransformer, nodes) -> list[Node]:
     from arithlens.analysis.nodes import Node
 
+    from arithlens.validate import check_same_model
+
+    if isinstance(nodes, UsefulNodes):
+        check_same_model(nodes.model, model.spec, "the node set")
+    elif isinstance(nodes, (str, bytes)) or not isinstance(nodes, Iterable):
+        raise ArgumentTypeError(f"nodes must be a UsefulNodes result or a list of node names, not {nodes!r}")
     names = [n.name for n in nodes.nodes] if isinstance(nodes, UsefulNodes) else list(nodes)
     return [n if isinstance(n, Node) else Node.for_model(str(n), model.spec) for n in names]
 
@@ -175,6 +217,15 @@ def search(model: HookedTransformer, nodes: UsefulNodes | None = None, *, pairs:
     from arithlens.analysis.claims import default_claims, evaluate_all
     from arithlens.analysis.search import search_model
 
+    _check_model(model)
+    check_count("pairs", pairs, low=1)
+    check_seed(seed, "seed")
+    if nodes is not None and not isinstance(nodes, UsefulNodes):
+        raise ArgumentTypeError(f"nodes must be a UsefulNodes result (arithlens.useful_nodes), not {nodes!r}")
+    if nodes is not None:
+        from arithlens.validate import check_same_model
+
+        check_same_model(nodes.model, model.spec, "the node set")
     model.eval()
     nodes = useful_nodes(model) if nodes is None else nodes
     result = search_model(model, nodes.node_list(), n_pairs=pairs, seed=seed, progress=progress, **options)
@@ -202,6 +253,14 @@ def study_node(model: HookedTransformer, node: str | Node, *, questions: int = 1
     `arithlens node`. Deterministic for `seed`."""
     from arithlens.analysis.node_study import StudyOptions, study_node as run_study
 
+    _check_model(model)
+    node = _node(model, node)
+    for name, value, low in (("questions", questions, 10), ("pairs", pairs, 10), ("per_case", per_case, 10),
+                             ("mixed", mixed, 10)):
+        check_count(name, value, low=low)
+    check_count("permutations", permutations, low=0, high=MAX_PERMUTATIONS)
+    check_seed(seed, "seed")
+    check_int("digit", digit, low=0, high=model.spec.n_digits - 1)
     options = StudyOptions(questions=questions, pairs=pairs, per_case=per_case, mixed=mixed,
                            permutations=permutations, seed=seed, digit=digit)
     return NodeStudy.from_dict(run_study(model, node, options, progress=progress).data)
@@ -216,6 +275,12 @@ def analyze(model: HookedTransformer, *, questions: int = 256, pairs: int = 100,
     `atlas([analyze(m1), analyze(m2)])` aligns such reports by role."""
     from arithlens.analysis.analyze import AnalyzeOptions, analyze as run_analyze, circuit_record, faithfulness_record
 
+    _check_model(model)
+    check_count("questions", questions, low=1)
+    check_count("pairs", pairs, low=1)
+    check_count("faithfulness", faithfulness, low=0)
+    check_seed(seed, "seed")
+    check_int("max_studies", max_studies, low=0)
     options = AnalyzeOptions(questions=questions, pairs=pairs, seed=seed, max_studies=max_studies,
                              search=run_search, faithfulness=faithfulness, circuit=circuit)
     result = run_analyze(model, options, progress)
@@ -241,10 +306,11 @@ def node_output(model: HookedTransformer, node: str | Node, batch: QuestionBatch
     a head's `hook_z . W_O[head]` (its `hook_result`), an MLP layer's `hook_post . W_out`."""
     import torch
 
-    from arithlens.analysis.nodes import Node as NodeName
     from arithlens.model.hooks import node_site
 
-    node = NodeName.for_model(node, model.spec) if isinstance(node, str) else node
+    _check_model(model)
+    node = _node(model, node)
+    _check_batch(model, batch)
     site = node_site(node)
     block = model.blocks[node.layer]
     with torch.inference_mode():
@@ -264,8 +330,13 @@ def pca(model: HookedTransformer, node: str | Node, batch: QuestionBatch, *, com
     for tricase batches, its T class and carry/borrow label (for colours and hover)."""
     from arithlens.analysis import stats
 
+    _check_model(model)
+    node = _node(model, node)
+    _check_batch(model, batch)
+    # two axes at least: the result is drawn as a scatter of the first two
+    check_count("components", components, low=2, high=min(len(batch), model.spec.d_model))
     out = node_output(model, node, batch)
-    p = stats.pca(out, max(2, components))
+    p = stats.pca(out, components)
     labels = batch.labels
     none = [None] * len(batch)
     name = node if isinstance(node, str) else node.name
@@ -280,6 +351,41 @@ def pca(model: HookedTransformer, node: str | Node, batch: QuestionBatch, *, com
         "carry": labels["carry_out"].astype(int).tolist() if "carry_out" in labels else none,
         "digit": int(labels["tricase_digit"][0]) if "tricase_digit" in labels and len(batch) else None,
     })
+
+
+def _check_model(model) -> None:
+    from arithlens.model.transformer import HookedTransformer
+
+    if not isinstance(model, HookedTransformer):
+        raise ArgumentTypeError(f"expected a model from arithlens.load_model(), not {type(model).__name__}")
+
+
+def _node(model: HookedTransformer, node) -> Node:
+    """`node` (a name or a Node) checked against the model: one-line errors, never an AttributeError later."""
+    from arithlens.analysis.nodes import Node as NodeName
+
+    if isinstance(node, NodeName):
+        return NodeName.for_model(node.name, model.spec)
+    return NodeName.for_model(node, model.spec)
+
+
+def _check_batch(model: HookedTransformer, batch) -> None:
+    """A non-empty question batch of the model's digit count and of question types the model was trained on."""
+    if not isinstance(batch, QuestionBatch):
+        raise ArgumentTypeError(f"expected a QuestionBatch (arithlens.questions(...)), not {type(batch).__name__}")
+    spec = model.spec
+    if len(batch) == 0:
+        raise ArithLensError("the question batch is empty: give at least one question")
+    if batch.n_digits != spec.n_digits:
+        raise ArithLensError(f"the batch has {batch.n_digits}-digit questions but {spec.name} takes "
+                             f"{spec.n_digits}-digit ones: build it with n_digits={spec.n_digits}")
+    trained = {QType.ADD} if spec.perc_add > 0 else set()
+    trained |= {QType.SUB, QType.NEG} if spec.perc_sub > 0 else set()
+    trained |= {QType.MUL} if spec.perc_mul > 0 else set()
+    foreign = sorted({QType(int(q)) for q in np.unique(batch.qtype)} - trained)
+    if foreign:
+        raise ArithLensError(f"the batch holds {', '.join(q.name for q in foreign)} questions, which {spec.name} "
+                             f"was not trained on (it does {', '.join(q.name for q in sorted(trained))})")
 
 
 # ---------------------------------------------------------------------------------------------------

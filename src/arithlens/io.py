@@ -12,6 +12,7 @@ import errno
 import json
 import os
 import shutil
+import stat
 import sys
 import tempfile
 import time
@@ -27,6 +28,7 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Write to a temporary file beside `path`, then rename over it: readers see the old file or the new.
     The temporary name carries this process's id, so a later run can tell a dead run's leftover from a live one."""
     path = Path(path)
+    refuse_special(path, "output")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -70,9 +72,39 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def special_kind(path: Path) -> str | None:
+    """What `path` is when it is neither a regular file nor a folder (nor absent): a symlink, a device, ..."""
+    try:
+        mode = os.lstat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device file"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def refuse_special(path: Path, flag: str) -> None:
+    """Outputs are regular files and folders: replacing a device, FIFO, socket or symlink with a file would
+    destroy what the user had there (`--out /dev/full` once turned the device into a JSON file)."""
+    what = special_kind(path)
+    if what is not None:
+        raise OutputError(f"{flag} '{path}' is {what}: arithlens writes only regular files and folders; give "
+                          "another path (print to the terminal with --json)")
+
+
 def check_output_path(path: Path, kind: str, flag: str) -> None:
-    """Refuse a target that cannot be written, before any work: a file where a directory is needed (or the
-    reverse), a parent that is a file, a parent in a file system that takes no new files (/proc, /sys)."""
+    """Refuse a target that cannot be written, before any work: an empty path, a device, FIFO, socket or symlink,
+    a file where a directory is needed (or the reverse), a parent that is a file, a parent in a file system that
+    takes no new files (/proc, /sys)."""
+    refuse_special(path, flag)
     if kind == "dir" and path.exists() and not path.is_dir():
         raise OutputError(f"{flag} '{path}' is a file, not a directory")
     if kind == "file" and path.is_dir():
@@ -104,6 +136,8 @@ class OutputTarget:
     def __init__(self, path: str | os.PathLike, kind: str = "dir", flag: str = "--out", *, staged: bool = True):
         if kind not in ("dir", "file"):
             raise ValueError(f"kind must be 'dir' or 'file', not {kind!r}")
+        if str(path) == "":
+            raise OutputError(f"{flag} is empty: give a path")
         self.path, self.kind, self.flag, self.staged = Path(path), kind, flag, staged
         check_output_path(self.path, kind, flag)
         self._lock: Any = None
@@ -175,6 +209,7 @@ class OutputTarget:
                 os.replace(self._stage, self.path)
                 self._stage = None
             else:
+                _check_merge(self._stage, self.path, self.flag)
                 _merge(self._stage, self.path)
         self.committed = True
 
@@ -240,6 +275,15 @@ def _take_lock(path: Path):
     return None
 
 
+def _check_merge(stage: Path, target: Path, flag: str) -> None:
+    """Before anything moves: no staged file may land on a symlink, device, FIFO or socket in the target."""
+    for entry in stage.iterdir():
+        dest = target / entry.name
+        refuse_special(dest, flag)
+        if entry.is_dir() and dest.is_dir():
+            _check_merge(entry, dest, flag)
+
+
 def _merge(stage: Path, target: Path) -> None:
     for entry in sorted(stage.iterdir()):
         dest = target / entry.name
@@ -281,4 +325,5 @@ def describe_os_error(exc: OSError) -> str:
     return f"{advice} ({code}{where})" if code else f"{advice}{where}"
 
 
-__all__ = ["OutputTarget", "check_output_path", "describe_os_error", "remove_stale_tmp", "write_atomic"]
+__all__ = ["OutputTarget", "check_output_path", "describe_os_error", "refuse_special", "remove_stale_tmp",
+           "special_kind", "write_atomic"]

@@ -57,6 +57,11 @@ def _from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
     custom = cls.__dict__.get("from_dict")
     if custom is not None:
         return custom.__get__(None, cls)(data)
+    return _build(cls, data)
+
+
+def _build(cls: type[T], data: Mapping[str, Any]) -> T:
+    """The generic field-by-field construction; a value of the wrong JSON shape is a one-line error naming it."""
     if not isinstance(data, Mapping):
         raise ArithLensError(f"{cls.__name__}: expected a JSON object, not {type(data).__name__}")
     hints = typing.get_type_hints(cls)
@@ -65,11 +70,54 @@ def _from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
         if f.name == "data":
             kwargs["data"] = dict(data)
         elif f.name in data:
-            kwargs[f.name] = _convert(hints[f.name], data[f.name])
+            try:
+                kwargs[f.name] = _convert(hints[f.name], data[f.name])
+            except ArithLensError:
+                raise
+            except (TypeError, AttributeError, ValueError) as exc:
+                raise ArithLensError(f"{cls.__name__}: field '{f.name}' has the wrong shape "
+                                     f"({type(exc).__name__}: {exc})") from None
     try:
         return cls(**kwargs)
     except TypeError as exc:
         raise ArithLensError(f"{cls.__name__}: the JSON object lacks a field ({exc})") from None
+
+
+def _check_int(owner: str, data: Mapping, key: str, *, optional: bool = False) -> None:
+    value = data.get(key)
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ArithLensError(f"{owner}: '{key}' must be an integer >= 0, not {value!r}")
+
+
+def _check_study(data: Any) -> None:
+    """A study's identity fields, before anything is built from them: the node name parses (and exists in the
+    model the study names), and position, layer, kind and head are integers that agree with it."""
+    from arithlens.analysis.nodes import Node
+    from arithlens.model.spec import ModelSpec
+
+    if not isinstance(data, Mapping):
+        raise ArithLensError(f"NodeStudy: expected a JSON object, not {type(data).__name__}")
+    for key in ("node", "model", "kind", "position", "layer"):
+        if key not in data:
+            raise ArithLensError(f"NodeStudy: the JSON object lacks '{key}' (is it a <node>_study.json file?)")
+    if not isinstance(data["model"], str):
+        raise ArithLensError(f"NodeStudy: 'model' must be a model name, not {data['model']!r}")
+    try:
+        spec = ModelSpec.parse(data["model"])
+    except ArithLensError:
+        spec = None  # a converted model's name outside the grammar: the node is checked on its own
+    node = Node.parse(data["node"]) if spec is None else Node.for_model(data["node"], spec)
+    for key in ("position", "layer"):
+        _check_int("NodeStudy", data, key)
+    _check_int("NodeStudy", data, "head", optional=True)
+    kind = "head" if node.is_head else "mlp"
+    said = {"position": data["position"], "layer": data["layer"], "kind": data["kind"], "head": data.get("head")}
+    true = {"position": node.position, "layer": node.layer, "kind": kind, "head": node.num if node.is_head else None}
+    for key, value in said.items():
+        if value != true[key]:
+            raise ArithLensError(f"NodeStudy: '{key}' is {value!r} but the node {node.name} says {true[key]!r}")
 
 
 def _read_json(source: str | Path | Mapping) -> Any:
@@ -344,6 +392,12 @@ class NodeStudy(_JsonResult):
     thresholds: dict[str, float] = field(default_factory=dict)
     data: dict = _hidden()
 
+    @classmethod
+    def from_dict(cls, data: Mapping) -> NodeStudy:
+        """From a parsed study object, its identity fields checked first (`_check_study`)."""
+        _check_study(data)
+        return _build(cls, data)
+
     def summary(self) -> str:
         """The text `arithlens node` prints."""
         from arithlens.analysis.node_study import summarise
@@ -526,6 +580,25 @@ def _digits_of(model: str) -> int:
         return 6
 
 
+def _check_useful(data: Any) -> None:
+    """A useful-nodes object: a model name and a list of {name, tags} whose names and tags parse."""
+    from arithlens.analysis.nodes import Node, Tag
+
+    if not isinstance(data, Mapping):
+        raise ArithLensError(f"UsefulNodes: expected a JSON object or a behaviour list, not {type(data).__name__}")
+    if not isinstance(data.get("nodes"), list) or not isinstance(data.get("model", ""), str):
+        raise ArithLensError("UsefulNodes: the JSON object needs a 'model' name and a 'nodes' list of {name, tags} "
+                             "(is it the output of `arithlens useful`?)")
+    for entry in data["nodes"]:
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("tags", []), list):
+            raise ArithLensError(f"UsefulNodes: a node entry must be {{name, tags}}, not {entry!r}")
+        Node.parse(entry.get("name"))
+        for tag in entry.get("tags", []):
+            if not isinstance(tag, str):
+                raise ArithLensError(f"UsefulNodes: tag {tag!r} of {entry['name']} is not a string")
+            Tag.parse(tag)
+
+
 @dataclass(frozen=True)
 class UsefulNodes(_JsonResult, _Maps):
     """Useful positions and nodes by mean ablation, each node with its tags (`arithlens useful`).
@@ -549,6 +622,7 @@ class UsefulNodes(_JsonResult, _Maps):
 
             listed = NodeList.from_records(data)
             data = {"model": "", "nodes": [{"name": un.name, "tags": [str(t) for t in un.tags]} for un in listed]}
+        _check_useful(data)
         data = {k: v for k, v in data.items() if k not in ("files", "note", "seconds")}
         hints = typing.get_type_hints(cls)
         kwargs = {f.name: _convert(hints[f.name], data[f.name]) for f in dataclasses.fields(cls)

@@ -7,10 +7,14 @@ import math
 import os
 from typing import Any, Optional
 
-from arithlens.errors import ArithLensError, ResourceError
+from arithlens.errors import ArgumentTypeError, ArithLensError, ResourceError
 
 # The share of the available memory a single request may take before it is refused up front.
 MEMORY_SHARE = 0.8
+# Stated upper bounds of counts that would otherwise run for ever: 100,000 label shuffles give p-values down to
+# 1e-5 (the verdict needs 99); 10 million training steps is ~700x the longest shipped recipe (15K).
+MAX_PERMUTATIONS = 100_000
+MAX_STEPS = 10_000_000
 
 
 def usable_cores() -> int:
@@ -38,9 +42,13 @@ def available_memory() -> int:
 
 def check_int(flag: str, value: Optional[int], *, low: int | None = None, high: int | None = None,
               why: str = "") -> Optional[int]:
-    """`value` if it lies in [low, high] (None passes: the option was not given); else a one-line error."""
+    """`value` if it is an integer in [low, high] (None passes: the option was not given); else a one-line error.
+    A bool or a float is not a count (`questions(True)` once meant one question)."""
     if value is None:
         return None
+    if isinstance(value, bool) or not isinstance(value, (int, _np_integer())):
+        raise ArgumentTypeError(f"{flag} must be an integer, not {_shown(value)}")
+    value = int(value)
     if low is not None and value < low or high is not None and value > high:
         if low is not None and high is not None:
             bound = f"between {low} and {high}"
@@ -50,6 +58,78 @@ def check_int(flag: str, value: Optional[int], *, low: int | None = None, high: 
     return value
 
 
+def _np_integer() -> type:
+    import numpy as np
+
+    return np.integer
+
+
+def _shown(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}" if not isinstance(value, str) else repr(value)
+
+
+def check_count(flag: str, value: Any, *, low: int = 0, high: int | None = None) -> int:
+    """A required count: an integer in [low, high]."""
+    if value is None:
+        raise ArgumentTypeError(f"{flag} must be an integer, not None")
+    return check_int(flag, value, low=low, high=high)  # type: ignore[return-value]
+
+
+def check_choice(flag: str, value: Any, choices: tuple[str, ...]) -> str:
+    """`value` if it is one of `choices` (strings, compared exactly)."""
+    if not isinstance(value, str) or value not in choices:
+        raise ArithLensError(f"{flag} must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
+def check_range(flag: str, value: Optional[float], low: float, high: float) -> Optional[float]:
+    """A finite number in [low, high] (None passes)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not low <= value <= high:
+        raise ArithLensError(f"{flag} must be a number from {low:g} to {high:g}, not {value!r}")
+    return value
+
+
+def check_weights(flag: str, weights: Any, known: tuple[str, ...]) -> dict[str, float]:
+    """A mapping of known names to finite, non-negative weights, not all zero (`qtypes={"add": 1, "neg": 2}`)."""
+    from collections.abc import Mapping
+
+    if not isinstance(weights, Mapping) or not weights:
+        raise ArgumentTypeError(f"{flag} must be a non-empty mapping of {', '.join(known)} to weights, "
+                                f"not {_shown(weights)}")
+    out = {}
+    for name, w in weights.items():
+        key = name.lower() if isinstance(name, str) else name
+        if key not in known:
+            raise ArithLensError(f"{flag}: unknown name {name!r} (known: {', '.join(known)})")
+        if isinstance(w, bool) or not isinstance(w, (int, float, _np_integer())) or not math.isfinite(float(w)) \
+                or w < 0:
+            raise ArithLensError(f"{flag}: the weight of {name!r} must be a finite number >= 0, not {w!r}")
+        out[key] = float(w)
+    if not sum(out.values()) > 0:
+        raise ArithLensError(f"{flag}: the weights are all zero: give at least one above 0")
+    return out
+
+
+def check_finite_json(data: Any, where: str) -> Any:
+    """`data` (parsed JSON) if it holds no NaN or infinity anywhere; else a one-line error naming the field.
+    Python's json reads `NaN` and `Infinity`, which are not JSON and no option accepts."""
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ArithLensError(f"{where}: '{path or 'value'}' is {value}, not a finite number")
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{path}.{k}" if path else str(k))
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(v, f"{path}[{i}]")
+
+    walk(data, "")
+    return data
+
+
 def check_threads(value: Optional[int], flag: str = "--threads") -> Optional[int]:
     """Threads from 1 to the cores this process may use."""
     cores = usable_cores()
@@ -57,7 +137,7 @@ def check_threads(value: Optional[int], flag: str = "--threads") -> Optional[int
 
 
 def check_seed(value: Optional[int], flag: str = "--seed") -> Optional[int]:
-    """Seeds are non-negative (numpy refuses negative ones)."""
+    """Seeds are integers >= 0 (numpy refuses negative ones)."""
     return check_int(flag, value, low=0)
 
 
@@ -108,6 +188,7 @@ def _schema():
     from pydantic import BaseModel, ConfigDict, Field
 
     Positive = Annotated[int, Field(ge=1)]
+    Steps = Annotated[int, Field(ge=1, le=MAX_STEPS)]
     NonNegative = Annotated[int, Field(ge=0)]
     Share = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
     Rate = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -118,7 +199,7 @@ def _schema():
         # strict: "abc", "10", 10.5 and true are not steps; an int is a fine float
         model_config = ConfigDict(strict=True, extra="forbid")
 
-        steps: Positive
+        steps: Steps
         batch_size: Positive = 128
         lr: Rate = 1e-3
         warmup_steps: NonNegative = 200
@@ -175,6 +256,33 @@ def _json_type(value: Any) -> str:
             type(None): "null"}.get(type(value), type(value).__name__)
 
 
+def check_same_model(named: Optional[str], spec: Any, source: str) -> None:
+    """A file or result written for model `named` used with the model `spec`: the names must agree (an empty or
+    absent name says nothing). Node sets of one model run silently on another when the positions happen to fit."""
+    if not named or named in (spec.name, spec.base_name):
+        return
+    from arithlens.errors import ConflictError
+
+    raise ConflictError(f"{source} was written for {named}, but the model is {spec.name}: give the node set of "
+                        "this model (or --model of that one)")
+
+
+def model_named_by_file(path: Any) -> Optional[str]:
+    """The model a result file's name states (`<model>_behavior.json`, `<model>_circuit.json`, ...), if any."""
+    from pathlib import Path
+
+    from arithlens.model.spec import ModelSpec
+
+    stem = Path(path).stem
+    while "_" in stem:
+        stem = stem.rsplit("_", 1)[0]
+        try:
+            return ModelSpec.parse(stem).base_name
+        except ArithLensError:
+            continue
+    return None
+
+
 def finite(flag: str, value: Optional[float], *, positive: bool = False) -> Optional[float]:
     """A float option that must be finite (and > 0 with `positive`)."""
     if value is None:
@@ -184,5 +292,7 @@ def finite(flag: str, value: Optional[float], *, positive: bool = False) -> Opti
     return value
 
 
-__all__ = ["available_memory", "check_int", "check_memory", "check_seed", "check_threads", "finite",
+__all__ = ["MAX_PERMUTATIONS", "MAX_STEPS", "available_memory", "check_choice", "check_count", "check_finite_json",
+           "check_int", "check_memory", "check_range", "check_same_model", "check_seed", "check_threads",
+           "check_weights", "model_named_by_file", "finite",
            "forward_bytes", "train_config", "usable_cores"]

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from arithlens.errors import ArithLensError, ParseError
+from arithlens.errors import ArgumentTypeError, ArithLensError, ParseError
 
-_NODE_RE = re.compile(r"P(?P<pos>\d+)L(?P<layer>\d+)(?:H(?P<head>\d+)|(?P<mlp>MLP)|M(?P<neuron>\d+))")
+# ASCII digits only: `\d` would also take fullwidth or Arabic-Indic digits (P١٨L0H0 read as P18L0H0).
+_NODE_RE = re.compile(r"P(?P<pos>[0-9]+)L(?P<layer>[0-9]+)(?:H(?P<head>[0-9]+)|(?P<mlp>MLP)|M(?P<neuron>[0-9]+))")
 
 
 @dataclass(frozen=True, order=True)
@@ -56,8 +57,12 @@ class Node:
     @classmethod
     def parse(cls, text: str, *, n_ctx: int | None = None, n_layers: int | None = None,
               n_heads: int | None = None, d_mlp: int | None = None) -> Node:
-        """Parse a node name; with model sizes, check it exists (one-line ParseError otherwise)."""
-        m = _NODE_RE.fullmatch(text.strip()) if isinstance(text, str) else None
+        """Parse a node name exactly as written (ASCII, no surrounding spaces); with model sizes, check it exists
+        (one-line ParseError otherwise; ArgumentTypeError for a name that is not a string)."""
+        if not isinstance(text, str):
+            raise ArgumentTypeError(f"a node name must be a string such as 'P18L0H0', not {type(text).__name__} "
+                                    f"{text!r}")
+        m = _NODE_RE.fullmatch(text)
         if m is None:
             raise ParseError(f"unknown node {text!r}: expected a name like P18L0H0, P18L0MLP or P18L0M123")
         pos, layer = int(m["pos"]), int(m["layer"])

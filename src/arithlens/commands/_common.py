@@ -155,10 +155,12 @@ def read_json_config(path: Path) -> dict:
     """A `--config` file's JSON object; one-line errors for an unreadable file, bad JSON or another JSON type."""
     import json
 
+    from arithlens.validate import check_finite_json
+
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
         raise ArithLensError(f"cannot read config '{path}': {exc}") from None
     if not isinstance(data, dict):
         raise ArithLensError(f"config '{path}' must hold a JSON object")
-    return data
+    return check_finite_json(data, f"config '{path}'")  # NaN / Infinity: Python reads them, no option takes them

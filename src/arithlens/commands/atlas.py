@@ -12,6 +12,7 @@ import typer
 
 from arithlens.commands._common import json_option, quiet_option, read_json_config
 from arithlens.errors import ArithLensError
+from arithlens.validate import check_int, check_threads
 
 
 def register(app: typer.Typer) -> None:
@@ -26,7 +27,8 @@ def register(app: typer.Typer) -> None:
         scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Run them on this Dask cluster instead."),
         config: Optional[Path] = typer.Option(None, "--config", help="JSON of analysis options (AnalyzeOptions "
                                               "fields; 'study' and 'founding_study' as dicts)."),
-        threads: int = typer.Option(1, "--threads", help="Torch threads per analysis."),
+        threads: int = typer.Option(1, "--threads", callback=lambda v: check_int("--threads", v, low=1),
+                                    help="Torch threads per analysis (locally: 1 to the cores this process may use)."),
         circuit: bool = typer.Option(False, "--circuit", help="Also find each analysed model's circuit (slow: tens "
                                      "of minutes a shipped model); folders analysed before are read as they are."),
         as_json: bool = json_option("the atlas"),
@@ -50,6 +52,11 @@ def register(app: typer.Typer) -> None:
         from arithlens.sweep import analyze_options, analyse_checkpoint
 
         start = time.perf_counter()
+        if scheduler is None:  # a cluster's workers may have more cores than this machine
+            check_threads(threads)
+        from arithlens.io import refuse_special
+
+        refuse_special(out, "--out")  # a symlink, device, FIFO or socket: written through, it would be lost
         if out.exists() and not out.is_dir():
             raise ArithLensError(f"--out '{out}' is a file, not a directory")
         extra = [a for a in ctx.args]

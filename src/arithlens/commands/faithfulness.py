@@ -28,6 +28,19 @@ def _write_json(target, name: str | None, data: dict) -> Path:
     return final
 
 
+def _check_node_file(path: Path, spec) -> None:
+    """The node file must be this model's: by the model its JSON names, and by the model its file name names."""
+    from arithlens.validate import check_same_model, model_named_by_file
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        data = None  # read_node_set reports unreadable files and reads plain-text name lists
+    if isinstance(data, dict) and isinstance(data.get("model"), str):
+        check_same_model(data["model"], spec, f"--nodes '{path}'")
+    check_same_model(model_named_by_file(path), spec, f"--nodes '{path}' (by its file name)")
+
+
 def _useful_nodes(net, progress):
     from arithlens.analysis.useful import find_useful, varied_questions
 
@@ -84,6 +97,7 @@ def register(app: typer.Typer) -> None:
         check_chunked_memory("--questions", questions, 3, CHUNK, forward_bytes(net.spec), "the faithfulness check")
         node_set, label = [], nodes
         if nodes not in ("useful", "circuit"):
+            _check_node_file(Path(nodes), net.spec)
             node_set, label = read_node_set(Path(nodes), net.spec), Path(nodes).name
         result = None
         with thread_limit(threads), Progress(quiet or as_json) as bar:

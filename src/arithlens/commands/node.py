@@ -11,6 +11,7 @@ import typer
 
 from arithlens.commands._common import (Device, count_option, device_option, load_model, model_option, seed_option,
                                         thread_limit, threads_option)
+from arithlens.validate import MAX_PERMUTATIONS, check_int
 
 
 def register(app: typer.Typer) -> None:
@@ -21,7 +22,9 @@ def register(app: typer.Typer) -> None:
         out: Optional[Path] = typer.Option(None, "--out", help="Write <node>_study.json and the figures here."),
         questions: int = count_option(1000, "--questions", "Necessity questions per qtype x T class.", low=10),
         pairs: int = count_option(200, "--pairs", "Patching pairs per qtype.", low=10),
-        permutations: int = count_option(100, "--permutations", "Label shuffles for the probe and cosine nulls.", low=0),
+        permutations: int = typer.Option(100, "--permutations", callback=lambda v: check_int(
+            "--permutations", v, low=0, high=MAX_PERMUTATIONS), help=f"Label shuffles for the probe and cosine "
+            f"nulls, 0 to {MAX_PERMUTATIONS:,}."),
         digit: Optional[int] = typer.Option(None, "--digit", help="Study digit (default: the attended pair, else k-1)."),
         seed: int = seed_option(0, "Seed; the same seed gives the same JSON."),
         threads: int = threads_option(1, "CPU threads for torch (1 was fastest on 2 shared cores)."),

@@ -70,6 +70,12 @@ def register(app: typer.Typer) -> None:
             if (qt == "add") != (op.value == "add") and qtype is not None and op.value in ("add", "sub"):
                 raise QuestionRequestError(f"--qtype {qt} does not go with --op {op.value}")
         else:
+            given = [flag for flag, value, default in (("--digit", digit, None), ("--case", case, None),
+                                                       ("--qtype", qtype, None), ("--high", high, "decide"),
+                                                       ("--carry-in", carry_in, "any")) if value != default]
+            if given:
+                raise QuestionRequestError(f"{given[0]} applies to --kind tricase only, not --kind {kind.value}: "
+                                           f"drop it or add --kind tricase")
             qt = None
         first = True
         for batch in _batches(digits, op, count, seed, kind, digit, case, qt, high, carry_in):

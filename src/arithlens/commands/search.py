@@ -13,6 +13,7 @@ import typer
 from arithlens.commands._common import (Device, Progress, count_option, device_option, json_option, load_model,
                                         model_option, quiet_option, seed_option, sweep_threads_option, thread_limit)
 from arithlens.errors import ArithLensError
+from arithlens.validate import check_int
 
 
 def _useful_nodes(net, out: Path, nodes_path: Optional[Path], quiet: bool, stage: Path):
@@ -60,7 +61,9 @@ def register(app: typer.Typer) -> None:
         pairs: int = count_option(100, "--pairs", "Question pairs per sub-task and digit."),
         seed: int = seed_option(0, "Seed of the question pairs; the same seed gives the same tags."),
         nodes: Optional[Path] = typer.Option(None, "--nodes", help="Behaviour JSON from `arithlens useful` (default: the one in --out, else a fresh sweep)."),
-        min_attn: int = typer.Option(10, "--min-attn", help="Attention percent that counts as attending a digit."),
+        min_attn: int = typer.Option(10, "--min-attn",
+                                     callback=lambda v: check_int("--min-attn", v, low=0, high=100),
+                                     help="Attention percent (0 to 100) that counts as attending a digit."),
         min_lower: float = typer.Option(0.5, "--min-lower", help="A rate tags when its Wilson 95% lower bound reaches this."),
         weak: str = typer.Option("always", "--weak", help="Weak tags (A1.SC.A2): always, fallback (only when no strong tag) or never."),
         pair_search: bool = typer.Option(True, "--pairs-of-heads/--no-pairs-of-heads", help="Also patch groups of heads at one position together (a group tags its members only when each is needed)."),

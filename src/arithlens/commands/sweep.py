@@ -47,13 +47,23 @@ def register(app: typer.Typer) -> None:
         finished models are skipped. Examples: `arithlens sweep --spec mix_d6_l3_h4_t10K --seeds 372001..372010
         --out runs/sweep --jobs 2`; `... --scheduler tcp://10.0.0.5:8786`.
         """
+        import re
+
         from arithlens.executor import executor
         from arithlens.sweep import parse_seeds, run_sweep, sweep_tasks
+
+        named = re.search(r"_s([0-9]{6})$", spec)
+        if named:  # the name's seed and --seeds would both say which models to train: nothing is guessed
+            raise ArithLensError(f"--spec '{spec}' names seed {named[1]} while --seeds says '{seeds}': give the "
+                                 f"family without the seed (--spec {spec[:named.start()]}) and the seeds in --seeds")
 
         if jobs < 1:
             raise ArithLensError(f"--jobs must be at least 1, not {jobs}")
         if threads < 1:
             raise ArithLensError(f"--threads must be at least 1, not {threads}")
+        from arithlens.io import refuse_special
+
+        refuse_special(out, "--out")  # a symlink, device, FIFO or socket: written through, it would be lost
         if out.exists() and not out.is_dir():
             raise ArithLensError(f"--out '{out}' is a file, not a directory")
         file_cfg: dict = {}

@@ -11,16 +11,19 @@ import typer
 
 from arithlens.commands._common import Device, Progress, count_option, device_option, threads_option, thread_limit
 from arithlens.errors import ArithLensError
-from arithlens.validate import finite
+from arithlens.validate import MAX_STEPS, check_int, finite
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
     def train(
         spec: str = typer.Option(..., "--spec", help="Model name, e.g. mix_d6_l3_h4_t12K_s372001."),
-        out: Path = typer.Option(..., "--out", help="Output directory (checkpoints, training.json, loss PNGs)."),
+        out: str = typer.Option(..., "--out", help="Output directory (checkpoints, training.json, loss PNGs)."),
         config: Optional[Path] = typer.Option(None, "--config", help="JSON: recipe fields and a 'spec' dict of size overrides."),
-        steps: Optional[int] = count_option(None, "--steps", "Training steps (default: from the name)."),
+        steps: Optional[int] = typer.Option(None, "--steps",
+                                            callback=lambda v: check_int("--steps", check_int("--steps", v, low=1),
+                                                                         high=MAX_STEPS),
+                                            help=f"Training steps, 1 to {MAX_STEPS:,} (default: from the name)."),
         d_model: Optional[int] = count_option(None, "--d-model", "Residual width (default: from the name)."),
         d_head: Optional[int] = count_option(None, "--d-head", "Head width."),
         d_mlp: Optional[int] = count_option(None, "--d-mlp", "MLP width."),
@@ -33,7 +36,8 @@ def register(app: typer.Typer) -> None:
         device: Device = device_option(),
         threads: Optional[int] = threads_option(),
         resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint in --out."),
-        force: bool = typer.Option(False, "--force", help="Train anew over a model already in --out (it is replaced)."),
+        force: bool = typer.Option(False, "--force", help="Train anew over a model already in --out: the new run "
+                                   "trains beside it and replaces it when finished (with --resume: continue such a run)."),
         quiet: bool = typer.Option(False, "--quiet"),
     ) -> None:
         """Train a model. A model already in --out is kept: continue it with --resume or replace it with --force.
@@ -46,8 +50,9 @@ def register(app: typer.Typer) -> None:
         from arithlens.model.train import train as run_training
         from arithlens.report.loss_curves import plot_loss_curves
 
-        if resume and force:
-            raise ArithLensError("--resume and --force contradict each other: give one")
+        if not out.strip():
+            raise ArithLensError("--out is empty: give the output directory")
+        out = Path(out)
         file_cfg = _read_config(config) if config is not None else {}
         overrides = file_cfg.pop("spec", None) or {}
         for key, value in (("d_model", d_model), ("d_head", d_head), ("d_mlp", d_mlp), ("perc_sub", perc_sub)):
@@ -70,19 +75,30 @@ def register(app: typer.Typer) -> None:
                 raise ArithLensError(f"{flag} '{value}' does not exist: give a checkpoint directory or file")
         dev = _resolve(device)
         target = OutputTarget(out, "dir", "--out", staged=False)
-        _check_out(out, resume=resume, force=force)
+        replacing = force and _holds_run(out)
+        where = _replacement(out) if replacing or (force and resume) else out
+        if force and resume and not (where / "train_state.safetensors").is_file():
+            raise ArithLensError(f"--force --resume: no interrupted --force run of '{out}' to continue (give --force "
+                                 "alone to start one)")
+        _check_out(where, resume=resume, force=force and not resume)
         command = "arithlens " + " ".join(sys.argv[1:])
-        existed = out.exists()
+        existed = where.exists()
         with target, thread_limit(threads), Progress(quiet, label_width=5) as bar:
+            if where != out and not resume and where.exists():
+                import shutil
+
+                shutil.rmtree(where)  # an earlier --force run that was stopped: this one starts anew
             try:
-                result = run_training(model_spec, cfg, out, device=dev, resume=resume,
+                result = run_training(model_spec, cfg, where, device=dev, resume=resume,
                                       progress=None if bar.quiet else _train_progress(bar, cfg.steps))
             except BaseException:
-                if not existed and out.is_dir() and not any(out.iterdir()):
-                    out.rmdir()  # nothing was trained: leave no empty --out behind
+                if not existed and where.is_dir() and not any(where.iterdir()):
+                    where.rmdir()  # nothing was trained: leave no empty --out behind
                 raise
-            plot_loss_curves(result.history, out, title=model_spec.name)
-            _record_command(out, command)
+            plot_loss_curves(result.history, where, title=model_spec.name)
+            _record_command(where, command)
+            if where != out:
+                _swap(where, out)
         last = result.history["eval"][-1] if result.history["eval"] else {}
         typer.echo(f"{model_spec.name}: {cfg.steps} steps in {result.history['seconds']:.0f} s, final loss "
                    f"{result.history['final_loss']:.3g}, held-out wrong {last.get('wrong')}/{last.get('questions')}"
@@ -126,6 +142,34 @@ def _check_out(out: Path, *, resume: bool, force: bool) -> None:
     if (out / STATE_FILE).exists():
         raise ArithLensError(f"--out '{out}' already holds an unfinished training run: pass --resume to continue "
                              "it, --force to replace it, or choose another --out")
+
+
+def _holds_run(out: Path) -> bool:
+    from arithlens.model.checkpoint import SIDECAR_FILE, WEIGHTS_FILE
+    from arithlens.model.train import STATE_FILE
+
+    return out.is_dir() and any((out / f).exists() for f in (WEIGHTS_FILE, SIDECAR_FILE, STATE_FILE))
+
+
+def _replacement(out: Path) -> Path:
+    """Where `--force` trains while the model it replaces stays in --out (a fixed name, so `--force --resume`
+    finds an interrupted replacement)."""
+    return out.absolute().parent / f".{out.name}.arithlens-replacement"
+
+
+def _swap(new: Path, out: Path) -> None:
+    """Put the finished run `new` in place of `out` with two renames; the old model is removed only after."""
+    import os
+    import shutil
+
+    old = out.absolute().parent / f".{out.name}.arithlens-replaced-{os.getpid()}"
+    os.replace(out, old)
+    try:
+        os.replace(new, out)
+    except BaseException:
+        os.replace(old, out)  # put the old model back: --out never holds nothing
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _partial(out: Path) -> bool:

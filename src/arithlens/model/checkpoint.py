@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from safetensors import safe_open
 from safetensors.torch import save as safetensors_bytes
 from torch import Tensor
 
-from arithlens.errors import ArithLensError, CheckpointError, ParseError
+from arithlens.errors import ArithLensError, CheckpointError, ConflictError, MissingCheckpointError, ParseError
 from arithlens.io import write_atomic  # noqa: F401  (kept importable from here for older callers)
 from arithlens.model.spec import ModelSpec
 from arithlens.model.transformer import HookedTransformer
@@ -72,28 +73,35 @@ def load_checkpoint(
     spec: ModelSpec | str | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
+    allow_partial: bool = False,
 ) -> Checkpoint:
     """Load a checkpoint directory, a `.safetensors` file or a TransformerLens `.pth` state dict.
 
-    `spec` (a ModelSpec or a model name) overrides whatever the files say; sizes missing from a
-    name are read from the tensors.
-    """
+    `spec` (a ModelSpec or a model name) overrides whatever the files say; sizes missing from a name are read
+    from the tensors. Without it nothing is guessed: a model card, the weights' header and a file name that is a
+    model name must agree (ConflictError naming both). A snapshot of an unfinished training run (its card says
+    `"partial": true`) is refused unless `allow_partial` (for inspecting checkpoints)."""
     p = Path(path)
     if not p.exists():
-        raise CheckpointError(f"checkpoint '{p}' does not exist")
+        raise MissingCheckpointError(f"checkpoint '{p}' does not exist")
     extra: dict[str, Any] = {}
     found: ModelSpec | None = None
     if p.is_dir() or p.suffix == ".safetensors":
         weights = p / WEIGHTS_FILE if p.is_dir() else p
         sidecar = p / SIDECAR_FILE if p.is_dir() else p.with_suffix(".json")
         state, header = _read_safetensors(weights)
+        in_header = None
+        if "spec" in header:
+            what = f"header of '{weights}'"
+            in_header = _spec_from(_json(header["spec"], what), what)
         if sidecar.is_file():
             data = _read_sidecar(sidecar)
             found, source = _spec_from(data.get("spec"), f"sidecar '{sidecar}'"), "sidecar"
             extra = {k: v for k, v in data.items() if k not in ("format", "spec")}
-        elif "spec" in header:
-            what = f"header of '{weights}'"
-            found, source = _spec_from(_json(header["spec"], what), what), "safetensors header"
+            if spec is None and in_header is not None:
+                _agree(found, f"the model card '{sidecar}'", in_header, f"the header of '{weights}'")
+        elif in_header is not None:
+            found, source = in_header, "safetensors header"
     elif p.suffix in TORCH_SUFFIXES:
         weights, state = p, _read_torch(p)
     else:
@@ -109,8 +117,39 @@ def load_checkpoint(
                 f"cannot tell which operation '{p}' does: it has no {SIDECAR_FILE} and its file name is not a model "
                 "name; give the model name (`arithlens convert FILE DIR --spec NAME`, e.g. NAME "
                 f"mix_d6_l3_h4_t12K_s372001, or name the file so) or add a {SIDECAR_FILE}") from None
+    elif p.is_file():
+        named = _name_spec(weights.stem)
+        if named is not None and named.base_name != found.base_name:
+            what = "model card" if source == "sidecar" else "header"
+            raise ConflictError(f"the file name '{p.name}' says {named.base_name} but its {what} says "
+                                f"{found.base_name}: rename the file or load it with spec=NAME (--spec)")
+    training = extra.get("training")
+    if isinstance(training, dict) and training.get("partial") and not allow_partial:
+        raise CheckpointError(
+            f"checkpoint '{p}' is a snapshot of an unfinished training run (step {training.get('steps', '?')}), not "
+            f"a finished model: continue it with `arithlens train --resume --out {p}` (or load it with "
+            "allow_partial=True to inspect it)")
     model = model_from_state_dict(state, found, device=device, dtype=dtype)
     return Checkpoint(model=model, spec=found, path=p, spec_source=source, extra=extra)
+
+
+def _agree(a: ModelSpec, a_source: str, b: ModelSpec, b_source: str) -> None:
+    """Two sources of one model's spec must say the same; else a ConflictError naming both and a field."""
+    if a == b:
+        return
+    da, db = a.to_dict(), b.to_dict()
+    field_name = next((k for k in da if k != "name" and da[k] != db.get(k)), "name")
+    raise ConflictError(f"{a_source} says {field_name} {da.get(field_name)!r} ({a.name}) but {b_source} says "
+                        f"{db.get(field_name)!r} ({b.name}): nothing is guessed; fix the card or load with "
+                        "spec=NAME (--spec)")
+
+
+def _name_spec(stem: str) -> ModelSpec | None:
+    """The spec a file name states, when the name is a model name."""
+    try:
+        return ModelSpec.parse(stem)
+    except ArithLensError:
+        return None
 
 
 def convert_checkpoint(
@@ -203,7 +242,7 @@ def _shape(state: Mapping[str, Tensor], key: str) -> tuple[int, ...]:
 
 def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
     if not path.is_file():
-        raise CheckpointError(f"checkpoint weights '{path}' do not exist")
+        raise MissingCheckpointError(f"checkpoint weights '{path}' do not exist")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})  # noqa: SIM118
@@ -220,7 +259,9 @@ def _read_torch(path: Path) -> dict[str, Tensor]:
         raise CheckpointError(f"checkpoint '{path}' is corrupt or not a safe state dict: it is not a PyTorch file at "
                               "all (neither a zip archive nor a pickle); check that it is the file you meant")
     try:
-        state = torch.load(path, weights_only=True, map_location="cpu")
+        with warnings.catch_warnings():  # a legacy .pth makes torch warn on two lines before our one-line error
+            warnings.simplefilter("ignore")
+            state = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as exc:  # pickle, zip and weights_only errors alike
         reason = _first_line(exc)
         if "Weights only load failed" in str(exc):

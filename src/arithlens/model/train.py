@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from safetensors import safe_open
 
 from arithlens.arith import QType, QuestionBatch, enriched, uniform
-from arithlens.errors import ArithLensError, CheckpointError
+from arithlens.errors import ArithLensError, CheckpointError, TrainingDivergedError
 from arithlens.io import write_atomic
 from arithlens.model.checkpoint import load_checkpoint, safetensors_canonical, save_checkpoint
 from arithlens.model.spec import ModelSpec
@@ -312,6 +312,8 @@ def _train(
         for group in opt.param_groups:
             group["lr"] = lr_at(cfg, step)
         loss, nll = answer_loss(model, tokens)
+        if not bool(torch.isfinite(loss)):
+            _diverged(out, step + 1, float(loss.detach()), cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
@@ -335,12 +337,16 @@ def _train(
             info["heldout_wrong"] = wrong
         history["seconds"] = elapsed_before + time.perf_counter() - started
         if out is not None and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
+            if not _finite_weights(model):  # a step can blow the weights up while its own loss was finite
+                _diverged(out, step, float("nan"), cfg, what="weights")
             _save_state(out, model, opt, rng, step, history, cfg, spec)
             if step < cfg.steps:  # a loadable snapshot while training runs
                 save_checkpoint(model, spec, out, {"training": {"steps": step, "partial": True}})
         if progress is not None:
             progress(step, info)
     model.eval()
+    if not _finite_weights(model):
+        _diverged(out, step, float("nan"), cfg, what="weights")
     last = history["loss"][-5:]
     history["final_loss"] = history["loss"][-1] if history["loss"] else None
     history["avg_final_loss"] = float(np.mean(last)) if last else None
@@ -352,6 +358,25 @@ def _train(
                    "device": str(device)}
         save_checkpoint(model, spec, out, {"training": summary})
     return TrainResult(model=model, history=history, out_dir=out)
+
+
+def _finite_weights(model: HookedTransformer) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+def _diverged(out: Path | None, step: int, loss: float, cfg: TrainConfig, what: str = "loss") -> None:
+    """Stop: a non-finite loss (or weights) trains nothing more, and a model saved from it would be NaN."""
+    kept = "nothing was saved"
+    if out is not None and (out / STATE_FILE).is_file():
+        try:
+            with safe_open(str(out / STATE_FILE), framework="pt") as f:
+                step_kept = json.loads(f.metadata()["meta"])["step"]
+            kept = f"the last finite checkpoint (step {step_kept}) is kept in '{out}'"
+        except Exception:  # an unreadable state file is reported by --resume, not here
+            kept = f"the last checkpoint is kept in '{out}'"
+    shown = "NaN or infinite" if what == "weights" else str(loss)
+    raise TrainingDivergedError(f"training diverged at step {step}: the {what} became {shown} (lr {cfg.lr:g}); "
+                                f"stopped, {kept}; train again with a lower --lr or a stronger grad_clip")
 
 
 def _freeze(model: HookedTransformer, inserted: dict[str, tuple[slice, ...]]) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from arithlens.errors import ArithLensError, CheckpointError
+from arithlens.errors import ArithLensError, CheckpointError, NotFoundError
 from arithlens.model.checkpoint import SIDECAR_FILE, TORCH_SUFFIXES, WEIGHTS_FILE
 from arithlens.model.spec import OPS, ModelSpec
 
@@ -97,7 +97,7 @@ def resolve_model(name_or_path: str | os.PathLike | None = None, directory: str 
         return path
     shipped = _names(models) if models else "none are shipped"
     hint = f" (checkpoints are directories, .safetensors or {'/'.join(TORCH_SUFFIXES)} files)"
-    raise ArithLensError(f"unknown model '{text}': not a shipped model ({shipped}) or an existing path{hint}")
+    raise NotFoundError(f"unknown model '{text}': not a shipped model ({shipped}) or an existing path{hint}")
 
 
 def card_accuracy(card: dict[str, Any]) -> str | None:
