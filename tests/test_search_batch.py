@@ -10,7 +10,8 @@ import torch
 from arithlens.analysis import subtasks as S
 from arithlens.analysis.interventions import Engine, patch_from, record, run_with_interventions
 from arithlens.analysis.nodes import Node, NodeList, UsefulNode
-from arithlens.analysis.search import EngineRunner, node_hook, search
+from arithlens.analysis.search import EngineRunner, search
+from arithlens.model.hooks import node_site
 from arithlens.errors import ArithLensError
 from arithlens.model import HookedTransformer, ModelSpec
 
@@ -39,9 +40,10 @@ def mlp(p, layer):
 
 def full_patched(model, pairs, nodes):
     """Answer logits of one full forward with `nodes` patched from the store questions (the plain way)."""
-    names = sorted({node_hook(n)[0] for n in nodes})
+    names = sorted({node_site(n).hook for n in nodes})
     stored = record(model, pairs.store, names)
-    ivs = [patch_from(stored, node_hook(n)[0], n.position, **node_hook(n)[1]) for n in nodes]
+    ivs = [patch_from(stored, node_site(n).hook, n.position, head=node_site(n).head, neuron=node_site(n).neuron)
+           for n in nodes]
     return run_with_interventions(model, pairs.clean.torch_tokens(), ivs)
 
 

@@ -28,6 +28,7 @@ from arithlens.analysis.nodes import Node
 from arithlens.analysis.stats import wilson
 from arithlens.arith.questions import QuestionBatch
 from arithlens.errors import ArithLensError
+from arithlens.model.hooks import act_name, act_names
 from arithlens.model.spec import ModelSpec
 from arithlens.model.transformer import HookedTransformer
 
@@ -70,12 +71,13 @@ class Pruner:
         spec = self.spec
         self.nodes = set(nodes)
         self.keep = KeepMask.of(spec, self.nodes, self.model.device)
-        names = [f"blocks.{layer}.hook_resid_pre" for layer in range(spec.n_layers)] + self.model.kv_names(0)
+        resid_names = act_names("resid_pre", spec.n_layers)
+        names = resid_names + self.model.kv_names(0)
         with torch.inference_mode():
             logits, cache = self.model.run_with_cache(self.tokens, names, logit_positions=self.answer,
                                                       hooks=masked_hooks(spec, self.keep, self.values))
         self.passes += 1
-        self._resid = [cache[f"blocks.{layer}.hook_resid_pre"] for layer in range(spec.n_layers)]
+        self._resid = [cache[n] for n in resid_names]
         self._kv = {n: cache[n] for n in self.model.kv_names(0)}
         self.wrong = (logits.argmax(-1) != self.targets).cpu().numpy()
 
@@ -93,7 +95,7 @@ class Pruner:
             self._pending = (nodes, keep, layer, pos, {}, self.wrong.copy())
             return self.wrong.copy()
         logit_positions = range(max(pos, self.answer.start), self.answer.stop)
-        names = [f"blocks.{k}.hook_resid_pre" for k in range(layer + 1, self.spec.n_layers)]
+        names = act_names("resid_pre", self.spec.n_layers)[layer + 1 :]
         names += self.model.kv_names(layer)
         with torch.inference_mode():
             logits, cache = self.model.forward_from(
@@ -113,7 +115,7 @@ class Pruner:
             raise ArithLensError("nothing to accept: call without() first")
         nodes, keep, layer, pos, cache, wrong = self._pending
         for k in range(layer + 1, self.spec.n_layers):
-            name = f"blocks.{k}.hook_resid_pre"
+            name = act_name("resid_pre", k)
             if name in cache:
                 self._resid[k] = self._resid[k].clone()
                 self._resid[k][:, pos : pos + cache[name].shape[1]] = cache[name]

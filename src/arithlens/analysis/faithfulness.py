@@ -22,6 +22,7 @@ from arithlens.analysis.stats import wilson
 from arithlens.arith.generators import uniform
 from arithlens.arith.questions import QType, QuestionBatch
 from arithlens.errors import ArithLensError
+from arithlens.model.hooks import act_name, output_sites
 from arithlens.model.spec import ModelSpec
 from arithlens.model.transformer import Hook, HookedTransformer, HookPoint
 
@@ -114,16 +115,9 @@ class KeepMask:
         return cls(heads.to(device), mlp.to(device))
 
 
-def z_name(layer: int) -> str:
-    return f"blocks.{layer}.attn.hook_z"
-
-
-def post_name(layer: int) -> str:
-    return f"blocks.{layer}.mlp.hook_post"
-
-
 def ablation_hook_names(spec: ModelSpec) -> list[str]:
-    return [z_name(layer) for layer in range(spec.n_layers)] + [post_name(layer) for layer in range(spec.n_layers)]
+    """The sites every node's output lives at (`output_sites`): what a keep mask ablates."""
+    return output_sites(spec.n_layers)
 
 
 def mean_values(model: HookedTransformer, reference: QuestionBatch) -> dict[str, Tensor]:
@@ -146,7 +140,8 @@ def masked_hooks(spec: ModelSpec, keep: KeepMask, values: Mapping[str, Tensor], 
     """Hooks that replace every activation outside `keep` with `values` (layers below `start_layer` left out)."""
     hooks: list[Hook] = []
     for layer in range(start_layer, spec.n_layers):
-        for name, mask, extra in ((z_name(layer), keep.heads[layer], True), (post_name(layer), keep.mlp[layer], False)):
+        for name, mask, extra in ((act_name("z", layer), keep.heads[layer], True),
+                                  (act_name("post", layer), keep.mlp[layer], False)):
             if bool(mask.all()):
                 continue
             hooks.append((name, _replace(mask, values[name], extra)))

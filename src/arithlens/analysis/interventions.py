@@ -16,7 +16,6 @@ row-masked interventions (`row_mask`) stack several along the batch axis (the se
 from __future__ import annotations
 
 import copy
-import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,24 +28,20 @@ from torch import Tensor
 
 from arithlens.arith.questions import QuestionBatch
 from arithlens.errors import ArithLensError
+from arithlens.model.hooks import act_names, block_site, site_at, split_name
 from arithlens.model.transformer import Hook, HookedTransformer, HookPoint
 
 KINDS = ("zero", "mean", "resample", "patch")
 LOSS_THRESHOLD = 0.01  # the predecessor's rule: a question fails when its mean answer NLL is above this ...
 # ... and some answer position's argmax is wrong.
 
-_LAYER_RE = re.compile(r"blocks\.(\d+)\.(.+)")
-_HEAD_HOOKS = ("attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_z", "attn.hook_result")
-_NEURON_HOOKS = ("mlp.hook_pre", "mlp.hook_post")
-_QK_HOOKS = ("attn.hook_attn_scores", "attn.hook_pattern")
+_HEAD_HOOKS = tuple(block_site(n) for n in ("q", "k", "v", "z", "result"))
+_NEURON_HOOKS = tuple(block_site(n) for n in ("pre", "post"))
+_QK_HOOKS = tuple(block_site(n) for n in ("attn_scores", "pattern"))
 # Hooks whose edit at position p reaches later positions of the same layer (through that layer's keys and
 # values). Every other block hook changes its layer at position p only.
-_SPREADING = ("hook_resid_pre", "ln1.hook_scale", "ln1.hook_normalized", "attn.hook_k", "attn.hook_v")
-
-
-def _split(hook_name: str) -> tuple[int | None, str]:
-    m = _LAYER_RE.fullmatch(hook_name)
-    return (int(m[1]), m[2]) if m else (None, hook_name)
+_SPREADING = tuple(block_site(n) for n in ("resid_pre", "scale_ln1", "normalized_ln1", "k", "v"))
+_split = split_name
 
 
 @dataclass(frozen=True, eq=False)
@@ -261,7 +256,7 @@ class Means:
         out = {}
         for name in self.values:
             layer, site = _split(name)
-            zero = f"blocks.0.{site}"
+            zero = site_at(site, 0)
             if layer is not None and zero not in self.values:
                 raise ArithLensError(f"reference-compat means need {zero!r} as well as {name!r}")
             out[name] = self.values[name] if layer is None else self.values[zero]
@@ -354,8 +349,8 @@ class Engine:
         teacher = self.tokens[:, answer.start + 1 : answer.stop + 1]  # the answer tokens
         self.targets = teacher if targets is None else targets.to(model.device)
         self.threshold = threshold
-        resid_names = [f"blocks.{layer}.hook_resid_pre" for layer in range(self.n_layers)]
-        q_names = [f"blocks.{layer}.attn.hook_q" for layer in range(self.n_layers)]
+        resid_names = act_names("resid_pre", self.n_layers)
+        q_names = act_names("q", self.n_layers)
         with torch.inference_mode():
             logits, cache = model.run_with_cache(self.tokens, resid_names + q_names + model.kv_names(0),
                                                  logit_positions=answer)
@@ -372,6 +367,12 @@ class Engine:
 
     def __len__(self) -> int:
         return len(self.tokens)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the clean run's caches hold: what keeping this engine costs."""
+        kept = [*self._resid, *self._q, *self._kv_clean.values(), self.clean_logits]
+        return sum(t.element_size() * t.nelement() for t in kept)
 
     def tiled(self, copies: int) -> Engine:
         """This engine over its questions repeated `copies` times (row i + j * len(self) is row i), for running
