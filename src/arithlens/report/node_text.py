@@ -118,7 +118,7 @@ def verdict_text(data: dict) -> str:
     parts.append(f"resample ablation makes {shown} wrong in " + "/".join(
         _pct(nec["per_qtype"][op.name]["all"]["resample"]["wrong_by_answer"][index]) for op in ops) + " of questions")
     text = "; ".join(parts) + "."
-    return text if t == k else text + " " + " ".join(_mean_ablation_notes(data, ops))
+    return text if t == k else text + " " + " ".join(mean_ablation_notes(data, ops))
 
 
 def mean_ablation_notes(data, ops) -> list[str]:
