@@ -28,7 +28,7 @@ from torch import Tensor
 
 from arithlens.arith.questions import QuestionBatch
 from arithlens.errors import ArithLensError
-from arithlens.model.hooks import act_names, block_site, site_at, split_name
+from arithlens.model.hooks import act_name, act_names, block_site, site_at, split_name
 from arithlens.model.transformer import Hook, HookedTransformer, HookPoint
 
 KINDS = ("zero", "mean", "resample", "patch")
@@ -130,6 +130,54 @@ class Intervention:
         return Intervention(self.hook_name, self.positions, self.head, self.neuron, self.kind,
                             self.value[rows] if per_row else self.value,
                             None if self.row_mask is None else self.row_mask[rows])
+
+
+@dataclass(frozen=True, eq=False)
+class MaskedAblation:
+    """Keep `hook_name` where `keep` is True and replace it with `value` elsewhere: every node outside a set
+    ablated at once (one per site; `faithfulness.KeepMask.ablations` builds them).
+
+    `keep` is (pos, head) at a head site (`hook_z`), (pos, neuron) at an MLP site; `value` (1 or batch, pos, ...)
+    has the activation's shape. Positions a run does not compute are left alone, as with `Intervention`."""
+
+    hook_name: str
+    keep: Tensor
+    value: Tensor
+
+    def __post_init__(self) -> None:
+        if self.keep.dtype != torch.bool or self.keep.ndim != 2 or self.value.ndim not in (3, 4):
+            raise ArithLensError(f"a masked ablation keeps a (pos, unit) bool mask, not {tuple(self.keep.shape)} "
+                                 f"{self.keep.dtype}, against a (batch, pos, ...) value")
+
+    @property
+    def layer(self) -> int | None:
+        return split_name(self.hook_name)[0]
+
+    @property
+    def spreads(self) -> bool:
+        return split_name(self.hook_name)[1] in _SPREADING
+
+    @property
+    def positions(self) -> tuple[int, ...]:
+        """The positions where something is replaced."""
+        return tuple(int(p) for p in torch.nonzero(~self.keep.all(-1)).flatten().tolist())
+
+    def hook(self) -> Hook:
+        mask, value = self.keep, self.value
+        head_axis = value.ndim == mask.ndim + 2  # (batch, pos, head, d_head) against (pos, head)
+
+        def fn(x: Tensor, hook: HookPoint) -> Tensor:
+            pos = hook.positions
+            span = slice(pos.start, pos.stop) if isinstance(pos, range) and pos.step == 1 else list(pos)
+            m = mask[span]
+            if head_axis:
+                m = m.unsqueeze(-1)
+            return torch.where(m, x, value[:, span].to(x.dtype))
+
+        return self.hook_name, fn
+
+
+Ablation = Intervention | MaskedAblation  # what the executor runs
 
 
 def _positions(positions: int | Iterable[int]) -> tuple[int, ...]:
@@ -311,7 +359,7 @@ def score(logits: Tensor, targets: Tensor, threshold: float = LOSS_THRESHOLD) ->
 
 
 def run_with_interventions(model: HookedTransformer, tokens: Tensor,
-                           interventions: Sequence[Intervention]) -> Tensor:
+                           interventions: Sequence[Ablation]) -> Tensor:
     """Answer logits (batch, n_answer, vocab) of one full forward with every intervention hooked: the
     plain way, which `Engine` must agree with."""
     with torch.inference_mode():
@@ -329,15 +377,17 @@ def _head_major(t: Tensor) -> Tensor:
 
 
 class Engine:
-    """One question set, one clean run; then `answer_logits(interventions)` / `outcome(interventions)`.
+    """One question set, one base run (the clean run, or the run with `base` ablations); then
+    `answer_logits(interventions)` / `outcome(interventions)`, and for greedy searches `rerun` + `splice`.
 
     `targets` (batch, n_answer) default to the answer tokens (teacher forcing). Key/value scratch buffers are
     per thread, so threads may share one engine (`outcomes` runs ablations on several).
     """
 
     def __init__(self, model: HookedTransformer, questions: QuestionBatch | Tensor, *,
-                 targets: Tensor | None = None, threshold: float = LOSS_THRESHOLD):
+                 targets: Tensor | None = None, threshold: float = LOSS_THRESHOLD, base: Sequence[Ablation] = ()):
         self.model = model
+        self.base = tuple(base)
         spec = model.spec
         self.n_layers = spec.n_layers
         self.tokens = _tokens(questions, model.device)
@@ -353,12 +403,12 @@ class Engine:
         q_names = act_names("q", self.n_layers)
         with torch.inference_mode():
             logits, cache = model.run_with_cache(self.tokens, resid_names + q_names + model.kv_names(0),
-                                                 logit_positions=answer)
+                                                 logit_positions=answer, hooks=[iv.hook() for iv in self.base])
         self.clean_logits = logits  # (batch, n_answer, vocab)
         self._resid = [cache[n] for n in resid_names]  # (batch, pos, d_model) per layer
         # q, k, v: (batch, pos, head, d_head) stored head-major, so one head's (pos, d_head) block is contiguous:
         # the model reads a prefix of them in place (a matmul over batch x head) instead of copying it.
-        self._q = [_head_major(cache[n]) for n in q_names]
+        self._q: list[Tensor] | None = [_head_major(cache[n]) for n in q_names]  # None once spliced
         self._kv_clean = {n: _head_major(cache[n]) for n in model.kv_names(0)}
         self._local = threading.local()  # per thread: key/value scratch, clean but for one position
         self._tiles: Engine | None = None  # `tiled`'s largest copy
@@ -371,7 +421,7 @@ class Engine:
     @property
     def nbytes(self) -> int:
         """Bytes the clean run's caches hold: what keeping this engine costs."""
-        kept = [*self._resid, *self._q, *self._kv_clean.values(), self.clean_logits]
+        kept = [*self._resid, *(self._q or []), *self._kv_clean.values(), self.clean_logits]
         return sum(t.element_size() * t.nelement() for t in kept)
 
     def tiled(self, copies: int) -> Engine:
@@ -390,7 +440,7 @@ class Engine:
             big = copy.copy(self)
             big.tokens, big.targets, big.clean_logits = rep(self.tokens), rep(self.targets), rep(self.clean_logits)
             big._resid = [rep(t) for t in self._resid]
-            big._q = [_head_major(rep(t)) for t in self._q]
+            big._q = None if self._q is None else [_head_major(rep(t)) for t in self._q]
             big._kv_clean = {n: _head_major(rep(t)) for n, t in self._kv_clean.items()}
             big._local, big._tiles, big._scratch_of = threading.local(), None, None
             big.clean = score(big.clean_logits, big.targets, self.threshold)
@@ -400,7 +450,7 @@ class Engine:
         out = copy.copy(big)  # the first `rows` rows, as views (batch is the outer axis of every cache)
         out.tokens, out.targets, out.clean_logits = big.tokens[:rows], big.targets[:rows], big.clean_logits[:rows]
         out._resid = [t[:rows] for t in big._resid]
-        out._q = [t[:rows] for t in big._q]
+        out._q = None if big._q is None else [t[:rows] for t in big._q]
         out._kv_clean = {n: t[:rows] for n, t in big._kv_clean.items()}
         out._scratch_of = big  # its scratch's first rows: restored after every run, so views may share it
         out.clean = score(out.clean_logits, out.targets, self.threshold)
@@ -449,13 +499,13 @@ class Engine:
             kv = self._local.kv = {n: t.clone() for n, t in self._kv_clean.items()}
         return kv
 
-    def answer_logits(self, interventions: Sequence[Intervention]) -> Tensor:
-        """(batch, n_answer, vocab) with all `interventions` applied together."""
+    def answer_logits(self, interventions: Sequence[Ablation]) -> Tensor:
+        """(batch, n_answer, vocab) with all `interventions` applied together (on top of the base's)."""
         interventions = list(interventions)
         if not interventions:
             return self.clean_logits.clone()
         if any(iv.layer is None for iv in interventions):  # embeddings / final LayerNorm: no saving to make
-            return run_with_interventions(self.model, self.tokens, interventions)
+            return run_with_interventions(self.model, self.tokens, [*self.base, *interventions])
         positions = {p for iv in interventions for p in iv.positions}
         if max(positions) >= self.model.spec.n_ctx:
             raise ArithLensError(f"intervention position {max(positions)} is outside 0..{self.model.spec.n_ctx - 1}")
@@ -463,20 +513,55 @@ class Engine:
         if start > self.last:
             return self.clean_logits.clone()
         with torch.inference_mode():
-            if len(positions) == 1:
+            if len(positions) == 1 and not self.base and self._q is not None:
                 return self._one_position(interventions, start)
             return self._from(interventions, start)
 
-    def _from(self, interventions: list[Intervention], start: int) -> Tensor:
+    def _from(self, interventions: list[Ablation], start: int) -> Tensor:
         """The general case: every position from `start`, every layer from the lowest edited one."""
         layer = min(iv.layer for iv in interventions)
+        base = [iv for iv in self.base if iv.layer >= layer]  # (the base's edits below `layer` are in its cache)
+        out = self.rerun([*base, *interventions], layer, start)
+        logits = self.clean_logits.clone()
+        logits[:, max(start, self.answer.start) - self.answer.start :] = out
+        return logits
+
+    def rerun(self, interventions: Sequence[Ablation], layer: int, start: int, *,
+              keep: bool = False) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+        """The partial rerun, written once: positions `start`.. from block `layer` on, from the base run's residual
+        at `layer` and its keys and values before `start`, with `interventions` hooked (they replace the base's
+        own from `layer` on: pass those that still apply). An edit at position p and layer l changes nothing
+        before p or below l, so with start <= p and layer <= l this equals a full run.
+
+        Returns the logits (batch, n, vocab) of answer positions from max(start, first answer position) on; with
+        `keep`, also what `splice` needs to make this run the base."""
         resid = self._resid[layer][:, start : self.last + 1]
         logit_positions = range(max(start, self.answer.start), self.last + 1)
-        out = self.model.forward_from(resid, layer, start_pos=start, kv_prefix=self._kv_clean,
-                                      logit_positions=logit_positions, hooks=[iv.hook() for iv in interventions])
-        logits = self.clean_logits.clone()
-        logits[:, logit_positions.start - self.answer.start :] = out
-        return logits
+        names = (act_names("resid_pre", self.n_layers)[layer + 1 :] + self.model.kv_names(layer)) if keep else None
+        with torch.inference_mode():
+            return self.model.forward_from(resid, layer, start_pos=start, kv_prefix=self._kv_clean,
+                                           logit_positions=logit_positions, hooks=[iv.hook() for iv in interventions],
+                                           names=names)
+
+    def splice(self, base: Sequence[Ablation], layer: int, start: int, logits: Tensor,
+               cache: Mapping[str, Tensor]) -> None:
+        """Make a `rerun(base, layer, start, keep=True)` the base run: its residuals, keys, values and logits
+        replace the cached ones from `layer` and `start` on. (The queries are not kept, so single-position
+        runs take the general path from then on.)"""
+        for k in range(layer + 1, self.n_layers):
+            name = act_name("resid_pre", k)
+            if name in cache:
+                self._resid[k] = self._resid[k].clone()
+                self._resid[k][:, start : start + cache[name].shape[1]] = cache[name]
+        for name in self.model.kv_names(layer):
+            if name in cache:
+                self._kv_clean[name] = self._kv_clean[name].clone()
+                self._kv_clean[name][:, start : start + cache[name].shape[1]] = cache[name]
+        self.clean_logits = self.clean_logits.clone()
+        self.clean_logits[:, max(start, self.answer.start) - self.answer.start :] = logits
+        self.clean = score(self.clean_logits, self.targets, self.threshold)
+        self.base = tuple(base)
+        self._q, self._tiles, self._local = None, None, threading.local()
 
     def _one_position(self, interventions: list[Intervention], p: int) -> Tensor:
         """Every edit at position p: run p alone through the layers, then the later positions from the first
