@@ -25,7 +25,7 @@ os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 import torch  # noqa: E402
 
-from arithlens.analysis.interventions import Engine, compute_means, run_with_interventions, score
+from arithlens.interventions import Engine, compute_means, run_with_interventions, score
 from arithlens.analysis.nodes import Node
 from arithlens.analysis.useful import (
     behaviour_tags,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from arithlens.analysis.interventions import Engine, mean_ablate, compute_means
+from arithlens.interventions import Engine, mean_ablate, compute_means
 from arithlens.analysis.node_study import StudyOptions, study_node
 from arithlens.analysis.search import search_model
 from arithlens.analysis.useful import find_useful, varied_questions

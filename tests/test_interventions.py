@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from arithlens.analysis.interventions import (
+from arithlens.interventions import (
     Engine,
     Intervention,
     compute_means,
@@ -189,7 +189,7 @@ def test_failure_needs_both_a_loss_above_threshold_and_a_wrong_digit():
 
 
 def test_a_masked_ablation_through_the_engine_equals_one_full_forward(model, tokens, means):
-    from arithlens.analysis.interventions import MaskedAblation
+    from arithlens.interventions import MaskedAblation
 
     keep = torch.ones(SPEC.n_ctx, SPEC.n_heads, dtype=torch.bool)
     keep[5:, 0] = False  # head 0 of layer 1 ablated from position 5 on
@@ -204,7 +204,7 @@ def test_a_masked_ablation_through_the_engine_equals_one_full_forward(model, tok
 
 
 def test_a_spliced_rerun_is_the_base_run_a_fresh_engine_makes(model, tokens, means):
-    from arithlens.analysis.interventions import MaskedAblation
+    from arithlens.interventions import MaskedAblation
 
     def ablate(layer: int, start: int) -> MaskedAblation:
         keep = torch.ones(SPEC.n_ctx, SPEC.d_mlp, dtype=torch.bool)

@@ -10,7 +10,8 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
-BELOW_THE_API = ("arithlens.arith", "arithlens.model", "arithlens.analysis", "arithlens.results")
+BELOW_THE_API = ("arithlens.arith", "arithlens.model", "arithlens.interventions", "arithlens.analysis",
+                 "arithlens.results")
 ABOVE = ("arithlens.api", "arithlens.cli", "arithlens.commands", "arithlens.report")
 COMMANDS_MAY_IMPORT = ("arithlens.api", "arithlens.io", "arithlens.report", "arithlens.errors", "arithlens.validate",
                        "arithlens.commands._common")
@@ -131,6 +132,14 @@ def test_nothing_below_the_api_imports_the_api_cli_commands_or_report(edges):
 def test_analysis_imports_no_report_but_the_one_known_arrow(edges):
     into_report = {(a, b) for a, b in edges if _within(a, ("arithlens.analysis",)) and _within(b, ("arithlens.report",))}
     assert into_report == {("arithlens.analysis.node_study.study", "arithlens.report.node_text")}
+
+
+def test_the_layers_below_analysis_do_not_import_it(edges):
+    """arith <- model <- interventions <- analysis: each imports only the ones before it."""
+    order = ("arithlens.arith", "arithlens.model", "arithlens.interventions", "arithlens.analysis")
+    up = {(a, b) for a, b in edges for i, low in enumerate(order)
+          if _within(a, (low,)) and _within(b, order[i + 1:])}
+    assert not up, f"imports up from below analysis: {sorted(up)}"
 
 
 def test_commands_reach_past_the_api_only_where_they_did_before(edges):

@@ -12,7 +12,7 @@ import torch
 
 from arithlens.analysis import subtasks as S
 from arithlens.analysis.claims import Claim, default_claims, evaluate, evaluate_all
-from arithlens.analysis.interventions import patch_from, record, run_with_interventions
+from arithlens.interventions import patch_from, record, run_with_interventions
 from arithlens.analysis.nodes import Major, Node, NodeList, UsefulNode
 from arithlens.analysis.search import EngineRunner, Rule, coverage, search
 from arithlens.arith import PLUS, QuestionBatch

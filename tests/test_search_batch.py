@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from arithlens.analysis import subtasks as S
-from arithlens.analysis.interventions import Engine, patch_from, record, run_with_interventions
+from arithlens.interventions import Engine, patch_from, record, run_with_interventions
 from arithlens.analysis.nodes import Node, NodeList, UsefulNode
 from arithlens.analysis.search import EngineRunner, search
 from arithlens.model.hooks import node_site

@@ -7,7 +7,7 @@ import pytest
 import torch
 from helpers import arithlens
 
-from arithlens.analysis.interventions import Engine, Outcome, compute_means
+from arithlens.interventions import Engine, Outcome, compute_means
 from arithlens.analysis.nodes import Major, Node, Tag
 from arithlens.analysis.useful import (
     attention_tags,

@@ -23,7 +23,7 @@ from arithlens.analysis.faithfulness import (
     KeepMask, all_nodes, fresh_questions, mean_values, measure_faithfulness, reference_questions,
     rng_for, supported_qtypes, targets_of,
 )
-from arithlens.analysis.interventions import Engine
+from arithlens.interventions import Engine
 from arithlens.analysis.nodes import Node
 from arithlens.analysis.stats import wilson
 from arithlens.arith.questions import QuestionBatch

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from arithlens.analysis.interventions import MaskedAblation, compute_means, run_with_interventions
+from arithlens.interventions import MaskedAblation, compute_means, run_with_interventions
 from arithlens.analysis.nodes import Node
 from arithlens.analysis.stats import wilson
 from arithlens.arith.generators import uniform

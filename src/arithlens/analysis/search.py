@@ -32,7 +32,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from arithlens.analysis.interventions import Engine, Intervention, patch_from, record_with_logits
+from arithlens.interventions import Engine, Intervention, patch_from, record_with_logits
 from arithlens.analysis.nodes import Major, Node, NodeList, Tag, UsefulNode, impact_string
 from arithlens.analysis.stats import rate, wilson
 from arithlens.model.hooks import node_site, output_sites

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from arithlens.analysis.interventions import (
+from arithlens.interventions import (
     LOSS_THRESHOLD, Engine, Intervention, Means, Outcome, clean_caches, compute_means, mean_ablate, score,
 )
 from arithlens.analysis.nodes import Major, Node, NodeList, Tag, impact_string

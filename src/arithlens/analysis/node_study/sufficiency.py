@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from arithlens.analysis import stats
-from arithlens.analysis.interventions import Engine, patch_from, record
+from arithlens.interventions import Engine, patch_from, record
 from arithlens.analysis.node_study.options import CARRY, WORD, StudyOptions
 from arithlens.analysis.node_study.runs import Site, StudyCache, question_key
 from arithlens.arith.questions import QType, QuestionBatch

@@ -1,5 +1,5 @@
-"""Interventions as small frozen values (zero / mean / resample / patch), per-layer means, and the `Engine`
-that runs many single interventions on one question set without recomputing what they cannot change.
+"""The executor: the `Engine` runs interventions on one question set without recomputing what they cannot
+change, from one base run (clean, or with masked ablations), with the failure criterion (`score`).
 
 An edit at position p in layer l leaves every position before p and every layer below l as it was, and an
 edit after layer l's attention mixing (a head's `hook_z`, the MLP, `hook_resid_post`) leaves layer l at the
@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from types import MappingProxyType
 
 import numpy as np
 import torch
@@ -28,305 +27,10 @@ from torch import Tensor
 
 from arithlens.arith.questions import QuestionBatch
 from arithlens.errors import ArithLensError
-from arithlens.model.hooks import act_name, act_names, block_site, site_at, split_name
-from arithlens.model.transformer import Hook, HookedTransformer, HookPoint
-
-KINDS = ("zero", "mean", "resample", "patch")
-LOSS_THRESHOLD = 0.01  # the predecessor's rule: a question fails when its mean answer NLL is above this ...
-# ... and some answer position's argmax is wrong.
-
-_HEAD_HOOKS = tuple(block_site(n) for n in ("q", "k", "v", "z", "result"))
-_NEURON_HOOKS = tuple(block_site(n) for n in ("pre", "post"))
-_QK_HOOKS = tuple(block_site(n) for n in ("attn_scores", "pattern"))
-# Hooks whose edit at position p reaches later positions of the same layer (through that layer's keys and
-# values). Every other block hook changes its layer at position p only.
-_SPREADING = tuple(block_site(n) for n in ("resid_pre", "scale_ln1", "normalized_ln1", "k", "v"))
-_split = split_name
-
-
-@dataclass(frozen=True, eq=False)
-class Intervention:
-    """Replace one activation slice: `hook_name` at absolute `positions`, optionally one `head` or `neuron`.
-
-    `value` is the replacement (None for "zero"), broadcast against the slice `x[:, positions]`,
-    `x[:, positions, head]` or `x[:, positions, neuron]`: shape (1 or batch, len(positions), ...).
-    `row_mask` (batch,) bool, when given, limits the edit to those rows; the others pass through untouched
-    (several patches stacked along the batch axis, each on its own block of rows).
-    Build one with `zero_ablate`, `mean_ablate`, `resample_ablate` or `patch_from`.
-    """
-
-    hook_name: str
-    positions: tuple[int, ...]
-    head: int | None = None
-    neuron: int | None = None
-    kind: str = "zero"
-    value: Tensor | None = None
-    row_mask: Tensor | None = None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "positions", _positions(self.positions))
-        layer, site = _split(self.hook_name)
-        if self.kind not in KINDS:
-            raise ArithLensError(f"intervention kind {self.kind!r} is not one of {', '.join(KINDS)}")
-        if site in _QK_HOOKS:
-            raise ArithLensError(f"{self.hook_name!r} is (batch, head, query, key): use a hook function there")
-        if self.head is not None and self.neuron is not None:
-            raise ArithLensError("an intervention names a head or a neuron, not both")
-        if self.head is not None and site not in _HEAD_HOOKS:
-            raise ArithLensError(f"a head is chosen at {', '.join(_HEAD_HOOKS)}; {self.hook_name!r} is not one")
-        if self.neuron is not None and site not in _NEURON_HOOKS:
-            raise ArithLensError(f"a neuron is chosen at {', '.join(_NEURON_HOOKS)}; {self.hook_name!r} is not one")
-        if (self.kind == "zero") != (self.value is None):
-            raise ArithLensError(f"a {self.kind} intervention {'takes no' if self.kind == 'zero' else 'needs a'} value")
-        if self.value is not None and (self.value.ndim < 2 or self.value.shape[1] != len(self.positions)):
-            raise ArithLensError(
-                f"intervention value has shape {tuple(self.value.shape)}; need (1 or batch, {len(self.positions)}, ...)"
-            )
-        if self.row_mask is not None and (self.row_mask.ndim != 1 or self.row_mask.dtype != torch.bool or (
-                self.value is not None and self.value.shape[0] not in (1, len(self.row_mask)))):
-            raise ArithLensError(f"an intervention's row mask is (batch,) bool, not {tuple(self.row_mask.shape)} "
-                                 f"{self.row_mask.dtype}")
-
-    @property
-    def layer(self) -> int | None:
-        """The block the hook is in (None for hook_embed, hook_pos_embed, ln_final)."""
-        return _split(self.hook_name)[0]
-
-    @property
-    def spreads(self) -> bool:
-        """True when the edit at p reaches later positions of its own layer (keys / values of that layer)."""
-        return _split(self.hook_name)[1] in _SPREADING
-
-    def hook(self) -> Hook:
-        """`(name, fn)` for the model's scoped hook API. Positions a run does not compute are left alone
-        (the engine skips positions that cannot reach an answer logit)."""
-        positions, value, row_mask = self.positions, self.value, self.row_mask
-        rest = tuple(k for k in (self.head, self.neuron) if k is not None)  # both index the axis after pos
-
-        def fn(x: Tensor, hook: HookPoint) -> Tensor | None:
-            keep = [(j, i) for j, p in enumerate(positions) if (i := _index(hook.positions, p)) is not None]
-            if not keep:
-                return None
-            x = x.clone()
-            where = (slice(None), [i for _, i in keep], *rest)
-            if value is None:
-                new = torch.zeros((), device=x.device, dtype=x.dtype)
-            else:
-                # (a no-op unless the value was made elsewhere, e.g. from numpy on the CPU for a GPU model)
-                new = (value if len(keep) == len(positions) else value[:, [j for j, _ in keep]]).to(x.device, x.dtype)
-            if row_mask is not None:  # a selection, not arithmetic: the other rows keep their exact values
-                old = x[where]
-                new = torch.where(row_mask.to(x.device).view(-1, *[1] * (old.ndim - 1)), new, old)
-            x[where] = new
-            return x
-
-        return self.hook_name, fn
-
-    def rows(self, rows: slice | np.ndarray | Tensor) -> Intervention:
-        """The same intervention for a sub-batch (a per-question value or a row mask keeps only those rows)."""
-        per_row = self.value is not None and self.value.shape[0] != 1
-        if not per_row and self.row_mask is None:
-            return self
-        return Intervention(self.hook_name, self.positions, self.head, self.neuron, self.kind,
-                            self.value[rows] if per_row else self.value,
-                            None if self.row_mask is None else self.row_mask[rows])
-
-
-@dataclass(frozen=True, eq=False)
-class MaskedAblation:
-    """Keep `hook_name` where `keep` is True and replace it with `value` elsewhere: every node outside a set
-    ablated at once (one per site; `faithfulness.KeepMask.ablations` builds them).
-
-    `keep` is (pos, head) at a head site (`hook_z`), (pos, neuron) at an MLP site; `value` (1 or batch, pos, ...)
-    has the activation's shape. Positions a run does not compute are left alone, as with `Intervention`."""
-
-    hook_name: str
-    keep: Tensor
-    value: Tensor
-
-    def __post_init__(self) -> None:
-        if self.keep.dtype != torch.bool or self.keep.ndim != 2 or self.value.ndim not in (3, 4):
-            raise ArithLensError(f"a masked ablation keeps a (pos, unit) bool mask, not {tuple(self.keep.shape)} "
-                                 f"{self.keep.dtype}, against a (batch, pos, ...) value")
-
-    @property
-    def layer(self) -> int | None:
-        return split_name(self.hook_name)[0]
-
-    @property
-    def spreads(self) -> bool:
-        return split_name(self.hook_name)[1] in _SPREADING
-
-    @property
-    def positions(self) -> tuple[int, ...]:
-        """The positions where something is replaced."""
-        return tuple(int(p) for p in torch.nonzero(~self.keep.all(-1)).flatten().tolist())
-
-    def hook(self) -> Hook:
-        mask, value = self.keep, self.value
-        head_axis = value.ndim == mask.ndim + 2  # (batch, pos, head, d_head) against (pos, head)
-
-        def fn(x: Tensor, hook: HookPoint) -> Tensor:
-            pos = hook.positions
-            span = slice(pos.start, pos.stop) if isinstance(pos, range) and pos.step == 1 else list(pos)
-            m = mask[span]
-            if head_axis:
-                m = m.unsqueeze(-1)
-            return torch.where(m, x, value[:, span].to(x.dtype))
-
-        return self.hook_name, fn
-
-
-Ablation = Intervention | MaskedAblation  # what the executor runs
-
-
-def _positions(positions: int | Iterable[int]) -> tuple[int, ...]:
-    out = (positions,) if isinstance(positions, (int, np.integer)) else tuple(positions)
-    if not out or any(not isinstance(p, (int, np.integer)) or p < 0 for p in out) or len(set(out)) != len(out):
-        raise ArithLensError(f"intervention positions must be distinct non-negative integers, not {positions!r}")
-    return tuple(int(p) for p in out)
-
-
-def _index(positions: Sequence[int], p: int) -> int | None:
-    if isinstance(positions, range) and positions.step == 1:
-        return p - positions.start if p in positions else None
-    try:
-        return list(positions).index(p)
-    except ValueError:
-        return None
-
-
-def _slice(acts: Tensor, positions: tuple[int, ...], head: int | None, neuron: int | None) -> Tensor:
-    """acts (batch, pos, ...) -> the slice an intervention replaces, keeping the batch and position axes."""
-    out = acts[:, list(positions)]
-    if head is not None:
-        out = out[:, :, head]
-    elif neuron is not None:
-        out = out[..., neuron]
-    return out
-
-
-def zero_ablate(hook_name: str, positions: int | Iterable[int], *, head: int | None = None,
-                neuron: int | None = None) -> Intervention:
-    return Intervention(hook_name, _positions(positions), head, neuron, "zero")
-
-
-def mean_ablate(means: Means, hook_name: str, positions: int | Iterable[int], *, head: int | None = None,
-                neuron: int | None = None) -> Intervention:
-    """Replace the slice with its mean over the question set `means` was computed on."""
-    pos = _positions(positions)
-    return Intervention(hook_name, pos, head, neuron, "mean", _slice(means[hook_name], pos, head, neuron))
-
-
-def patch_from(stored: Mapping[str, Tensor], hook_name: str, positions: int | Iterable[int], *,
-               head: int | None = None, neuron: int | None = None) -> Intervention:
-    """Replace each question's slice with the same row of a stored run (`record`) on paired questions."""
-    if hook_name not in stored:
-        raise ArithLensError(f"the stored run has no {hook_name!r}; record it first")
-    pos = _positions(positions)
-    return Intervention(hook_name, pos, head, neuron, "patch", _slice(stored[hook_name], pos, head, neuron))
-
-
-def resample_ablate(stored: Mapping[str, Tensor], hook_name: str, positions: int | Iterable[int], *,
-                    batch_size: int, rng: np.random.Generator, head: int | None = None,
-                    neuron: int | None = None) -> Intervention:
-    """Replace each question's slice with that of a question drawn at random (with `rng`) from another set."""
-    if hook_name not in stored:
-        raise ArithLensError(f"the stored run has no {hook_name!r}; record it first")
-    rows = torch.from_numpy(rng.integers(0, stored[hook_name].shape[0], size=batch_size))
-    pos = _positions(positions)
-    return Intervention(hook_name, pos, head, neuron, "resample", _slice(stored[hook_name][rows], pos, head, neuron))
-
-
-# ---------------------------------------------------------------------------------------------------
-# Stored runs and means
-
-
-def _tokens(questions: QuestionBatch | Tensor, device: torch.device) -> Tensor:
-    if isinstance(questions, QuestionBatch):
-        return questions.torch_tokens(str(device))
-    return questions.to(device)
-
-
-def clean_caches(model: HookedTransformer, questions: QuestionBatch | Tensor, hook_names: Iterable[str],
-                 *, chunk: int = 2048) -> Iterator[tuple[Tensor, dict[str, Tensor]]]:
-    """(tokens, {name: activation}) of a clean run, `chunk` questions at a time."""
-    names = list(hook_names)
-    tokens = _tokens(questions, model.device)
-    with torch.inference_mode():
-        for start in range(0, len(tokens), chunk):
-            part = tokens[start : start + chunk]
-            yield part, model.run_with_cache(part, names, logit_positions=[0])[1]
-
-
-def record(model: HookedTransformer, questions: QuestionBatch | Tensor, hook_names: Iterable[str],
-           *, chunk: int = 2048) -> dict[str, Tensor]:
-    """Activations of a clean run at `hook_names`: {name: (batch, pos, ...)} (a store for patching)."""
-    return record_with_logits(model, questions, hook_names, [0], chunk=chunk)[0]
-
-
-def record_with_logits(model: HookedTransformer, questions: QuestionBatch | Tensor, hook_names: Iterable[str],
-                       logit_positions: Sequence[int], *, chunk: int = 2048) -> tuple[dict[str, Tensor], Tensor]:
-    """`record` and the same run's logits at `logit_positions` (batch, len, vocab): one pass instead of two."""
-    names = list(hook_names)
-    tokens = _tokens(questions, model.device)
-    parts: dict[str, list[Tensor]] = {n: [] for n in names}
-    logits = []
-    with torch.inference_mode():
-        for start in range(0, len(tokens), chunk):
-            out, cache = model.run_with_cache(tokens[start : start + chunk], names, logit_positions=logit_positions)
-            logits.append(out)
-            for n in names:
-                parts[n].append(cache[n])
-    return {n: torch.cat(v) for n, v in parts.items()}, torch.cat(logits)
-
-
-@dataclass(frozen=True, eq=False)
-class Means:
-    """Mean activation per hook over a question set: {hook name: (1, pos, ...)}, each layer its own."""
-
-    values: Mapping[str, Tensor]
-    n_questions: int
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "values", MappingProxyType(dict(self.values)))
-
-    def __getitem__(self, hook_name: str) -> Tensor:
-        if hook_name not in self.values:
-            raise ArithLensError(f"no mean for {hook_name!r}; compute_means(..., hook_names) must include it")
-        return self.values[hook_name]
-
-    def __contains__(self, hook_name: str) -> bool:
-        return hook_name in self.values
-
-    def layer0_for_all(self) -> Means:
-        """The predecessor's means: layer 0's value used for every layer (a bug of the predecessor's, kept for comparison)."""
-        out = {}
-        for name in self.values:
-            layer, site = _split(name)
-            zero = site_at(site, 0)
-            if layer is not None and zero not in self.values:
-                raise ArithLensError(f"reference-compat means need {zero!r} as well as {name!r}")
-            out[name] = self.values[name] if layer is None else self.values[zero]
-        return Means(out, self.n_questions)
-
-
-def compute_means(model: HookedTransformer, questions: QuestionBatch | Tensor, hook_names: Iterable[str],
-                  *, chunk: int = 2048) -> Means:
-    """Per-hook, per-layer means over `questions` (float64 sums, returned in the model's dtype)."""
-    names = list(hook_names)
-    sums: dict[str, Tensor] = {}
-    count = 0
-    for part, cache in clean_caches(model, questions, names, chunk=chunk):
-        count += len(part)
-        for n in names:
-            s = cache[n].double().sum(0, keepdim=True)
-            sums[n] = s if n not in sums else sums[n] + s
-    if count == 0:
-        raise ArithLensError("means need at least one question")
-    dtype = model.embed.W_E.dtype
-    return Means({n: (s / count).to(dtype) for n, s in sums.items()}, count)
-
+from arithlens.interventions.cache import _tokens
+from arithlens.interventions.values import LOSS_THRESHOLD, Ablation
+from arithlens.model.hooks import act_name, act_names
+from arithlens.model.transformer import HookedTransformer
 
 # ---------------------------------------------------------------------------------------------------
 # Outcomes: the failure criterion
@@ -456,10 +160,10 @@ class Engine:
         out.clean = score(out.clean_logits, out.targets, self.threshold)
         return out
 
-    def outcome(self, interventions: Sequence[Intervention]) -> Outcome:
+    def outcome(self, interventions: Sequence[Ablation]) -> Outcome:
         return score(self.answer_logits(interventions), self.targets, self.threshold)
 
-    def outcomes(self, ablations: Iterable[Sequence[Intervention]], *, workers: int | None = None,
+    def outcomes(self, ablations: Iterable[Sequence[Ablation]], *, workers: int | None = None,
                  progress: Callable[[int], None] | None = None) -> list[Outcome]:
         """`outcome` of each ablation (a list of interventions applied together), in order.
 
@@ -563,7 +267,7 @@ class Engine:
         self.base = tuple(base)
         self._q, self._tiles, self._local = None, None, threading.local()
 
-    def _one_position(self, interventions: list[Intervention], p: int) -> Tensor:
+    def _one_position(self, interventions: list[Ablation], p: int) -> Tensor:
         """Every edit at position p: run p alone through the layers, then the later positions from the first
         layer whose keys or values at p changed."""
         layer = min(iv.layer for iv in interventions)
