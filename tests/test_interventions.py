@@ -4,6 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from arithlens.analysis.useful import position_ablation
+from arithlens.arith import uniform
+from arithlens.errors import ArithLensError
 from arithlens.interventions import (
     Engine,
     Intervention,
@@ -16,9 +19,6 @@ from arithlens.interventions import (
     score,
     zero_ablate,
 )
-from arithlens.analysis.useful import position_ablation
-from arithlens.arith import uniform
-from arithlens.errors import ArithLensError
 from arithlens.model import HookedTransformer, ModelSpec
 
 # 3 digits: n_ctx 13, answer logits at 7..11.

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from arithlens.analysis import subtasks as S
-from arithlens.interventions import Engine, patch_from, record, run_with_interventions
 from arithlens.analysis.nodes import Node, NodeList, UsefulNode
 from arithlens.analysis.search import EngineRunner, search
-from arithlens.model.hooks import node_site
 from arithlens.errors import ArithLensError
+from arithlens.interventions import Engine, patch_from, record, run_with_interventions
 from arithlens.model import HookedTransformer, ModelSpec
+from arithlens.model.hooks import node_site
 
 # 3 digits: n_ctx 13, answer logits at 7..11.
 SPEC = ModelSpec.parse("mix_d3_l3_h2_t1K_s000001", d_model=32, d_head=8, d_mlp=48)

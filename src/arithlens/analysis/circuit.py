@@ -23,11 +23,11 @@ from arithlens.analysis.faithfulness import (
     KeepMask, all_nodes, fresh_questions, mean_values, measure_faithfulness, reference_questions,
     rng_for, supported_qtypes, targets_of,
 )
-from arithlens.interventions import Engine
 from arithlens.analysis.nodes import Node
 from arithlens.analysis.stats import wilson
 from arithlens.arith.questions import QuestionBatch
 from arithlens.errors import ArithLensError
+from arithlens.interventions import Engine
 from arithlens.model.spec import ModelSpec
 from arithlens.model.transformer import HookedTransformer
 

@@ -17,12 +17,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from arithlens.interventions import MaskedAblation, compute_means, run_with_interventions
 from arithlens.analysis.nodes import Node
 from arithlens.analysis.stats import wilson
 from arithlens.arith.generators import uniform
 from arithlens.arith.questions import QType, QuestionBatch
 from arithlens.errors import ArithLensError
+from arithlens.interventions import MaskedAblation, compute_means, run_with_interventions
 from arithlens.model.hooks import act_name, output_sites
 from arithlens.model.spec import ModelSpec
 from arithlens.model.transformer import HookedTransformer

@@ -32,10 +32,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from arithlens.interventions import Engine, Intervention, patch_from, record_with_logits
 from arithlens.analysis.nodes import Major, Node, NodeList, Tag, UsefulNode, impact_string
 from arithlens.analysis.stats import rate, wilson
-from arithlens.model.hooks import node_site, output_sites
 from arithlens.analysis.subtasks import (
     DEFAULT_MIN_ATTN,
     DEFAULT_PAIRS,
@@ -48,6 +46,8 @@ from arithlens.analysis.subtasks import (
 )
 from arithlens.arith.vocab import tokens_to_string
 from arithlens.errors import ArithLensError
+from arithlens.interventions import Engine, Intervention, patch_from, record_with_logits
+from arithlens.model.hooks import node_site, output_sites
 
 ATTENTION_FACTS = ("OPR", "SGN")
 WEAK_POLICIES = ("always", "fallback", "never")

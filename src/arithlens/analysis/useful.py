@@ -16,15 +16,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from arithlens.interventions import (
-    LOSS_THRESHOLD, Engine, Intervention, Means, Outcome, clean_caches, compute_means, mean_ablate, score,
-)
 from arithlens.analysis.nodes import Major, Node, NodeList, Tag, impact_string
 from arithlens.arith.curated import curated
 from arithlens.arith.generators import uniform
 from arithlens.arith.questions import QType, QuestionBatch
 from arithlens.arith.vocab import tokens_to_string
 from arithlens.errors import ArithLensError
+from arithlens.interventions import (
+    LOSS_THRESHOLD, Engine, Intervention, Means, Outcome, clean_caches, compute_means, mean_ablate, score,
+)
 from arithlens.model.hooks import act_names, node_site, output_sites
 from arithlens.model.spec import ModelSpec
 from arithlens.model.transformer import HookedTransformer

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from arithlens.interventions import Engine, Intervention
 from arithlens.analysis.nodes import Node
 from arithlens.arith.questions import QuestionBatch
+from arithlens.interventions import Engine, Intervention
 from arithlens.model.hooks import act_name, node_output, node_site, node_slice
 
 

@@ -7,10 +7,10 @@ import numpy as np
 import torch
 
 from arithlens.analysis import stats
-from arithlens.interventions import Engine, patch_from, record
 from arithlens.analysis.node_study.options import CARRY, WORD, StudyOptions
 from arithlens.analysis.node_study.runs import Site, StudyCache, question_key
 from arithlens.arith.questions import QType, QuestionBatch
+from arithlens.interventions import Engine, patch_from, record
 from arithlens.model.hooks import act_name
 
 
