@@ -142,6 +142,13 @@ def test_the_layers_below_analysis_do_not_import_it(edges):
     assert not up, f"imports up from below analysis: {sorted(up)}"
 
 
+def test_analysis_does_not_import_the_result_views(edges):
+    """results.py builds on analysis (the typed views of its dicts), never the other way round."""
+    up = {(a, b) for a, b in edges if _within(a, ("arithlens.analysis", "arithlens.interventions"))
+          and _within(b, ("arithlens.results",))}
+    assert not up, f"analysis imports results: {sorted(up)}"
+
+
 def test_commands_reach_past_the_api_only_where_they_did_before(edges):
     new = command_imports(edges) - KNOWN_COMMAND_IMPORTS
     assert not new, f"new command imports past the API (go through arithlens.api): {sorted(new)}"
