@@ -30,8 +30,24 @@ _QK_HOOKS = tuple(block_site(n) for n in ("attn_scores", "pattern"))
 _SPREADING = tuple(block_site(n) for n in ("resid_pre", "scale_ln1", "normalized_ln1", "k", "v"))
 
 
+class _AtHook:
+    """Where an edit at `hook_name` sits, which decides where the executor's rerun starts."""
+
+    hook_name: str
+
+    @property
+    def layer(self) -> int | None:
+        """The block the hook is in (None for hook_embed, hook_pos_embed, ln_final)."""
+        return split_name(self.hook_name)[0]
+
+    @property
+    def spreads(self) -> bool:
+        """True when the edit at p reaches later positions of its own layer (keys / values of that layer)."""
+        return split_name(self.hook_name)[1] in _SPREADING
+
+
 @dataclass(frozen=True, eq=False)
-class Intervention:
+class Intervention(_AtHook):
     """Replace one activation slice: `hook_name` at absolute `positions`, optionally one `head` or `neuron`.
 
     `value` is the replacement (None for "zero"), broadcast against the slice `x[:, positions]`,
@@ -73,16 +89,6 @@ class Intervention:
             raise ArithLensError(f"an intervention's row mask is (batch,) bool, not {tuple(self.row_mask.shape)} "
                                  f"{self.row_mask.dtype}")
 
-    @property
-    def layer(self) -> int | None:
-        """The block the hook is in (None for hook_embed, hook_pos_embed, ln_final)."""
-        return split_name(self.hook_name)[0]
-
-    @property
-    def spreads(self) -> bool:
-        """True when the edit at p reaches later positions of its own layer (keys / values of that layer)."""
-        return split_name(self.hook_name)[1] in _SPREADING
-
     def hook(self) -> Hook:
         """`(name, fn)` for the model's scoped hook API. Positions a run does not compute are left alone
         (the engine skips positions that cannot reach an answer logit)."""
@@ -119,7 +125,7 @@ class Intervention:
 
 
 @dataclass(frozen=True, eq=False)
-class MaskedAblation:
+class MaskedAblation(_AtHook):
     """Keep `hook_name` where `keep` is True and replace it with `value` elsewhere: every node outside a set
     ablated at once (one per site; `faithfulness.KeepMask.ablations` builds them).
 
@@ -134,14 +140,6 @@ class MaskedAblation:
         if self.keep.dtype != torch.bool or self.keep.ndim != 2 or self.value.ndim not in (3, 4):
             raise ArithLensError(f"a masked ablation keeps a (pos, unit) bool mask, not {tuple(self.keep.shape)} "
                                  f"{self.keep.dtype}, against a (batch, pos, ...) value")
-
-    @property
-    def layer(self) -> int | None:
-        return split_name(self.hook_name)[0]
-
-    @property
-    def spreads(self) -> bool:
-        return split_name(self.hook_name)[1] in _SPREADING
 
     @property
     def positions(self) -> tuple[int, ...]:
