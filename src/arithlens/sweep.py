@@ -212,8 +212,8 @@ def write_analysis(analysis, directory: Path, *, source: str, report: bool = Fal
     from arithlens.analysis.analyze import circuit_record, faithfulness_record
     from arithlens.analysis.atlas import CIRCUIT_FILE, FAITHFULNESS_FILE
     from arithlens.analysis.node_study import NodeStudy
-    from arithlens.report.node_json import write_study
     from arithlens.analysis.nodes import Major
+    from arithlens.report.node_json import write_study
 
     spec = analysis.spec
     analysis.useful.nodes.save(directory / f"{spec.base_name}_behavior.json")

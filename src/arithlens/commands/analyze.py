@@ -92,10 +92,10 @@ def _write(analysis, target, *, card: dict, source: str, formats, progress, star
     from arithlens.analysis.analyze import circuit_record, faithfulness_record
     from arithlens.analysis.atlas import CIRCUIT_FILE, FAITHFULNESS_FILE
     from arithlens.analysis.node_study import NodeStudy
-    from arithlens.report.node_json import write_study
     from arithlens.analysis.nodes import Major
     from arithlens.io import write_atomic
     from arithlens.report.html import write_report
+    from arithlens.report.node_json import write_study
 
     spec, stage = analysis.spec, target.stage
     t0 = time.perf_counter()
