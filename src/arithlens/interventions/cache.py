@@ -15,7 +15,8 @@ from arithlens.model.hooks import site_at, split_name
 from arithlens.model.transformer import HookedTransformer
 
 
-def _tokens(questions: QuestionBatch | Tensor, device: torch.device) -> Tensor:
+def as_tokens(questions: QuestionBatch | Tensor, device: torch.device) -> Tensor:
+    """(batch, pos) tokens on `device`, from a question batch or a token tensor."""
     if isinstance(questions, QuestionBatch):
         return questions.torch_tokens(str(device))
     return questions.to(device)
@@ -25,7 +26,7 @@ def clean_caches(model: HookedTransformer, questions: QuestionBatch | Tensor, ho
                  *, chunk: int = 2048) -> Iterator[tuple[Tensor, dict[str, Tensor]]]:
     """(tokens, {name: activation}) of a clean run, `chunk` questions at a time."""
     names = list(hook_names)
-    tokens = _tokens(questions, model.device)
+    tokens = as_tokens(questions, model.device)
     with torch.inference_mode():
         for start in range(0, len(tokens), chunk):
             part = tokens[start : start + chunk]
@@ -42,7 +43,7 @@ def record_with_logits(model: HookedTransformer, questions: QuestionBatch | Tens
                        logit_positions: Sequence[int], *, chunk: int = 2048) -> tuple[dict[str, Tensor], Tensor]:
     """`record` and the same run's logits at `logit_positions` (batch, len, vocab): one pass instead of two."""
     names = list(hook_names)
-    tokens = _tokens(questions, model.device)
+    tokens = as_tokens(questions, model.device)
     parts: dict[str, list[Tensor]] = {n: [] for n in names}
     logits = []
     with torch.inference_mode():

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from arithlens.arith.questions import QuestionBatch
 from arithlens.errors import ArithLensError
-from arithlens.interventions.cache import _tokens
+from arithlens.interventions.cache import as_tokens
 from arithlens.interventions.values import LOSS_THRESHOLD, Ablation
 from arithlens.model.hooks import act_name, act_names
 from arithlens.model.transformer import HookedTransformer
@@ -94,7 +94,7 @@ class Engine:
         self.base = tuple(base)
         spec = model.spec
         self.n_layers = spec.n_layers
-        self.tokens = _tokens(questions, model.device)
+        self.tokens = as_tokens(questions, model.device)
         if self.tokens.ndim != 2 or self.tokens.shape[1] != spec.n_ctx:
             raise ArithLensError(f"questions must be (batch, {spec.n_ctx}) tokens, not {tuple(self.tokens.shape)}")
         answer = spec.layout.answer_logit_positions
