@@ -25,7 +25,6 @@ os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 import torch  # noqa: E402
 
-from arithlens.analysis.interventions import Engine, compute_means, run_with_interventions, score
 from arithlens.analysis.nodes import Node
 from arithlens.analysis.useful import (
     behaviour_tags,
@@ -37,6 +36,7 @@ from arithlens.analysis.useful import (
     varied_questions,
 )
 from arithlens.errors import ArithLensError
+from arithlens.interventions import Engine, compute_means, run_with_interventions, score
 from arithlens.model import HookedTransformer, ModelSpec, load_checkpoint, model_from_state_dict
 
 RUN = Path(__file__).resolve().parent.parent / "runs" / "mix_s372001"

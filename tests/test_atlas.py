@@ -229,7 +229,7 @@ def test_the_useful_set_alone_scores_what_ablating_everything_else_by_hand_score
     from arithlens.analysis.faithfulness import (FAITHFULNESS_SEED, REFERENCE_QUESTIONS, STREAM_EVAL,
                                                  STREAM_REFERENCE, ablation_hook_names, fresh_questions,
                                                  reference_questions, rng_for)
-    from arithlens.analysis.interventions import Engine, compute_means, mean_ablate
+    from arithlens.interventions import Engine, compute_means, mean_ablate
 
     model, analysis = tiny_analysis
     spec, found = model.spec, analysis.faithfulness

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from arithlens.analysis.interventions import Engine, mean_ablate, compute_means
 from arithlens.analysis.node_study import StudyOptions, study_node
 from arithlens.analysis.search import search_model
 from arithlens.analysis.useful import find_useful, varied_questions
 from arithlens.arith import uniform
+from arithlens.interventions import Engine, compute_means, mean_ablate
 from arithlens.model import load_checkpoint
 from arithlens.model.evaluate import evaluate
 from arithlens.model.zoo import resolve_model

@@ -11,9 +11,9 @@ import torch
 from arithlens.analysis.faithfulness import (
     Faithfulness, KeepMask, all_nodes, fresh_questions, measure_faithfulness, read_node_set, rng_for,
 )
-from arithlens.analysis.interventions import Engine, compute_means, mean_ablate
 from arithlens.analysis.nodes import Node
 from arithlens.errors import ArithLensError
+from arithlens.interventions import Engine, compute_means, mean_ablate
 from arithlens.model.spec import ModelSpec
 from arithlens.model.transformer import HookedTransformer
 

@@ -4,7 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from arithlens.analysis.interventions import (
+from arithlens.analysis.useful import position_ablation
+from arithlens.arith import uniform
+from arithlens.errors import ArithLensError
+from arithlens.interventions import (
     Engine,
     Intervention,
     compute_means,
@@ -16,9 +19,6 @@ from arithlens.analysis.interventions import (
     score,
     zero_ablate,
 )
-from arithlens.analysis.useful import position_ablation
-from arithlens.arith import uniform
-from arithlens.errors import ArithLensError
 from arithlens.model import HookedTransformer, ModelSpec
 
 # 3 digits: n_ctx 13, answer logits at 7..11.
@@ -186,3 +186,39 @@ def test_failure_needs_both_a_loss_above_threshold_and_a_wrong_digit():
     out = score(logits, torch.ones(3, 2, dtype=torch.long))
     assert out.fails.tolist() == [False, False, True]
     assert out.wrong[2].tolist() == [False, True] and out.loss[1] > 0.01 > out.loss[0]
+
+
+def test_a_masked_ablation_through_the_engine_equals_one_full_forward(model, tokens, means):
+    from arithlens.interventions import MaskedAblation
+
+    keep = torch.ones(SPEC.n_ctx, SPEC.n_heads, dtype=torch.bool)
+    keep[5:, 0] = False  # head 0 of layer 1 ablated from position 5 on
+    masked = MaskedAblation("blocks.1.attn.hook_z", keep, means["blocks.1.attn.hook_z"])
+    assert masked.positions == tuple(range(5, SPEC.n_ctx)) and masked.layer == 1
+    engine = Engine(model, tokens)
+    full = run_with_interventions(model, engine.tokens, [masked])
+    torch.testing.assert_close(engine.answer_logits([masked]), full, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(full, engine.clean_logits, atol=1e-3)  # (it does change the answers)
+    with pytest.raises(ArithLensError, match="masked ablation"):
+        MaskedAblation("blocks.1.attn.hook_z", keep.float(), means["blocks.1.attn.hook_z"])
+
+
+def test_a_spliced_rerun_is_the_base_run_a_fresh_engine_makes(model, tokens, means):
+    from arithlens.interventions import MaskedAblation
+
+    def ablate(layer: int, start: int) -> MaskedAblation:
+        keep = torch.ones(SPEC.n_ctx, SPEC.d_mlp, dtype=torch.bool)
+        keep[start:] = False
+        name = f"blocks.{layer}.mlp.hook_post"
+        return MaskedAblation(name, keep, means[name])
+
+    first, second = [ablate(2, 3)], [ablate(2, 3), ablate(1, 6)]
+    engine = Engine(model, tokens, base=first)
+    logits, cache = engine.rerun([a for a in second if a.layer >= 1], 1, 6, keep=True)
+    engine.splice(second, 1, 6, logits, cache)
+    fresh = Engine(model, tokens, base=second)
+    torch.testing.assert_close(engine.clean_logits, fresh.clean_logits, rtol=1e-5, atol=1e-5)
+    assert np.array_equal(engine.clean.fails, fresh.clean.fails)
+    # and it stays a base: one more ablation on top agrees with the fresh engine's
+    extra = [zero_ablate("blocks.2.attn.hook_z", 8, head=1)]
+    torch.testing.assert_close(engine.answer_logits(extra), fresh.answer_logits(extra), rtol=1e-4, atol=1e-4)

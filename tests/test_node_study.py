@@ -167,7 +167,7 @@ def _synthetic_study(resample: dict, clean: float = 0.0, n: int = 3000) -> dict:
                                      "wrong_by_answer": [0.0, 0.0, resample[op], 0.0]},
                         "clean": {"target_wrong": rate(round(clean * n), n)}}} for op in ops}
     return {
-        "node": "P15L2H2", "position": 15, "answer_digit": 5,
+        "node": "P15L2H2", "position": 15, "answer_digit": 5, "study_digit": 4, "qtypes": list(ops),
         "attention": None,
         "representation": {op: {"probe_carry": probe, "probe_pair": probe} for op in ops},
         "necessity": {"per_qtype": per, "target_digit": "A5", "answer_names": ["A7", "A6", "A5", "A4"]},
@@ -180,22 +180,32 @@ def _synthetic_study(resample: dict, clean: float = 0.0, n: int = 3000) -> dict:
     }
 
 
+def _verdict(data: dict, ops, t: int) -> tuple[dict, list[str]]:
+    """The decisions (analysis) with their wording (report) in them, as the study JSON has them."""
+    from arithlens.analysis.node_study import decide
+    from arithlens.report.node_text import verdict_text
+
+    verdict, tags = decide(data, ops, t)
+    return {**verdict, "text": verdict_text({**data, "verdict": verdict})}, tags
+
+
 def test_a_qtype_whose_answers_rarely_break_has_no_role_even_when_significant(monkeypatch):
     from arithlens.analysis import node_study
+    from arithlens.report import node_text
 
-    monkeypatch.setattr(node_study, "_mean_ablation_notes", lambda data, ops: [])
+    monkeypatch.setattr(node_text, "mean_ablation_notes", lambda data, ops: [])
     ops = node_study.OPS
     # SUB: 1.5% of 3,000 questions break (significant against 0% clean, but below the 5-point bar).
-    verdict, _ = node_study._verdict(_synthetic_study({"ADD": 0.258, "SUB": 0.015, "NEG": 0.214}), ops, 4)
+    verdict, _ = _verdict(_synthetic_study({"ADD": 0.258, "SUB": 0.015, "NEG": 0.214}), ops, 4)
     assert verdict["roles"] == ["A4.SC", "A4.NB"] and verdict["polysemantic"]
     assert verdict["per_qtype"]["SUB"] == {"encodes": True, "necessary": False, "sufficient": False, "role": False,
                                            "feature": "A4.MB"}
     assert "SUB encodes it too but does not use it (resample ablation makes A5 wrong in 1.5%)" in verdict["text"]
     # At 6% SUB relies on it: three roles.
-    verdict, _ = node_study._verdict(_synthetic_study({"ADD": 0.258, "SUB": 0.06, "NEG": 0.214}), ops, 4)
+    verdict, _ = _verdict(_synthetic_study({"ADD": 0.258, "SUB": 0.06, "NEG": 0.214}), ops, 4)
     assert verdict["roles"] == ["A4.SC", "A4.MB", "A4.NB"]
     assert "does not use" not in verdict["text"]
     # Only ADD breaks: one role, not polysemantic, and the other two are named as unused.
-    verdict, _ = node_study._verdict(_synthetic_study({"ADD": 0.3, "SUB": 0.0, "NEG": 0.01}), ops, 4)
+    verdict, _ = _verdict(_synthetic_study({"ADD": 0.3, "SUB": 0.0, "NEG": 0.01}), ops, 4)
     assert verdict["roles"] == ["A4.SC"] and not verdict["polysemantic"]
     assert verdict["text"].startswith("not polysemantic: computes only A4.SC for ADD; SUB/NEG encode it too but do not")

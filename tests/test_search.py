@@ -12,12 +12,12 @@ import torch
 
 from arithlens.analysis import subtasks as S
 from arithlens.analysis.claims import Claim, default_claims, evaluate, evaluate_all
-from arithlens.analysis.interventions import patch_from, record, run_with_interventions
 from arithlens.analysis.nodes import Major, Node, NodeList, UsefulNode
 from arithlens.analysis.search import EngineRunner, Rule, coverage, search
 from arithlens.arith import PLUS, QuestionBatch
 from arithlens.arith.layout import Layout
 from arithlens.errors import ParseError
+from arithlens.interventions import patch_from, record, run_with_interventions
 from arithlens.model import HookedTransformer, ModelSpec, save_checkpoint
 
 # 3 digits: D2 D1 D0 OPR D'2 D'1 D'0 = A4 A3 A2 A1 A0 at P0..P12; A1 is computed at P10, A0 at P11.

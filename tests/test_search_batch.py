@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from arithlens.analysis import subtasks as S
-from arithlens.analysis.interventions import Engine, patch_from, record, run_with_interventions
 from arithlens.analysis.nodes import Node, NodeList, UsefulNode
-from arithlens.analysis.search import EngineRunner, node_hook, search
+from arithlens.analysis.search import EngineRunner, search
 from arithlens.errors import ArithLensError
+from arithlens.interventions import Engine, patch_from, record, run_with_interventions
 from arithlens.model import HookedTransformer, ModelSpec
+from arithlens.model.hooks import node_site
 
 # 3 digits: n_ctx 13, answer logits at 7..11.
 SPEC = ModelSpec.parse("mix_d3_l3_h2_t1K_s000001", d_model=32, d_head=8, d_mlp=48)
@@ -39,9 +40,10 @@ def mlp(p, layer):
 
 def full_patched(model, pairs, nodes):
     """Answer logits of one full forward with `nodes` patched from the store questions (the plain way)."""
-    names = sorted({node_hook(n)[0] for n in nodes})
+    names = sorted({node_site(n).hook for n in nodes})
     stored = record(model, pairs.store, names)
-    ivs = [patch_from(stored, node_hook(n)[0], n.position, **node_hook(n)[1]) for n in nodes]
+    ivs = [patch_from(stored, node_site(n).hook, n.position, head=node_site(n).head, neuron=node_site(n).neuron)
+           for n in nodes]
     return run_with_interventions(model, pairs.clean.torch_tokens(), ivs)
 
 

@@ -7,7 +7,6 @@ import pytest
 import torch
 from helpers import arithlens
 
-from arithlens.analysis.interventions import Engine, Outcome, compute_means
 from arithlens.analysis.nodes import Major, Node, Tag
 from arithlens.analysis.useful import (
     attention_tags,
@@ -18,6 +17,7 @@ from arithlens.analysis.useful import (
     varied_questions,
 )
 from arithlens.arith import PLUS, QType, QuestionBatch
+from arithlens.interventions import Engine, Outcome, compute_means
 from arithlens.model import HookedTransformer, ModelSpec, save_checkpoint
 
 # 2 digits: D1 D0 OPR D'1 D'0 = A3 A2 A1 A0 at P0..P9; the logits at P5..P8 predict A3 (sign), A2, A1, A0.

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from arithlens.analysis.node_study import _geometry_text, _pair_geometry
+from arithlens.analysis.node_study import pair_geometry as _pair_geometry
+from arithlens.report.node_text import geometry_text as _geometry_text
 
 
 def _data(cosines: dict) -> dict:

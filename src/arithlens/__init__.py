@@ -33,11 +33,11 @@ _EXPORTS = {
     "Faithfulness": "arithlens.analysis.faithfulness", "Circuit": "arithlens.analysis.circuit",
     # intervention primitives
     "run_with_cache": "arithlens.api", "ablate": "arithlens.api", "act_name": "arithlens.model.hooks",
-    "node_site": "arithlens.model.hooks", "Intervention": "arithlens.analysis.interventions",
-    "zero_ablate": "arithlens.analysis.interventions", "mean_ablate": "arithlens.analysis.interventions",
-    "resample_ablate": "arithlens.analysis.interventions", "patch_from": "arithlens.analysis.interventions",
-    "compute_means": "arithlens.analysis.interventions", "record": "arithlens.analysis.interventions",
-    "run_with_interventions": "arithlens.analysis.interventions", "Engine": "arithlens.analysis.interventions",
+    "node_site": "arithlens.model.hooks", "Intervention": "arithlens.interventions",
+    "zero_ablate": "arithlens.interventions", "mean_ablate": "arithlens.interventions",
+    "resample_ablate": "arithlens.interventions", "patch_from": "arithlens.interventions",
+    "compute_means": "arithlens.interventions", "record": "arithlens.interventions",
+    "run_with_interventions": "arithlens.interventions", "Engine": "arithlens.interventions",
     "ArithLensError": "arithlens.errors",
 }
 
@@ -58,7 +58,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
-    from arithlens.analysis.interventions import (
+    from arithlens.interventions import (
         Engine, Intervention, compute_means, mean_ablate, patch_from, record, resample_ablate,
         run_with_interventions, zero_ablate,
     )

@@ -406,7 +406,7 @@ def run_with_cache(model: HookedTransformer, batch: QuestionBatch | torch.Tensor
 def ablate(model: HookedTransformer, batch: QuestionBatch, interventions: Sequence) -> np.ndarray:
     """Which questions fail (bool per row) with `interventions` applied (built with `zero_ablate`,
     `mean_ablate`, `resample_ablate` or `patch_from`), computed by the engine (only what they change)."""
-    from arithlens.analysis.interventions import Engine
+    from arithlens.interventions import Engine
 
     return Engine(model, batch).outcome(list(interventions)).fails
 

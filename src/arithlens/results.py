@@ -345,7 +345,7 @@ class QTypeVerdict:
 
 @dataclass(frozen=True)
 class Verdict:
-    """The decisions (module docstring of `arithlens.analysis.node_study`) and their one-paragraph wording."""
+    """The decisions (`arithlens.analysis.node_study.verdict`) and their wording (`arithlens.report.node_text`)."""
 
     polysemantic: bool
     roles: tuple[str, ...]
@@ -400,7 +400,7 @@ class NodeStudy(_JsonResult):
 
     def summary(self) -> str:
         """The text `arithlens node` prints."""
-        from arithlens.analysis.node_study import summarise
+        from arithlens.report.node_text import summarise
 
         return summarise(self.data)
 

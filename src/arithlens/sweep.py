@@ -213,6 +213,7 @@ def write_analysis(analysis, directory: Path, *, source: str, report: bool = Fal
     from arithlens.analysis.atlas import CIRCUIT_FILE, FAITHFULNESS_FILE
     from arithlens.analysis.node_study import NodeStudy
     from arithlens.analysis.nodes import Major
+    from arithlens.report.node_json import write_study
 
     spec = analysis.spec
     analysis.useful.nodes.save(directory / f"{spec.base_name}_behavior.json")
@@ -222,7 +223,7 @@ def write_analysis(analysis, directory: Path, *, source: str, report: bool = Fal
         _write_json(directory / f"{spec.base_name}_search.json", record)
     for entry in analysis.studies:
         if entry.data is not None:
-            NodeStudy(entry.target.node, entry.data).save(directory)
+            write_study(NodeStudy(entry.target.node, entry.data), directory)
     if analysis.faithfulness is not None:
         _write_json(directory / FAITHFULNESS_FILE, faithfulness_record(analysis.faithfulness))
     if analysis.circuit is not None:

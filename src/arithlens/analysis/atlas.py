@@ -160,17 +160,16 @@ def result_from_report(report, source: str = "") -> ModelResult:
 
 
 def as_result(item) -> ModelResult:
-    """What `atlas` takes: a ModelResult, an analysis folder, an `Analysis` or an `AnalysisReport`."""
-    from arithlens.results import AnalysisReport
-
+    """What `atlas` takes: a ModelResult, an analysis folder, an `Analysis` or an `AnalysisReport` (told apart by
+    their fields, so that analysis need not import the API's result types)."""
     if isinstance(item, ModelResult):
         return item
     if isinstance(item, (str, os.PathLike)):
         return load_result(item)
-    if isinstance(item, AnalysisReport):
-        return result_from_report(item)
     if hasattr(item, "useful") and hasattr(item, "studies") and hasattr(item, "spec"):
         return result_from_analysis(item)
+    if all(hasattr(item, a) for a in ("model", "useful", "search", "studies", "data")):
+        return result_from_report(item)
     raise ArithLensError(f"the atlas takes analyses (folders, Analysis, AnalysisReport), not {type(item).__name__}")
 
 

@@ -15,19 +15,19 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from torch import Tensor
 
 from arithlens.analysis.faithfulness import (
     FAITHFULNESS_SEED, REFERENCE_QUESTIONS, STREAM_EVAL, STREAM_MINIMALITY, STREAM_REFERENCE, STREAM_SEARCH,
     Faithfulness,
-    KeepMask, all_nodes, fresh_questions, masked_hooks, mean_values, measure_faithfulness, reference_questions,
+    KeepMask, all_nodes, fresh_questions, mean_values, measure_faithfulness, reference_questions,
     rng_for, supported_qtypes, targets_of,
 )
 from arithlens.analysis.nodes import Node
 from arithlens.analysis.stats import wilson
 from arithlens.arith.questions import QuestionBatch
 from arithlens.errors import ArithLensError
+from arithlens.interventions import Engine
 from arithlens.model.spec import ModelSpec
 from arithlens.model.transformer import HookedTransformer
 
@@ -47,8 +47,8 @@ def reverse_topological(nodes: Iterable[Node]) -> list[Node]:
 
 
 class Pruner:
-    """One question set and fixed ablation values; the current node set's run is cached so each candidate
-    removal recomputes only the positions and layers it can change."""
+    """One question set and fixed ablation values; the current node set's run is the base of an intervention
+    `Engine`, so each candidate removal recomputes only the positions and layers it can change."""
 
     def __init__(self, model: HookedTransformer, questions: QuestionBatch, values: Mapping[str, Tensor],
                  nodes: Iterable[Node], *, target: float = TARGET):
@@ -66,18 +66,12 @@ class Pruner:
         self.set(nodes)
 
     def set(self, nodes: Iterable[Node]) -> None:
-        """Make `nodes` the current set: one full pass, caching what later candidates start from."""
-        spec = self.spec
+        """Make `nodes` the current set: one full pass, which later candidates start from."""
         self.nodes = set(nodes)
-        self.keep = KeepMask.of(spec, self.nodes, self.model.device)
-        names = [f"blocks.{layer}.hook_resid_pre" for layer in range(spec.n_layers)] + self.model.kv_names(0)
-        with torch.inference_mode():
-            logits, cache = self.model.run_with_cache(self.tokens, names, logit_positions=self.answer,
-                                                      hooks=masked_hooks(spec, self.keep, self.values))
+        self.keep = KeepMask.of(self.spec, self.nodes, self.model.device)
+        self.engine = Engine(self.model, self.tokens, base=self.keep.ablations(self.spec, self.values))
         self.passes += 1
-        self._resid = [cache[f"blocks.{layer}.hook_resid_pre"] for layer in range(spec.n_layers)]
-        self._kv = {n: cache[n] for n in self.model.kv_names(0)}
-        self.wrong = (logits.argmax(-1) != self.targets).cpu().numpy()
+        self.wrong = (self.engine.clean_logits.argmax(-1) != self.targets).cpu().numpy()
 
     def without(self, removed: Sequence[Node]) -> np.ndarray:
         """(batch, n_answer) wrong answer tokens with `removed` taken out of the current set as well;
@@ -90,37 +84,24 @@ class Pruner:
         layer = min(n.layer for n in removed)
         pos = min(n.position for n in removed)
         if pos > self.answer.stop - 1:  # reaches no answer logit
-            self._pending = (nodes, keep, layer, pos, {}, self.wrong.copy())
+            self._pending = (nodes, keep, None, self.wrong.copy())
             return self.wrong.copy()
-        logit_positions = range(max(pos, self.answer.start), self.answer.stop)
-        names = [f"blocks.{k}.hook_resid_pre" for k in range(layer + 1, self.spec.n_layers)]
-        names += self.model.kv_names(layer)
-        with torch.inference_mode():
-            logits, cache = self.model.forward_from(
-                self._resid[layer][:, pos : self.answer.stop], layer, start_pos=pos, kv_prefix=self._kv,
-                logit_positions=logit_positions, hooks=masked_hooks(self.spec, keep, self.values, start_layer=layer),
-                names=names)
+        ablations = keep.ablations(self.spec, self.values)
+        logits, cache = self.engine.rerun([a for a in ablations if a.layer >= layer], layer, pos, keep=True)
         self.passes += 1
         wrong = self.wrong.copy()
-        first = logit_positions.start - self.answer.start
+        first = max(pos, self.answer.start) - self.answer.start
         wrong[:, first:] = (logits.argmax(-1) != self.targets[:, first:]).cpu().numpy()
-        self._pending = (nodes, keep, layer, pos, cache, wrong)
+        self._pending = (nodes, keep, (ablations, layer, pos, logits, cache), wrong)
         return wrong
 
     def accept(self) -> None:
-        """Make the last `without` the current set: its activations are spliced into the cached run."""
+        """Make the last `without` the current set: its run is spliced into the engine's base run."""
         if self._pending is None:
             raise ArithLensError("nothing to accept: call without() first")
-        nodes, keep, layer, pos, cache, wrong = self._pending
-        for k in range(layer + 1, self.spec.n_layers):
-            name = f"blocks.{k}.hook_resid_pre"
-            if name in cache:
-                self._resid[k] = self._resid[k].clone()
-                self._resid[k][:, pos : pos + cache[name].shape[1]] = cache[name]
-        for name in self.model.kv_names(layer):
-            if name in cache:
-                self._kv[name] = self._kv[name].clone()
-                self._kv[name][:, pos : pos + cache[name].shape[1]] = cache[name]
+        nodes, keep, rerun, wrong = self._pending
+        if rerun is not None:
+            self.engine.splice(*rerun)
         self.nodes, self.keep, self.wrong = nodes, keep, wrong
         self._pending = None
 

@@ -22,8 +22,10 @@ from arithlens.analysis.stats import wilson
 from arithlens.arith.generators import uniform
 from arithlens.arith.questions import QType, QuestionBatch
 from arithlens.errors import ArithLensError
+from arithlens.interventions import MaskedAblation, compute_means, run_with_interventions
+from arithlens.model.hooks import act_name, output_sites
 from arithlens.model.spec import ModelSpec
-from arithlens.model.transformer import Hook, HookedTransformer, HookPoint
+from arithlens.model.transformer import HookedTransformer
 
 ABLATIONS = ("mean", "resample")
 REFERENCE_QUESTIONS = 2048  # the mixed batch whose per-position means (or rows, for resample) replace a node
@@ -113,23 +115,24 @@ class KeepMask:
                 mlp[node.layer, node.position] = True
         return cls(heads.to(device), mlp.to(device))
 
-
-def z_name(layer: int) -> str:
-    return f"blocks.{layer}.attn.hook_z"
-
-
-def post_name(layer: int) -> str:
-    return f"blocks.{layer}.mlp.hook_post"
+    def ablations(self, spec: ModelSpec, values: Mapping[str, Tensor]) -> list[MaskedAblation]:
+        """The interventions that replace every activation outside this mask with `values` ({site: (1 or batch,
+        pos, ...)}), one per site that ablates anything, lowest layer first."""
+        out = []
+        for layer in range(spec.n_layers):
+            for name, mask in ((act_name("z", layer), self.heads[layer]), (act_name("post", layer), self.mlp[layer])):
+                if not bool(mask.all()):
+                    out.append(MaskedAblation(name, mask, values[name]))
+        return out
 
 
 def ablation_hook_names(spec: ModelSpec) -> list[str]:
-    return [z_name(layer) for layer in range(spec.n_layers)] + [post_name(layer) for layer in range(spec.n_layers)]
+    """The sites every node's output lives at (`output_sites`): what a keep mask ablates."""
+    return output_sites(spec.n_layers)
 
 
 def mean_values(model: HookedTransformer, reference: QuestionBatch) -> dict[str, Tensor]:
     """Per-layer, per-position means of every head's z and every MLP neuron: {hook: (1, pos, ...)}."""
-    from arithlens.analysis.interventions import compute_means
-
     means = compute_means(model, reference, ablation_hook_names(model.spec))
     return {n: means[n] for n in ablation_hook_names(model.spec)}
 
@@ -140,31 +143,6 @@ def resample_values(model: HookedTransformer, reference: QuestionBatch, rows: np
     with torch.inference_mode():
         _, cache = model.run_with_cache(tokens, ablation_hook_names(model.spec), logit_positions=[0])
     return cache
-
-
-def masked_hooks(spec: ModelSpec, keep: KeepMask, values: Mapping[str, Tensor], *, start_layer: int = 0) -> list[Hook]:
-    """Hooks that replace every activation outside `keep` with `values` (layers below `start_layer` left out)."""
-    hooks: list[Hook] = []
-    for layer in range(start_layer, spec.n_layers):
-        for name, mask, extra in ((z_name(layer), keep.heads[layer], True), (post_name(layer), keep.mlp[layer], False)):
-            if bool(mask.all()):
-                continue
-            hooks.append((name, _replace(mask, values[name], extra)))
-    return hooks
-
-
-def _replace(mask: Tensor, value: Tensor, head_axis: bool):
-    """x where mask, value elsewhere; mask (pos, head) or (pos, neuron), value (1 or batch, pos, ...)."""
-
-    def fn(x: Tensor, hook: HookPoint) -> Tensor:
-        pos = hook.positions
-        span = slice(pos.start, pos.stop) if isinstance(pos, range) and pos.step == 1 else list(pos)
-        m = mask[span]
-        if head_axis:
-            m = m.unsqueeze(-1)
-        return torch.where(m, x, value[:, span].to(x.dtype))
-
-    return fn
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -213,7 +191,6 @@ def run_masked(model: HookedTransformer, questions: QuestionBatch, keeps: Sequen
     if ablation == "resample" and (reference is None or rng is None):
         raise ArithLensError("resample ablation needs the reference questions and an rng")
     spec = model.spec
-    answer = spec.layout.answer_logit_positions
     tokens = questions.torch_tokens(str(model.device))
     parts: list[list[RunScores]] = [[] for _ in keeps]
     with torch.inference_mode():
@@ -225,8 +202,7 @@ def run_masked(model: HookedTransformer, questions: QuestionBatch, keeps: Sequen
             else:
                 values = means
             for k, keep in enumerate(keeps):
-                hooks = [] if keep is None else masked_hooks(spec, keep, values)
-                logits = model.run_with_hooks(part, hooks, logit_positions=answer)
+                logits = run_with_interventions(model, part, [] if keep is None else keep.ablations(spec, values))
                 parts[k].append(RunScores.of(logits, targets))
     return [RunScores.concat(p) for p in parts]
 

@@ -32,7 +32,6 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from arithlens.analysis.interventions import Engine, Intervention, patch_from, record_with_logits
 from arithlens.analysis.nodes import Major, Node, NodeList, Tag, UsefulNode, impact_string
 from arithlens.analysis.stats import rate, wilson
 from arithlens.analysis.subtasks import (
@@ -47,6 +46,8 @@ from arithlens.analysis.subtasks import (
 )
 from arithlens.arith.vocab import tokens_to_string
 from arithlens.errors import ArithLensError
+from arithlens.interventions import Engine, Intervention, patch_from, record_with_logits
+from arithlens.model.hooks import node_site, output_sites
 
 ATTENTION_FACTS = ("OPR", "SGN")
 WEAK_POLICIES = ("always", "fallback", "never")
@@ -237,15 +238,6 @@ class Runner(Protocol):
         ...
 
 
-def node_hook(node: Node) -> tuple[str, dict]:
-    """The hook a node's output lives at, and the head / neuron to pick there."""
-    if node.is_head:
-        return f"blocks.{node.layer}.attn.hook_z", {"head": node.num}
-    if node.is_neuron:
-        return f"blocks.{node.layer}.mlp.hook_post", {"neuron": node.num}
-    return f"blocks.{node.layer}.mlp.hook_post", {}
-
-
 DEFAULT_BATCH_ROWS = 2048  # stacked rows per forward off the CPU (see EngineRunner)
 
 
@@ -268,8 +260,7 @@ class EngineRunner:
             raise ArithLensError(f"batch_rows must be 0 (unbatched) or positive, not {batch_rows}")
         if workers is not None and workers < 1:
             raise ArithLensError(f"workers must be positive, not {workers}")
-        n_layers = model.spec.n_layers
-        names = [f"blocks.{i}.{site}" for site in ("attn.hook_z", "mlp.hook_post") for i in range(n_layers)]
+        names = output_sites(model.spec.n_layers)
         # the store's activations and its own answers from one pass
         self._stored, store_logits = record_with_logits(model, pairs.store, names,
                                                         model.spec.layout.answer_logit_positions)
@@ -281,8 +272,8 @@ class EngineRunner:
         self.store_pred = store_logits.argmax(-1).cpu().numpy()
 
     def _patch(self, node: Node) -> Intervention:
-        hook, which = node_hook(node)
-        return patch_from(self._stored, hook, node.position, **which)
+        site = node_site(node)
+        return patch_from(self._stored, site.hook, node.position, head=site.head, neuron=site.neuron)
 
     def patched(self, nodes: Sequence[Node]) -> np.ndarray:
         return self._engine.answer_logits([self._patch(node) for node in nodes]).argmax(-1).cpu().numpy()
@@ -353,7 +344,7 @@ class EngineRunner:
 
 def _sites(nodes: Sequence[Node]) -> tuple:
     """What decides the engine's path for a node set: the hooks it edits, at which positions."""
-    return tuple(sorted({(node_hook(node)[0], node.position) for node in nodes}))
+    return tuple(sorted({(node_site(node).hook, node.position) for node in nodes}))
 
 
 RunnerFactory = Callable[[Pairs], Runner]

@@ -16,15 +16,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from arithlens.analysis.interventions import (
-    LOSS_THRESHOLD, Engine, Intervention, Means, Outcome, clean_caches, compute_means, mean_ablate, score,
-)
 from arithlens.analysis.nodes import Major, Node, NodeList, Tag, impact_string
 from arithlens.arith.curated import curated
 from arithlens.arith.generators import uniform
 from arithlens.arith.questions import QType, QuestionBatch
 from arithlens.arith.vocab import tokens_to_string
 from arithlens.errors import ArithLensError
+from arithlens.interventions import (
+    LOSS_THRESHOLD, Engine, Intervention, Means, Outcome, clean_caches, compute_means, mean_ablate, score,
+)
+from arithlens.model.hooks import act_names, node_site, output_sites
 from arithlens.model.spec import ModelSpec
 from arithlens.model.transformer import HookedTransformer
 
@@ -153,7 +154,7 @@ def behaviour_tags(outcome: Outcome, questions: QuestionBatch) -> list[Tag]:
 
 def mean_attention(model: HookedTransformer, questions: QuestionBatch | torch.Tensor) -> torch.Tensor:
     """(layer, head, query, key) attention pattern averaged over the questions."""
-    names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(model.spec.n_layers)]
+    names = act_names("pattern", model.spec.n_layers)
     total, count = None, 0
     for part, cache in clean_caches(model, questions, names, chunk=CHUNK):
         s = torch.stack([cache[n].double().sum(0) for n in names])  # (layer, head, query, key)
@@ -174,12 +175,11 @@ def attention_tags(pattern: torch.Tensor, node: Node) -> list[Tag]:
 
 
 def residual_hooks(spec: ModelSpec) -> list[str]:
-    return [f"blocks.{layer}.hook_resid_post" for layer in range(spec.n_layers)]
+    return act_names("resid_post", spec.n_layers)
 
 
 def node_hooks(spec: ModelSpec) -> list[str]:
-    return ([f"blocks.{layer}.attn.hook_z" for layer in range(spec.n_layers)]
-            + [f"blocks.{layer}.mlp.hook_post" for layer in range(spec.n_layers)])
+    return output_sites(spec.n_layers)
 
 
 def position_ablation(means: Means, spec: ModelSpec, position: int) -> list[Intervention]:
@@ -188,11 +188,9 @@ def position_ablation(means: Means, spec: ModelSpec, position: int) -> list[Inte
 
 
 def node_ablation(means: Means, node: Node) -> list[Intervention]:
-    """A head's `hook_z`, a whole MLP layer's or one neuron's `hook_post`, at the node's position."""
-    prefix = f"blocks.{node.layer}."
-    if node.is_head:
-        return [mean_ablate(means, prefix + "attn.hook_z", node.position, head=node.num)]
-    return [mean_ablate(means, prefix + "mlp.hook_post", node.position, neuron=node.num if node.is_neuron else None)]
+    """The node's site (`node_site`: a head's `hook_z`, an MLP layer's or neuron's `hook_post`) at its position."""
+    site = node_site(node)
+    return [mean_ablate(means, site.hook, node.position, head=site.head, neuron=site.neuron)]
 
 
 def sweep(model: HookedTransformer, questions: QuestionBatch, ablations: Sequence[list[Intervention]], *,

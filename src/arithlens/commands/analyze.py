@@ -95,6 +95,7 @@ def _write(analysis, target, *, card: dict, source: str, formats, progress, star
     from arithlens.analysis.nodes import Major
     from arithlens.io import write_atomic
     from arithlens.report.html import write_report
+    from arithlens.report.node_json import write_study
 
     spec, stage = analysis.spec, target.stage
     t0 = time.perf_counter()
@@ -106,7 +107,7 @@ def _write(analysis, target, *, card: dict, source: str, formats, progress, star
         write_atomic(files[-1], (json.dumps(record, indent=1) + "\n").encode())
     for entry in analysis.studies:
         if entry.data is not None:
-            files.append(NodeStudy(entry.target.node, entry.data).save(stage))
+            files.append(write_study(NodeStudy(entry.target.node, entry.data), stage))
     for name, record in ((FAITHFULNESS_FILE, analysis.faithfulness and faithfulness_record(analysis.faithfulness)),
                          (CIRCUIT_FILE, analysis.circuit and circuit_record(analysis.circuit))):
         if record:

@@ -39,6 +39,7 @@ def register(app: typer.Typer) -> None:
         from arithlens.analysis.node_study import StudyOptions, study_node
         from arithlens.analysis.nodes import Node
         from arithlens.io import OutputTarget
+        from arithlens.report.node_text import summarise
         from arithlens.validate import check_memory, forward_bytes
 
         start = time.perf_counter()
@@ -61,9 +62,10 @@ def register(app: typer.Typer) -> None:
         files: list[Path] = []
         if target is not None:
             from arithlens.report.node_figures import write_node_figures
+            from arithlens.report.node_json import write_study
 
             with target:
-                staged = [study.save(target.stage)]
+                staged = [write_study(study, target.stage)]
                 for paths in write_node_figures(study.data, target.stage).values():
                     staged.extend(paths)
                 files = [target.final(f) for f in staged]
@@ -72,7 +74,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps({**study.data, "files": [str(f) for f in files]}, indent=1, allow_nan=False))
             return
-        typer.echo(study.summary())
+        typer.echo(summarise(study.data))
         typer.echo(f"files: {', '.join(str(f) for f in files if f.suffix != '.svg')}" if files
                    else "files: none (give --out DIR to write the JSON and figures)")
         typer.echo(f"done in {seconds:.1f} s")

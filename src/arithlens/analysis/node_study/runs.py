@@ -1,0 +1,122 @@
+"""The studied node as a site in the model, the clean runs a study makes (one pass per question set), and the
+cache that lets the studies of one analysis share those runs."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from arithlens.analysis.nodes import Node
+from arithlens.arith.questions import QuestionBatch
+from arithlens.interventions import Engine, Intervention
+from arithlens.model.hooks import act_name, node_output, node_site, node_slice
+
+
+@dataclass(frozen=True)
+class Site:
+    """A head or whole MLP layer as a place in the model (`model.hooks.node_site`), with the study's edits."""
+
+    node: Node
+
+    @property
+    def hook(self) -> str:
+        return node_site(self.node).hook
+
+    @property
+    def head(self) -> int | None:
+        return node_site(self.node).head
+
+    def take(self, acts: torch.Tensor, positions) -> torch.Tensor:
+        """Full activation (batch, pos, ...) -> the node's (batch, d_site)."""
+        return node_slice(self.node, acts, positions)
+
+    def output(self, model, acts: np.ndarray) -> np.ndarray:
+        """(batch, d_site) -> the node's write to the residual stream (batch, d_model), bias excluded."""
+        return node_output(model, self.node, acts)
+
+    def replace(self, value: np.ndarray | torch.Tensor, kind: str) -> Intervention:
+        """Set the node to `value` ((1 or batch, d_site)) at its position."""
+        v = torch.as_tensor(value, dtype=torch.float32)[:, None]  # (batch, 1, d_site)
+        return Intervention(self.hook, (self.node.position,), self.head, None, kind, v)
+
+
+def capture(model, site: Site, questions: QuestionBatch, *, engine: bool, pattern: bool = False,
+             cache: StudyCache | None = None):
+    """One clean forward pass: the node's activation (batch, d_site) float64, optionally the head's attention
+    row (batch, pos+1), and an `Engine` on these questions when asked (the pass is the engine's own).
+
+    The pass records the whole hooked activations, so with a `cache` the heads of one layer share it: the key is
+    the questions and the hooks (which decide the forward's arithmetic), so a hit is exactly a re-run."""
+    pattern_name = act_name("pattern", site.node.layer)
+    names = (site.hook,) + ((pattern_name,) if pattern else ())
+
+    def run():
+        got: dict[str, tuple[torch.Tensor, list[int]]] = {}
+
+        def grab(x, hook):
+            got[hook.name] = (x.detach().clone(), list(hook.positions))
+
+        with model.hooks([(name, grab) for name in names]), torch.inference_mode():
+            eng = Engine(model, questions) if engine else model(questions.torch_tokens(str(model.device)),
+                                                                 logit_positions=[0])
+        return got, (eng if engine else None)
+
+    key = ("capture", names, engine, question_key(questions))
+    got, eng = run() if cache is None else cache.get(key, run)
+    x, positions = got[site.hook]
+    act = site.take(x, positions).double().cpu().numpy()
+    patt = None
+    if pattern:
+        x, positions = got[pattern_name]
+        p = site.node.position
+        patt = x[:, site.head, positions.index(p), : p + 1].double().cpu().numpy()
+    return act, patt, eng
+
+
+def question_key(questions: QuestionBatch) -> tuple:
+    """The questions themselves, as a cache key."""
+    rows = np.concatenate([questions.a, questions.op.astype(np.int64), questions.b])
+    return questions.n_digits, len(questions), hashlib.sha256(rows.tobytes()).hexdigest()
+
+
+class StudyCache:
+    """Clean runs (activations, engines, stores) that the studies of one analysis share: heads of one layer
+    studied at one digit run the same questions with the same hooks. A run is kept under its questions and
+    hooks, so a hit gives exactly what running again would; beyond `max_bytes` the least recently used go."""
+
+    def __init__(self, max_bytes: int = 2**30):
+        self.max_bytes = max_bytes
+        self._runs: OrderedDict[tuple, tuple[object, int]] = OrderedDict()
+        self.hits = self.misses = 0
+
+    def get(self, key: tuple, make: Callable[[], object]):
+        if key in self._runs:
+            self._runs.move_to_end(key)
+            self.hits += 1
+            return self._runs[key][0]
+        self.misses += 1
+        value = make()
+        self._runs[key] = (value, _nbytes(value))
+        while len(self._runs) > 1 and sum(size for _, size in self._runs.values()) > self.max_bytes:
+            self._runs.popitem(last=False)
+        return value
+
+
+def _nbytes(value) -> int:
+    if isinstance(value, torch.Tensor):
+        return value.element_size() * value.nelement()
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if isinstance(value, dict):
+        return sum(_nbytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_nbytes(v) for v in value)
+    if isinstance(value, Engine):
+        return value.nbytes
+    return 0
+
