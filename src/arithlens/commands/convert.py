@@ -42,20 +42,7 @@ def register(app: typer.Typer) -> None:
 
 def _load(source: Path, spec: Optional[str]):
     """(model, spec, where the spec came from, sidecar extras) of any checkpoint, TL 4 bridge state dicts included."""
-    from arithlens.errors import CheckpointError, ParseError
     from arithlens.model import load_checkpoint
-    from arithlens.model.checkpoint import TORCH_SUFFIXES, _read_torch
-    from arithlens.model.tl_adapter import from_transformer_lens, is_bridge_state_dict
 
-    if source.suffix in TORCH_SUFFIXES and source.is_file():
-        state = _read_torch(source)
-        if is_bridge_state_dict(state):
-            try:
-                model = from_transformer_lens(state, spec=spec or source.stem)
-            except ParseError:
-                raise CheckpointError(f"'{source}' is a TransformerBridge state dict, whose weights do not say how "
-                                      "many heads the model has, and its file name is not a model name; pass "
-                                      "--spec NAME (e.g. mix_d6_l3_h4_t10K_s372001)") from None
-            return model, model.spec, "argument" if spec else "file name", {}
     ck = load_checkpoint(source, spec=spec)
     return ck.model, ck.spec, ck.spec_source, ck.extra

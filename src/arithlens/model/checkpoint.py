@@ -67,6 +67,21 @@ def save_checkpoint(
     return out
 
 
+def _hooked_layout(state: dict[str, torch.Tensor], spec: ModelSpec | str | None, p: Path) -> dict[str, torch.Tensor]:
+    """`state` in HookedTransformer's layout: a TransformerLens 4 bridge's own `state_dict()` is converted (its flat
+    weights do not say how many heads there are, so the model name, from `spec` or the file name, must)."""
+    from arithlens.model.tl_adapter import hooked_state_dict, is_bridge_state_dict  # TL itself is not needed
+
+    if not is_bridge_state_dict(state):
+        return state
+    named = spec if isinstance(spec, ModelSpec) else _name_spec(spec or p.stem)
+    if named is None:
+        raise CheckpointError(f"'{p}' is a TransformerBridge state dict, whose weights do not say how many heads the "
+                              "model has, and its file name is not a model name; pass --spec NAME (spec=NAME), e.g. "
+                              "mix_d6_l3_h4_t10K_s372001")
+    return hooked_state_dict(state, named.n_heads)
+
+
 def load_checkpoint(
     path: str | os.PathLike,
     *,
@@ -104,6 +119,7 @@ def load_checkpoint(
             found, source = in_header, "safetensors header"
     elif p.suffix in TORCH_SUFFIXES:
         weights, state = p, _read_torch(p)
+        state = _hooked_layout(state, spec, p)
     else:
         raise CheckpointError(f"checkpoint '{p}' is not a directory, .safetensors or {'/'.join(TORCH_SUFFIXES)} file")
     if spec is not None:
