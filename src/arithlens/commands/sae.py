@@ -62,7 +62,7 @@ def register(app: typer.Typer) -> None:
         from arithlens.analysis.nodes import Node
         from arithlens.api import feature_study, sae as train_sae
         from arithlens.io import OutputTarget
-        from arithlens.validate import check_memory, finite, forward_bytes
+        from arithlens.validate import check_chunked_memory, check_memory, finite, forward_bytes
 
         start = time.perf_counter()
         if "@" not in name:
@@ -74,7 +74,9 @@ def register(app: typer.Typer) -> None:
         target = OutputTarget(out, "dir", "--out") if out is not None else None
         net = load_model(model, device).model
         Site.parse(name, net.spec)
-        check_memory("--questions", questions + eval_questions, forward_bytes(net.spec), "the questions")
+        # the training questions run 4,096 at a time; the held-out ones keep their clean run (the engine's caches)
+        check_chunked_memory("--questions", questions, 1, 4096, forward_bytes(net.spec), "the training activations")
+        check_memory("--eval-questions", eval_questions, forward_bytes(net.spec), "the held-out questions")
 
         def progress(message: str) -> None:
             if not (quiet or as_json):

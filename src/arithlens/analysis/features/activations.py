@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from arithlens.analysis.interventions import Intervention, record
+from arithlens.analysis.interventions import Intervention, clean_caches
 from arithlens.analysis.nodes import Node
 from arithlens.arith.generators import enriched, uniform
 from arithlens.arith.questions import QType, QuestionBatch
@@ -63,7 +63,7 @@ class Site:
 
     def replace(self, value: np.ndarray | torch.Tensor) -> Intervention:
         """Set the site to `value` (batch, d_site) on each question (a patch from a computed value)."""
-        v = torch.as_tensor(np.asarray(value), dtype=torch.float32)[:, None]  # (batch, 1, d_site)
+        v = torch.tensor(np.asarray(value), dtype=torch.float32)[:, None]  # (batch, 1, d_site)
         return Intervention(self.hook, (self.position,), self.head, None, "patch", v)
 
 
@@ -94,8 +94,9 @@ def training_questions(spec, count: int, seed: int) -> QuestionBatch:
 
 def site_acts(model, site: Site, batch: QuestionBatch, chunk: int = 4096) -> np.ndarray:
     """The site's activation on each question (batch, d_site) float32, one clean run."""
-    stored = record(model, batch, [site.hook], chunk=chunk)[site.hook]
-    return site.take(stored).float().cpu().numpy()
+    parts = [site.take(cache[site.hook]).float().cpu().numpy()
+             for _, cache in clean_caches(model, batch, [site.hook], chunk=chunk)]  # only the slice is kept
+    return np.concatenate(parts)
 
 
 __all__ = ["Site", "qtypes_of", "site_acts", "training_questions"]

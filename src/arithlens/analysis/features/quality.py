@@ -38,7 +38,7 @@ def exact_by_qtype(wrong: np.ndarray, batch: QuestionBatch) -> dict:
 def spliced_accuracy(engine: Engine, site: Site, batch: QuestionBatch, x: np.ndarray, x_hat: np.ndarray) -> dict:
     """Exact accuracy per qtype: clean, the site set to its reconstruction, and the site set to its mean."""
     spliced = engine.outcome([site.replace(x_hat)])
-    mean = engine.outcome([site.replace(np.broadcast_to(x.mean(0), x.shape))])
+    mean = engine.outcome([site.replace(np.broadcast_to(x.astype(np.float64).mean(0), x.shape))])
     return {"clean": exact_by_qtype(engine.clean.wrong, batch), "spliced": exact_by_qtype(spliced.wrong, batch),
             "mean_ablated": exact_by_qtype(mean.wrong, batch)}
 

@@ -58,8 +58,8 @@ class SAEOptions:
 
     def train_options(self, d_site: int) -> dic.TrainOptions:
         size = self.size if self.size is not None else int(min(1024, max(64, 4 * d_site)))
-        k = self.k if self.k is not None else max(4, d_site // 32)
-        return dic.TrainOptions(arch=self.arch, size=size, k=min(k, size), l1=self.l1, steps=self.steps,
+        k = self.k if self.k is not None else min(size, max(4, d_site // 32))
+        return dic.TrainOptions(arch=self.arch, size=size, k=k, l1=self.l1, steps=self.steps,
                                 batch=self.batch, lr=self.lr, seed=self.seed)
 
 
