@@ -77,7 +77,10 @@ def test_feature_study_reports_quality_matches_effects_and_comparisons(study, mo
     assert set(f["carry_borrow"]) == {"ADD", "SUB", "NEG"}
     for op, rec in f["carry_borrow"].items():
         best = rec["best"]
-        assert rec["label"] in ("ADD.SC1", "SUB.MB1", "NEG.NB1")
+        real = {"ADD": "ADD.SC1", "SUB": "SUB.MB1", "NEG": "NEG.NB1"}[op]
+        assert rec["label"] in (real, real + ".pair")  # the one of the two its best feature separates better
+        other = rec["by_label"][real + ".pair" if rec["label"] == real else real]["best"]
+        assert best["strength"] >= other["strength"]
         assert best["ci"][0] <= best["auroc"] <= best["ci"][1] and not best["passes"]  # 10 permutations: p >= 1/11
         assert f"{op} feature {best['feature']} flip" in f["effects"] and f"{op} direction flip" in f["effects"]
         assert 0.5 <= f["probes"][op]["accuracy"] <= 1

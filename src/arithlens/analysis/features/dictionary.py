@@ -23,6 +23,8 @@ ARCHS = ("topk", "batchtopk", "l1")
 # SAELens's architecture name for each of ours: a BatchTopK dictionary is a JumpReLU one at inference
 SAELENS_ARCH = {"topk": "topk", "batchtopk": "jumprelu", "l1": "standard"}
 WEIGHTS_FILE, CFG_FILE = "sae_weights.safetensors", "cfg.json"
+DEAD_STEPS = 200  # TopK / BatchTopK: a feature silent this many steps gets the auxiliary (AuxK) loss ...
+AUX_COEF = 1 / 32  # ... at this weight (Gao et al. 2024's choices: k_aux = d_in / 2, 1/32)
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,10 @@ class SparseAutoencoder(nn.Module):
         return (x - self.b_dec) @ self.W_enc + self.b_enc  # (batch, d_sae)
 
     def encode(self, x: Tensor, *, training: bool = False) -> Tensor:
-        pre = self.pre(x)
+        return self.activate(self.pre(x), training=training)
+
+    def activate(self, pre: Tensor, *, training: bool = False) -> Tensor:
+        """Pre-activations (batch, d_sae) -> features, by the architecture's rule."""
         if self.arch == "l1":
             return torch.relu(pre)
         if self.arch == "topk":
@@ -136,12 +141,23 @@ def train_dictionary(acts: np.ndarray | Tensor, options: TrainOptions,
     scale = float((x - x.mean(0)).pow(2).sum(1).mean().clamp_min(1e-12))  # losses in units of the variance
     opt = torch.optim.Adam([p for p in sae.parameters() if p.requires_grad], lr=options.lr)
     threshold = None  # batchtopk: one running threshold for all features, as SAELens keeps it
+    idle = torch.zeros(options.size, dtype=torch.long)  # steps since each feature last fired
+    k_aux = max(1, x.shape[1] // 2)
     for step in range(options.steps):
         rows = torch.randint(0, len(x), (min(options.batch, len(x)),), generator=gen)
         xb = x[rows]
-        f = sae.encode(xb, training=True)
+        pre = sae.pre(xb)
+        f = sae.activate(pre, training=True)
         err = (sae.decode(f) - xb).pow(2).sum(1).mean() / scale
         loss = err
+        idle = torch.where((f > 0).any(0), 0, idle + 1)
+        dead = idle > DEAD_STEPS
+        if options.arch != "l1" and dead.any():
+            # AuxK (Gao et al. 2024): the dead features' k_aux largest pre-activations model what the live ones
+            # missed, so a dead feature gets a gradient towards the error and can come back
+            resid = (xb - sae.decode(f)).detach()
+            aux = _topk_rows(pre.masked_fill(~dead, -torch.inf), min(k_aux, int(dead.sum())))
+            loss = loss + AUX_COEF * (aux @ sae.W_dec - resid).pow(2).sum(1).mean() / scale
         if options.arch == "l1":
             loss = err + options.l1 * (f * sae.W_dec.norm(dim=1)).sum(1).mean() / math.sqrt(scale)
         opt.zero_grad(set_to_none=True)

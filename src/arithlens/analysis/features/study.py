@@ -216,22 +216,34 @@ def features_record(model, t: Trained, record: dict, options: SAEOptions,
     pcs = stats.pca(x, min(PROBE_COMPONENTS, x.shape[1]))
     white = pcs.scores / np.sqrt(np.maximum(pcs.scores.var(0), 1e-12))
     for op in ops:
-        label = f"{op.name}.{meaning.CARRY[op]}{digit}"
+        # the real carry (cascades included) and the pair's own predicate (all a layer-0 head can see): the
+        # study follows whichever a feature separates better, as the node study takes the better probe
+        real = f"{op.name}.{meaning.CARRY[op]}{digit}"
+        candidates = (real, real + ".pair")
+        bests = {lab: meaning.best_feature(table, lab, live) for lab in candidates}
+        label = max(candidates, key=lambda lab: -1.0 if bests[lab] is None else bests[lab]["strength"])
         y = matrix[:, labels.index(label)]
         rows = groups == op
-        best = meaning.best_feature(table, label, live)
-        carriers = meaning.carriers(table, label, live)
-        per_label[op.name] = {"label": label, "best": best, "carriers": carriers,
-                              "pair_carriers": meaning.carriers(table, label + ".pair", live)}
+        best = bests[label]
+        per_label[op.name] = {"label": label, "best": best,
+                              "carriers": sorted({i for lab in candidates for i in meaning.carriers(table, lab, live)}),
+                              "by_label": {lab: {"best": bests[lab], "carriers": meaning.carriers(table, lab, live)}
+                                           for lab in candidates}}
         if best is not None:
             i = best["feature"]
             edits[f"feature {i} ablate"] = effects.feature_edit(x, t.eval_f, w_dec, i, "ablate")
             edits[f"{op.name} feature {i} flip"] = effects.feature_edit(x, t.eval_f, w_dec, i, "flip", y, groups)
+        fitted = {}
         with threadpool_limits(limits=1, user_api="blas"):
-            probe = stats.probe_accuracy(white[rows], y[rows], permutations=options.permutations,
-                                         random_state=options.seed)
-        probes[op.name] = {**probe.to_dict(),
-                           "reads": bool(probe.accuracy >= PROBE_MIN and probe.p_value <= meaning.P_MAX)}
+            for lab in candidates:
+                fitted[lab] = stats.probe_accuracy(white[rows], matrix[rows, labels.index(lab)],
+                                                   permutations=options.permutations, random_state=options.seed)
+        top = max(candidates, key=lambda lab: -1.0 if np.isnan(fitted[lab].accuracy) else fitted[lab].accuracy)
+        probe = fitted[top]
+        probes[op.name] = {**probe.to_dict(), "label": top,
+                           "reads": bool(probe.accuracy >= PROBE_MIN and probe.p_value <= meaning.P_MAX),
+                           "by_label": {lab: {"accuracy": _finite(p.accuracy), "p_value": _finite(p.p_value)}
+                                        for lab, p in fitted.items()}}
         d = stats.mean_difference(x[rows], y[rows])
         directions[op.name] = d
         if np.isfinite(d).all() and np.linalg.norm(d) > 0:
