@@ -115,3 +115,20 @@ def test_bad_options_and_inputs_are_one_line_errors(tmp_path):
         load_dictionary(tmp_path)
     with pytest.raises(ArithLensError):
         SparseAutoencoder(4, 4, arch="jump")
+
+
+@pytest.mark.slow
+def test_saelens_trainer_recovers_the_planted_directions_and_reads_back_as_saelens_encodes(tmp_path):
+    sae_lens = pytest.importorskip("sae_lens")
+    batch, x, u = planted(2000)
+    opts = TrainOptions(arch="topk", size=12, k=2, steps=2500, seed=1, trainer="saelens")
+    ours = train_dictionary(x, opts)
+    w = ours.W_dec.detach().double().numpy()
+    w = w / np.linalg.norm(w, axis=1, keepdims=True)
+    assert (w @ u.T).max(0).min() >= 0.9, (w @ u.T).max(0)
+    # the same seed gives the same dictionary, and what we saved SAELens reads to the same encodings
+    assert torch.equal(train_dictionary(x, opts).W_dec, ours.W_dec)
+    save_dictionary(ours, tmp_path / "d", hook_name="blocks.0.attn.hook_z", model_name="m")
+    theirs = sae_lens.SAE.load_from_disk(str(tmp_path / "d"), device="cpu")
+    with torch.no_grad():
+        np.testing.assert_allclose(theirs.encode(torch.as_tensor(x)).double().numpy(), encode(ours, x), atol=1e-5)

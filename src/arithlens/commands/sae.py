@@ -15,6 +15,11 @@ from arithlens.commands._common import (Device, count_option, device_option, loa
                                         thread_limit, threads_option)
 
 
+class Trainer(str, Enum):
+    arithlens = "arithlens"
+    saelens = "saelens"
+
+
 class Arch(str, Enum):
     topk = "topk"
     batchtopk = "batchtopk"
@@ -40,6 +45,8 @@ def register(app: typer.Typer) -> None:
                                            low=20),
         permutations: int = count_option(100, "--permutations", "Label shuffles for the AUROC and probe nulls.",
                                          low=0),
+        trainer: Trainer = typer.Option(Trainer.arithlens, "--trainer", help="arithlens (plain torch) or saelens "
+                                                                              "(SAELens's trainer; the sae extra)."),
         sweep: bool = typer.Option(False, "--sweep", help="Also train sizes x sparsities for the Pareto figure."),
         study: bool = typer.Option(False, "--study", help="Also the founding question: carriers, effects, "
                                                           "probe and direction."),
@@ -69,8 +76,16 @@ def register(app: typer.Typer) -> None:
             Node.parse(name)  # a malformed name fails before anything is loaded or written
         finite("--l1", l1)
         options = dict(arch=arch.value, size=size, k=k, l1=l1, steps=steps, questions=questions,
-                       eval_questions=eval_questions, permutations=permutations, seed=seed, sweep=sweep)
+                       eval_questions=eval_questions, permutations=permutations, seed=seed, sweep=sweep,
+                       trainer=trainer.value)
         SAEOptions(**options, digit=digit)  # every option checked before the work
+        if trainer == Trainer.saelens:
+            import importlib.util
+
+            if importlib.util.find_spec("sae_lens") is None:
+                from arithlens.errors import ArithLensError
+
+                raise ArithLensError("--trainer saelens needs SAELens: pip install 'arithlens[sae]'")
         target = OutputTarget(out, "dir", "--out") if out is not None else None
         net = load_model(model, device).model
         Site.parse(name, net.spec)

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from arithlens.errors import ArithLensError
 
 ARCHS = ("topk", "batchtopk", "l1")
+TRAINERS = ("arithlens", "saelens")
 # SAELens's architecture name for each of ours: a BatchTopK dictionary is a JumpReLU one at inference
 SAELENS_ARCH = {"topk": "topk", "batchtopk": "jumprelu", "l1": "standard"}
 WEIGHTS_FILE, CFG_FILE = "sae_weights.safetensors", "cfg.json"
@@ -40,8 +41,11 @@ class TrainOptions:
     batch: int = 256
     lr: float = 2e-3
     seed: int = 0
+    trainer: str = "arithlens"  # or "saelens": SAELens's SAETrainer and training classes (the `sae` extra)
 
     def __post_init__(self) -> None:
+        if self.trainer not in TRAINERS:
+            raise ArithLensError(f"unknown trainer {self.trainer!r}; expected one of {', '.join(TRAINERS)}")
         if self.arch not in ARCHS:
             raise ArithLensError(f"unknown dictionary architecture {self.arch!r}; expected one of {', '.join(ARCHS)}")
         for name, low in (("size", 1), ("k", 1), ("steps", 1), ("batch", 1), ("seed", 0)):
@@ -130,6 +134,8 @@ def train_dictionary(acts: np.ndarray | Tensor, options: TrainOptions,
         raise ArithLensError(f"a dictionary trains on (n >= 2, d_in) activations, not shape {tuple(x.shape)}")
     if not torch.isfinite(x).all():
         raise ArithLensError("the activations hold NaN or infinite values")
+    if options.trainer == "saelens":
+        return _train_with_saelens(x, options)
     gen = torch.Generator().manual_seed(int(options.seed))
     sae = SparseAutoencoder(x.shape[1], options.size, options.arch, options.k)
     with torch.no_grad():
@@ -178,6 +184,43 @@ def train_dictionary(acts: np.ndarray | Tensor, options: TrainOptions,
         with torch.no_grad():
             sae.threshold.fill_(0.0 if threshold is None else float(threshold))
     return sae.eval()
+
+
+def _train_with_saelens(x: Tensor, options: TrainOptions) -> SparseAutoencoder:
+    """SAELens's own trainer and training classes on our activations (an iterator of seeded minibatches), saved
+    as SAELens saves an inference model and read back: the same architecture, SAELens's recipe (its
+    initialisation, AuxK, decoder-norm rescaling, which is folded into the weights on loading)."""
+    import contextlib
+    import io
+    import tempfile
+
+    try:
+        import sae_lens
+        from sae_lens.config import LoggingConfig, SAETrainerConfig
+    except ImportError:
+        raise ArithLensError("the saelens trainer needs SAELens: pip install 'arithlens[sae]'") from None
+    common = {"d_in": x.shape[1], "d_sae": options.size, "device": "cpu"}
+    made = {"topk": lambda: sae_lens.TopKTrainingSAE(sae_lens.TopKTrainingSAEConfig(k=options.k, **common)),
+            "batchtopk": lambda: sae_lens.BatchTopKTrainingSAE(sae_lens.BatchTopKTrainingSAEConfig(k=options.k,
+                                                                                                  **common)),
+            "l1": lambda: sae_lens.StandardTrainingSAE(sae_lens.StandardTrainingSAEConfig(
+                l1_coefficient=options.l1, **common))}
+    gen = torch.Generator().manual_seed(int(options.seed))
+
+    def batches():
+        while True:
+            yield x[torch.randint(0, len(x), (options.batch,), generator=gen)]
+
+    config = SAETrainerConfig(total_training_samples=options.batch * options.steps,
+                              train_batch_size_samples=options.batch, lr=options.lr, lr_end=options.lr, device="cpu",
+                              logger=LoggingConfig(log_to_wandb=False, eval_every_n_wandb_logs=2**31 - 1),
+                              n_batches_for_norm_estimate=10)
+    with torch.random.fork_rng(), contextlib.redirect_stderr(io.StringIO()):  # its progress bar would mix with ours
+        torch.manual_seed(int(options.seed))  # SAELens initialises from torch's global generator
+        trained = sae_lens.SAETrainer(cfg=config, sae=made[options.arch](), data_provider=batches()).fit()
+    with tempfile.TemporaryDirectory() as tmp:
+        trained.save_inference_model(tmp)
+        return load_dictionary(tmp)[0]
 
 
 def geometric_median(x: Tensor, iterations: int = 50) -> Tensor:
@@ -277,6 +320,13 @@ def load_dictionary(directory: str | Path) -> tuple[SparseAutoencoder, dict]:
             if tuple(tensors[name].shape) != tuple(p.shape):
                 raise ArithLensError(f"{name} has shape {tuple(tensors[name].shape)}, cfg says {tuple(p.shape)}")
             p.copy_(tensors[name])
+        if cfg.get("rescale_acts_by_decoder_norm"):
+            # SAELens scales pre-activations by |W_dec[i]| and features by 1 / |W_dec[i]| on decoding: the same
+            # map with the norms folded into W_enc, b_enc and unit decoder rows
+            norm = sae.W_dec.norm(dim=1)
+            sae.W_enc.mul_(norm)
+            sae.b_enc.mul_(norm)
+            sae.W_dec.div_(norm[:, None])
     return sae.eval(), cfg
 
 

@@ -48,6 +48,7 @@ class SAEOptions:
     sweep: bool = False
     digit: int | None = None  # the carry/borrow digit of the founding question; default: the one into the
     # answer digit the site's position predicts
+    trainer: str = "arithlens"  # or "saelens" (SAELens's SAETrainer; the `sae` extra)
 
     def __post_init__(self) -> None:
         for name, low in (("questions", 20), ("eval_questions", 20), ("permutations", 0), ("seed", 0)):
@@ -60,7 +61,7 @@ class SAEOptions:
         size = self.size if self.size is not None else int(min(1024, max(64, 4 * d_site)))
         k = self.k if self.k is not None else min(size, max(4, d_site // 32))
         return dic.TrainOptions(arch=self.arch, size=size, k=k, l1=self.l1, steps=self.steps,
-                                batch=self.batch, lr=self.lr, seed=self.seed)
+                                batch=self.batch, lr=self.lr, seed=self.seed, trainer=self.trainer)
 
 
 @dataclass
@@ -74,7 +75,8 @@ class Trained:
     eval_batch: object
     eval_x: np.ndarray
     eval_f: np.ndarray
-    engine: Engine | None = None
+    engine: Engine | None = None  # the held-out questions' engine, made once
+    table: dict | None = None  # the AUROC table, computed once
 
 
 def train(model, site_name, options: SAEOptions, say: Callable[[str], None] = lambda _m: None) -> Trained:
@@ -131,7 +133,9 @@ def dictionary_record(model, t: Trained, options: SAEOptions, say: Callable[[str
 
 
 def _table(t: Trained, options: SAEOptions, live: np.ndarray) -> dict:
-    """The AUROC table over all features (dead ones nan), computed on the live ones."""
+    """The AUROC table over all features (dead ones nan), computed on the live ones (once per dictionary)."""
+    if t.table is not None:
+        return t.table
     with threadpool_limits(limits=1, user_api="blas"):
         sub = meaning.auroc_table(t.eval_f[:, live], t.eval_batch, permutations=options.permutations,
                                   seed=options.seed)
@@ -140,6 +144,7 @@ def _table(t: Trained, options: SAEOptions, live: np.ndarray) -> dict:
         arr = np.full((t.eval_f.shape[1], len(sub["labels"])), np.nan)
         arr[live] = sub[key]
         full[key] = arr
+    t.table = full
     return full
 
 
@@ -205,7 +210,7 @@ def features_record(model, t: Trained, record: dict, options: SAEOptions,
     target = answer_names.index(f"A{digit + 1}")  # the token a carry / borrow out of `digit` changes
     ops = [op for op in CARRY_OPS if op in qtypes_of(spec)]
     live = (t.eval_f > 0).any(0)
-    table = _table(t, options, live)  # same seed: the same table as the dictionary record's
+    table = _table(t, options, live)
     labels, matrix, _ = meaning.question_labels(batch)
     w_dec = t.sae.W_dec.detach().double().numpy()
     groups = batch.qtype
@@ -294,6 +299,18 @@ def features_record(model, t: Trained, record: dict, options: SAEOptions,
     }
 
 
+def study_features(model, node, options: SAEOptions | None = None,
+                   progress: Callable[[str], None] | None = None) -> tuple[dict, dic.SparseAutoencoder]:
+    """The node study's "features" part for one node, as JSON ({"site", "model", "dictionary", "features"}),
+    and the trained dictionary. Deterministic for `options.seed`."""
+    options = options or SAEOptions()
+    say = progress or (lambda _m: None)
+    trained = train(model, node, options, say)
+    record = dictionary_record(model, trained, options, say)
+    found = features_record(model, trained, record, options, say)
+    return {"site": trained.site.name, "model": model.spec.name, "dictionary": record, "features": found}, trained.sae
+
+
 def _moves(effect: dict | None, op: str) -> bool:
     if not effect or op not in effect:
         return False
@@ -305,4 +322,4 @@ def _finite(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 
 
-__all__ = ["SAEOptions", "Trained", "dictionary_record", "features_record", "study_digit", "train"]
+__all__ = ["SAEOptions", "Trained", "dictionary_record", "features_record", "study_digit", "study_features", "train"]
