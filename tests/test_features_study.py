@@ -124,6 +124,8 @@ def test_the_same_seed_gives_the_same_dictionary(model):
     (["P18L0H3", "--size", "4", "--k", "8"], "error: k (8) cannot exceed the dictionary size (4)"),
     (["P18L0M3"], "error: a dictionary reads a head or a whole MLP layer"),
     (["blocks.9.hook_resid_pre@P18"], "error: unknown site 'blocks.9.hook_resid_pre@P18': layer 9 is outside 0..2"),
+    (["P18L0H3", "--threads", "0"], "error: --threads must be between 1 and"),
+    (["P18L0H3", "--l1", "nan"], "error: --l1 must be a finite number"),
 ])
 def test_bad_arguments_are_one_line_errors_that_write_nothing(tmp_path, args, message):
     out = tmp_path / "out"
@@ -131,6 +133,14 @@ def test_bad_arguments_are_one_line_errors_that_write_nothing(tmp_path, args, me
     assert result.returncode == 2
     assert result.stderr.startswith(message) and result.stderr.count("\n") == 1, result.stderr
     assert not out.exists()
+
+
+def test_an_out_that_is_a_file_is_refused_and_left_unchanged(tmp_path):
+    target = tmp_path / "out"
+    target.write_text("precious")
+    result = arithlens("sae", "P18L0H3", "--out", str(target))
+    assert result.returncode == 2 and "is a file, not a directory" in result.stderr
+    assert result.stderr.count("\n") == 1 and target.read_text() == "precious"
 
 
 @pytest.mark.slow
