@@ -39,6 +39,9 @@ _EXPORTS = {
     "compute_means": "arithlens.interventions", "record": "arithlens.interventions",
     "run_with_interventions": "arithlens.interventions", "Engine": "arithlens.interventions",
     "ArithLensError": "arithlens.errors",
+    # dictionary features (sparse autoencoders)
+    "sae": "arithlens.api", "feature_study": "arithlens.api", "FeatureDictionary": "arithlens.results",
+    "FeatureStudy": "arithlens.results", "load_dictionary": "arithlens.analysis.features.dictionary",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
@@ -76,3 +79,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from arithlens.model.spec import ModelSpec
     from arithlens.model.transformer import HookedTransformer
     from arithlens.results import AnalysisReport, NodePCA, NodeStudy, SearchReport, UsefulNodes, Verdict
+    from arithlens.analysis.features.dictionary import load_dictionary
+    from arithlens.api import feature_study, sae
+    from arithlens.results import FeatureDictionary, FeatureStudy
