@@ -11,7 +11,7 @@ from helpers import arithlens
 import arithlens as al
 from arithlens.analysis.features import effects, quality
 from arithlens.analysis.features.activations import Site, site_acts, training_questions
-from arithlens.analysis.interventions import Engine, compute_means, mean_ablate
+from arithlens.interventions import Engine, compute_means, mean_ablate
 from arithlens.errors import ArithLensError
 from arithlens.report.features import feature_dashboard, pareto_figure, write_dictionary_figures
 from arithlens.results import FeatureStudy

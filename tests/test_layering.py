@@ -22,6 +22,7 @@ KNOWN_UPWARD = {
     # front door should word the verdict when it saves the result.
     ("arithlens.analysis.node_study.study", "arithlens.report.node_text"),
     # plot_* and summary() on the result types: "one result form" moves them to report functions taking results.
+    ("arithlens.results", "arithlens.report.features"),
     ("arithlens.results", "arithlens.report.figures"),
     ("arithlens.results", "arithlens.report.interactive"),
     ("arithlens.results", "arithlens.report.node_figures"),

@@ -430,6 +430,20 @@ def _sae_options(arch, size, k, l1, steps, questions, eval_questions, permutatio
                       trainer=trainer)
 
 
+def check_sae(node: str, spec=None, *, digit: int | None = None, **options) -> None:
+    """Every `sae` / `feature_study` argument checked before any work (`options` as theirs); with `spec` (the
+    model's), the site is also checked against the model. The CLI calls this before it loads or writes anything."""
+    from arithlens.analysis.features.activations import Site
+    from arithlens.analysis.nodes import Node
+
+    if "@" not in node:
+        Node.parse(node)  # a malformed name fails first, with the parser's message
+    names = ("arch", "size", "k", "l1", "steps", "questions", "eval_questions", "permutations", "seed", "sweep")
+    _sae_options(*(options[n] for n in names), digit, options.get("trainer", "arithlens"))
+    if spec is not None:
+        Site.parse(node, spec)
+
+
 def sae(model: HookedTransformer, node: str, *, arch: str = "topk", size: int | None = None, k: int | None = None,
         l1: float = 0.05, steps: int = 3000, questions: int = 20_000, eval_questions: int = 3000,
         permutations: int = 100, seed: int = 0, sweep: bool = False, trainer: str = "arithlens",
@@ -478,4 +492,4 @@ def feature_study(model: HookedTransformer, node: str, *, arch: str = "topk", si
     return dataclasses.replace(result, dictionary=dataclasses.replace(result.dictionary, sae=trained))
 
 
-__all__ += ["feature_study", "sae"]
+__all__ += ["check_sae", "feature_study", "sae"]

@@ -64,21 +64,16 @@ def register(app: typer.Typer) -> None:
 
         Examples: `arithlens sae P18L0H3 --out out/sae`; `arithlens sae P18L0MLP --k 16 --study --json`.
         """
-        from arithlens.analysis.features.activations import Site
-        from arithlens.analysis.features.study import SAEOptions
-        from arithlens.analysis.nodes import Node
-        from arithlens.api import feature_study, sae as train_sae
+        from arithlens.api import check_sae, feature_study, sae as train_sae
         from arithlens.io import OutputTarget
         from arithlens.validate import check_chunked_memory, check_memory, finite, forward_bytes
 
         start = time.perf_counter()
-        if "@" not in name:
-            Node.parse(name)  # a malformed name fails before anything is loaded or written
         finite("--l1", l1)
         options = dict(arch=arch.value, size=size, k=k, l1=l1, steps=steps, questions=questions,
                        eval_questions=eval_questions, permutations=permutations, seed=seed, sweep=sweep,
                        trainer=trainer.value)
-        SAEOptions(**options, digit=digit)  # every option checked before the work
+        check_sae(name, digit=digit, **options)  # every option checked before anything is loaded or written
         if trainer == Trainer.saelens:
             import importlib.util
 
@@ -88,7 +83,7 @@ def register(app: typer.Typer) -> None:
                 raise ArithLensError("--trainer saelens needs SAELens: pip install 'arithlens[sae]'")
         target = OutputTarget(out, "dir", "--out") if out is not None else None
         net = load_model(model, device).model
-        Site.parse(name, net.spec)
+        check_sae(name, net.spec, digit=digit, **options)
         # the training questions run 4,096 at a time; the held-out ones keep their clean run (the engine's caches)
         check_chunked_memory("--questions", questions, 1, 4096, forward_bytes(net.spec), "the training activations")
         check_memory("--eval-questions", eval_questions, forward_bytes(net.spec), "the held-out questions")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from arithlens.analysis.interventions import Intervention, clean_caches
+from arithlens.interventions import Intervention, clean_caches
 from arithlens.analysis.nodes import Node
 from arithlens.arith.generators import enriched, uniform
 from arithlens.arith.questions import QType, QuestionBatch

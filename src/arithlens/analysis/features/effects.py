@@ -14,7 +14,7 @@ import numpy as np
 
 from arithlens.analysis import stats
 from arithlens.analysis.features.activations import Site
-from arithlens.analysis.interventions import Engine, Outcome
+from arithlens.interventions import Engine, Outcome
 from arithlens.arith.questions import QType, QuestionBatch
 
 MODES = ("ablate", "flip")

@@ -8,7 +8,7 @@ import numpy as np
 
 from arithlens.analysis import stats
 from arithlens.analysis.features.activations import Site
-from arithlens.analysis.interventions import Engine
+from arithlens.interventions import Engine
 from arithlens.arith.questions import QType, QuestionBatch
 
 DENSE_MIN = 0.5  # a feature firing on more than half of all questions is "dense"

@@ -16,7 +16,7 @@ from arithlens.analysis import stats
 from arithlens.analysis.features import dictionary as dic
 from arithlens.analysis.features import effects, meaning, quality
 from arithlens.analysis.features.activations import Site, qtypes_of, site_acts, training_questions
-from arithlens.analysis.interventions import Engine
+from arithlens.interventions import Engine
 from arithlens.arith.questions import QType
 from arithlens.errors import ArithLensError
 
