@@ -30,12 +30,16 @@ def arithlens_here(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
 # Why floats get a tolerance: the models run in float32, and a float32 sum's last bits depend on the order
 # of its terms, which changes with the CPU's SIMD width (AVX2 vs AVX-512/AMX), the kernel torch picks, the
 # thread count and BLAS. Those ~1e-7 relative differences flow through means, PCA, probes and cosines into
-# the float64 figures we store (the issue saw 0.9779435379946142 vs 0.9779435382480445). 1e-5 relative
-# (1e-7 absolute, for values near 0) is far above that noise and far below any real change: one more or one
-# fewer question, or a changed count, moves a rate by >= 1e-4. Decisions (tags, verdicts, node sets,
-# strings, ints, bools) are compared exactly.
-REL_TOL = 1e-5
-ABS_TOL = 1e-7
+# the float64 figures we store (the issue saw 0.9779435379946142 vs 0.9779435382480445 on AVX-512), and a
+# figure stored rounded (PCA scores to 5 decimals) can flip its last digit: 1e-5 absolute. Measured on the
+# reference node study (tests/data/cli_reference) under ATEN_CPU_CAPABILITY=default (torch's non-SIMD kernels,
+# a much larger change of summation order than AVX2 -> AVX-512): 529 floats differ from the AVX2 run, at most
+# 1e-5 absolute, at most 1.7e-5 relative for values above 0.1 (1.3e-4 for one near 0.009). So: 1e-4 relative
+# or 5e-5 absolute, still far below any real change (one more or one fewer question moves a rate by >= 1e-4
+# absolute, a permutation p-value by 1e-2). Decisions (tags, verdicts, node sets, strings, ints, bools) compare
+# exactly; no decision differed in that run.
+REL_TOL = 1e-4
+ABS_TOL = 5e-5
 
 
 def json_differences(actual, expected, *, rel: float = REL_TOL, abs_tol: float = ABS_TOL, path: str = "") -> list[str]:
