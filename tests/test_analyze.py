@@ -242,7 +242,10 @@ def test_cli_prints_a_short_summary(tmp_path):
     proc = arithlens("analyze", "--model", str(tmp_path / "tiny"), "--out", str(tmp_path / "out"), "--questions", "3000",
                    "--no-search", "--max-studies", "1", "--threads", "1", "--quiet")
     assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
+    answer, *lines = proc.stdout.splitlines()
+    # the founding question first: one of the two layer-0 heads at A2's position was studied, and has no role
+    assert answer == (f"In {TINY.name} no studied layer-0 head at P6 (P6L0H0; 1 of 2) does carry and borrow; no "
+                      "studied head at P6 does either.")
     assert lines[0].startswith(f"{TINY.name}: ") and "2 useful positions, 2 useful heads" in lines[0]
     assert lines[1] == "search not run (--no-search)"
     assert lines[2].startswith("faithfulness, useful (2 of 30 nodes, mean): ADD ") and "n=2000" in lines[2]
