@@ -133,6 +133,10 @@ def test_report_is_one_offline_page_with_every_section(tmp_path):
     assert sources and all(s.startswith(("data:", "#")) for s in sources)
     for section in ("card", "summary", "positions", "maps", "quanta", "studies", "search", "timings"):
         assert f'<section id="{section}">' in page
+    # the page opens (in its header, before any section) with the founding question answered for this model
+    answer = page.index('<p class="answer"><b>In mix_d2_l1_h2_t1K_s000001 no layer-0 head at P6 does carry and '
+                        'borrow; ')
+    assert answer < page.index("<section")
     assert page.count('class="figure-pca"') == 2 and page.count('class="quanta-map"') >= 4
     assert "Quanta at P7 (A2, predicts A1)" in page and "Quanta at P8 (A1, predicts A0)" in page
     # The figures are written beside the page too.
