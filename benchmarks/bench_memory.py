@@ -39,7 +39,8 @@ CASES: list[tuple[str, dict, bool]] = [
     ("node", {"args": ["P18L0H0"], "questions": 100, "pairs": 20, "permutations": 5}, False),
     ("node", {"args": ["P18L0H0"], "questions": 300, "pairs": 60, "permutations": 5}, False),
     ("faithfulness", {"nodes": "useful", "questions": 500}, False),
-    ("faithfulness", {"nodes": "useful", "questions": 3000}, False),
+    ("faithfulness", {"nodes": "P18L0H0 P18L2H0", "questions": 500}, False),
+    ("faithfulness", {"nodes": "P18L0H0 P18L2H0", "questions": 3000}, False),
     ("circuit", {"search_questions": 100, "held_out": 500}, False),
     ("analyze", {"questions": 32, "pairs": 20, "faithfulness": 200, "max_studies": 1}, False),
     ("useful", {}, True),
@@ -58,8 +59,13 @@ def case_name(command: str, options: dict) -> str:
 
 
 def argv(command: str, options: dict, out: Path) -> list[str]:
+    """The command line; a `nodes` option other than useful/circuit is a list of node names, written to a file."""
     args = [command, *options.get("args", [])]
     for key, value in options.items():
+        if key == "nodes" and value not in ("useful", "circuit"):
+            out.parent.mkdir(parents=True, exist_ok=True)
+            (out.parent / "nodes.txt").write_text(str(value) + "\n")
+            value = out.parent / "nodes.txt"
         if key != "args":
             args += [f"--{key.replace('_', '-')}", str(value)]
     if command in WRITES_A_FOLDER:

@@ -110,8 +110,8 @@ FIGURE_WORKER_BYTES = 160e6  # one figure-drawing process of `analyze` (matplotl
 # Working set per question, in forward_bytes, of each stage (fit slopes of the calibration runs):
 USEFUL_EACH = 0.55  # the useful sweep keeps clean and per-layer activations of its whole batch
 SEARCH_EACH = 0.5  # the searches keep the store and clean runs of one sub-task's pairs
-STUDY_EACH = 0.08  # the node study's necessity questions (3 qtypes x 3 T classes per --questions)
-STUDY_PAIR_EACH = 0.5  # its patching pairs (per qtype)
+STUDY_EACH = 0.07  # the node study's necessity questions (3 qtypes x 3 T classes per --questions)
+STUDY_PAIR_EACH = 0.135  # its patching pairs and mixed set (per qtype and pair)
 FAITHFULNESS_EACH = 0.25  # a chunk of the faithfulness check (the masks' scores, per question of the chunk)
 CIRCUIT_SEARCH_EACH = 1.0  # the circuit search's cached runs of its search questions
 
@@ -126,8 +126,9 @@ def command_memory(command: str, spec: Any, options: dict[str, Any]) -> int:
     o = {**COMMAND_DEFAULTS.get(command, {}), **{k: v for k, v in options.items() if v is not None}}
     if command == "useful":
         return int(PROCESS_BYTES + _useful_bytes(o["questions"], o.get("power"), f))
-    if command == "search":
-        return int(PROCESS_BYTES + SEARCH_EACH * 2 * o["pairs"] * f)
+    if command == "search":  # the useful nodes are found first, unless read from a file
+        useful = 0 if o.get("nodes") else _useful_bytes(COMMAND_DEFAULTS["useful"]["questions"], None, f)
+        return int(PROCESS_BYTES + max(useful, SEARCH_EACH * 2 * o["pairs"] * f))
     if command == "node":
         return int(PROCESS_BYTES + _study_bytes(o["questions"], o["pairs"], f))
     if command == "faithfulness":

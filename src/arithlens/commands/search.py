@@ -92,7 +92,7 @@ def register(app: typer.Typer) -> None:
         target = OutputTarget(out, "dir", "--out")  # checked before the work
         net = load_model(model, device).model
         spec = net.spec
-        check_command_memory("search", spec, {"pairs": pairs}, {"pairs": "the patching pairs"})
+        check_command_memory("search", spec, {"pairs": pairs, "nodes": nodes}, {"pairs": "the patching pairs"})
         with target, thread_limit(threads):
             useful, source = _useful_nodes(net, out, nodes, quiet or as_json, target.stage)
             with Progress(quiet or as_json) as bar:
