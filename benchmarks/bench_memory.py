@@ -142,37 +142,46 @@ def render(results: dict) -> str:
              "estimate / peak |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     for name, r in results["cases"].items():
         lines.append(f"| `arithlens {name}` | {'yes' if r['default'] else ''} | {r['seconds']:.0f} | "
-                     f"{r.get('load_average', '?')} | "
-                     f"{r['peak_bytes'] / 1e6:,.0f} MB | {r['largest_process_bytes'] / 1e6:,.0f} MB | "
+                     f"{r.get('load_average') or '?'} | "
+                     f"{r['peak_bytes'] / 1e6:,.0f} MB{' (RSS)' if r.get('measure') == 'RSS' else ''} | "
+                     f"{r['largest_process_bytes'] / 1e6:,.0f} MB | "
                      f"{r['estimate_bytes'] / 1e6:,.0f} MB | {r['ratio']:.2f} |")
     machine = results.get("machine", {})
     return ("# Peak memory per command\n\nMeasured by `python benchmarks/bench_memory.py` on the default model "
             f"({machine.get('model', '?')}; {machine.get('cpus', '?')} CPUs, {machine.get('memory_gb', '?')} GB; wall "
             "times depend on the load average at each case's start, shown beside them). Peak: memory summed over the command's "
             "process tree (PSS, psutil, polled every 50 ms). Estimate: `arithlens.validate.command_memory`, which the "
-            "command checks against the memory available before it starts.\n\n" + "\n".join(lines) + "\n")
+            "command checks against the memory available before it starts. Rows marked (RSS) were measured as RSS, "
+            "before PSS was recorded (single-process commands: the two differ by the shared libraries' pages, "
+            "~70 MB here).\n\n" + "\n".join(lines) + "\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="", help="Comma-separated commands to run (default: all).")
     parser.add_argument("--calibrate", action="store_true", help="Only the small (non-default) sizes.")
+    parser.add_argument("--defaults", action="store_true", help="Only the commands at their defaults.")
+    parser.add_argument("--into", type=Path, default=RESULTS / "memory.json",
+                        help="Results file to merge into (runs in parallel each take their own; --merge joins them).")
+    parser.add_argument("--merge", type=Path, nargs="*", default=[], help="Merge these results files' cases in.")
     parser.add_argument("--reestimate", action="store_true",
                         help="Run nothing: recompute the stored cases' estimates (after the estimate's terms change).")
     args = parser.parse_args()
     only = set(filter(None, args.only.split(",")))
-    path = RESULTS / "memory.json"
+    path = args.into
     results = json.loads(path.read_text()) if path.exists() else {"cases": {}}
+    for other in args.merge:
+        results["cases"].update(json.loads(other.read_text())["cases"])
     results.setdefault("machine", {}).update(cpus=os.cpu_count(), memory_gb=round(psutil.virtual_memory().total / 1e9, 1))
     if args.reestimate:
         for row in results["cases"].values():
             est = estimate(row["command"], row["options"])
             row.update(estimate_bytes=est["estimate"], figure_workers=est["figure_workers"],
                        ratio=round(est["estimate"] / row["peak_bytes"], 2))
-        save(results)
+        save(results, path)
         return
     for command, options, default in CASES:
-        if (only and command not in only) or (args.calibrate and default):
+        if (only and command not in only) or (args.calibrate and default) or (args.defaults and not default):
             continue
         name = case_name(command, options)
         print(f"{name} ...", file=sys.stderr, flush=True)
@@ -182,13 +191,16 @@ def main() -> None:
         print(f"  peak {row['peak_bytes'] / 1e6:,.0f} MB (largest process {row['largest_process_bytes'] / 1e6:,.0f}), "
               f"estimate {row['estimate_bytes'] / 1e6:,.0f} MB, {row['seconds']} s", file=sys.stderr, flush=True)
         results["cases"][name] = row
-        save(results)
+        save(results, path)
+    if args.merge:
+        save(results, path)
 
 
-def save(results: dict) -> None:
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "memory.json").write_text(json.dumps(results, indent=1) + "\n")
-    (RESULTS / "memory.md").write_text(render(results))
+def save(results: dict, path: Path) -> None:
+    """The JSON, and the table beside it (memory.md for memory.json)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=1) + "\n")
+    path.with_suffix(".md").write_text(render(results))
 
 
 if __name__ == "__main__":

@@ -113,7 +113,7 @@ SEARCH_EACH = 0.5  # the searches keep the store and clean runs of one sub-task'
 STUDY_EACH = 0.07  # the node study's necessity questions (3 qtypes x 3 T classes per --questions)
 STUDY_PAIR_EACH = 0.135  # its patching pairs and mixed set (per qtype and pair)
 FAITHFULNESS_EACH = 0.25  # a chunk of the faithfulness check (the masks' scores, per question of the chunk)
-CIRCUIT_SEARCH_EACH = 1.0  # the circuit search's cached runs of its search questions
+CIRCUIT_SEARCH_EACH = 0.83  # the circuit search's cached runs of its search questions
 
 
 def command_memory(command: str, spec: Any, options: dict[str, Any]) -> int:
