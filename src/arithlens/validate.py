@@ -100,7 +100,7 @@ def forward_bytes(spec: Any) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Each command's peak memory (RSS summed over its processes), estimated before it starts. The terms were
+# Each command's peak memory (summed over its processes, PSS), estimated before it starts. The terms were
 # calibrated against measured peaks by benchmarks/bench_memory.py (benchmarks/results/memory.md) on the default
 # model; the per-question terms are in units of `forward_bytes`, so they grow with the model.
 
