@@ -144,9 +144,12 @@ def command_memory(command: str, spec: Any, options: dict[str, Any]) -> int:
                    FAITHFULNESS_EACH * min(QTYPES * o["held_out"], CHUNK) * f)
         return int(PROCESS_BYTES + work)
     if command == "analyze":
+        from arithlens.analysis.analyze import STUDY_CACHE_BYTES
+
+        # the studies keep the clean runs they share in a cache of up to STUDY_CACHE_BYTES beside the one running
+        study = _study_bytes(COMMAND_DEFAULTS["node"]["questions"], COMMAND_DEFAULTS["node"]["pairs"], f)
         stages = [_useful_bytes(o["questions"], None, f), SEARCH_EACH * 2 * o["pairs"] * f,
-                  _study_bytes(COMMAND_DEFAULTS["node"]["questions"], COMMAND_DEFAULTS["node"]["pairs"], f),
-                  FAITHFULNESS_EACH * min(QTYPES * o["faithfulness"], CHUNK) * f]
+                  study + STUDY_CACHE_BYTES, FAITHFULNESS_EACH * min(QTYPES * o["faithfulness"], CHUNK) * f]
         if o.get("circuit"):
             stages.append(CIRCUIT_SEARCH_EACH * QTYPES * COMMAND_DEFAULTS["circuit"]["search_questions"] * f)
         return int(PROCESS_BYTES + max(stages) + o.get("figure_workers", 0) * FIGURE_WORKER_BYTES)
