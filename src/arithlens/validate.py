@@ -114,6 +114,9 @@ STUDY_EACH = 0.07  # the node study's necessity questions (3 qtypes x 3 T classe
 STUDY_PAIR_EACH = 0.135  # its patching pairs and mixed set (per qtype and pair)
 FAITHFULNESS_EACH = 0.25  # a chunk of the faithfulness check (the masks' scores, per question of the chunk)
 CIRCUIT_SEARCH_EACH = 0.83  # the circuit search's cached runs of its search questions
+# The analysis's study cache counts only its runs' main tensors against its limit; a full one was measured at
+# 1.8x that (analyze at its defaults, benchmarks/results/memory.md).
+STUDY_CACHE_OVERHEAD = 1.8
 
 
 def command_memory(command: str, spec: Any, options: dict[str, Any]) -> int:
@@ -149,7 +152,8 @@ def command_memory(command: str, spec: Any, options: dict[str, Any]) -> int:
         # the studies keep the clean runs they share in a cache of up to STUDY_CACHE_BYTES beside the one running
         study = _study_bytes(COMMAND_DEFAULTS["node"]["questions"], COMMAND_DEFAULTS["node"]["pairs"], f)
         stages = [_useful_bytes(o["questions"], None, f), SEARCH_EACH * 2 * o["pairs"] * f,
-                  study + STUDY_CACHE_BYTES, FAITHFULNESS_EACH * min(QTYPES * o["faithfulness"], CHUNK) * f]
+                  study + STUDY_CACHE_OVERHEAD * STUDY_CACHE_BYTES,
+                  FAITHFULNESS_EACH * min(QTYPES * o["faithfulness"], CHUNK) * f]
         if o.get("circuit"):
             stages.append(CIRCUIT_SEARCH_EACH * QTYPES * COMMAND_DEFAULTS["circuit"]["search_questions"] * f)
         return int(PROCESS_BYTES + max(stages) + o.get("figure_workers", 0) * FIGURE_WORKER_BYTES)
