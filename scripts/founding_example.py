@@ -18,17 +18,35 @@ from pathlib import Path
 from atlas_example import pct as number  # the script beside this one (run as `python scripts/...`)
 from atlas_example import rate as interval  # "3.4% [2.8, 4.1] of 3,000"
 
+from arithlens.report.founding import founding_answer
+
 
 def pct(x: float, digits: int = 1) -> str:
     return f"{number(x, digits)}%"
 
 
 def probes(study: dict) -> str:
-    """The better of the carry-out probe and the digit-pair probe per qtype, as the verdict and the atlas read them."""
+    """Per qtype the better of the carry-out probe and the digit-pair probe, as the verdict and the atlas read
+    them, each labelled with the probe it comes from (the two can differ a lot: 85.7% carry vs 99.3% pair)."""
     rep = study["representation"]
-    best = {op: max(rep[op]["probe_carry"]["accuracy"] or 0.0, rep[op]["probe_pair"]["accuracy"] or 0.0)
-            for op in study["qtypes"] if op in rep}
-    return " / ".join(f"{op} {pct(x)}" for op, x in best.items())
+    shown = []
+    for op in study["qtypes"]:
+        if op not in rep:
+            continue
+        carry, pair = rep[op]["probe_carry"]["accuracy"] or 0.0, rep[op]["probe_pair"]["accuracy"] or 0.0
+        which, best = ("carry", carry) if carry >= pair else ("pair", pair)
+        shown.append(f"{op} {pct(best)} ({which} probe)")
+    return " / ".join(shown)
+
+
+def patching(study: dict, digits: int = 1) -> str:
+    """What patching the studied digit's inputs moves, per qtype; why not, when the study could not patch."""
+    suff = study["sufficiency"]
+    if not suff.get("applicable"):
+        return f"patching not applicable: {suff.get('reason', 'no reason recorded')}"
+    moved = " / ".join(f"{op} {pct(suff['per_qtype'][op]['success']['rate'], digits)}"
+                       for op in study["qtypes"] if op in suff.get("per_qtype", {}))
+    return f"patching moves A{suff['target_digit']} as predicted in: {moved or 'n/a'}"
 
 
 def cosines(study: dict) -> str:
@@ -43,6 +61,9 @@ def main(folder: str) -> None:
     search = json.loads((root / f"{model}_search.json").read_text())
     studies = {p.name[: -len("_study.json")]: json.loads(p.read_text()) for p in root.glob("*_study.json")}
     print(f"model {model}; {search['coverage']['line']}")
+    # analysis.json holds the sentence since the report opens with it; older folders: read it from the studies
+    answer = founding_answer(studies.values())
+    print(analysis.get("founding") or (answer.sentence() if answer else "the founding question does not apply"))
     a2 = 18  # A2 is computed at the position of A3 (for 6 digits)
     for name, study in sorted(studies.items()):
         if study["position"] != a2 or study["layer"] != 0 or study["kind"] != "head":
@@ -59,10 +80,9 @@ def main(folder: str) -> None:
         wrong = " / ".join(f"{op} {interval(nec['per_qtype'][op]['all']['resample']['target_wrong'])}"
                            for op in study["qtypes"])
         verdict = study["verdict"]
-        suff = study["sufficiency"].get("per_qtype", {})
-        moved = " / ".join(f"{op} {pct(suff[op]['success']['rate'])}" for op in study["qtypes"] if op in suff)
-        print(f"  patching moves {study['sufficiency'].get('target_digit')} as predicted in: {moved or 'n/a'}")
-        print(f"  probes (carry/borrow out of digit {study['study_digit']}, or its pair rule): {probes(study)}")
+        print(f"  {patching(study)}")
+        print(f"  best probe per qtype (carry/borrow out of digit {study['study_digit']}, or its pair rule): "
+              f"{probes(study)}")
         print(f"  resample ablation makes {nec['target_digit']} wrong in: {wrong}")
         print(f"  operator-blind {verdict.get('operator_blind')}; attention to OPR "
               f"{pct(study['attention']['operator'])}; polysemantic {verdict['polysemantic']}, roles {verdict['roles']}")
@@ -72,13 +92,11 @@ def main(folder: str) -> None:
         verdict = study["verdict"]
         if not verdict["polysemantic"]:
             continue
-        suff = study["sufficiency"].get("per_qtype", {})
-        moved = " / ".join(f"{op} {pct(suff[op]['success']['rate'], 0)}" for op in study["qtypes"] if op in suff)
         nec = study["necessity"]
         wrong = " / ".join(f"{op} {interval(nec['per_qtype'][op]['all']['resample']['target_wrong'])}"
                            for op in study["qtypes"])
         print(f"  {name}: roles {verdict['roles']}; probes {probes(study)}; geometry {verdict.get('pair_geometry')}; "
-              f"class-mean cosines {cosines(study)}; patching moves {moved}; resample ablation makes "
+              f"class-mean cosines {cosines(study)}; {patching(study, 0)}; resample ablation makes "
               f"{nec['target_digit']} wrong in {wrong}")
 
 

@@ -133,6 +133,10 @@ def test_report_is_one_offline_page_with_every_section(tmp_path):
     assert sources and all(s.startswith(("data:", "#")) for s in sources)
     for section in ("card", "summary", "positions", "maps", "quanta", "studies", "search", "timings"):
         assert f'<section id="{section}">' in page
+    # the page opens (in its header, before any section) with the founding question answered for this model
+    answer = page.index('<p class="answer"><b>In mix_d2_l1_h2_t1K_s000001 no layer-0 head at P6 does carry and '
+                        'borrow; ')
+    assert answer < page.index("<section")
     assert page.count('class="figure-pca"') == 2 and page.count('class="quanta-map"') >= 4
     assert "Quanta at P7 (A2, predicts A1)" in page and "Quanta at P8 (A1, predicts A0)" in page
     # The figures are written beside the page too.
@@ -242,7 +246,10 @@ def test_cli_prints_a_short_summary(tmp_path):
     proc = arithlens("analyze", "--model", str(tmp_path / "tiny"), "--out", str(tmp_path / "out"), "--questions", "3000",
                    "--no-search", "--max-studies", "1", "--threads", "1", "--quiet")
     assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
+    answer, *lines = proc.stdout.splitlines()
+    # the founding question first: one of the two layer-0 heads at A2's position was studied, and has no role
+    assert answer == (f"In {TINY.name} no studied layer-0 head at P6 (P6L0H0; 1 of 2) does carry and borrow; no "
+                      "studied head at P6 does either.")
     assert lines[0].startswith(f"{TINY.name}: ") and "2 useful positions, 2 useful heads" in lines[0]
     assert lines[1] == "search not run (--no-search)"
     assert lines[2].startswith("faithfulness, useful (2 of 30 nodes, mean): ADD ") and "n=2000" in lines[2]

@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 import arithlens as al
 from arithlens.errors import ArithLensError
 from arithlens.results import NodeStudy, UsefulNodes
+from helpers import assert_json_close, json_layout
 
 REFERENCE = Path(__file__).parent / "data" / "cli_reference"
 SMALL = {"questions": 30, "pairs": 20, "permutations": 5}  # the options the reference study was made with
@@ -99,12 +100,16 @@ def test_questions_kinds():
 
 
 def test_study_json_is_the_cli_reference_and_round_trips(study):
-    reference = json.loads((REFERENCE / "P18L0H3_study.json").read_text())
-    assert json.loads(study.to_json()) == reference
-    assert study.to_json() == (REFERENCE / "P18L0H3_study.json").read_text()
+    # floats within helpers.REL_TOL (summation order differs between CPU families), the rest exactly; the text
+    # is laid out as the CLI's file is, number for number
+    reference_text = (REFERENCE / "P18L0H3_study.json").read_text()
+    assert_json_close(json.loads(study.to_json()), json.loads(reference_text))
+    assert json_layout(study.to_json()) == json_layout(reference_text)
     again = NodeStudy.from_json(study.to_json())
     assert again == study and again.data == study.data
-    assert NodeStudy.from_json(REFERENCE / "P18L0H3_study.json") == study
+    stored = NodeStudy.from_json(REFERENCE / "P18L0H3_study.json")
+    assert stored.node == study.node
+    assert_json_close(stored.data, study.data)
 
 
 def test_study_fields_are_typed_views_of_the_json(study):
@@ -196,7 +201,7 @@ def test_act_name_spells_transformer_lens_hook_names():
 def test_useful_nodes_match_the_cli_behaviour_file_and_round_trip(model):
     useful = al.useful_nodes(model)
     reference = (REFERENCE / "mix_d6_l3_h4_t10K_s372001_behavior.json").read_text()
-    assert json.loads(useful.behavior_json()) == json.loads(reference)
+    assert_json_close(json.loads(useful.behavior_json()), json.loads(reference))  # floats to helpers.REL_TOL
     assert UsefulNodes.from_json(useful.to_json()) == useful
     read = UsefulNodes.from_json(REFERENCE / "mix_d6_l3_h4_t10K_s372001_behavior.json")
     assert read.nodes == useful.nodes

@@ -14,7 +14,9 @@ pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
 import arithlens as al  # noqa: E402
+from helpers import assert_json_close  # noqa: E402
 
+ROUNDED_TO_6 = 2e-6  # tolerance for figures the notebooks round to 6 decimals
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 sys.path.insert(0, str(EXAMPLES))
 from build_notebooks import NOTEBOOKS, build, execute  # noqa: E402
@@ -57,8 +59,10 @@ def test_l0h0_study_notebook_runs_and_computes_the_founding_sets_and_verdict(mod
     assert got["verdict"].startswith(("polysemantic", "not polysemantic"))
     assert got["n_purpose_nodes"] > 50  # heads and MLPs the search gave a purpose (of 97 useful nodes)
     saved = committed("l0h0_study.ipynb")
-    for key in ("counts", "evr", "study_digit"):
-        assert saved[key] == got[key], key
+    # the committed copy ran on another machine: floats within 2e-6 (the notebook rounds EVRs to 6 decimals, and a
+    # summation-order change can flip the last one), the rest exactly
+    assert_json_close({k: got[k] for k in ("counts", "evr", "study_digit")},
+                      {k: saved[k] for k in ("counts", "evr", "study_digit")}, abs_tol=ROUNDED_TO_6)
 
 
 @pytest.mark.slow
@@ -71,7 +75,8 @@ def test_your_checkpoint_notebook_loads_a_pth_and_repeats_the_study(model):
     assert 18 in got["useful_positions"] and got["n_useful"] > 20
     assert got["study_digit"] == 1
     saved = committed("your_checkpoint.ipynb")
-    assert saved["evr"] == got["evr"] and saved["useful_positions"] == got["useful_positions"]
+    assert_json_close(got["evr"], saved["evr"], abs_tol=ROUNDED_TO_6)
+    assert saved["useful_positions"] == got["useful_positions"]
 
 
 @pytest.mark.parametrize("name", sorted(NOTEBOOKS))

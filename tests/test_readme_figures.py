@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
+from helpers import json_differences
 
 ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("circuit_figures", ROOT / "scripts" / "circuit_figures.py")
@@ -35,19 +36,10 @@ def _without_times(value):
     return value
 
 
-def _same(a, b, path: str = "") -> list[str]:
-    """Where two JSON values differ (floats to 1e-9 relative: the same CPU run gives the same bits)."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        if a.keys() != b.keys():
-            return [f"{path}: keys {sorted(a.keys() ^ b.keys())}"]
-        return [d for k in a for d in _same(a[k], b[k], f"{path}.{k}")]
-    if isinstance(a, list) and isinstance(b, list):
-        if len(a) != len(b):
-            return [f"{path}: {len(a)} vs {len(b)} items"]
-        return [d for i, (x, y) in enumerate(zip(a, b)) for d in _same(x, y, f"{path}[{i}]")]
-    if isinstance(a, float) or isinstance(b, float):
-        return [] if a == pytest.approx(b, rel=1e-9, nan_ok=True) else [f"{path}: {a} vs {b}"]
-    return [] if a == b else [f"{path}: {a!r} vs {b!r}"]
+def _same(a, b) -> list[str]:
+    """Where two JSON values differ: floats beyond helpers.REL_TOL (a fresh run on another CPU family adds up in
+    another order), everything else exactly."""
+    return json_differences(a, b)
 
 
 def test_comparison_finds_a_changed_figure():

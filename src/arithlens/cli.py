@@ -18,6 +18,7 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # docstring paragraphs are rewrapped to the terminal, not broken at source lines
     help="Mechanistic interpretability of transformers that do integer arithmetic.",
 )
 

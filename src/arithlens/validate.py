@@ -165,6 +165,8 @@ def check_chunked_memory(flag: str, value: int, items_each: int, chunk: int, byt
 
 
 def _gb(n: float) -> str:
+    if n >= 1e11:
+        return f"{n / 1e9:,.0f} GB"
     return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.0f} MB"
 
 
@@ -175,6 +177,129 @@ def forward_bytes(spec: Any) -> int:
     ctx, layers = spec.n_ctx, spec.n_layers
     per_layer = ctx * (6 * spec.d_model + 4 * spec.n_heads * spec.d_head + 2 * spec.d_mlp + 2 * spec.n_heads * ctx)
     return 2 * 4 * (layers * per_layer + ctx * (2 * spec.d_model + spec.d_vocab))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Each command's peak memory (summed over its processes, PSS), estimated before it starts. The terms were
+# calibrated against measured peaks by benchmarks/bench_memory.py (benchmarks/results/memory.md) on the default
+# model; the per-question terms are in units of `forward_bytes`, so they grow with the model.
+
+PROCESS_BYTES = 380e6  # python, torch, numpy and a small model, before any work
+QTYPES = 3  # ADD, SUB, NEG: the commands' per-qtype counts are multiplied by this
+FIGURE_WORKER_BYTES = 160e6  # one figure-drawing process of `analyze` (matplotlib, no torch work)
+# Working set per question, in forward_bytes, of each stage (fit slopes of the calibration runs):
+USEFUL_EACH = 0.55  # the useful sweep keeps clean and per-layer activations of its whole batch
+SEARCH_EACH = 0.5  # the searches keep the store and clean runs of one sub-task's pairs
+STUDY_EACH = 0.07  # the node study's necessity questions (3 qtypes x 3 T classes per --questions)
+STUDY_PAIR_EACH = 0.135  # its patching pairs and mixed set (per qtype and pair)
+FAITHFULNESS_EACH = 0.25  # a chunk of the faithfulness check (the masks' scores, per question of the chunk)
+CIRCUIT_SEARCH_EACH = 0.83  # the circuit search's cached runs of its search questions
+# The analysis's study cache counts only its runs' main tensors against its limit; a full one was measured at
+# 1.8x that (analyze at its defaults, benchmarks/results/memory.md).
+STUDY_CACHE_OVERHEAD = 1.8
+
+
+def command_memory(command: str, spec: Any, options: dict[str, Any]) -> int:
+    """Bytes `arithlens COMMAND` with `options` (flag names with underscores; missing ones take the command's
+    defaults; analyze also reads `figure_workers`, its drawing processes) is estimated to peak at, summed over
+    its processes. Only what is in memory at once counts: chunked work adds one chunk, whatever the total."""
+    from arithlens.analysis.faithfulness import CHUNK
+
+    f = forward_bytes(spec)
+    o = {**COMMAND_DEFAULTS.get(command, {}), **{k: v for k, v in options.items() if v is not None}}
+    if command == "useful":
+        return int(PROCESS_BYTES + _useful_bytes(o["questions"], o.get("power"), f))
+    if command == "search":  # the useful nodes are found first, unless read from a file
+        useful = 0 if o.get("nodes") else _useful_bytes(COMMAND_DEFAULTS["useful"]["questions"], None, f)
+        return int(PROCESS_BYTES + max(useful, SEARCH_EACH * 2 * o["pairs"] * f))
+    if command == "node":
+        return int(PROCESS_BYTES + _study_bytes(o["questions"], o["pairs"], f))
+    if command == "faithfulness":
+        work = FAITHFULNESS_EACH * min(QTYPES * o["questions"], CHUNK) * f
+        if o.get("nodes") in ("useful", "circuit"):
+            work = max(work, _useful_bytes(COMMAND_DEFAULTS["useful"]["questions"], None, f))
+        if o.get("nodes") == "circuit":
+            work = max(work, CIRCUIT_SEARCH_EACH * QTYPES * COMMAND_DEFAULTS["circuit"]["search_questions"] * f)
+        return int(PROCESS_BYTES + work)
+    if command == "circuit":
+        work = max(_useful_bytes(COMMAND_DEFAULTS["useful"]["questions"], None, f),
+                   CIRCUIT_SEARCH_EACH * QTYPES * o["search_questions"] * f,
+                   FAITHFULNESS_EACH * min(QTYPES * o["held_out"], CHUNK) * f)
+        return int(PROCESS_BYTES + work)
+    if command == "analyze":
+        from arithlens.analysis.analyze import STUDY_CACHE_BYTES
+
+        # the studies keep the clean runs they share in a cache of up to STUDY_CACHE_BYTES beside the one running
+        study = _study_bytes(COMMAND_DEFAULTS["node"]["questions"], COMMAND_DEFAULTS["node"]["pairs"], f)
+        stages = [_useful_bytes(o["questions"], None, f), SEARCH_EACH * 2 * o["pairs"] * f,
+                  study + STUDY_CACHE_OVERHEAD * STUDY_CACHE_BYTES,
+                  FAITHFULNESS_EACH * min(QTYPES * o["faithfulness"], CHUNK) * f]
+        if o.get("circuit"):
+            stages.append(CIRCUIT_SEARCH_EACH * QTYPES * COMMAND_DEFAULTS["circuit"]["search_questions"] * f)
+        return int(PROCESS_BYTES + max(stages) + o.get("figure_workers", 0) * FIGURE_WORKER_BYTES)
+    raise ArithLensError(f"no memory estimate for the command {command!r}")
+
+
+# The defaults of the options command_memory reads (the commands' own defaults; a test checks they agree).
+COMMAND_DEFAULTS: dict[str, dict[str, Any]] = {
+    "useful": {"questions": 256, "power": None},
+    "search": {"pairs": 100},
+    "node": {"questions": 1000, "pairs": 200},
+    "faithfulness": {"questions": 10_000},
+    "circuit": {"search_questions": 600, "held_out": 10_000},
+    "analyze": {"questions": 256, "pairs": 100, "faithfulness": 2000, "circuit": False},
+}
+
+
+def _useful_bytes(questions: int, power: Optional[int], f: float) -> float:
+    from arithlens.analysis.useful import questions_for_power
+
+    power = questions_for_power() if power is None else power
+    return USEFUL_EACH * max(questions + CURATED_QUESTIONS, QTYPES * power) * f
+
+
+CURATED_QUESTIONS = 214  # the curated questions the useful sweep adds to --questions (6 digits)
+
+
+def _study_bytes(questions: int, pairs: int, f: float) -> float:
+    return STUDY_EACH * 9 * questions * f + STUDY_PAIR_EACH * QTYPES * pairs * f
+
+
+def check_command_memory(command: str, spec: Any, options: dict[str, Any], scaled_by: dict[str, str]) -> int:
+    """Refuse the command up front when its estimate (`command_memory`) exceeds the share of the memory available
+    now that one request may take. `scaled_by` maps the options that grow the estimate (in the order to blame
+    them) to what they size; the error names the first one that is too large and the most that fits. Returns
+    the estimate."""
+    need = command_memory(command, spec, options)
+    have = available_memory()
+    budget = MEMORY_SHARE * have
+    if need <= budget:
+        return need
+    for key, what in scaled_by.items():
+        value = options.get(key)
+        if not value:
+            continue
+        most = _most_that_fits(command, spec, options, key, budget)
+        if most < value:
+            flag = "--" + key.replace("_", "-")
+            advice = f"ask for at most about {most:,}" if most >= 1 else "it does not fit even at 1"
+            raise ResourceError(f"{flag} {value:,} needs about {_gb(need)} of memory for {what}, more than the "
+                                f"{_gb(have)} available: {advice}")
+    raise ResourceError(f"{command} needs about {_gb(need)} of memory even for one chunk of its work, more than the "
+                        f"{_gb(have)} available")
+
+
+def _most_that_fits(command: str, spec: Any, options: dict[str, Any], key: str, budget: float) -> int:
+    """The largest value of option `key` (the others as given) whose estimate fits in `budget` (0: none does);
+    estimates grow with every count, so a bisection finds it."""
+    low, high = 0, int(options[key])
+    while low < high:
+        mid = (low + high + 1) // 2
+        if command_memory(command, spec, {**options, key: mid}) <= budget:
+            low = mid
+        else:
+            high = mid - 1
+    return low
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -292,7 +417,7 @@ def finite(flag: str, value: Optional[float], *, positive: bool = False) -> Opti
     return value
 
 
-__all__ = ["MAX_PERMUTATIONS", "MAX_STEPS", "available_memory", "check_choice", "check_count", "check_finite_json",
-           "check_int", "check_memory", "check_range", "check_same_model", "check_seed", "check_threads",
-           "check_weights", "model_named_by_file", "finite",
-           "forward_bytes", "train_config", "usable_cores"]
+__all__ = ["MAX_PERMUTATIONS", "MAX_STEPS", "available_memory", "check_choice", "check_command_memory", "check_count",
+           "check_finite_json", "check_int", "check_memory", "check_range", "check_same_model", "check_seed",
+           "check_threads", "check_weights", "command_memory", "model_named_by_file", "finite", "forward_bytes",
+           "train_config", "usable_cores"]

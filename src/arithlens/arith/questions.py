@@ -237,11 +237,12 @@ class QuestionBatch:
         return out
 
     def to_pandas(self, *, features: bool = True):
-        """`columns()` as a pandas DataFrame (needs pandas, not a dependency of arithlens)."""
+        """`columns()` as a pandas DataFrame (needs pandas: the `notebooks` extra)."""
         try:
             import pandas as pd
         except ImportError:
-            raise QuestionRequestError("to_pandas needs pandas: pip install pandas (or use batch.columns())") from None
+            raise QuestionRequestError("to_pandas needs pandas: pip install 'arithlens[notebooks]' (or pandas), "
+                                       "or use batch.columns()") from None
         return pd.DataFrame(self.columns(features=features))
 
 

@@ -4,10 +4,12 @@ progress reporter (a module starting with _ registers no command)."""
 from __future__ import annotations
 
 import contextlib
+import sys
+import time
 from collections.abc import Callable, Iterator
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, TextIO
 
 import typer
 
@@ -106,14 +108,25 @@ def load_model(name_or_path: Optional[str], device: Device | str = Device.cpu):
 
 
 class Progress:
-    """Rich progress bars on stderr, one per stage, fed through one callback `(stage, done, total, detail)`;
-    `adapt(...)` turns it into the shape a library function calls. Quiet: every call is a no-op."""
+    """Progress on stderr, fed through one callback `(stage, done, total, detail)`; `advance(...)` counts
+    increments. On a terminal: rich bars, one per stage. Otherwise (a log file, a pipe, a CI job): plain lines
+    `stage: done/total (share), elapsed, about N s left, detail`, throttled to one per stage every
+    `every_seconds` or `every_share` of the stage, plus its first and last. Quiet: every call is a no-op."""
 
-    def __init__(self, quiet: bool, label_width: int = 9):
+    def __init__(self, quiet: bool, label_width: int = 9, *, stream: Optional[TextIO] = None,
+                 interactive: Optional[bool] = None, clock: Callable[[], float] = time.monotonic,
+                 every_seconds: float = 10.0, every_share: float = 0.1):
         self.quiet, self.bar, self.tasks, self.done = quiet, None, {}, {}
+        self.stream, self.clock, self.label_width = stream, clock, label_width
+        self.every_seconds, self.every_share = every_seconds, every_share
+        self.started: dict[str, float] = {}  # stage -> clock at its first call
+        self.last: dict[str, tuple[float, int]] = {}  # stage -> (clock, done) at its last printed line
         if quiet:
             return
-        from rich.console import Console
+        if interactive is None:
+            interactive = _is_terminal(stream if stream is not None else sys.stderr)
+        if not interactive:
+            return
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
         from rich.progress import Progress as RichProgress
 
@@ -122,7 +135,10 @@ class Progress:
                                 console=_stderr_console(), refresh_per_second=4)
 
     def __call__(self, stage: str, done: int, total: Optional[int] = None, detail: str = "") -> None:
+        if self.quiet:
+            return
         if self.bar is None:
+            self._line(stage, done, total, detail)
             return
         if stage not in self.tasks:
             self.tasks[stage] = self.bar.add_task(stage, total=total, detail=detail)
@@ -130,10 +146,36 @@ class Progress:
 
     def advance(self, stage: str, n: int, total: Optional[int] = None, detail: str = "") -> None:
         """Count `n` more done in `stage` (for libraries that report increments)."""
-        if self.bar is None:
+        if self.quiet:
             return
         self.done[stage] = self.done.get(stage, 0) + n
         self(stage, self.done[stage], total, detail)
+
+    def _line(self, stage: str, done: int, total: Optional[int], detail: str) -> None:
+        """One plain line when the stage starts or ends, or enough time or work has passed since the last one."""
+        now = self.clock()
+        first = stage not in self.started
+        start = self.started.setdefault(stage, now)
+        last_time, last_done = self.last.get(stage, (start, 0))
+        finished = total is not None and done >= total
+        moved = total is not None and total > 0 and (done - last_done) >= self.every_share * total
+        if not (first or finished or moved or now - last_time >= self.every_seconds):
+            return
+        if (last_time, last_done) == (now, done) and not first:
+            return  # the same state printed twice (e.g. a final call repeated)
+        self.last[stage] = (now, done)
+        elapsed = now - start
+        parts = [f"{stage}: {done:,}/{total:,} ({100 * done / total:.0f}%)" if total else f"{stage}: {done:,}",
+                 f"elapsed {_seconds(elapsed)}"]
+        if total and 0 < done < total and elapsed > 0:
+            parts.append(f"about {_seconds(elapsed / done * (total - done))} left")
+        elif finished:
+            parts.append("done")
+        if detail:
+            parts.append(detail)
+        stream = self.stream if self.stream is not None else sys.stderr
+        stream.write(", ".join(parts) + "\n")
+        stream.flush()
 
     def __enter__(self) -> Progress:
         if self.bar is not None:
@@ -143,6 +185,17 @@ class Progress:
     def __exit__(self, *exc: Any) -> None:
         if self.bar is not None:
             self.bar.stop()
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _seconds(s: float) -> str:
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
 
 
 def _stderr_console():

@@ -46,12 +46,11 @@ def register(app: typer.Typer) -> None:
         """
         from arithlens.analysis.analyze import AnalyzeOptions
         from arithlens.analysis.analyze import analyze as run_analysis
-        from arithlens.analysis.faithfulness import CHUNK as FAITHFULNESS_CHUNK
         from arithlens.io import OutputTarget
         from arithlens.model.zoo import resolve_model
         from arithlens.report.figures import MAX_WORKERS, figure_workers
         from arithlens.report.html import ReportDrawer
-        from arithlens.validate import check_chunked_memory, check_memory, forward_bytes
+        from arithlens.validate import check_command_memory
 
         start = time.perf_counter()
         options = AnalyzeOptions(questions=questions, pairs=pairs, seed=seed, max_studies=max_studies, search=search,
@@ -59,11 +58,10 @@ def register(app: typer.Typer) -> None:
         target = OutputTarget(out, "dir", "--out")  # checked before the work
         path = resolve_model(model)
         ck = load_model(str(path), device)
-        check_memory("--questions", questions, forward_bytes(ck.spec), "the useful-node sweep")
-        check_memory("--pairs", pairs, 2 * forward_bytes(ck.spec), "the patching pairs")
-        # the faithfulness check runs a chunk of questions at a time: only a chunk that cannot fit is refused
-        check_chunked_memory("--faithfulness", faithfulness, 3, FAITHFULNESS_CHUNK, forward_bytes(ck.spec),
-                             "the faithfulness check")
+        # the faithfulness check runs a chunk of questions at a time: only a chunk that cannot fit counts
+        check_command_memory("analyze", ck.spec, {"questions": questions, "pairs": pairs, "faithfulness": faithfulness,
+                                                  "circuit": circuit, "figure_workers": figure_workers(MAX_WORKERS)},
+                             {"questions": "the useful-node sweep", "pairs": "the patching pairs"})
         load_seconds = time.perf_counter() - start
         formats = ("png", "svg") if svg else ("png",)
         with target, thread_limit(threads), Progress(quiet or as_json) as bar:
@@ -94,6 +92,7 @@ def _write(analysis, target, *, card: dict, source: str, formats, progress, star
     from arithlens.analysis.node_study import NodeStudy
     from arithlens.analysis.nodes import Major
     from arithlens.io import write_atomic
+    from arithlens.report.founding import founding_sentence
     from arithlens.report.html import write_report
     from arithlens.report.node_json import write_study
 
@@ -121,7 +120,7 @@ def _write(analysis, target, *, card: dict, source: str, formats, progress, star
     timings["total"] = time.perf_counter() - start
     # Wall times on a shared machine mean little alone: the CPU time and the load say how busy it was.
     timings["cpu"] = time.process_time()
-    summary = {**analysis.summary(), "source": source, "timings": {k: round(v, 2) for k, v in timings.items()},
+    summary = {**analysis.summary(), "founding": founding_sentence(analysis), "source": source, "timings": {k: round(v, 2) for k, v in timings.items()},
                "load_average": [round(x, 2) for x in os.getloadavg()], "threads": torch.get_num_threads(),
                "report": "report.html", "files": sorted(p.name for p in files) + ["analysis.json"]}
     write_atomic(stage / "analysis.json", (json.dumps(summary, indent=1, allow_nan=False) + "\n").encode())
@@ -132,8 +131,13 @@ def _write(analysis, target, *, card: dict, source: str, formats, progress, star
 
 
 def _print_summary(analysis, out: Path, files: list[Path], timings: dict[str, float]) -> None:
+    from arithlens.report.founding import founding_sentence
+
     u, nodes, echo = analysis.useful, analysis.nodes, typer.echo
     mlps = [n for n in nodes.mlps if not n.node.is_neuron]
+    answer = founding_sentence(analysis)
+    if answer:
+        echo(answer)
     echo(f"{analysis.spec.name}: {len(u.questions)} questions ({len(u.dropped)} dropped), "
          f"{len(u.useful_positions)} useful positions, {len(nodes.heads)} useful heads, {len(mlps)} MLP layers")
     if analysis.search is not None:

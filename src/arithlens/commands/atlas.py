@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Align many models' nodes by role and ask the founding question of each.
 
-        A model given by name or checkpoint is analysed into DIR/models/<name>/ (reused on the next run); a
+        A model given by name or checkpoint is analysed into `DIR/models/<name>/` (reused on the next run); a
         folder written by `arithlens analyze` or `arithlens sweep` is read as it is. An adder among mixed
         models is the reference: the roles it shares are marked. Each analysis also scores the model's useful
         set alone (every other node mean-ablated; 2,000 questions per qtype unless the config's 'faithfulness'

@@ -84,17 +84,17 @@ def register(app: typer.Typer) -> None:
         Examples: `arithlens faithfulness --nodes useful`; `arithlens faithfulness --nodes out/x_circuit.json --json`.
         """
         from arithlens.analysis.circuit import discover_circuit
-        from arithlens.analysis.faithfulness import ABLATIONS, CHUNK, measure_faithfulness, read_node_set
+        from arithlens.analysis.faithfulness import ABLATIONS, measure_faithfulness, read_node_set
         from arithlens.analysis.nodes import Node
         from arithlens.io import OutputTarget
-        from arithlens.validate import check_chunked_memory, forward_bytes
+        from arithlens.validate import check_command_memory
 
         if ablation not in ABLATIONS:
             raise ArithLensError(f"--ablation must be one of {', '.join(ABLATIONS)}, not {ablation!r}")
         target = OutputTarget(out, "file", "--out") if out is not None else None  # checked before the work
         net = load_model(model, device).model
         # one chunk of questions is in memory at a time, whatever --questions asks for
-        check_chunked_memory("--questions", questions, 3, CHUNK, forward_bytes(net.spec), "the faithfulness check")
+        check_command_memory("faithfulness", net.spec, {"questions": questions, "nodes": nodes}, {})
         node_set, label = [], nodes
         if nodes not in ("useful", "circuit"):
             _check_node_file(Path(nodes), net.spec)
@@ -117,7 +117,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def circuit(
-        out: Path = typer.Option(..., "--out", help="Output directory (<model>_circuit.json)."),
+        out: Path = typer.Option(..., "--out", help="Output directory (`<model>_circuit.json`)."),
         model: Optional[str] = model_option(),
         target: float = typer.Option(0.99, "--target", help="Exact accuracy asked per qtype, at 95% confidence."),
         search_questions: int = count_option(600, "--search-questions", "Search questions per qtype."),
@@ -137,13 +137,14 @@ def register(app: typer.Typer) -> None:
         """
         from arithlens.analysis.circuit import discover_circuit
         from arithlens.io import OutputTarget
-        from arithlens.validate import check_memory, forward_bytes
+        from arithlens.validate import check_command_memory
 
         if not 0 < target <= 1:
             raise ArithLensError(f"--target must be in (0, 1], not {target}")
         out_target = OutputTarget(out, "dir", "--out")  # checked before the work
         net = load_model(model, device).model
-        check_memory("--held-out", held_out, 3 * forward_bytes(net.spec), "the circuit's validation")
+        check_command_memory("circuit", net.spec, {"search_questions": search_questions, "held_out": held_out},
+                             {"search_questions": "the circuit search"})
         with out_target, thread_limit(threads):
             with Progress(quiet or as_json) as bar:
                 progress = None if bar.quiet else bar

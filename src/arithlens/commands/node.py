@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
     def node(
         name: str = typer.Argument(..., help="Node: a head such as P18L0H0, or a whole MLP layer such as P18L0MLP."),
         model: Optional[str] = model_option(),
-        out: Optional[Path] = typer.Option(None, "--out", help="Write <node>_study.json and the figures here."),
+        out: Optional[Path] = typer.Option(None, "--out", help="Write `<node>_study.json` and the figures here."),
         questions: int = count_option(1000, "--questions", "Necessity questions per qtype x T class.", low=10),
         pairs: int = count_option(200, "--pairs", "Patching pairs per qtype.", low=10),
         permutations: int = typer.Option(100, "--permutations", callback=lambda v: check_int(
@@ -40,7 +40,7 @@ def register(app: typer.Typer) -> None:
         from arithlens.analysis.nodes import Node
         from arithlens.io import OutputTarget
         from arithlens.report.node_text import summarise
-        from arithlens.validate import check_memory, forward_bytes
+        from arithlens.validate import check_command_memory
 
         start = time.perf_counter()
         Node.parse(name)  # a malformed name fails before anything is loaded or written
@@ -49,8 +49,8 @@ def register(app: typer.Typer) -> None:
         net = load_model(model, device).model
         # necessity: 3 qtypes x 3 T classes of questions (at most the distinct ones), each ablated in a forward pass
         distinct = 10 ** (2 * net.spec.n_digits)
-        check_memory("--questions", min(questions, distinct), 9 * forward_bytes(net.spec), "the necessity questions")
-        check_memory("--pairs", pairs, 6 * forward_bytes(net.spec), "the patching pairs")
+        check_command_memory("node", net.spec, {"questions": min(questions, distinct), "pairs": pairs},
+                             {"questions": "the necessity questions", "pairs": "the patching pairs"})
         node_target = Node.for_model(name, net.spec)
 
         def progress(message: str) -> None:
@@ -74,6 +74,11 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps({**study.data, "files": [str(f) for f in files]}, indent=1, allow_nan=False))
             return
+        from arithlens.report.founding import founding_answer
+
+        answer = founding_answer([study.data], net.spec.n_heads)
+        if answer:
+            typer.echo(answer.sentence())
         typer.echo(summarise(study.data))
         typer.echo(f"files: {', '.join(str(f) for f in files if f.suffix != '.svg')}" if files
                    else "files: none (give --out DIR to write the JSON and figures)")

@@ -84,7 +84,7 @@ def register(app: typer.Typer) -> None:
         from arithlens.analysis.nodes import Major
         from arithlens.analysis.search import WEAK_POLICIES, Rule, search_model
         from arithlens.io import OutputTarget, write_atomic
-        from arithlens.validate import check_memory, forward_bytes
+        from arithlens.validate import check_command_memory
 
         if weak not in WEAK_POLICIES:
             raise ArithLensError(f"--weak must be one of {', '.join(WEAK_POLICIES)}, not {weak!r}")
@@ -95,7 +95,7 @@ def register(app: typer.Typer) -> None:
         target = OutputTarget(out, "dir", "--out")  # checked before the work
         net = load_model(model, device).model
         spec = net.spec
-        check_memory("--pairs", pairs, 2 * forward_bytes(spec), "the patching pairs")
+        check_command_memory("search", spec, {"pairs": pairs, "nodes": nodes}, {"pairs": "the patching pairs"})
         with target, thread_limit(threads):
             useful, source = _useful_nodes(net, out, nodes, quiet or as_json, target.stage)
             with Progress(quiet or as_json) as bar:

@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
         """Train (resumably) and analyse one model per seed; a stopped sweep continues where it stopped.
 
         The recipe is the shipped model's of the same family (sizes and train_config.json) unless --config
-        says otherwise. Each model's files appear in DIR/<model name>/ in one rename once all are written;
+        says otherwise. Each model's files appear in `DIR/<model name>/` in one rename once all are written;
         finished models are skipped. Examples: `arithlens sweep --spec mix_d6_l3_h4_t10K --seeds 372001..372010
         --out runs/sweep --jobs 2`; `... --scheduler tcp://10.0.0.5:8786`.
         """

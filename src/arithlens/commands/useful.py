@@ -49,11 +49,12 @@ def register(app: typer.Typer) -> None:
         """
         from arithlens.analysis.useful import find_useful, varied_questions
         from arithlens.io import OutputTarget
-        from arithlens.validate import check_memory, forward_bytes
+        from arithlens.validate import check_command_memory
 
         target = OutputTarget(out, "dir", "--out")  # checked before the work
         net = load_model(model, device).model
-        check_memory("--questions", questions, forward_bytes(net.spec), "the useful-node sweep")
+        check_command_memory("useful", net.spec, {"questions": questions, "power": power},
+                             {"questions": "the useful-node sweep", "power": "the power stage"})
         batch = varied_questions(net.spec, count=questions, seed=seed)
         with target, thread_limit(threads):
             with Progress(quiet or as_json) as bar:

@@ -20,6 +20,7 @@ from arithlens.errors import ArithLensError
 from arithlens.io import write_atomic
 from arithlens.model.zoo import card_accuracy
 from arithlens.report.figures import Job, JobPool
+from arithlens.report.founding import founding_sentence
 from arithlens.report.node_figures import node_figure_jobs
 from arithlens.report.quanta_maps import (
     QUANTA_AT_COLUMNS,
@@ -281,13 +282,19 @@ def render_report(analysis: Analysis, *, maps: Sequence[Path], figures: dict[str
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
         "<link rel=\"icon\" href=\"data:,\">"  # no favicon request: the page loads nothing from anywhere
         f"<title>arithlens analysis: {_e(spec.name)}</title><style>{CSS}</style></head><body>"
-        f"<header class=\"top\"><h1>arithlens analysis of <code>{_e(spec.name)}</code></h1>"
+        f"<header class=\"top\"><h1>arithlens analysis of <code>{_e(spec.name)}</code></h1>{_answer(analysis)}"
         f"<p>{_e(stamp)}: useful nodes, algorithm searches and node studies</p>"
         f"<nav>{nav}</nav></header><main>{body}"
         "<footer>Written by <code>arithlens analyze</code>. Every number is also in the JSON files beside this page "
         "(<code>analysis.json</code>, the behaviour, algorithm and search JSONs, one <code>*_study.json</code> per "
         "node study).</footer></main></body></html>\n"
     )
+
+
+def _answer(analysis: Analysis) -> str:
+    """The founding question answered in one sentence (report/founding.py), first on the page."""
+    sentence = founding_sentence(analysis)
+    return f'<p class="answer"><b>{_e(sentence)}</b></p>' if sentence else ""
 
 
 def _model_card(analysis: Analysis, card: dict, source: str | None) -> str:

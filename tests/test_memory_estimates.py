@@ -1,0 +1,82 @@
+"""Each command's memory estimate: within 1.5x of the peak benchmarks/bench_memory.py measured, sized by what is
+in memory at once (chunked work is not refused for its total), and a refusal names the option and the most
+that fits."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+
+import pytest
+import typer
+
+import arithlens.validate as validate
+from arithlens.errors import ResourceError
+from arithlens.model import ModelSpec
+
+ROOT = Path(__file__).resolve().parent.parent
+MEASURED = ROOT / "benchmarks" / "results" / "memory.json"
+DEFAULT = ModelSpec.parse("mix_d6_l3_h4_t10K_s372001", d_model=128, d_head=32, d_mlp=512)
+
+
+def test_estimates_are_within_1_5x_of_the_measured_peaks():
+    """The committed measurements (default model) against today's estimates for the same options: a change of
+    the estimate's terms without re-measuring fails here."""
+    cases = json.loads(MEASURED.read_text())["cases"]
+    assert {c["command"] for c in cases.values() if c["default"]} == {"analyze", "node", "circuit", "faithfulness", "useful",
+                                                                     "search"}
+    assert {c["command"] for c in cases.values() if not c["default"]} >= {"useful", "node", "faithfulness"}
+    for name, case in cases.items():
+        options = {k: v for k, v in case["options"].items() if k != "args"}
+        if case["command"] == "analyze":
+            options["figure_workers"] = case.get("figure_workers", 0)
+        estimate = validate.command_memory(case["command"], DEFAULT, options)
+        assert case["peak_bytes"] / 1.5 <= estimate <= 1.5 * case["peak_bytes"], (name, estimate, case["peak_bytes"])
+
+
+def _defaults(command: str) -> dict:
+    """The defaults a registered command declares for its options (typer.Option objects in its signature)."""
+    from arithlens.cli import app
+
+    (info,) = [c for c in app.registered_commands if (c.name or c.callback.__name__) == command]
+    found = {}
+    for name, param in inspect.signature(info.callback).parameters.items():
+        default = param.default
+        found[name] = default.default if isinstance(default, (typer.models.OptionInfo,)) else default
+    return found
+
+
+@pytest.mark.parametrize("command", sorted(validate.COMMAND_DEFAULTS))
+def test_estimate_defaults_are_the_commands_defaults(command):
+    import arithlens.cli  # noqa: F401  (registers the commands)
+
+    declared = _defaults(command)
+    for key, value in validate.COMMAND_DEFAULTS[command].items():
+        assert declared[key] == value, (command, key)
+
+
+def test_the_curated_share_of_the_useful_sweep_is_counted():
+    from arithlens.analysis.useful import varied_questions
+
+    assert len(varied_questions(DEFAULT, count=0)) == validate.CURATED_QUESTIONS
+
+
+def test_chunked_work_is_sized_by_one_chunk_and_refusals_name_the_option(monkeypatch):
+    f = validate.command_memory
+    assert f("faithfulness", DEFAULT, {"questions": 10**7}) == f("faithfulness", DEFAULT, {"questions": 10**4})
+    assert f("circuit", DEFAULT, {"held_out": 10**7}) == f("circuit", DEFAULT, {"held_out": 10**4})
+    assert f("node", DEFAULT, {"questions": 2000}) > f("node", DEFAULT, {"questions": 1000})
+    monkeypatch.setattr(validate, "available_memory", lambda: 4e9)  # 3.2 GB may be asked for
+    assert validate.check_command_memory("faithfulness", DEFAULT, {"questions": 10**7}, {}) < 3.2e9
+    with pytest.raises(ResourceError) as refused:
+        validate.check_command_memory("node", DEFAULT, {"questions": 10**6, "pairs": 200},
+                                      {"questions": "the necessity questions", "pairs": "the patching pairs"})
+    message = str(refused.value)
+    assert message.startswith("--questions 1,000,000 needs about ") and "for the necessity questions" in message
+    most = int(message.rsplit("at most about ", 1)[1].replace(",", ""))
+    assert f("node", DEFAULT, {"questions": most, "pairs": 200}) <= 3.2e9 < f("node", DEFAULT, {"questions": most + 1,
+                                                                                                   "pairs": 200})
+    monkeypatch.setattr(validate, "available_memory", lambda: 1e8)  # not even the process itself fits
+    with pytest.raises(ResourceError, match="does not fit even at 1|even for one chunk"):
+        validate.check_command_memory("search", DEFAULT, {"pairs": 100}, {"pairs": "the patching pairs"})
