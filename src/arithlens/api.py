@@ -246,11 +246,14 @@ def _search(spec, result, claims) -> SearchReport:
 
 def study_node(model: HookedTransformer, node: str | Node, *, questions: int = 1000, pairs: int = 200,
                per_case: int = 300, mixed: int = 1000, permutations: int = 100, seed: int = 0,
-               digit: int | None = None, progress: Callable[[str], None] | None = None) -> NodeStudy:
+               digit: int | None = None, features: bool = False,
+               progress: Callable[[str], None] | None = None) -> NodeStudy:
     """Study one head (`"P18L0H3"`) or MLP layer (`"P18L0MLP"`): is it doing one job or several? Attention,
     necessity (mean / resample / class-mean ablation), sufficiency (patching), representation (PCA, probes
     with `permutations` label shuffles; the verdict needs >= 99 for p <= 0.01) and the verdict, as
-    `arithlens node`. Deterministic for `seed`."""
+    `arithlens node`. `features=True` adds the dictionary's answer (`feature_study` with its default dictionary,
+    the study's seed and permutations): `study.to_dict()["features"]`, cited by the verdict. Deterministic for
+    `seed`."""
     from arithlens.analysis.node_study import StudyOptions, study_node as run_study
 
     _check_model(model)
@@ -263,7 +266,9 @@ def study_node(model: HookedTransformer, node: str | Node, *, questions: int = 1
     check_int("digit", digit, low=0, high=model.spec.n_digits - 1)
     options = StudyOptions(questions=questions, pairs=pairs, per_case=per_case, mixed=mixed,
                            permutations=permutations, seed=seed, digit=digit)
-    return NodeStudy.from_dict(run_study(model, node, options, progress=progress).data)
+    if not isinstance(features, bool):
+        raise ArgumentTypeError(f"features must be True or False, not {features!r}")
+    return NodeStudy.from_dict(run_study(model, node, options, progress=progress, features=features).data)
 
 
 def analyze(model: HookedTransformer, *, questions: int = 256, pairs: int = 100, seed: int | None = None,

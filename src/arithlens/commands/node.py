@@ -26,6 +26,9 @@ def register(app: typer.Typer) -> None:
             "--permutations", v, low=0, high=MAX_PERMUTATIONS), help=f"Label shuffles for the probe and cosine "
             f"nulls, 0 to {MAX_PERMUTATIONS:,}."),
         digit: Optional[int] = typer.Option(None, "--digit", help="Study digit (default: the attended pair, else k-1)."),
+        features: bool = typer.Option(False, "--features", help="Also train a sparse autoencoder on the node's output "
+                                      "and add its answer (features for carry and borrow, their effects, beside a "
+                                      "probe and a direction); adds minutes."),
         seed: int = seed_option(0, "Seed; the same seed gives the same JSON."),
         threads: int = threads_option(1, "CPU threads for torch (1 was fastest on 2 shared cores)."),
         device: Device = device_option(),
@@ -58,7 +61,7 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"[{time.perf_counter() - start:5.1f}s] {message}", err=True)
 
         with thread_limit(threads):
-            study = study_node(net, node_target, options, progress=progress)
+            study = study_node(net, node_target, options, progress=progress, features=features)
         files: list[Path] = []
         if target is not None:
             from arithlens.report.node_figures import write_node_figures

@@ -118,7 +118,20 @@ def verdict_text(data: dict) -> str:
     parts.append(f"resample ablation makes {shown} wrong in " + "/".join(
         _pct(nec["per_qtype"][op.name]["all"]["resample"]["wrong_by_answer"][index]) for op in ops) + " of questions")
     text = "; ".join(parts) + "."
-    return text if t == k else text + " " + " ".join(mean_ablation_notes(data, ops))
+    text = text if t == k else text + " " + " ".join(mean_ablation_notes(data, ops))
+    return text + (" " + features_sentence(verdict["features"]) if "features" in verdict else "")
+
+
+def features_sentence(found: dict) -> str:
+    """The dictionary's answer in one sentence (the decisions of `analysis.node_study.verdict.features_verdict`)."""
+    carriers = ", ".join(f"{op} {n}" for op, n in found["carriers"].items())
+    agree = [op for op, ok in found["methods_agree"].items() if ok]
+    differ = [op for op, ok in found["methods_agree"].items() if not ok]
+    return (f"Dictionary features (explained variance {_pct(found['explained_variance'])}, L0 {found['l0']:.1f}): "
+            f"features carrying the carry/borrow {carriers}; {found['operand_carriers']} carry an operand digit; "
+            f"one feature for carry and borrow at once: {'yes' if found['one_feature_for_carry_and_borrow'] else 'no'}; "
+            "features, probe and direction " + (f"agree for {'/'.join(agree)}" if agree else "agree for no qtype")
+            + (f", disagree for {'/'.join(differ)}" if differ else "") + ".")
 
 
 def mean_ablation_notes(data, ops) -> list[str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -24,7 +24,8 @@ from arithlens.analysis.node_study.representation import representation as _repr
 from arithlens.analysis.node_study.representation import shared as _shared
 from arithlens.analysis.node_study.runs import Site, StudyCache, capture
 from arithlens.analysis.node_study.sufficiency import sufficiency as _sufficiency
-from arithlens.analysis.node_study.verdict import decide
+from arithlens.analysis.features.study import SAEOptions
+from arithlens.analysis.node_study.verdict import decide, features_verdict
 from arithlens.analysis.nodes import Node, Tag
 from arithlens.arith.generators import uniform
 from arithlens.arith.questions import QType
@@ -52,9 +53,14 @@ class NodeStudy:
 
 
 def study_node(model, node: Node | str, options: StudyOptions | None = None,
-               progress: Callable[[str], None] | None = None, cache: StudyCache | None = None) -> NodeStudy:
+               progress: Callable[[str], None] | None = None, cache: StudyCache | None = None,
+               features: SAEOptions | bool | None = None) -> NodeStudy:
     """Run the study (module docstring) on `model` for `node`; deterministic for `options.seed`. Studies given
-    one `cache` share their clean runs (same results, less time)."""
+    one `cache` share their clean runs (same results, less time). With `features` (dictionary options, or True for
+    the default dictionary with the study's seed and permutations), the study
+    also trains a sparse autoencoder on the node's output at the study digit and adds its "features" part (which
+    features carry the carry, the borrows and the operands, their effects, a probe and a direction beside them);
+    the verdict then says where the three methods agree."""
     options = options or StudyOptions()
     say = progress or (lambda _msg: None)
     spec = model.spec
@@ -113,8 +119,18 @@ def study_node(model, node: Node | str, options: StudyOptions | None = None,
         "candidates": candidates, "attention": attention, "necessity": necessity,
         "sufficiency": sufficiency, "representation": representation, "shared": shared, "grid": grid,
     }
+    if features is True:
+        features = SAEOptions(seed=options.seed, permutations=options.permutations)
+    if features:
+        from arithlens.analysis.features.study import study_features
+
+        say("features: a sparse autoencoder on the node's output")
+        record, _ = study_features(model, node, replace(features, digit=t), say)
+        data["features"] = record
     data = _clean_json(data)
     data["verdict"], data["tags"] = decide(data, ops, t)
+    if "features" in data:
+        data["verdict"]["features"] = features_verdict(data["features"])
     # The one arrow from analysis up to report, kept so that the study JSON keeps its "text" (outputs unchanged):
     # the front door should word the verdict when it saves the result (tests/test_layering.py allows this one).
     from arithlens.report.node_text import verdict_text

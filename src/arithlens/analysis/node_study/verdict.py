@@ -56,3 +56,17 @@ def pair_geometry(cos: dict) -> str:
     if abs(c) < SHARED_COS_MIN or (cos["p_value"] or 1.0) > P_MAX:
         return "separate"
     return "same axis" if c > 0 else "one axis, opposite signs"
+
+
+def features_verdict(record: dict) -> dict:
+    """The dictionary's answer beside the node study's, as data: how many features carry each qtype's carry or
+    borrow at the study digit, whether one feature serves carry and borrow at once, and per qtype whether the
+    features, the probe and the supervised direction agree (on encoding and on use)."""
+    f, quality = record["features"], record["dictionary"]["quality"]
+    return {
+        "carriers": {op: len(rec["carriers"]) for op, rec in f["carry_borrow"].items()},
+        "operand_carriers": len(f["operand_carriers"]),
+        "one_feature_for_carry_and_borrow": bool(f["one_feature_for_carry_and_borrow"]),
+        "methods_agree": {op: bool(c["encoding_agrees"] and c["use_agrees"]) for op, c in f["comparison"].items()},
+        "explained_variance": quality["explained_variance"], "l0": quality["l0"],
+    }
