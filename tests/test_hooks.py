@@ -66,3 +66,11 @@ def test_node_slice_reads_positions_relative_to_the_cached_span(model):
     acts = torch.arange(2 * 4 * 2 * 3, dtype=torch.float32).view(2, 4, 2, 3)  # (batch, pos 5..8, head, d_head)
     node = Node(7, 0, False, 1)
     assert torch.equal(node_slice(node, acts, range(5, 9)), acts[:, 2, 1])
+
+
+def test_per_head_hooks_are_the_attention_hooks_with_a_head_axis():
+    from arithlens.model.hooks import act_name, is_per_head
+
+    assert all(is_per_head(act_name(n, 1)) for n in ("q", "k", "v", "z", "result", "attn_scores", "pattern"))
+    assert not any(is_per_head(act_name(n, 1)) for n in ("resid_pre", "attn_out", "post", "pre", "mlp_out"))
+    assert not is_per_head(act_name("embed"))

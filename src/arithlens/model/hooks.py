@@ -66,6 +66,15 @@ def split_name(hook_name: str) -> tuple[int | None, str]:
     return (int(m[1]), m[2]) if m else (None, hook_name)
 
 
+# The hooks inside attention carry a head axis: a site there needs its head (P18L0H3), not just a position.
+_PER_HEAD = frozenset(_BLOCK[n] for n in ("q", "k", "v", "z", "result", "attn_scores", "pattern"))
+
+
+def is_per_head(hook_name: str) -> bool:
+    """Whether `hook_name` (`blocks.0.attn.hook_z`) holds one slice per head."""
+    return split_name(hook_name)[1] in _PER_HEAD
+
+
 def site_at(site: str, layer: int) -> str:
     """The inverse of `split_name`: ("attn.hook_z", 1) -> `blocks.1.attn.hook_z`."""
     return f"blocks.{layer}.{site}"
@@ -125,5 +134,5 @@ def node_output(model, node, acts: torch.Tensor | np.ndarray) -> torch.Tensor | 
     return acts @ w
 
 
-__all__ = ["NodeSite", "act_name", "act_names", "block_site", "node_output", "node_site", "node_slice",
+__all__ = ["is_per_head", "NodeSite", "act_name", "act_names", "block_site", "node_output", "node_site", "node_slice",
            "output_sites", "output_weight", "site_at", "split_name"]

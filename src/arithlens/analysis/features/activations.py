@@ -18,7 +18,7 @@ from arithlens.analysis.nodes import Node
 from arithlens.arith.generators import enriched, uniform
 from arithlens.arith.questions import QType, QuestionBatch
 from arithlens.errors import ArithLensError
-from arithlens.model.hooks import act_name, node_site
+from arithlens.model.hooks import act_name, is_per_head, node_site, split_name
 
 _HOOK_AT = re.compile(r"(?P<hook>[A-Za-z0-9_.]+)@P(?P<pos>\d+)")
 
@@ -48,11 +48,10 @@ class Site:
         hook, position = act_name(match["hook"]), int(match["pos"])
         if not 0 <= position < spec.n_ctx:
             raise ArithLensError(f"unknown site {text!r}: position {position} is outside 0..{spec.n_ctx - 1}")
-        layer = re.match(r"blocks\.(\d+)\.", hook)
-        if layer is not None and int(layer[1]) >= spec.n_layers:
-            raise ArithLensError(f"unknown site {text!r}: layer {layer[1]} is outside 0..{spec.n_layers - 1}")
-        if "hook_pattern" in hook or "hook_attn_scores" in hook or hook.endswith(("hook_q", "hook_k", "hook_v", "hook_z",
-                                                                                   "hook_result")):
+        layer = split_name(hook)[0]
+        if layer is not None and layer >= spec.n_layers:
+            raise ArithLensError(f"unknown site {text!r}: layer {layer} is outside 0..{spec.n_layers - 1}")
+        if is_per_head(hook):
             raise ArithLensError(f"site {text!r}: name a head as a node (P18L0H3); a per-head hook needs its head")
         return cls(f"{hook}@P{position}", hook, position)
 
