@@ -128,3 +128,25 @@ def test_report_pieces(runner):
     assert len(fig.axes[0].lines) == 2  # the curve and the line at 1
     table = curves_markdown([curve], metric="exact").splitlines()
     assert len(table) == 2 + 2 and "| 0.925 | 0.074 |" in table[2]  # ADD and ALL rows
+
+
+def test_edge_runner_scores_a_node_circuit_as_the_node_runner_does(runner):
+    # A node circuit is the edge circuit without the edges out of the removed nodes; the ablated values are linear
+    # in the node's activation (z . W_O, post . W_out), so both runners must agree (resample rows are drawn
+    # differently, so only the ablations without draws are compared).
+    pytest.importorskip("arithlens.analysis.edges.forward")
+    from arithlens.analysis.circuits.edge_runner import EdgeRunner
+    from arithlens.analysis.nodes import Node
+
+    edge_runner = EdgeRunner(runner.model, runner.questions, runner.reference)
+    removed = [Node.for_model(n, BACKUP_SPEC) for n in runner.units if n not in COPY_HEADS[:2]]
+    mask = edge_runner.graph.node_mask(removed).bool().tolist()
+    kept = [name for name, keep in zip(edge_runner.units, mask) if keep]
+    for kind in ("mean", "plain-mean", "zero"):
+        by_node = runner.run([None, COPY_HEADS[:2]], Ablation(kind))
+        by_edge = edge_runner.run([None, kept], Ablation(kind))
+        for n, e in zip(by_node, by_edge):
+            assert np.array_equal(n.wrong, e.wrong)
+            np.testing.assert_allclose(e.logit_diff, n.logit_diff, rtol=1e-4, atol=1e-4)
+    card = ablation_card(edge_runner, kept, model="planted", label="edges", unit="edge")
+    assert card.n_all == len(edge_runner.units) and card.row("mean", "ADD").correct == 40

@@ -5,7 +5,7 @@ faithfulness survives the choice of ablation."""
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 
@@ -32,14 +32,23 @@ def card_rows(ablation: Ablation, qtypes: Sequence[tuple[str, np.ndarray]], circ
     return rows
 
 
-def ablation_card(runner: CircuitRunner, kept: Collection[str], *, model: str, label: str, unit: str = "node",
-                  ablations: Sequence[Ablation] | None = None, seed: int = 0, reference: int = 0) -> AblationCard:
-    """The card of the circuit `kept` (a subset of `runner.units`) on the runner's questions: per ablation one
-    run of the clean model, the empty circuit and the circuit, sharing that ablation's values."""
+def ablation_cards(runner: CircuitRunner, circuits: Mapping[str, Collection[str]], *, model: str, unit: str = "node",
+                   ablations: Sequence[Ablation] | None = None, seed: int = 0, reference: int = 0
+                   ) -> dict[str, AblationCard]:
+    """The card of each named circuit (a subset of `runner.units`) on the runner's questions: per ablation one
+    run of the clean model, the empty circuit and every circuit, sharing that ablation's values."""
     t0 = time.perf_counter()
-    rows: list[CardRow] = []
+    rows: dict[str, list[CardRow]] = {label: [] for label in circuits}
     for ablation in card_ablations() if ablations is None else ablations:
-        clean, empty, circuit = runner.run([None, (), kept], ablation)
-        rows += card_rows(ablation, runner.qtypes, circuit, clean, empty)
-    return AblationCard(model, label, unit, tuple(sorted(kept)), len(runner.units), seed, reference, tuple(rows),
-                        time.perf_counter() - t0)
+        clean, empty, *runs = runner.run([None, (), *circuits.values()], ablation)
+        for label, scores in zip(circuits, runs):
+            rows[label] += card_rows(ablation, runner.qtypes, scores, clean, empty)
+    seconds = time.perf_counter() - t0
+    return {label: AblationCard(model, label, unit, tuple(sorted(kept)), len(runner.units), seed, reference,
+                                tuple(rows[label]), seconds)
+            for label, kept in circuits.items()}
+
+
+def ablation_card(runner: CircuitRunner, kept: Collection[str], *, label: str, **kwargs) -> AblationCard:
+    """`ablation_cards` of one circuit."""
+    return ablation_cards(runner, {label: kept}, **kwargs)[label]
