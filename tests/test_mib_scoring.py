@@ -7,25 +7,15 @@ import json
 
 import numpy as np
 import pytest
-from planted import BACKUP_SPEC, backup_heads_model
+from planted import backup_heads_model
+from test_circuit_card import COPY_HEADS, every_digit
 
 from arithlens.analysis.circuits.node_scores import single_node_scores
 from arithlens.analysis.circuits.results import MIB_PERCENTAGES, FaithfulnessCurve, mib_areas
 from arithlens.analysis.circuits.runner import Ablation, NodeRunner
 from arithlens.analysis.circuits.scoring import faithfulness_curve, mib_sizes, ranked_units
 from arithlens.analysis.faithfulness import RunScores, mean_values
-from arithlens.arith.questions import QuestionBatch
-from arithlens.arith.vocab import PLUS
 from arithlens.errors import ArithLensError
-
-COPY_AT = BACKUP_SPEC.layout.answer_logit_positions.start + 2
-COPY_HEADS = [f"P{COPY_AT}L0H{h}" for h in range(3)]
-
-
-def every_digit(times: int) -> QuestionBatch:
-    """`a+0` for a = 0..9, each `times` times: rates over it are exact tenths."""
-    a = np.repeat(np.arange(10), times)
-    return QuestionBatch(1, a, np.full(len(a), PLUS), np.zeros(len(a), dtype=np.int64))
 
 
 @pytest.fixture(scope="module")
