@@ -130,6 +130,19 @@ def test_report_pieces(runner):
     assert len(table) == 2 + 2 and "| 0.925 | 0.074 |" in table[2]  # ADD and ALL rows
 
 
+def test_report_section_embeds_its_figures(runner, tmp_path):
+    from arithlens.analysis.circuits.scoring import faithfulness_curve
+    from arithlens.report.circuit_card import circuit_card_section
+
+    card = ablation_card(runner, COPY_HEADS, model="planted", label="copy heads", ablations=[Ablation("mean")])
+    curve = faithfulness_curve(runner, {COPY_HEADS[0]: 2.0, COPY_HEADS[1]: 1.0}, model="planted", method="m")
+    page = circuit_card_section([card], [curve], tmp_path)
+    assert page.count("data:image/png;base64,") == 3  # the card's bars and two curve figures
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["circuit_card_0.png", "mib_curve_exact.png",
+                                                           "mib_curve_logit_diff.png"]
+    assert "<td>0.925</td><td>0.074</td></tr>" in page  # exact CPR / CMD of the planted step
+
+
 def test_edge_runner_scores_a_node_circuit_as_the_node_runner_does(runner):
     # A node circuit is the edge circuit without the edges out of the removed nodes; the ablated values are linear
     # in the node's activation (z . W_O, post . W_out), so both runners must agree (resample rows are drawn

@@ -3,14 +3,16 @@ analyze report can include) and matplotlib figures drawn without pyplot (`figure
 
 from __future__ import annotations
 
+import base64
 import html
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 from matplotlib.figure import Figure
 
 from arithlens.analysis.circuits.results import AblationCard, FaithfulnessCurve
-from arithlens.report.figures import new_figure
+from arithlens.report.figures import new_figure, save_figure
 
 QTYPE_COLOURS = {"ADD": "tab:red", "SUB": "tab:green", "NEG": "tab:blue", "MUL": "tab:purple", "ALL": "black"}
 
@@ -106,3 +108,31 @@ def curves_markdown(curves: Sequence[FaithfulnessCurve], metric: str = "logit_di
             f = [f"{v:.2f}" for v in q.faithfulness(metric)]
             lines.append("| " + " | ".join([c.method, c.ablation, q.qtype, f"{cpr:.3f}", f"{cmd:.3f}", *f]) + " |")
     return "\n".join(lines)
+
+
+def _embedded(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img class="circuit-card" alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def circuit_card_section(cards: Sequence[AblationCard], curves: Sequence[FaithfulnessCurve],
+                         figure_dir: str | Path) -> str:
+    """An HTML fragment for the analyze report: each card's table and bar chart, then the curves (logit
+    difference and exact, pooled over qtypes) with their CPR / CMD table; figures are written to `figure_dir`
+    as PNG and embedded (the report is one offline file)."""
+    parts = ["<section class=circuit-card><h2>Circuit faithfulness under each ablation</h2>"]
+    for k, card in enumerate(cards):
+        png = save_figure(plot_card(card), figure_dir, f"circuit_card_{k}")[0]
+        parts += [card_html(card), _embedded(png, f"ablation card of {card.label}")]
+    if curves:
+        for metric in ("logit_diff", "exact"):
+            png = save_figure(plot_curves(curves, metric), figure_dir, f"mib_curve_{metric}")[0]
+            parts.append(_embedded(png, f"MIB faithfulness curves ({metric})"))
+        rows = "".join(
+            f"<tr><td>{html.escape(c.method)}</td><td>{html.escape(c.ablation)}</td>"
+            + "".join(f"<td>{v:.3f}</td>" for m in ("logit_diff", "exact") for v in c.areas("ALL", m)) + "</tr>"
+            for c in curves)
+        parts.append("<table class=mib><thead><tr><th>scores</th><th>ablation</th><th>CPR (logit diff.)</th>"
+                     "<th>CMD (logit diff.)</th><th>CPR (exact)</th><th>CMD (exact)</th></tr></thead>"
+                     f"<tbody>{rows}</tbody></table>")
+    return "".join(parts) + "</section>"

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterable
 
 import numpy as np
+from torch import Tensor
 
 from arithlens.analysis.circuit import TARGET, Pruner, QuestionSource, prune
 from arithlens.analysis.circuits.results import RobustCircuit
@@ -28,7 +29,7 @@ Progress = Callable[[str, int, int], None]
 
 
 def repeated_with_draws(model: HookedTransformer, questions: QuestionBatch, reference: QuestionBatch, draws: int,
-                        rng: np.random.Generator) -> tuple[QuestionBatch, dict]:
+                        rng: np.random.Generator) -> tuple[QuestionBatch, dict[str, Tensor]]:
     """`questions` repeated `draws` times, and resample values giving each copy its own reference rows:
     {site: (draws * batch, pos, ...)}."""
     if draws < 1:
@@ -53,7 +54,8 @@ def resample_circuit(
 ) -> RobustCircuit:
     """Prune from `start` (default: every node) to a set that stays >= `target` exact per qtype at 95%
     confidence under resample ablation, on `search_questions` fresh questions per qtype times `draws` draws.
-    Nodes outside `prefer` (e.g. the mean-ablation circuit) are tried for removal first."""
+    Nodes outside `prefer` (e.g. the mean-ablation circuit) are tried for removal first. (The copies of a question
+    are not independent samples, so the confidence bound is loose: validate on held-out questions, as the card does.)"""
     t0 = time.perf_counter()
     spec = model.spec
     ref = reference_questions(spec, reference, rng_for(seed, STREAM_REFERENCE))
