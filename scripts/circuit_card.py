@@ -123,7 +123,8 @@ def stage_cards(per_qtype: int, force: bool) -> None:
     cards = ablation_cards(runner, todo, model=model.spec.name, seed=CARD_SEED, reference=len(runner.reference))
     merged = {**done.get("cards", {}), **{k: c.to_dict() for k, c in cards.items()}}
     walls = {**done.get("wall_seconds", {}), **{k: time.perf_counter() - t0 for k in cards}}
-    store("cards", {"questions_per_qtype": per_qtype, "cards": merged, "wall_seconds": walls, **where})
+    settings = {**done.get("settings", {}), **{k: where for k in cards}}
+    store("cards", {"cards": merged, "wall_seconds": walls, "settings": settings})
     for c in cards.values():
         log(f"cards: {c.label}: " + ", ".join(f"{a} {100 * c.min_exact(a):.1f}%" for a in c.ablations))
 
@@ -167,6 +168,12 @@ def _cell(row: dict) -> str:
     return f"{100 * row['exact']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
 
 
+def _load(where: dict | None) -> str:
+    if not where:
+        return ""
+    return f" on {where['cpus']} shared cores, load average {where['load_average_at_start'][0]:.1f} at its start"
+
+
 def render(data: dict) -> str:
     """The docs block (markdown) from the stored results."""
     from arithlens.analysis.circuits.results import AblationCard, FaithfulnessCurve
@@ -176,24 +183,24 @@ def render(data: dict) -> str:
     cards = data.get("cards", {})
     robust = data.get("robust")
     if cards:
-        n = cards["questions_per_qtype"]
-        out.append(f"Shipped default model, exact rate per qtype with 95% Wilson intervals on {n:,} fresh questions "
-                   f"per qtype (seed {CARD_SEED}; none drawn by the circuit searches), and in brackets LD: the logit "
+        out.append(f"Shipped default model, exact rate per qtype with 95% Wilson intervals on fresh questions "
+                   f"(seed {CARD_SEED}; none drawn by the circuit searches; n per qtype beside each card), and LD: the logit "
                    "difference recovered between the empty circuit (0%) and the model (100%). Ablated nodes read: "
                    "their mean per position over 2,048 mixed reference questions (`mean`, the project's mean), one "
                    "mean over all positions (`plain-mean`), the activation of a reference question drawn per "
                    "question (`resample#1`, `resample#2`: two independent draws), or zero.")
         for label, card in cards["cards"].items():
             c = AblationCard.from_dict(card)
-            out += ["", f"**{label}**: {len(c.units)} of {c.n_all} nodes (wall time "
-                        f"{cards['wall_seconds'][label]:.0f} s)", "", card_markdown(c)]
+            n = ", ".join(f"{q} {c.row('mean', q).n:,}" for q in c.qtypes)
+            out += ["", f"**{label}**: {len(c.units)} of {c.n_all} nodes; n = {n}; wall time "
+                        f"{cards['wall_seconds'][label]:.0f} s for this stage{_load(cards.get('settings', {}).get(label))}",
+                    "", card_markdown(c)]
     if robust:
         exact = ", ".join(f"{k} {100 * v:.2f}%" for k, v in robust["search_exact"].items())
         out += ["", f"The resample circuit: {robust['n_nodes']} of {robust['n_all']} nodes, pruned from every node "
                     f"under resample ablation on {robust['search_questions']:,} search questions repeated for "
                     f"{robust['draws']} independent draws (search exact {exact}; {robust['passes']} forward passes, "
-                    f"{robust['wall_seconds']:.0f} s wall on {robust['cpus']} shared cores, load average "
-                    f"{robust['load_average_at_start'][0]:.1f} at the start)."]
+                    f"{robust['wall_seconds']:.0f} s wall{_load(robust)})."]
     curves = data.get("curves")
     if curves:
         cs = [FaithfulnessCurve.from_dict(c) for c in curves["curves"]]
@@ -207,7 +214,7 @@ def render(data: dict) -> str:
                     f"it score 0). Faithfulness of the logit difference:", "",
                 curves_markdown(all_rows, "logit_diff"), "", "and of the exact rate:", "",
                 curves_markdown(all_rows, "exact"), "",
-                f"Wall time of the curves stage: {curves['wall_seconds']:.0f} s."]
+                f"Wall time of the curves stage: {curves['wall_seconds']:.0f} s{_load(curves)}."]
     return "\n".join(out)
 
 
