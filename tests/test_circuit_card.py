@@ -163,3 +163,8 @@ def test_edge_runner_scores_a_node_circuit_as_the_node_runner_does(runner):
             np.testing.assert_allclose(e.logit_diff, n.logit_diff, rtol=1e-4, atol=1e-4)
     card = ablation_card(edge_runner, kept, model="planted", label="edges", unit="edge")
     assert card.n_all == len(edge_runner.units) and card.row("mean", "ADD").correct == 40
+    # Resample rows are drawn once per question set: computing their values in blocks changes nothing.
+    blocks = EdgeRunner(runner.model, runner.questions, runner.reference, rows=7)
+    a, b = blocks.run([kept], Ablation("resample", 1))[0], edge_runner.run([kept], Ablation("resample", 1))[0]
+    assert np.array_equal(a.wrong, b.wrong)
+    np.testing.assert_allclose(a.logit_diff, b.logit_diff, rtol=1e-5, atol=1e-5)

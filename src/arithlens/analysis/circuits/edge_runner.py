@@ -21,7 +21,7 @@ class EdgeRunner:
     reference question's output drawn per question (`resample`), or zero."""
 
     def __init__(self, model: HookedTransformer, questions: QuestionBatch, reference: QuestionBatch, *,
-                 graph=None, seed: int = FAITHFULNESS_SEED, chunk: int = 256):
+                 graph=None, seed: int = FAITHFULNESS_SEED, chunk: int = 256, rows: int = 1024):
         from arithlens.analysis.edges.forward import ablation_values
         from arithlens.analysis.edges.graph import EdgeGraph
 
@@ -32,7 +32,8 @@ class EdgeRunner:
         self.questions = questions
         self.reference = reference
         self.seed = seed
-        self.chunk = chunk
+        self.chunk = chunk  # questions per edge-masked forward
+        self.rows = rows  # questions per block of resample values
         self.qtypes = tuple((qt.name, questions.qtype == qt) for qt in supported_qtypes(spec))
         self._tokens = questions.torch_tokens(str(model.device))
         self._reference_tokens = reference.torch_tokens(str(model.device))
@@ -41,23 +42,25 @@ class EdgeRunner:
         self._values = {"mean": mean, "plain-mean": mean.mean(2, keepdim=True).expand_as(mean).contiguous(),
                         "zero": torch.zeros_like(mean)}
 
-    def _ablated(self, ablation: Ablation) -> torch.Tensor:
-        if ablation.kind != "resample":
-            return self._values[ablation.kind]
-        from arithlens.analysis.edges.forward import ablation_values
-
-        rng = np.random.default_rng([self.seed, STREAM_DRAWS, ablation.draw])
-        return ablation_values(self.model, self._reference_tokens, "resample", batch=len(self._tokens), rng=rng)
-
     def run(self, kept: Sequence[Collection[str] | None], ablation: Ablation) -> list[RunScores]:
-        from arithlens.analysis.edges.forward import edge_forward
+        """Per-question scores of each kept edge set (None: the clean model). Resample rows are drawn once for the
+        whole question set; the senders' outputs on them are computed `rows` questions at a time, which bounds
+        the memory of the (rows, senders, pos, d_model) values."""
+        from arithlens.analysis.edges.forward import edge_forward, sender_outputs
 
-        targets = targets_of(self._tokens, self.spec)
+        masks = [torch.ones(self.graph.n_edges) if k is None else self.graph.mask(list(k)) for k in kept]
+        draw = None
+        if ablation.kind == "resample":
+            rng = np.random.default_rng([self.seed, STREAM_DRAWS, ablation.draw])
+            draw = torch.from_numpy(rng.integers(0, len(self._reference_tokens), size=len(self._tokens)))
+        parts: list[list[RunScores]] = [[] for _ in masks]
         with torch.inference_mode():
-            ablated = self._ablated(ablation)
-            out = []
-            for k in kept:
-                mask = torch.ones(self.graph.n_edges) if k is None else self.graph.mask(list(k))
-                logits = edge_forward(self.model, self.graph, self._tokens, ablated, mask, chunk=self.chunk)
-                out.append(RunScores.of(logits, targets))
-        return out
+            for start in range(0, len(self._tokens), self.rows):
+                tokens = self._tokens[start : start + self.rows]
+                targets = targets_of(tokens, self.spec)
+                ablated = (self._values[ablation.kind] if draw is None
+                           else sender_outputs(self.model, self._reference_tokens[draw[start : start + self.rows]]))
+                for part, mask in zip(parts, masks):
+                    logits = edge_forward(self.model, self.graph, tokens, ablated, mask, chunk=self.chunk)
+                    part.append(RunScores.of(logits, targets))
+        return [RunScores.concat(p) for p in parts]
