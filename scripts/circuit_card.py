@@ -104,7 +104,7 @@ def stage_robust() -> None:
     log(f"robust: {len(found.nodes)} nodes, {dict(found.search_exact)}")
 
 
-def stage_cards(per_qtype: int, force: bool) -> None:
+def stage_cards(per_qtype: int, force: bool, only: str | None = None) -> None:
     from arithlens.analysis.circuits.card import ablation_cards
     from arithlens.analysis.faithfulness import STREAM_EVAL
 
@@ -114,13 +114,14 @@ def stage_cards(per_qtype: int, force: bool) -> None:
     circuits = {MEAN: circuit["nodes"]}
     if "robust" in load():
         circuits[ROBUST] = load()["robust"]["nodes"]
-    todo = {k: v for k, v in circuits.items() if force or k not in done.get("cards", {})}
+    todo = {k: v for k, v in circuits.items() if (force or k not in done.get("cards", {})) and only in (None, k)}
     if not todo:
         log("cards: nothing to do (--force recomputes)")
         return
     runner = runner_for(model, per_qtype, STREAM_EVAL, drawn)
     log(f"cards: {', '.join(todo)} on {len(runner.questions)} questions")
     cards = ablation_cards(runner, todo, model=model.spec.name, seed=CARD_SEED, reference=len(runner.reference))
+    done = load().get("cards", {})  # again: another cards run may have stored its card meanwhile
     merged = {**done.get("cards", {}), **{k: c.to_dict() for k, c in cards.items()}}
     walls = {**done.get("wall_seconds", {}), **{k: time.perf_counter() - t0 for k in cards}}
     settings = {**done.get("settings", {}), **{k: where for k in cards}}
@@ -174,6 +175,19 @@ def _load(where: dict | None) -> str:
     return f" on {where['cpus']} shared cores, load average {where['load_average_at_start'][0]:.1f} at its start"
 
 
+def _verdicts(cards: dict) -> list[str]:
+    """One sentence per card: the ablations under which it is >= 99% exact on every qtype, and the worst one."""
+    out = []
+    for label, c in cards.items():
+        held = [a for a in c.ablations if c.min_exact(a) >= 0.99]
+        worst = min(c.ablations, key=c.min_exact)
+        cells = " / ".join(f"{100 * c.row(worst, q).exact:.1f}%" for q in c.qtypes)
+        out += ["", f"The {label} ({len(c.units)} nodes) is >= 99% exact on every qtype under "
+                    f"{', '.join(held) if held else 'no ablation'}; its worst is {worst}: {cells} "
+                    f"({' / '.join(c.qtypes)})."]
+    return out
+
+
 def render(data: dict) -> str:
     """The docs block (markdown) from the stored results."""
     from arithlens.analysis.circuits.results import AblationCard, FaithfulnessCurve
@@ -195,6 +209,7 @@ def render(data: dict) -> str:
             out += ["", f"**{label}**: {len(c.units)} of {c.n_all} nodes; n = {n}; wall time "
                         f"{cards['wall_seconds'][label]:.0f} s for this stage{_load(cards.get('settings', {}).get(label))}",
                     "", card_markdown(c)]
+        out += _verdicts({k: AblationCard.from_dict(v) for k, v in cards["cards"].items()})
     if robust:
         exact = ", ".join(f"{k} {100 * v:.2f}%" for k, v in robust["search_exact"].items())
         out += ["", f"The resample circuit: {robust['n_nodes']} of {robust['n_all']} nodes, pruned from every node "
@@ -235,11 +250,12 @@ def main() -> None:
     p.add_argument("--curve-questions", type=int, default=CURVE_QUESTIONS, help="per qtype, for the curves")
     p.add_argument("--score-questions", type=int, default=SCORE_QUESTIONS, help="per qtype, single-node scores")
     p.add_argument("--force", action="store_true", help="recompute cards already stored")
+    p.add_argument("--only", choices=[MEAN, ROBUST], help="the card of this circuit only")
     args = p.parse_args()
     if args.stage in ("robust", "all"):
         stage_robust()
     if args.stage in ("cards", "all"):
-        stage_cards(args.questions, args.force)
+        stage_cards(args.questions, args.force, args.only)
     if args.stage in ("curves", "all"):
         stage_curves(args.curve_questions, args.score_questions)
     if args.stage in ("render", "all"):
