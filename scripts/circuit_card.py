@@ -169,6 +169,13 @@ def _cell(row: dict) -> str:
     return f"{100 * row['exact']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
 
 
+def _node_order(name: str) -> tuple:
+    from arithlens.analysis.nodes import Node
+
+    node = Node.parse(name)
+    return node.position, node.layer, node.is_mlp, node.num
+
+
 def _load(where: dict | None) -> str:
     if not where:
         return ""
@@ -216,6 +223,11 @@ def render(data: dict) -> str:
                     f"under resample ablation on {robust['search_questions']:,} search questions repeated for "
                     f"{robust['draws']} independent draws (search exact {exact}; {robust['passes']} forward passes, "
                     f"{robust['wall_seconds']:.0f} s wall{_load(robust)})."]
+        mean_nodes = set(json.loads(CIRCUIT.read_text())["circuit"]["nodes"])
+        added = sorted(set(robust["nodes"]) - mean_nodes, key=_node_order)
+        dropped = sorted(mean_nodes - set(robust["nodes"]), key=_node_order)
+        out += ["", f"Beside the mean circuit's {len(mean_nodes)} nodes it adds {len(added)} ({', '.join(added)}) and "
+                    f"drops {len(dropped)} ({', '.join(dropped) or 'none'})."]
     curves = data.get("curves")
     if curves:
         cs = [FaithfulnessCurve.from_dict(c) for c in curves["curves"]]
