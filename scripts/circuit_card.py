@@ -189,9 +189,14 @@ def _verdicts(cards: dict) -> list[str]:
         held = [a for a in c.ablations if c.min_exact(a) >= 0.99]
         worst = min(c.ablations, key=c.min_exact)
         cells = " / ".join(f"{100 * c.row(worst, q).exact:.1f}%" for q in c.qtypes)
+        draws = [a for a in c.ablations if a.startswith("resample")]
+        lowest = {q: min(c.row(a, q).exact for a in draws) for q in c.qtypes}
+        short = [q for q, v in lowest.items() if v < 0.99]
         out += ["", f"The {label} ({len(c.units)} nodes) is >= 99% exact on every qtype under "
                     f"{', '.join(held) if held else 'no ablation'}; its worst is {worst}: {cells} "
-                    f"({' / '.join(c.qtypes)})."]
+                    f"({' / '.join(c.qtypes)}). Under resample ablation (the lower of {len(draws)} draws): "
+                    + " / ".join(f"{100 * v:.1f}%" for v in lowest.values())
+                    + (f", short of 99% on {', '.join(short)}." if short else ", >= 99% on every qtype.")]
     return out
 
 
