@@ -1,0 +1,283 @@
+"""The circuit card of the shipped default model (docs/circuit-card.md): the ablation card of its node circuit
+(the mean-ablation circuit of benchmarks/results/circuit_figures.json) and of a circuit pruned under resample
+ablation, and MIB's faithfulness curves (CPR, CMD) of node scores.
+
+Stages, each stored under its key of benchmarks/results/circuit_card.json (so a slow one can run alone):
+  python scripts/circuit_card.py robust     # prune a node circuit under resample ablation (the slow one)
+  python scripts/circuit_card.py cards      # ablation cards of the mean and (once found) resample circuits
+  python scripts/circuit_card.py curves     # node scores, then MIB curves under mean and resample ablation
+  python scripts/circuit_card.py render     # rewrite the docs block between the circuit-card markers
+  python scripts/circuit_card.py all        # all four
+Every stage is deterministic (fixed seeds); wall times depend on the machine and its load (stored beside them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "circuit_card.json"
+CIRCUIT = ROOT / "benchmarks" / "results" / "circuit_figures.json"  # the stored mean-ablation circuit
+DOC = ROOT / "docs" / "circuit-card.md"
+START, END = "<!-- circuit-card:start -->", "<!-- circuit-card:end -->"
+CARD_SEED = 280_029  # questions and reference batch none of the circuit searches drew (their seed is 140_014)
+CARD_QUESTIONS = 4_000  # per qtype, for the ablation cards
+CURVE_QUESTIONS = 1_000  # per qtype, for each point of the MIB curves
+SCORE_QUESTIONS = 300  # per qtype, for the single-node ablation scores
+MEAN, ROBUST = "mean circuit", "resample circuit"
+
+
+def log(text: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {text}", file=sys.stderr, flush=True)
+
+
+def load() -> dict:
+    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+
+
+def store(key: str, value) -> None:
+    """Set one stage's key, written atomically (other stages' keys kept)."""
+    from arithlens.io import write_atomic
+
+    data = load()
+    data[key] = value
+    write_atomic(RESULTS, (json.dumps(data, indent=1) + "\n").encode())
+
+
+def setting() -> dict:
+    return {"load_average_at_start": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count()}
+
+
+def model_and_sets():
+    """The default model, its mean-ablation circuit, and the questions every search drew (kept out of ours)."""
+    import torch
+
+    from arithlens.analysis.faithfulness import (
+        FAITHFULNESS_SEED, STREAM_MINIMALITY, STREAM_SEARCH, fresh_questions, rng_for,
+    )
+    from arithlens.arith.questions import QuestionBatch
+    from arithlens.model import load_checkpoint
+    from arithlens.model.zoo import resolve_model
+
+    torch.set_num_threads(int(os.environ.get("ARITHLENS_THREADS", "1")))
+    model = load_checkpoint(resolve_model(None)).model.eval()
+    circuit = json.loads(CIRCUIT.read_text())["circuit"]
+    search = fresh_questions(model.spec, circuit["search_questions"] // 3, rng_for(FAITHFULNESS_SEED, STREAM_SEARCH))
+    minimal = fresh_questions(model.spec, circuit["minimality_questions"] // 3,
+                              rng_for(FAITHFULNESS_SEED, STREAM_MINIMALITY), search)
+    return model, circuit, QuestionBatch.concat([search, minimal])
+
+
+def runner_for(model, per_qtype: int, stream: int, drawn):
+    from arithlens.analysis.circuits.runner import NodeRunner
+    from arithlens.analysis.faithfulness import (
+        REFERENCE_QUESTIONS, STREAM_REFERENCE, fresh_questions, reference_questions, rng_for,
+    )
+
+    questions = fresh_questions(model.spec, per_qtype, rng_for(CARD_SEED, stream), drawn)
+    reference = reference_questions(model.spec, REFERENCE_QUESTIONS, rng_for(CARD_SEED, STREAM_REFERENCE))
+    return NodeRunner(model, questions, reference, seed=CARD_SEED)
+
+
+def stage_robust() -> None:
+    from arithlens.analysis.circuits.robust import resample_circuit
+    from arithlens.analysis.nodes import Node
+
+    t0, where = time.perf_counter(), setting()
+    model, circuit, _ = model_and_sets()
+    last = [0.0]
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if time.time() - last[0] > 30 or done == total:
+            last[0] = time.time()
+            log(f"robust: {stage} {done}/{total}")
+
+    found = resample_circuit(model, prefer=[Node.for_model(n, model.spec) for n in circuit["nodes"]],
+                             progress=progress)
+    store("robust", {**found.to_dict(), "wall_seconds": time.perf_counter() - t0, **where})
+    log(f"robust: {len(found.nodes)} nodes, {dict(found.search_exact)}")
+
+
+def stage_cards(per_qtype: int, force: bool, only: str | None = None) -> None:
+    from arithlens.analysis.circuits.card import ablation_cards
+    from arithlens.analysis.faithfulness import STREAM_EVAL
+
+    t0, where = time.perf_counter(), setting()
+    model, circuit, drawn = model_and_sets()
+    done = load().get("cards", {})
+    circuits = {MEAN: circuit["nodes"]}
+    if "robust" in load():
+        circuits[ROBUST] = load()["robust"]["nodes"]
+    todo = {k: v for k, v in circuits.items() if (force or k not in done.get("cards", {})) and only in (None, k)}
+    if not todo:
+        log("cards: nothing to do (--force recomputes)")
+        return
+    runner = runner_for(model, per_qtype, STREAM_EVAL, drawn)
+    log(f"cards: {', '.join(todo)} on {len(runner.questions)} questions")
+    cards = ablation_cards(runner, todo, model=model.spec.name, seed=CARD_SEED, reference=len(runner.reference))
+    done = load().get("cards", {})  # again: another cards run may have stored its card meanwhile
+    merged = {**done.get("cards", {}), **{k: c.to_dict() for k, c in cards.items()}}
+    walls = {**done.get("wall_seconds", {}), **{k: time.perf_counter() - t0 for k in cards}}
+    settings = {**done.get("settings", {}), **{k: where for k in cards}}
+    store("cards", {"cards": merged, "wall_seconds": walls, "settings": settings})
+    for c in cards.values():
+        log(f"cards: {c.label}: " + ", ".join(f"{a} {100 * c.min_exact(a):.1f}%" for a in c.ablations))
+
+
+def stage_curves(per_qtype: int, score_questions: int) -> None:
+    from arithlens.analysis.circuit import Circuit
+    from arithlens.analysis.circuits.node_scores import cost_scores, single_node_scores
+    from arithlens.analysis.circuits.runner import Ablation
+    from arithlens.analysis.circuits.scoring import faithfulness_curve
+    from arithlens.analysis.faithfulness import STREAM_EVAL, STREAM_SEARCH, fresh_questions, mean_values, rng_for
+    from arithlens.arith.questions import QuestionBatch
+
+    t0, where = time.perf_counter(), setting()
+    model, circuit, drawn = model_and_sets()
+    runner = runner_for(model, per_qtype, STREAM_EVAL, drawn)
+    scored_on = fresh_questions(model.spec, score_questions, rng_for(CARD_SEED, STREAM_SEARCH),
+                                QuestionBatch.concat([drawn, runner.questions]))
+    t1 = time.perf_counter()
+    single = single_node_scores(model, scored_on, mean_values(model, runner.reference))
+    score_seconds = time.perf_counter() - t1
+    log(f"curves: single-node scores in {score_seconds:.0f} s")
+    methods = {"single-node ablation": single, "circuit node costs": cost_scores(Circuit.from_json(circuit))}
+    curves = []
+    for method, scores in methods.items():
+        for ablation in (Ablation("mean"), Ablation("resample")):
+            curve = faithfulness_curve(runner, scores, model=model.spec.name, method=method, ablation=ablation,
+                                       seed=CARD_SEED)
+            curves.append(curve.to_dict())
+            log(f"curves: {method}, {ablation.label}: CPR {curve.cpr():.3f} CMD {curve.cmd():.3f}")
+    store("curves", {"questions_per_qtype": per_qtype, "score_questions_per_qtype": score_questions,
+                     "single_node_scores": single, "score_seconds": score_seconds, "curves": curves,
+                     "wall_seconds": time.perf_counter() - t0, **where})
+
+
+# ---------------------------------------------------------------------------------------------------
+# The docs block
+
+
+def _cell(row: dict) -> str:
+    lo, hi = row["ci"]
+    return f"{100 * row['exact']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+def _node_order(name: str) -> tuple:
+    from arithlens.analysis.nodes import Node
+
+    node = Node.parse(name)
+    return node.position, node.layer, node.is_mlp, node.num
+
+
+def _load(where: dict | None) -> str:
+    if not where:
+        return ""
+    return f" on {where['cpus']} shared cores, load average {where['load_average_at_start'][0]:.1f} at its start"
+
+
+def _verdicts(cards: dict) -> list[str]:
+    """One sentence per card: the ablations under which it is >= 99% exact on every qtype, and the worst one."""
+    out = []
+    for label, c in cards.items():
+        held = [a for a in c.ablations if c.min_exact(a) >= 0.99]
+        worst = min(c.ablations, key=c.min_exact)
+        cells = " / ".join(f"{100 * c.row(worst, q).exact:.1f}%" for q in c.qtypes)
+        draws = [a for a in c.ablations if a.startswith("resample")]
+        lowest = {q: min(c.row(a, q).exact for a in draws) for q in c.qtypes}
+        short = [q for q, v in lowest.items() if v < 0.99]
+        out += ["", f"The {label} ({len(c.units)} nodes) is >= 99% exact on every qtype under "
+                    f"{', '.join(held) if held else 'no ablation'}; its worst is {worst}: {cells} "
+                    f"({' / '.join(c.qtypes)}). Under resample ablation (the lower of {len(draws)} draws): "
+                    + " / ".join(f"{100 * v:.1f}%" for v in lowest.values())
+                    + (f", short of 99% on {', '.join(short)}." if short else ", >= 99% on every qtype.")]
+    return out
+
+
+def render(data: dict) -> str:
+    """The docs block (markdown) from the stored results."""
+    from arithlens.analysis.circuits.results import AblationCard, FaithfulnessCurve
+    from arithlens.report.circuit_card import card_markdown, curves_markdown
+
+    out = []
+    cards = data.get("cards", {})
+    robust = data.get("robust")
+    if cards:
+        out.append(f"Shipped default model, exact rate per qtype with 95% Wilson intervals on fresh questions "
+                   f"(seed {CARD_SEED}; none drawn by the circuit searches; n per qtype beside each card), and LD: the logit "
+                   "difference recovered between the empty circuit (0%) and the model (100%). Ablated nodes read: "
+                   "their mean per position over 2,048 mixed reference questions (`mean`, the project's mean), one "
+                   "mean over all positions (`plain-mean`), the activation of a reference question drawn per "
+                   "question (`resample#1`, `resample#2`: two independent draws), or zero.")
+        for label, card in cards["cards"].items():
+            c = AblationCard.from_dict(card)
+            n = ", ".join(f"{q} {c.row('mean', q).n:,}" for q in c.qtypes)
+            out += ["", f"**{label}**: {len(c.units)} of {c.n_all} nodes; n = {n}; wall time "
+                        f"{cards['wall_seconds'][label]:.0f} s for this stage{_load(cards.get('settings', {}).get(label))}",
+                    "", card_markdown(c)]
+        out += _verdicts({k: AblationCard.from_dict(v) for k, v in cards["cards"].items()})
+    if robust:
+        exact = ", ".join(f"{k} {100 * v:.2f}%" for k, v in robust["search_exact"].items())
+        out += ["", f"The resample circuit: {robust['n_nodes']} of {robust['n_all']} nodes, pruned from every node "
+                    f"under resample ablation on {robust['search_questions']:,} search questions repeated for "
+                    f"{robust['draws']} independent draws (search exact {exact}; {robust['passes']} forward passes, "
+                    f"{robust['wall_seconds']:.0f} s wall{_load(robust)})."]
+        mean_nodes = set(json.loads(CIRCUIT.read_text())["circuit"]["nodes"])
+        added = sorted(set(robust["nodes"]) - mean_nodes, key=_node_order)
+        dropped = sorted(mean_nodes - set(robust["nodes"]), key=_node_order)
+        out += ["", f"Beside the mean circuit's {len(mean_nodes)} nodes it adds {len(added)} ({', '.join(added)}) and "
+                    f"drops {len(dropped)} ({', '.join(dropped) or 'none'})."]
+    curves = data.get("curves")
+    if curves:
+        cs = [FaithfulnessCurve.from_dict(c) for c in curves["curves"]]
+        all_rows = [FaithfulnessCurve(c.model, c.method, c.unit, c.ablation, c.n_all, c.percentages, c.sizes,
+                                      (c["ALL"],), c.seed, c.seconds) for c in cs]
+        out += ["", f"MIB curves over nodes: the top-k nodes by |score| kept at MIB's sizes (k = "
+                    f"{', '.join(map(str, cs[0].sizes))} of {cs[0].n_all}), every other node ablated, on "
+                    f"{curves['questions_per_qtype']:,} questions per qtype pooled (MIB's average); single-node "
+                    f"scores from {curves['score_questions_per_qtype']} questions per qtype "
+                    f"({curves['score_seconds']:.0f} s), circuit node costs from the stored circuit (nodes outside "
+                    f"it score 0). Faithfulness of the logit difference:", "",
+                curves_markdown(all_rows, "logit_diff"), "", "and of the exact rate:", "",
+                curves_markdown(all_rows, "exact"), "",
+                f"Wall time of the curves stage: {curves['wall_seconds']:.0f} s{_load(curves)}."]
+    return "\n".join(out)
+
+
+def write_doc(data: dict) -> None:
+    from arithlens.io import write_atomic
+
+    text = DOC.read_text()
+    if START not in text or END not in text:
+        raise SystemExit(f"error: {DOC} has no {START} ... {END} block")
+    block = f"{START}\n{render(data)}\n{END}"
+    write_atomic(DOC, re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S).encode())
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("stage", choices=["robust", "cards", "curves", "render", "all"])
+    p.add_argument("--questions", type=int, default=CARD_QUESTIONS, help="per qtype, for the cards")
+    p.add_argument("--curve-questions", type=int, default=CURVE_QUESTIONS, help="per qtype, for the curves")
+    p.add_argument("--score-questions", type=int, default=SCORE_QUESTIONS, help="per qtype, single-node scores")
+    p.add_argument("--force", action="store_true", help="recompute cards already stored")
+    p.add_argument("--only", choices=[MEAN, ROBUST], help="the card of this circuit only")
+    args = p.parse_args()
+    if args.stage in ("robust", "all"):
+        stage_robust()
+    if args.stage in ("cards", "all"):
+        stage_cards(args.questions, args.force, args.only)
+    if args.stage in ("curves", "all"):
+        stage_curves(args.curve_questions, args.score_questions)
+    if args.stage in ("render", "all"):
+        write_doc(load())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+"""Scoring any circuit the way the field does: an ablation card (mean, plain mean, resample, zero), MIB's
+faithfulness curve with CPR and CMD, and a node circuit that survives resample ablation; written against a
+small runner interface (`runner.CircuitRunner`) so node circuits work today and edge circuits when they land."""

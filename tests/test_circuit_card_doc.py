@@ -1,0 +1,47 @@
+"""docs/circuit-card.md: its block is rendered from the stored results (benchmarks/results/circuit_card.json), and
+the stored cards and curves hold together (the same questions behind every ablation, the circuits as stored)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+from arithlens.analysis.circuits.results import AblationCard, FaithfulnessCurve
+
+ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("circuit_card_script", ROOT / "scripts" / "circuit_card.py")
+script = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(script)
+
+
+def _stored() -> dict:
+    return json.loads(script.RESULTS.read_text())
+
+
+def test_docs_block_is_rendered_from_the_stored_results():
+    text = script.DOC.read_text()
+    block = re.search(re.escape(script.START) + r"\n(.*?)\n" + re.escape(script.END), text, re.S)
+    assert block is not None
+    assert block[1] == script.render(_stored())
+
+
+def test_stored_cards_and_curves_are_consistent():
+    data = _stored()
+    mean_circuit = json.loads(script.CIRCUIT.read_text())["circuit"]["nodes"]
+    cards = {k: AblationCard.from_dict(v) for k, v in data["cards"]["cards"].items()}
+    assert list(cards[script.MEAN].units) == sorted(mean_circuit)
+    if "robust" in data:
+        assert list(cards[script.ROBUST].units) == sorted(data["robust"]["nodes"])
+    for card in cards.values():
+        assert card.ablations == ("mean", "plain-mean", "resample#1", "resample#2", "zero")
+        for qtype in card.qtypes:
+            rows = [card.row(a, qtype) for a in card.ablations]
+            assert len({(r.n, r.clean_correct) for r in rows}) == 1  # one question set, one clean model
+            assert all(0 <= r.correct <= r.n for r in rows)
+    for c in data["curves"]["curves"]:
+        curve = FaithfulnessCurve.from_dict(c)
+        assert curve.sizes == (0, 0, 1, 3, 6, 16, 33, 66, 165, 330)
+        f = curve["ALL"].faithfulness("logit_diff")
+        assert abs(f[-1] - 1) < 1e-9 and abs(f[0]) < 1e-9  # every node is the model, none the empty circuit
