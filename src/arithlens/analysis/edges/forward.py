@@ -1,0 +1,194 @@
+"""The edge-masked forward: the model's logits when each receiver reads, from each sender whose edge is masked out,
+the sender's ablated value instead of its value in this run; a pure, differentiable function of the mask.
+
+Every receiver input is this run's residual stream at the position it reads minus, over its masked-out edges,
+(1 - mask) * (sender output - ablated sender value); layer norms are recomputed on each edited input. A head's
+key and value inputs are edited per (query, key) pair, so the key at q read by query p may differ from the key
+at q read by p'. Receivers outside the graph (before its `min_position`) read this run's residual unedited.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from arithlens.analysis.edges.graph import EdgeGraph, Group
+from arithlens.errors import ArithLensError
+from arithlens.model.hooks import act_name
+from arithlens.model.transformer import LN_EPS, HookedTransformer
+
+ABLATION_KINDS = ("mean", "zero", "resample")
+
+
+def sender_outputs(model: HookedTransformer, tokens: Tensor, *, chunk: int = 1024) -> Tensor:
+    """(batch, n_senders, pos, d_model): each sender's write to the residual stream in a clean run (the embedding
+    token + position; a head's z . W_O[head]; an MLP's post . W_out), biases excluded."""
+    spec = model.spec
+    L = spec.n_layers
+    names = [act_name("z", layer) for layer in range(L)] + [act_name("post", layer) for layer in range(L)]
+    parts = []
+    with torch.no_grad():
+        for start in range(0, len(tokens), chunk):
+            part = tokens[start : start + chunk].to(model.device)
+            _, cache = model.run_with_cache(part, names, logit_positions=[0])
+            outs = [model.embed.W_E[part] + model.pos_embed.W_pos[: part.shape[1]]]  # (B, P, D)
+            for layer in range(L):
+                block = model.blocks[layer]
+                z = cache[act_name("z", layer)]  # (B, P, H, dh)
+                outs += list(torch.einsum("bphe,hed->hbpd", z, block.attn.W_O))  # H x (B, P, D)
+                outs.append(cache[act_name("post", layer)] @ block.mlp.W_out)
+            parts.append(torch.stack(outs, 1))
+    return torch.cat(parts)
+
+
+def ablation_values(model: HookedTransformer, reference: Tensor, kind: str = "mean", *, batch: int | None = None,
+                    rng: np.random.Generator | None = None) -> Tensor:
+    """What an ablated edge carries, (1 or batch, n_senders, pos, d_model): each sender's mean output per position
+    over the `reference` tokens (`mean`), zero (`zero`), or the output on a reference question drawn per row with
+    `rng` (`resample`, needs `batch`)."""
+    if kind not in ABLATION_KINDS:
+        raise ArithLensError(f"edge ablation {kind!r} is not one of {', '.join(ABLATION_KINDS)}")
+    if kind == "zero":
+        spec = model.spec
+        return torch.zeros(1, 1 + spec.n_layers * (spec.n_heads + 1), spec.n_ctx, spec.d_model, device=model.device,
+                           dtype=model.embed.W_E.dtype)
+    if len(reference) == 0:
+        raise ArithLensError("edge ablation values need at least one reference question")
+    if kind == "mean":
+        total = None
+        for start in range(0, len(reference), 1024):
+            s = sender_outputs(model, reference[start : start + 1024]).double().sum(0, keepdim=True)
+            total = s if total is None else total + s
+        return (total / len(reference)).to(model.embed.W_E.dtype)
+    if batch is None or rng is None:
+        raise ArithLensError("resample edge ablation needs the batch size and a random generator")
+    rows = torch.from_numpy(rng.integers(0, len(reference), size=batch))
+    return sender_outputs(model, reference[rows])
+
+
+def _dense_off(group: Group, mask: Tensor) -> Tensor | None:
+    """(rows, *group.shape): 1 - mask scattered into the group's dense block (0 where no edge is); None when every
+    edge of the group is kept and no gradient is wanted (nothing to subtract)."""
+    part = mask[:, group.start : group.stop]
+    if not part.requires_grad and bool((part == 1).all()):
+        return None
+    rows = part.shape[0]
+    size = math.prod(group.shape)
+    off = torch.zeros(rows, size, device=mask.device, dtype=mask.dtype)
+    off = off.index_copy(1, group.flat.to(mask.device), 1 - part)
+    return off.view(rows, *group.shape)
+
+
+def _ln(x: Tensor, ln) -> Tensor:
+    return F.layer_norm(x, x.shape[-1:], ln.w, ln.b, LN_EPS)
+
+
+def _chunk_forward(model: HookedTransformer, graph: EdgeGraph, tokens: Tensor, ablated: Tensor,
+                   mask: Tensor) -> Tensor:
+    spec = model.spec
+    B, P = tokens.shape
+    H, dh = spec.n_heads, spec.d_head
+    groups = {(g.kind, g.layer): g for g in graph.groups}
+    window = range(graph.min_position, graph.answer.stop)  # queries whose key / value inputs may be edited
+    w0, w1 = window.start, window.stop
+    outs = [model.embed.W_E[tokens] + model.pos_embed.W_pos[:P]]  # sender outputs of this run, each (B, P, D)
+    resid = outs[0]
+
+    def edited(kind: str, layer: int, n: int) -> tuple[Tensor, Tensor] | None:
+        """(1 - mask) dense block and the senders' (output - ablated value) (B, n, P, D), or None."""
+        off = _dense_off(groups[kind, layer], mask)
+        if off is None:
+            return None
+        return off, torch.stack(outs[:n], 1) - ablated[:, :n]
+
+    for layer, block in enumerate(model.blocks):
+        a = block.attn
+        ns = 1 + layer * (H + 1)
+        # queries: (B, P, H, D) inputs, one per head
+        xq = resid.unsqueeze(2).expand(B, P, H, -1)
+        if (e := edited("q", layer, ns)) is not None:
+            xq = xq - torch.einsum("bsph,bspd->bphd", e[0], e[1])
+        q = torch.einsum("bphd,hde->bphe", _ln(xq, block.ln1), a.W_Q) + a.b_Q  # (B, P, H, dh)
+        plain = _ln(resid, block.ln1)  # (B, P, D): inputs of every unedited key and value
+        kv = []
+        for kind, W, b in (("k", a.W_K, a.b_K), ("v", a.W_V, a.b_V)):
+            base = torch.einsum("bqd,hde->bqhe", plain, W) + b  # (B, Pk, H, dh)
+            full = base.unsqueeze(1).expand(B, P, P, H, dh)  # (B, Pq, Pk, H, dh)
+            if (e := edited(kind, layer, ns)) is not None:
+                x = resid[:, None, :, None, :] - torch.einsum("bspqh,bsqd->bpqhd", e[0][:, :, w0:w1], e[1])
+                inner = torch.einsum("bpqhd,hde->bpqhe", _ln(x, block.ln1), W) + b  # (B, |window|, Pk, H, dh)
+                full = torch.cat([full[:, :w0], inner, full[:, w1:]], 1)
+            kv.append(full)
+        k, v = kv
+        scores = torch.einsum("bphe,bpqhe->bhpq", q, k) / math.sqrt(dh)  # (B, H, Pq, Pk)
+        causal = torch.ones(P, P, dtype=torch.bool, device=tokens.device).tril()
+        pattern = scores.masked_fill(~causal, float("-inf")).softmax(-1)
+        z = torch.einsum("bhpq,bpqhe->bphe", pattern, v)  # (B, P, H, dh)
+        heads = torch.einsum("bphe,hed->hbpd", z, a.W_O)  # (H, B, P, D)
+        outs += list(heads)
+        resid = resid + heads.sum(0) + a.b_O
+        x = resid
+        if (e := edited("mlp", layer, ns + H)) is not None:
+            x = x - torch.einsum("bsp,bspd->bpd", e[0], e[1])
+        out = F.relu(_ln(x, block.ln2) @ block.mlp.W_in + block.mlp.b_in) @ block.mlp.W_out  # (B, P, D)
+        outs.append(out)
+        resid = resid + out + block.mlp.b_out
+    x = resid
+    if (e := edited("logits", spec.n_layers, len(outs))) is not None:
+        x = x - torch.einsum("bsp,bspd->bpd", e[0], e[1])
+    x = _ln(x[:, graph.answer.start : graph.answer.stop], model.ln_final)
+    return x @ model.unembed.W_U + model.unembed.b_U  # (B, n_answer, vocab)
+
+
+def edge_forward(model: HookedTransformer, graph: EdgeGraph, tokens: Tensor, ablated: Tensor, mask: Tensor, *,
+                 chunk: int = 256) -> Tensor:
+    """Answer logits (batch, n_answer, vocab) with the edges weighted by `mask` ((n_edges,) or (batch, n_edges),
+    1 keeps an edge) and `ablated` (1 or batch, n_senders, pos, d_model) what a masked edge carries. Differentiable
+    in `mask` (and the weights) unless called under no_grad; run `chunk` questions at a time on the model's device."""
+    tokens = tokens.to(model.device)
+    B = len(tokens)
+    S = graph.n_senders
+    if tokens.ndim != 2 or tokens.shape[1] != graph.n_ctx:
+        raise ArithLensError(f"tokens must be (batch, {graph.n_ctx}), not {tuple(tokens.shape)}")
+    if mask.ndim == 1:
+        mask = mask.unsqueeze(0)
+    if mask.ndim != 2 or mask.shape[1] != graph.n_edges or mask.shape[0] not in (1, B):
+        raise ArithLensError(f"an edge mask is (n_edges,) or (batch, n_edges) = ({B}, {graph.n_edges}), "
+                             f"not {tuple(mask.shape)}")
+    if ablated.ndim != 4 or ablated.shape[1:3] != (S, graph.n_ctx) or ablated.shape[0] not in (1, B):
+        raise ArithLensError(f"ablated sender values are (1 or {B}, {S}, {graph.n_ctx}, d_model), "
+                             f"not {tuple(ablated.shape)}")
+    mask = mask.to(model.device, model.embed.W_E.dtype)
+    ablated = ablated.to(model.device)
+
+    def rows(t: Tensor, start: int) -> Tensor:
+        return t if t.shape[0] == 1 else t[start : start + chunk]
+
+    return torch.cat([_chunk_forward(model, graph, tokens[s : s + chunk], rows(ablated, s), rows(mask, s))
+                      for s in range(0, B, chunk)])
+
+
+Metric = Callable[[Tensor, Tensor], Tensor]  # (logits (batch, n_answer, vocab), targets (batch, n_answer)) -> (batch,)
+
+
+def logit_diff(logits: Tensor, targets: Tensor) -> Tensor:
+    """(batch,): the correct answer token's logit minus the best wrong one's, summed over answer positions."""
+    right = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (B, n_answer)
+    wrong = logits.scatter(-1, targets.unsqueeze(-1), float("-inf")).amax(-1)
+    return (right - wrong).sum(-1)
+
+
+def answer_loss(logits: Tensor, targets: Tensor) -> Tensor:
+    """(batch,): the mean negative log-likelihood of the answer tokens (the engine's failure loss)."""
+    return F.cross_entropy(logits.transpose(1, 2), targets, reduction="none").mean(-1)
+
+
+METRICS: dict[str, Metric] = {"logit_diff": logit_diff, "loss": answer_loss}
+
+__all__ = ["ABLATION_KINDS", "METRICS", "Metric", "ablation_values", "answer_loss", "edge_forward", "logit_diff",
+           "sender_outputs"]
