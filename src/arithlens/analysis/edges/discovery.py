@@ -43,7 +43,7 @@ class EdgeCircuit:
     method: str
     ablation: str
     exact: dict[str, float]  # qtype -> fraction of held-out questions exact with only the circuit's edges
-    n_held_out: int  # held-out questions per qtype
+    n_held_out: int  # held-out questions per qtype (the fewest of any qtype)
     stages: dict[str, int]  # edges after top-k, repair and pruning
     seconds: float  # wall time of the discovery
 
@@ -103,13 +103,15 @@ def _scores(method: str, model, graph, tokens, ablated, steps: int) -> np.ndarra
 def discover(model: HookedTransformer, *, method: str = "eap_ig", ablation: str = "mean", target: float = TARGET,
              min_position: int | None = None, search_per_qtype: int = 200, score_per_qtype: int = 32,
              held_out_per_qtype: int = 1000, steps: int = EAP_IG_STEPS, prune_seconds: float = 20.0,
-             seed: int = FAITHFULNESS_SEED, progress: Progress | None = None) -> EdgeCircuit:
+             seed: int = FAITHFULNESS_SEED, search: QuestionBatch | None = None,
+             held_out: QuestionBatch | None = None, reference: QuestionBatch | None = None,
+             progress: Progress | None = None) -> EdgeCircuit:
     """An edge circuit of `model` that is >= `target` exact per qtype on `held_out_per_qtype` fresh questions.
 
     `min_position`: the first receiver position (default: the first answer position). Edges are ranked by
     `method` on `score_per_qtype` questions per qtype; top-k and pruning use `search_per_qtype`; pruning stops
     after `prune_seconds`. Mean ablation uses `REFERENCE_QUESTIONS` reference questions; resample draws a row per
-    question."""
+    question. `search`, `held_out`, `reference`: question sets to use instead of fresh ones (a planted model's)."""
     if method not in METHODS:
         raise ArithLensError(f"edge method {method!r} is not one of {', '.join(METHODS)}")
     if ablation not in ("mean", "resample"):
@@ -121,9 +123,12 @@ def discover(model: HookedTransformer, *, method: str = "eap_ig", ablation: str 
     spec = model.spec
     graph = EdgeGraph.build(spec, min_position=spec.layout.answer_logit_positions.start if min_position is None
                             else min_position)
-    search = fresh_questions(spec, search_per_qtype, rng_for(seed, STREAM_EDGE_SEARCH))
-    held = fresh_questions(spec, held_out_per_qtype, rng_for(seed, STREAM_EDGE_HELD_OUT), exclude=search)
-    reference = reference_questions(spec, REFERENCE_QUESTIONS, rng_for(seed, STREAM_EDGE_REFERENCE))
+    if search is None:
+        search = fresh_questions(spec, search_per_qtype, rng_for(seed, STREAM_EDGE_SEARCH))
+    held = held_out if held_out is not None else fresh_questions(spec, held_out_per_qtype,
+                                                                 rng_for(seed, STREAM_EDGE_HELD_OUT), exclude=search)
+    if reference is None:
+        reference = reference_questions(spec, REFERENCE_QUESTIONS, rng_for(seed, STREAM_EDGE_REFERENCE))
     ref_tokens = reference.torch_tokens(str(model.device))
     rs = rng_for(seed, STREAM_EDGE_RESAMPLE)
 
@@ -156,7 +161,7 @@ def discover(model: HookedTransformer, *, method: str = "eap_ig", ablation: str 
     while hi < graph.n_edges and not passes(top(hi), search, abl_search):
         hi *= 2
     hi = min(hi, graph.n_edges)
-    lo = hi // 2
+    lo = hi // 2 if hi > 16 else 0
     while hi - lo > max(1, hi // 64):
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if passes(top(mid), search, abl_search) else (mid, hi)
@@ -193,7 +198,8 @@ def discover(model: HookedTransformer, *, method: str = "eap_ig", ablation: str 
     stages["final"] = int(kept.sum())
     exact = exact_rates(model, graph, held, abl_held, mask_of(kept))
     say(f"final: {kept.sum()} edges, exact {exact} at {time.perf_counter() - t0:.1f}s")
-    return EdgeCircuit(graph, kept, scores, method, ablation, exact, held_out_per_qtype, stages,
+    n_held = min(int((held.qtype == qt).sum()) for qt in supported_qtypes(spec) if (held.qtype == qt).any())
+    return EdgeCircuit(graph, kept, scores, method, ablation, exact, n_held, stages,
                        time.perf_counter() - t0)
 
 
