@@ -88,61 +88,79 @@ def _ln(x: Tensor, ln) -> Tensor:
     return F.layer_norm(x, x.shape[-1:], ln.w, ln.b, LN_EPS)
 
 
+def _pair_inputs(resid: Tensor, diff: Tensor, off: Tensor, ln, W: Tensor, b: Tensor) -> Tensor:
+    """LN(x) @ W[h] + b[h] for every (query w, key q, head h) input x = resid[q] - sum_s off[s, w, q, h] diff[s, q],
+    (B, W, Pk, H, d_head), without forming the (B, W, Pk, H, d_model) inputs: the projection is linear, and the
+    layer norm's mean and variance follow from the senders' means, dot products and Gram matrix per position.
+
+    resid (B, Pk, D); diff (B, S, Pk, D); off (rows, S, W, Pk, H); W (H, D, d_head); b (H, d_head)."""
+    D = resid.shape[-1]
+    Ww = ln.w[None, :, None] * W  # (H, D, dh): the layer norm's gain folded in
+    rW = torch.einsum("bqd,hde->bqhe", resid, Ww)  # (B, Pk, H, dh)
+    dW = torch.einsum("bsqd,hde->bsqhe", diff, Ww)  # (B, S, Pk, H, dh)
+    xW = rW[:, None] - torch.einsum("bswqh,bsqhe->bwqhe", off, dW)  # (B, W, Pk, H, dh)
+    mean = resid.mean(-1)[:, None, :, None] - torch.einsum("bswqh,bsq->bwqh", off, diff.mean(-1))  # (B, W, Pk, H)
+    rd = torch.einsum("bqd,bsqd->bsq", resid, diff)  # (B, S, Pk)
+    gram = torch.einsum("bsqd,btqd->bstq", diff, diff)  # (B, S, S, Pk)
+    sq = ((resid * resid).sum(-1)[:, None, :, None] - 2 * torch.einsum("bswqh,bsq->bwqh", off, rd)
+          + torch.einsum("bswqh,btwqh,bstq->bwqh", off, off, gram)) / D  # (B, W, Pk, H): mean of x^2
+    scale = (sq - mean * mean).clamp_min(0.0).add(LN_EPS).rsqrt()
+    centred = xW - mean[..., None] * Ww.sum(1)  # (B, W, Pk, H, dh)
+    return centred * scale[..., None] + (torch.einsum("d,hde->he", ln.b, W) + b)
+
+
 def _chunk_forward(model: HookedTransformer, graph: EdgeGraph, tokens: Tensor, ablated: Tensor,
                    mask: Tensor) -> Tensor:
     spec = model.spec
     B, P = tokens.shape
     H, dh = spec.n_heads, spec.d_head
     groups = {(g.kind, g.layer): g for g in graph.groups}
-    window = range(graph.min_position, graph.answer.stop)  # queries whose key / value inputs may be edited
-    w0, w1 = window.start, window.stop
+    w0, w1 = graph.min_position, graph.answer.stop  # queries whose key / value inputs may be edited
     outs = [model.embed.W_E[tokens] + model.pos_embed.W_pos[:P]]  # sender outputs of this run, each (B, P, D)
     resid = outs[0]
+    causal = torch.ones(P, P, dtype=torch.bool, device=tokens.device).tril()
 
-    def edited(kind: str, layer: int, n: int) -> tuple[Tensor, Tensor] | None:
-        """(1 - mask) dense block and the senders' (output - ablated value) (B, n, P, D), or None."""
-        off = _dense_off(groups[kind, layer], mask)
-        if off is None:
-            return None
-        return off, torch.stack(outs[:n], 1) - ablated[:, :n]
+    def diffs(n: int) -> Tensor:
+        """(B, n, P, D): the first n senders' output in this run minus their ablated value."""
+        return torch.stack(outs[:n], 1) - ablated[:, :n]
 
     for layer, block in enumerate(model.blocks):
         a = block.attn
         ns = 1 + layer * (H + 1)
-        # queries: (B, P, H, D) inputs, one per head
-        xq = resid.unsqueeze(2).expand(B, P, H, -1)
-        if (e := edited("q", layer, ns)) is not None:
-            xq = xq - torch.einsum("bsph,bspd->bphd", e[0], e[1])
+        off_q, off_k, off_v = (_dense_off(groups[kind, layer], mask) for kind in ("q", "k", "v"))
+        diff = diffs(ns) if any(o is not None for o in (off_q, off_k, off_v)) else None
+        xq = resid.unsqueeze(2).expand(B, P, H, -1)  # (B, P, H, D): each head's query input
+        if off_q is not None:
+            xq = xq - torch.einsum("bsph,bspd->bphd", off_q, diff)
         q = torch.einsum("bphd,hde->bphe", _ln(xq, block.ln1), a.W_Q) + a.b_Q  # (B, P, H, dh)
-        plain = _ln(resid, block.ln1)  # (B, P, D): inputs of every unedited key and value
-        kv = []
-        for kind, W, b in (("k", a.W_K, a.b_K), ("v", a.W_V, a.b_V)):
-            base = torch.einsum("bqd,hde->bqhe", plain, W) + b  # (B, Pk, H, dh)
-            full = base.unsqueeze(1).expand(B, P, P, H, dh)  # (B, Pq, Pk, H, dh)
-            if (e := edited(kind, layer, ns)) is not None:
-                x = resid[:, None, :, None, :] - torch.einsum("bspqh,bsqd->bpqhd", e[0][:, :, w0:w1], e[1])
-                inner = torch.einsum("bpqhd,hde->bpqhe", _ln(x, block.ln1), W) + b  # (B, |window|, Pk, H, dh)
-                full = torch.cat([full[:, :w0], inner, full[:, w1:]], 1)
-            kv.append(full)
-        k, v = kv
-        scores = torch.einsum("bphe,bpqhe->bhpq", q, k) / math.sqrt(dh)  # (B, H, Pq, Pk)
-        causal = torch.ones(P, P, dtype=torch.bool, device=tokens.device).tril()
-        pattern = scores.masked_fill(~causal, float("-inf")).softmax(-1)
-        z = torch.einsum("bhpq,bpqhe->bphe", pattern, v)  # (B, P, H, dh)
+        plain = _ln(resid, block.ln1)  # (B, P, D): the input of every unedited key and value
+        k = torch.einsum("bqd,hde->bqhe", plain, a.W_K) + a.b_K  # (B, Pk, H, dh)
+        v = torch.einsum("bqd,hde->bqhe", plain, a.W_V) + a.b_V
+        scores = torch.einsum("bphe,bqhe->bhpq", q, k)  # (B, H, Pq, Pk)
+        if off_k is not None:  # the window's queries read their own keys
+            k_pair = _pair_inputs(resid, diff, off_k[:, :, w0:w1], block.ln1, a.W_K, a.b_K)  # (B, W, Pk, H, dh)
+            inner = torch.einsum("bwhe,bwqhe->bhwq", q[:, w0:w1], k_pair)
+            scores = torch.cat([scores[:, :, :w0], inner, scores[:, :, w1:]], 2)
+        pattern = (scores / math.sqrt(dh)).masked_fill(~causal, float("-inf")).softmax(-1)  # (B, H, Pq, Pk)
+        z = torch.einsum("bhpq,bqhe->bphe", pattern, v)  # (B, P, H, dh)
+        if off_v is not None:
+            v_pair = _pair_inputs(resid, diff, off_v[:, :, w0:w1], block.ln1, a.W_V, a.b_V)
+            inner = torch.einsum("bhwq,bwqhe->bwhe", pattern[:, :, w0:w1], v_pair)
+            z = torch.cat([z[:, :w0], inner, z[:, w1:]], 1)
         heads = torch.einsum("bphe,hed->hbpd", z, a.W_O)  # (H, B, P, D)
         outs += list(heads)
         resid = resid + heads.sum(0) + a.b_O
         x = resid
-        if (e := edited("mlp", layer, ns + H)) is not None:
-            x = x - torch.einsum("bsp,bspd->bpd", e[0], e[1])
+        if (off := _dense_off(groups["mlp", layer], mask)) is not None:
+            x = x - torch.einsum("bsp,bspd->bpd", off, diffs(ns + H))
         out = F.relu(_ln(x, block.ln2) @ block.mlp.W_in + block.mlp.b_in) @ block.mlp.W_out  # (B, P, D)
         outs.append(out)
         resid = resid + out + block.mlp.b_out
-    x = resid
-    if (e := edited("logits", spec.n_layers, len(outs))) is not None:
-        x = x - torch.einsum("bsp,bspd->bpd", e[0], e[1])
-    x = _ln(x[:, graph.answer.start : graph.answer.stop], model.ln_final)
-    return x @ model.unembed.W_U + model.unembed.b_U  # (B, n_answer, vocab)
+    x = resid[:, graph.answer.start : graph.answer.stop]
+    if (off := _dense_off(groups["logits", spec.n_layers], mask)) is not None:
+        a0, a1 = graph.answer.start, graph.answer.stop
+        x = x - torch.einsum("bsp,bspd->bpd", off[:, :, a0:a1], diffs(len(outs))[:, :, a0:a1])
+    return _ln(x, model.ln_final) @ model.unembed.W_U + model.unembed.b_U  # (B, n_answer, vocab)
 
 
 def edge_forward(model: HookedTransformer, graph: EdgeGraph, tokens: Tensor, ablated: Tensor, mask: Tensor, *,
