@@ -3,6 +3,7 @@ edge out of a node is cut, per-(query, key) keys, per-row masks, and gradients e
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -134,3 +135,18 @@ def test_bad_masks_and_values_are_one_line_errors(model, tokens, reference):
         edge_forward(model, graph, tokens, abl[:, :2], torch.ones(graph.n_edges))
     with pytest.raises(ArithLensError, match="one of"):
         ablation_values(model, reference, "optimal")
+
+
+def test_exact_scores_from_the_engine_equal_edge_masked_forwards(model, tokens, reference):
+    from arithlens.analysis.edges.scores import exact_scores
+
+    graph = EdgeGraph.build(SPEC, min_position=ANSWER.start)
+    abl = ablation_values(model, reference, "mean")
+    picks = np.arange(0, graph.n_edges, 7)
+    fast = exact_scores(model, graph, tokens, abl, edges=picks, rows=64)
+    slow = exact_scores(model, graph, tokens, abl, edges=picks, rows=64, base=torch.ones(graph.n_edges))
+    assert np.isnan(fast[1]) and np.isnan(slow[1])
+    np.testing.assert_allclose(fast[picks], slow[picks], atol=2e-5, rtol=1e-4)
+    assert np.abs(fast[picks]).max() > 1e-2  # some edges matter
+    kinds = {graph.edges[i].receiver.kind for i in picks}
+    assert kinds == {"q", "k", "v", "mlp", "logits"}

@@ -11,15 +11,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
 import numpy as np
 import torch
+import torch.nn.functional as F
 from scipy.stats import spearmanr
 from torch import Tensor
 
-from arithlens.analysis.edges.forward import METRICS, edge_forward
+from arithlens.analysis.edges.forward import METRICS, edge_forward, sender_outputs
 from arithlens.analysis.edges.graph import EdgeGraph
 from arithlens.errors import ArithLensError
-from arithlens.model.transformer import HookedTransformer
+from arithlens.interventions import Engine, Intervention
+from arithlens.model.hooks import act_name
+from arithlens.model.transformer import LN_EPS, HookedTransformer
 
 EAP_IG_STEPS = 5
 
@@ -36,17 +41,27 @@ def _targets(model: HookedTransformer, tokens: Tensor) -> Tensor:
 
 
 def exact_scores(model: HookedTransformer, graph: EdgeGraph, tokens: Tensor, ablated: Tensor, *,
-                 metric: str = "logit_diff", edges: np.ndarray | None = None, rows: int = 512,
+                 metric: str = "logit_diff", edges: np.ndarray | None = None, rows: int = 2048,
                  base: Tensor | None = None) -> np.ndarray:
     """(n_edges,) float64: the mean metric change when each edge alone is ablated from `base` (default: every
-    edge kept); NaN for edges not in `edges` (default: all). Several edges run per forward, stacked along the
-    batch axis (`rows` question-rows at a time)."""
+    edge kept); NaN for edges not in `edges` (default: all).
+
+    From the full model, an edge changes only its receiver's output at one position: that output is recomputed
+    from the clean run's caches for every edge into the receiver at once, and the intervention engine reruns only
+    what it changes (edges stacked along the batch axis, `rows` question-rows at a time). From a `base` circuit,
+    each edge is one edge-masked forward, stacked the same way."""
     fn = _metric(metric)
     tokens = tokens.to(model.device)
+    todo = np.arange(graph.n_edges) if edges is None else np.asarray(edges, dtype=np.int64)
+    if base is not None:
+        return _exact_from_base(model, graph, tokens, ablated, fn, todo, rows, base)
+    return _exact_from_clean(model, graph, tokens, ablated, fn, todo, rows)
+
+
+def _exact_from_base(model, graph, tokens, ablated, fn, todo, rows, base) -> np.ndarray:
     B = len(tokens)
     targets = _targets(model, tokens)
-    todo = np.arange(graph.n_edges) if edges is None else np.asarray(edges, dtype=np.int64)
-    base = torch.ones(graph.n_edges, device=model.device) if base is None else base.to(model.device).float()
+    base = base.to(model.device).float()
     out = np.full(graph.n_edges, np.nan)
     per = max(1, rows // B)  # edges per forward
     with torch.no_grad():
@@ -60,6 +75,102 @@ def exact_scores(model: HookedTransformer, graph: EdgeGraph, tokens: Tensor, abl
             got = fn(edge_forward(model, graph, tokens.repeat(m, 1), abl, mask), targets.repeat(m, 1))
             out[todo[start : start + per]] = got.double().view(m, B).mean(1).cpu().numpy() - clean
     return out
+
+
+def _exact_from_clean(model, graph, tokens, ablated, fn, todo, rows) -> np.ndarray:
+    spec = model.spec
+    B, L = len(tokens), spec.n_layers
+    dh = spec.d_head
+    targets = _targets(model, tokens)
+    engine = Engine(model, tokens)
+    names = [act_name(n, layer) for layer in range(L) for n in ("resid_pre", "resid_mid", "q", "k", "v", "pattern")]
+    last = act_name("resid_post", L - 1)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, [*names, last])
+        diff = sender_outputs(model, tokens) - ablated.to(model.device)  # (B, S, P, D)
+    clean = fn(engine.clean_logits, targets).double().mean().item()
+    out = np.full(graph.n_edges, np.nan)
+    wanted = np.zeros(graph.n_edges, dtype=bool)
+    wanted[todo] = True
+    answer0 = graph.answer.start
+
+    def run(ids: list[int], receiver, values: Tensor) -> None:
+        """values (m, B, ...): the receiver's new output (a head's z, an MLP's post, or the logits at p)."""
+        m = len(ids)
+        if receiver.kind == "logits":
+            logits = engine.clean_logits.repeat(m, 1, 1)
+            logits[:, receiver.position - answer0] = values.reshape(m * B, -1)
+        else:
+            site = act_name("post" if receiver.kind == "mlp" else "z", receiver.layer)
+            iv = Intervention(site, (receiver.position,), None if receiver.kind == "mlp" else receiver.head, None,
+                              "patch", values.reshape(m * B, 1, -1))
+            logits = engine.tiled(m).answer_logits([iv])
+        got = fn(logits, targets.repeat(m, 1)).double().view(m, B).mean(1).cpu().numpy()
+        out[ids] = got - clean
+
+    by_receiver: dict[tuple, list[int]] = {}
+    for i in np.flatnonzero(wanted):
+        r = graph.edges[i].receiver
+        by_receiver.setdefault((r.layer, r.position, r.head, r.kind in ("q", "k", "v"), r.kind == "logits"),
+                               []).append(int(i))
+    per = max(1, rows // B)
+    with torch.no_grad():
+        for ids_all in by_receiver.values():
+            for start in range(0, len(ids_all), per):
+                ids = ids_all[start : start + per]
+                r = graph.edges[ids[0]].receiver
+                senders = [graph.edges[i].sender for i in ids]
+                s_idx = torch.tensor([snd.index(graph.n_heads) for snd in senders], device=model.device)
+                reads = torch.tensor([graph.edges[i].receiver.reads for i in ids], device=model.device)
+                d = diff[:, s_idx, reads].transpose(0, 1)  # (m, B, D): what each edge's ablation subtracts
+                if r.kind == "logits":
+                    x = cache[last][:, r.position] - d
+                    run(ids, r, F.layer_norm(x, x.shape[-1:], model.ln_final.w, model.ln_final.b, LN_EPS)
+                        @ model.unembed.W_U + model.unembed.b_U)
+                    continue
+                block = model.blocks[r.layer]
+                if r.kind == "mlp":
+                    x = cache[act_name("resid_mid", r.layer)][:, r.position] - d
+                    x = F.layer_norm(x, x.shape[-1:], block.ln2.w, block.ln2.b, LN_EPS)
+                    run(ids, r, F.relu(x @ block.mlp.W_in + block.mlp.b_in))
+                    continue
+                run(ids, r, _head_z(block, cache, r, [graph.edges[i].receiver for i in ids], d, dh))
+    return out
+
+
+def _head_z(block, cache, receiver, receivers, d: Tensor, dh: int) -> Tensor:
+    """(m, B, d_head): head `receiver.head`'s z at `receiver.position` with each edge's input edited alone."""
+    layer, p, h = receiver.layer, receiver.position, receiver.head
+    a = block.attn
+    resid = cache[act_name("resid_pre", layer)]  # (B, P, D)
+    q = cache[act_name("q", layer)][:, p, h]  # (B, dh)
+    k = cache[act_name("k", layer)][:, : p + 1, h]  # (B, p+1, dh)
+    v = cache[act_name("v", layer)][:, : p + 1, h]
+    pattern = cache[act_name("pattern", layer)][:, h, p, : p + 1]  # (B, p+1)
+    m = len(receivers)
+    kinds = [r.kind for r in receivers]
+    reads = torch.tensor([r.reads for r in receivers], device=resid.device)
+    x = resid[:, reads].transpose(0, 1) - d  # (m, B, D): each edited input
+    x = F.layer_norm(x, x.shape[-1:], block.ln1.w, block.ln1.b, LN_EPS)
+    z = torch.empty(m, *q.shape, device=q.device, dtype=q.dtype)
+    for kind, W, b in (("q", a.W_Q, a.b_Q), ("k", a.W_K, a.b_K), ("v", a.W_V, a.b_V)):
+        sel = [j for j, kd in enumerate(kinds) if kd == kind]
+        if not sel:
+            continue
+        new = x[sel] @ W[h] + b[h]  # (n, B, dh)
+        cols = reads[sel]
+        if kind == "q":
+            scores = torch.einsum("nbe,bqe->nbq", new, k) / math.sqrt(dh)  # (n, B, p+1)
+            z[sel] = torch.einsum("nbq,bqe->nbe", scores.softmax(-1), v)
+        elif kind == "k":
+            scores = (torch.einsum("be,bqe->bq", q, k) / math.sqrt(dh)).repeat(len(sel), 1, 1)  # (n, B, p+1)
+            rows = torch.arange(len(sel), device=q.device)
+            scores[rows, :, cols] = torch.einsum("be,nbe->nb", q, new) / math.sqrt(dh)
+            z[sel] = torch.einsum("nbq,bqe->nbe", scores.softmax(-1), v)
+        else:
+            z_clean = torch.einsum("bq,bqe->be", pattern, v)
+            z[sel] = z_clean + pattern[:, cols].T.unsqueeze(-1) * (new - v[:, cols].transpose(0, 1))
+    return z
 
 
 def _grad_at(model: HookedTransformer, graph: EdgeGraph, tokens: Tensor, ablated: Tensor, level: float,
