@@ -19,30 +19,42 @@ from torch import Tensor
 
 from arithlens.analysis.edges.graph import EdgeGraph, Group
 from arithlens.errors import ArithLensError
+from arithlens.interventions import compute_means
 from arithlens.model.hooks import act_name
 from arithlens.model.transformer import LN_EPS, HookedTransformer
 
 ABLATION_KINDS = ("mean", "zero", "resample")
 
 
+def _output_sites(model: HookedTransformer) -> list[str]:
+    return [act_name("z", layer) for layer in range(model.spec.n_layers)] + [
+        act_name("post", layer) for layer in range(model.spec.n_layers)]
+
+
+def _project(model: HookedTransformer, acts, tokens: Tensor) -> Tensor:
+    """(batch, n_senders, pos, d_model) from the z and post activations `acts` (batch, pos, ...) of `tokens`' run
+    (or their means, batch 1, with the embedding averaged over `tokens` too)."""
+    embed = model.embed.W_E[tokens.to(model.device)] + model.pos_embed.W_pos[: tokens.shape[1]]  # (B, P, D)
+    first = acts[act_name("z", 0)]
+    if first.shape[0] == 1 and len(tokens) != 1:
+        embed = embed.double().mean(0, keepdim=True).to(first.dtype)
+    outs = [embed]
+    for layer, block in enumerate(model.blocks):
+        z = acts[act_name("z", layer)]  # (B, P, H, dh)
+        outs += list(torch.einsum("bphe,hed->hbpd", z, block.attn.W_O))  # H x (B, P, D)
+        outs.append(acts[act_name("post", layer)] @ block.mlp.W_out)
+    return torch.stack(outs, 1)
+
+
 def sender_outputs(model: HookedTransformer, tokens: Tensor, *, chunk: int = 1024) -> Tensor:
     """(batch, n_senders, pos, d_model): each sender's write to the residual stream in a clean run (the embedding
     token + position; a head's z . W_O[head]; an MLP's post . W_out), biases excluded."""
-    spec = model.spec
-    L = spec.n_layers
-    names = [act_name("z", layer) for layer in range(L)] + [act_name("post", layer) for layer in range(L)]
     parts = []
     with torch.no_grad():
         for start in range(0, len(tokens), chunk):
             part = tokens[start : start + chunk].to(model.device)
-            _, cache = model.run_with_cache(part, names, logit_positions=[0])
-            outs = [model.embed.W_E[part] + model.pos_embed.W_pos[: part.shape[1]]]  # (B, P, D)
-            for layer in range(L):
-                block = model.blocks[layer]
-                z = cache[act_name("z", layer)]  # (B, P, H, dh)
-                outs += list(torch.einsum("bphe,hed->hbpd", z, block.attn.W_O))  # H x (B, P, D)
-                outs.append(cache[act_name("post", layer)] @ block.mlp.W_out)
-            parts.append(torch.stack(outs, 1))
+            _, cache = model.run_with_cache(part, _output_sites(model), logit_positions=[0])
+            parts.append(_project(model, cache, part))
     return torch.cat(parts)
 
 
@@ -59,12 +71,9 @@ def ablation_values(model: HookedTransformer, reference: Tensor, kind: str = "me
                            dtype=model.embed.W_E.dtype)
     if len(reference) == 0:
         raise ArithLensError("edge ablation values need at least one reference question")
-    if kind == "mean":
-        total = None
-        for start in range(0, len(reference), 1024):
-            s = sender_outputs(model, reference[start : start + 1024]).double().sum(0, keepdim=True)
-            total = s if total is None else total + s
-        return (total / len(reference)).to(model.embed.W_E.dtype)
+    if kind == "mean":  # outputs are linear in z, post and the embedding: their means suffice
+        with torch.no_grad():
+            return _project(model, compute_means(model, reference, _output_sites(model)), reference)
     if batch is None or rng is None:
         raise ArithLensError("resample edge ablation needs the batch size and a random generator")
     rows = torch.from_numpy(rng.integers(0, len(reference), size=batch))
