@@ -170,11 +170,26 @@ def discover(model: HookedTransformer, *, method: str = "eap_ig", ablation: str 
     say(f"top-k: {hi} edges at {time.perf_counter() - t0:.1f}s")
 
     def repair(kept: np.ndarray) -> np.ndarray:
-        step = max(8, int(kept.sum()) // 20)
-        while not passes(kept, held, abl_held) and not kept.all():
-            missing = order[~kept[order]]
-            kept = kept.copy()
-            kept[missing[:step]] = True
+        """Add the best-ranked missing edges until the held-out set passes: steps of 2%, 4%, 8%, ... of the
+        circuit, then bisect the last step (few passes over the held-out set)."""
+        if passes(kept, held, abl_held):
+            return kept
+        missing = order[~kept[order]]
+        step, lo = max(8, int(kept.sum()) // 50), 0
+        while True:
+            hi = min(lo + step, len(missing))
+            trial = kept.copy()
+            trial[missing[:hi]] = True
+            if hi == len(missing) or passes(trial, held, abl_held):
+                break
+            lo, step = hi, 2 * step
+        while hi - lo > max(1, hi // 50):
+            mid = (lo + hi) // 2
+            trial = kept.copy()
+            trial[missing[:mid]] = True
+            lo, hi = (lo, mid) if passes(trial, held, abl_held) else (mid, hi)
+        kept = kept.copy()
+        kept[missing[:hi]] = True
         return kept
 
     kept = repair(kept)
