@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer questions everywhere (a smoke run)")
     parser.add_argument("--score-per-qtype", type=int, default=6, help="questions per qtype for the scores")
     parser.add_argument("--validate-per-qtype", type=int, default=10_000, help="fresh questions per qtype to check")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2: the 2-core target)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: on a shared 2-core machine two threads spin against other jobs)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.force:

@@ -83,7 +83,7 @@ def test_attribution_on_the_planted_model(setup):
 def test_discovery_finds_an_exact_circuit_of_planted_edges(setup):
     model, questions, _, graph, planted, _ = setup
     circuit = discover(model, method="exact", min_position=ANSWER.start, search=questions, held_out=questions,
-                       reference=questions, prune_seconds=30.0)
+                       reference=questions, prune_passes=50)
     assert circuit.exact == {"ADD": 1.0}
     assert not (circuit.kept & ~planted).any()
     # any two of the three paths are enough, and one is not: the smallest such circuit is the two heads' 4 edges

@@ -1,6 +1,6 @@
 """Edge-circuit discovery: rank the edges by an attribution (EAP-IG by default), keep the fewest top edges that are
 exact on the search questions, repair against held-out questions (add the next edges by rank until every qtype is
->= the target exact), then prune greedily (drop low-ranked edges in blocks while the search set stays exact).
+>= the target exact), then prune greedily (drop low-ranked edges in blocks while the search set stays exact), and repair again.
 
 A question counts as exact when the argmax at every answer position is the answer token (as `faithfulness` has
 it); ablated edges carry the senders' mean outputs (per position) over reference questions, or a resampled row.
@@ -80,7 +80,7 @@ class EdgeCircuit:
 
 
 def exact_rates(model: HookedTransformer, graph: EdgeGraph, questions: QuestionBatch, ablated: Tensor,
-                mask: Tensor, *, chunk: int = 512) -> dict[str, float]:
+                mask: Tensor, *, chunk: int = 64) -> dict[str, float]:
     """qtype -> fraction of `questions` answered exactly right with the edges of `mask` kept."""
     tokens = questions.torch_tokens(str(model.device))
     answer = model.spec.layout.answer_logit_positions
@@ -101,8 +101,8 @@ def _scores(method: str, model, graph, tokens, ablated, steps: int) -> np.ndarra
 
 
 def discover(model: HookedTransformer, *, method: str = "eap_ig", ablation: str = "mean", target: float = TARGET,
-             min_position: int | None = None, search_per_qtype: int = 200, score_per_qtype: int = 32,
-             held_out_per_qtype: int = 1000, steps: int = EAP_IG_STEPS, prune_seconds: float = 20.0,
+             min_position: int | None = None, search_per_qtype: int = 100, score_per_qtype: int = 32,
+             held_out_per_qtype: int = 400, steps: int = EAP_IG_STEPS, prune_passes: int = 12,
              seed: int = FAITHFULNESS_SEED, search: QuestionBatch | None = None,
              held_out: QuestionBatch | None = None, reference: QuestionBatch | None = None,
              progress: Progress | None = None) -> EdgeCircuit:
@@ -110,7 +110,7 @@ def discover(model: HookedTransformer, *, method: str = "eap_ig", ablation: str 
 
     `min_position`: the first receiver position (default: the first answer position). Edges are ranked by
     `method` on `score_per_qtype` questions per qtype; top-k and pruning use `search_per_qtype`; pruning stops
-    after `prune_seconds`. Mean ablation uses `REFERENCE_QUESTIONS` reference questions; resample draws a row per
+    after `prune_passes` trial removals (a count, not a time, so a seed gives one circuit). Mean ablation uses `REFERENCE_QUESTIONS` reference questions; resample draws a row per
     question. `search`, `held_out`, `reference`: question sets to use instead of fresh ones (a planted model's)."""
     if method not in METHODS:
         raise ArithLensError(f"edge method {method!r} is not one of {', '.join(METHODS)}")
@@ -196,12 +196,13 @@ def discover(model: HookedTransformer, *, method: str = "eap_ig", ablation: str 
     stages["repair"] = int(kept.sum())
     say(f"repair: {kept.sum()} edges at {time.perf_counter() - t0:.1f}s")
     # prune: lowest-ranked kept edges first, in blocks that halve on failure
-    deadline = time.perf_counter() + prune_seconds
+    tried = 0
     queue = [order[kept[order]][::-1]]  # one block: every kept edge, lowest rank first
     block = max(1, int(kept.sum()) // 8)
     queue = [queue[0][i : i + block] for i in range(0, len(queue[0]), block)]
-    while queue and time.perf_counter() < deadline:
+    while queue and tried < prune_passes:
         part = queue.pop(0)
+        tried += 1
         trial = kept.copy()
         trial[part] = False
         if passes(trial, search, abl_search):

@@ -105,17 +105,22 @@ def _pair_inputs(resid: Tensor, diff: Tensor, off: Tensor, ln, W: Tensor, b: Ten
     resid (B, Pk, D); diff (B, S, Pk, D); off (rows, S, W, Pk, H); W (H, D, d_head); b (H, d_head)."""
     D = resid.shape[-1]
     Ww = ln.w[None, :, None] * W  # (H, D, dh): the layer norm's gain folded in
-    rW = torch.einsum("bqd,hde->bqhe", resid, Ww)  # (B, Pk, H, dh)
-    dW = torch.einsum("bsqd,hde->bsqhe", diff, Ww)  # (B, S, Pk, H, dh)
-    xW = rW[:, None] - torch.einsum("bswqh,bsqhe->bwqhe", off, dW)  # (B, W, Pk, H, dh)
-    mean = resid.mean(-1)[:, None, :, None] - torch.einsum("bswqh,bsq->bwqh", off, diff.mean(-1))  # (B, W, Pk, H)
+    col = Ww.sum(1)  # (H, dh): what the centring subtracts per unit of mean
+    r_mean, d_mean = resid.mean(-1), diff.mean(-1)  # (B, Pk), (B, S, Pk)
+    # centred projections of the residual and of each sender's difference, then one contraction over the senders
+    # with the residual as one more sender of coefficient 1: centred = rW' - sum_s off_s dW'_s
+    rW = torch.einsum("bqd,hde->bqhe", resid, Ww) - r_mean[..., None, None] * col  # (B, Pk, H, dh)
+    dW = torch.einsum("bsqd,hde->bsqhe", diff, Ww) - d_mean[..., None, None] * col  # (B, S, Pk, H, dh)
+    rows = off.shape[0]
+    coef = torch.cat([off.new_ones((rows, 1, *off.shape[2:])), -off], 1)  # (rows, 1 + S, W, Pk, H)
+    centred = torch.einsum("bswqh,bsqhe->bwqhe", coef, torch.cat([rW.unsqueeze(1), dW], 1))  # (B, W, Pk, H, dh)
+    mean = r_mean[:, None, :, None] - torch.einsum("bswqh,bsq->bwqh", off, d_mean)  # (B, W, Pk, H)
     rd = torch.einsum("bqd,bsqd->bsq", resid, diff)  # (B, S, Pk)
     gram = torch.einsum("bsqd,btqd->bstq", diff, diff)  # (B, S, S, Pk)
     sq = ((resid * resid).sum(-1)[:, None, :, None] - 2 * torch.einsum("bswqh,bsq->bwqh", off, rd)
           + torch.einsum("bswqh,btwqh,bstq->bwqh", off, off, gram)) / D  # (B, W, Pk, H): mean of x^2
     scale = (sq - mean * mean).clamp_min(0.0).add(LN_EPS).rsqrt()
-    centred = xW - mean[..., None] * Ww.sum(1)  # (B, W, Pk, H, dh)
-    return centred * scale[..., None] + (torch.einsum("d,hde->he", ln.b, W) + b)
+    return torch.addcmul(torch.einsum("d,hde->he", ln.b, W) + b, centred, scale[..., None])
 
 
 def _chunk_forward(model: HookedTransformer, graph: EdgeGraph, tokens: Tensor, ablated: Tensor,
