@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> None:
 
     stages: list[str] = []
     with Clock() as c_disc:
-        circuit = discover(model, min_position=answer.start, seed=SEED, reference=reference, progress=stages.append,
+        circuit = discover(model, min_position=answer.start, seed=SEED, reference=reference,
+                           progress=lambda line: (stages.append(line), print(f"  {line}", flush=True)),
                            **({"search_per_qtype": 50, "held_out_per_qtype": 100} if args.quick else {}))
     check = fresh_questions(spec, validate, rng_for(SEED, 3))
     with Clock() as c_val:
@@ -123,7 +124,8 @@ def main(argv: list[str] | None = None) -> None:
     result["discovery"] = {**circuit.to_dict(), **c_disc.to_dict(), "progress": stages,
                            "validation": {"per_qtype": validate, "exact": rates, **c_val.to_dict()},
                            "fraction_of_edges": circuit.n_edges / graph.n_edges, "n_nodes": len(circuit.nodes)}
-    result["discovery"].pop("edges")
+    for bulky in ("edges", "scores"):  # in circuit_mib.json
+        result["discovery"].pop(bulky)
     print(f"discovery (EAP-IG ranking, top-k, repair, prune): {circuit.n_edges:,} edges "
           f"({100 * circuit.n_edges / graph.n_edges:.2f}% of {graph.n_edges:,}), {len(circuit.nodes)} nodes, "
           f"{c_disc.wall:.0f} s wall / {c_disc.cpu:.0f} s CPU; stages {circuit.stages}")

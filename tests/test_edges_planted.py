@@ -11,7 +11,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from arithlens.analysis.edges.discovery import discover, exact_rates
+from arithlens.analysis.edges.discovery import EdgeCircuit, discover, exact_rates
 from arithlens.analysis.edges.export import from_mib_json, to_mib_json
 from arithlens.analysis.edges.forward import ablation_values
 from arithlens.analysis.edges.graph import EdgeGraph
@@ -89,6 +89,9 @@ def test_discovery_finds_an_exact_circuit_of_planted_edges(setup):
     # any two of the three paths are enough, and one is not: the smallest such circuit is the two heads' 4 edges
     assert circuit.n_edges == 4 and circuit.stages["top_k"] >= 4
     assert set(circuit.nodes) <= {"P5L0H0", "P5L0H1", "P5L0H2", "P5L1MLP"}
+    back = EdgeCircuit.from_dict(json.loads(json.dumps(circuit.to_dict())), EDGE_SPEC)
+    assert back.edges == circuit.edges and back.exact == circuit.exact and back.stages == circuit.stages
+    np.testing.assert_array_equal(back.scores, circuit.scores)
 
 
 def test_exported_circuit_round_trips_through_mib_json(setup, tmp_path):

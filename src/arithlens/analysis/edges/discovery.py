@@ -76,7 +76,20 @@ class EdgeCircuit:
         return {"method": self.method, "ablation": self.ablation, "n_edges": self.n_edges,
                 "n_edges_all": self.graph.n_edges, "min_position": self.graph.min_position, "edges": self.edges,
                 "nodes": self.nodes, "exact": dict(self.exact), "n_held_out": self.n_held_out,
-                "stages": dict(self.stages), "seconds": self.seconds}
+                "stages": dict(self.stages), "seconds": self.seconds,
+                "scores": [None if np.isnan(x) else float(x) for x in self.scores]}
+
+    @classmethod
+    def from_dict(cls, data: dict, spec) -> EdgeCircuit:
+        """The circuit `to_dict` wrote, for a model with `spec`'s sizes (its edges checked against the graph)."""
+        graph = EdgeGraph.build(spec, min_position=int(data["min_position"]))
+        if len(data["scores"]) != graph.n_edges:
+            raise ArithLensError(f"the circuit scores {len(data['scores'])} edges; this model's graph has "
+                                 f"{graph.n_edges}")
+        kept = graph.mask(data["edges"]).numpy() > 0.5
+        scores = np.array([np.nan if x is None else x for x in data["scores"]], dtype=np.float64)
+        return cls(graph, kept, scores, data["method"], data["ablation"], dict(data["exact"]), int(data["n_held_out"]),
+                   dict(data["stages"]), float(data["seconds"]))
 
 
 def exact_rates(model: HookedTransformer, graph: EdgeGraph, questions: QuestionBatch, ablated: Tensor,
