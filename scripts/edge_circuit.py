@@ -4,7 +4,9 @@ receiver layer, and a discovered edge circuit with its wall and CPU time and its
     python scripts/edge_circuit.py --out runs/edges            # the default model, every number of the note
     python scripts/edge_circuit.py --out runs/edges --quick    # fewer questions (a smoke run, minutes)
 
-Writes `edges.json` (every number printed) and `circuit_mib.json` (the circuit in EAP-IG / MIB layout) to --out,
+    python scripts/edge_circuit.py --out runs/edges --methods eap_ig eap exact   # discovery from each ranking
+
+Writes `edges.json` (every number printed) and `circuit_<method>_mib.json` (each circuit in EAP-IG / MIB layout),
 each staged and renamed into place; an existing --out folder's files are only replaced with --force.
 """
 
@@ -21,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from arithlens.analysis.edges.discovery import discover, exact_rates
+from arithlens.analysis.edges.discovery import METHODS, discover, exact_rates
 from arithlens.analysis.edges.export import to_mib_json
 from arithlens.analysis.edges.forward import ablation_values
 from arithlens.analysis.edges.graph import EdgeGraph
@@ -61,6 +63,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer questions everywhere (a smoke run)")
     parser.add_argument("--score-per-qtype", type=int, default=6, help="questions per qtype for the scores")
     parser.add_argument("--validate-per-qtype", type=int, default=10_000, help="fresh questions per qtype to check")
+    parser.add_argument("--methods", nargs="+", default=["eap_ig"], choices=METHODS,
+                        help="rankings to discover a circuit from (default eap_ig)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: on a shared 2-core machine two threads spin against other jobs)")
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -113,26 +117,31 @@ def main(argv: list[str] | None = None) -> None:
                 result["agreement"].setdefault(f"{name}_median_rel_error", {})[str(layer)] = float(rel)
                 print(f"  {name:6s} median |attribution - exact| / |exact| at receiver layer {layer}: {rel:.2f}")
 
-    stages: list[str] = []
-    with Clock() as c_disc:
-        circuit = discover(model, min_position=answer.start, seed=SEED, reference=reference,
-                           progress=lambda line: (stages.append(line), print(f"  {line}", flush=True)),
-                           **({"search_per_qtype": 50, "held_out_per_qtype": 100} if args.quick else {}))
+    result["discovery"] = {}
     check = fresh_questions(spec, validate, rng_for(SEED, 3))
-    with Clock() as c_val:
-        rates = exact_rates(model, graph, check, ablated, circuit.mask(model.device))
-    result["discovery"] = {**circuit.to_dict(), **c_disc.to_dict(), "progress": stages,
-                           "validation": {"per_qtype": validate, "exact": rates, **c_val.to_dict()},
-                           "fraction_of_edges": circuit.n_edges / graph.n_edges, "n_nodes": len(circuit.nodes)}
-    for bulky in ("edges", "scores"):  # in circuit_mib.json
-        result["discovery"].pop(bulky)
-    print(f"discovery (EAP-IG ranking, top-k, repair, prune): {circuit.n_edges:,} edges "
-          f"({100 * circuit.n_edges / graph.n_edges:.2f}% of {graph.n_edges:,}), {len(circuit.nodes)} nodes, "
-          f"{c_disc.wall:.0f} s wall / {c_disc.cpu:.0f} s CPU; stages {circuit.stages}")
-    print(f"  on {validate:,} fresh questions per qtype: " + ", ".join(f"{q} {100 * r:.2f}%" for q, r in rates.items()))
+    for method in args.methods:
+        stages: list[str] = []
+        with Clock() as c_disc:
+            circuit = discover(model, method=method, min_position=answer.start, seed=SEED, reference=reference,
+                               progress=lambda line: (stages.append(line), print(f"  {line}", flush=True)),
+                               **({"search_per_qtype": 50, "held_out_per_qtype": 100} if args.quick else {}))
+        with Clock() as c_val:
+            rates = exact_rates(model, graph, check, ablated, circuit.mask(model.device))
+        row = {**circuit.to_dict(), **c_disc.to_dict(), "progress": stages,
+               "validation": {"per_qtype": validate, "exact": rates, **c_val.to_dict()},
+               "fraction_of_edges": circuit.n_edges / graph.n_edges, "n_nodes": len(circuit.nodes)}
+        for bulky in ("edges", "scores"):  # in circuit_mib.json
+            row.pop(bulky)
+        result["discovery"][method] = row
+        print(f"discovery ({method} ranking, top-k, repair, prune): {circuit.n_edges:,} edges "
+              f"({100 * circuit.n_edges / graph.n_edges:.2f}% of {graph.n_edges:,}), {len(circuit.nodes)} nodes, "
+              f"{c_disc.wall:.0f} s wall / {c_disc.cpu:.0f} s CPU; stages {circuit.stages}")
+        print(f"  on {validate:,} fresh questions per qtype: "
+              + ", ".join(f"{q} {100 * r:.2f}%" for q, r in rates.items()))
+        write_atomic(out / f"circuit_{method}_mib.json",
+                     to_mib_json(graph, circuit.kept, circuit.scores, d_model=spec.d_model))
     write_atomic(out / "edges.json", result)
-    write_atomic(out / "circuit_mib.json", to_mib_json(graph, circuit.kept, circuit.scores, d_model=spec.d_model))
-    print(f"wrote {out / 'edges.json'} and {out / 'circuit_mib.json'}")
+    print(f"wrote {out / 'edges.json'} and the circuits' circuit_<method>_mib.json")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from arithlens.analysis.edges.export import from_mib_json, to_mib_json
 from arithlens.analysis.edges.forward import ablation_values, sender_outputs
