@@ -110,3 +110,19 @@ def test_exported_circuit_round_trips_through_mib_json(setup, tmp_path):
     _, kept3, _ = from_mib_json(plain, EDGE_SPEC)
     full = EdgeGraph.build(EDGE_SPEC)
     assert {full.mib_names[i] for i in np.flatnonzero(kept3)} == {graph.mib_names[i] for i in np.flatnonzero(planted)}
+
+
+def test_discovery_under_resample_ablation_keeps_to_planted_edges(setup):
+    model, questions, _, graph, planted, _ = setup
+    circuit = discover(model, method="exact", ablation="resample", min_position=ANSWER.start, search=questions,
+                       held_out=questions, reference=questions, prune_passes=50, seed=3)
+    assert circuit.ablation == "resample" and circuit.exact == {"ADD": 1.0}
+    assert not (circuit.kept & ~planted).any() and circuit.n_edges >= 4
+
+
+@pytest.mark.parametrize("bad", [{"method": "acdc"}, {"ablation": "zero"}, {"target": 1.5}])
+def test_discovery_options_are_checked(setup, bad):
+    from arithlens.errors import ArithLensError
+
+    with pytest.raises(ArithLensError):
+        discover(setup[0], **bad)
