@@ -21,14 +21,13 @@ KNOWN_UPWARD = {
     # The verdict's words (report.node_text) are kept in the study JSON so outputs stay byte-identical; the
     # front door should word the verdict when it saves the result.
     ("arithlens.analysis.node_study.study", "arithlens.report.node_text"),
-    # plot_* and summary() on the result types: "one result form" moves them to report functions taking results.
-    ("arithlens.results", "arithlens.report.features"),
-    ("arithlens.results", "arithlens.report.figures"),
-    ("arithlens.results", "arithlens.report.interactive"),
-    ("arithlens.results", "arithlens.report.node_figures"),
-    ("arithlens.results", "arithlens.report.node_text"),
-    ("arithlens.results", "arithlens.report.quanta_maps"),
 }
+
+# The result types analysis builds and returns (results sit below analysis for them); the other result types are
+# still typed views the API builds from analysis's records.
+ANALYSIS_RESULT_TYPES = {("arithlens.analysis.circuit", "arithlens.results.circuits"),
+                         ("arithlens.analysis.faithfulness", "arithlens.results.circuits")}
+
 
 def _module_name(path: Path, root: Path) -> str:
     parts = path.relative_to(root).with_suffix("").parts
@@ -66,8 +65,34 @@ def _within(name: str, prefixes: tuple[str, ...]) -> bool:
 
 
 def upward_imports(edges: set[tuple[str, str]]) -> set[tuple[str, str]]:
-    """Imports from below the API (arith, model, analysis, results) of api, cli, commands or report."""
+    """Imports from below the API (arith, model, analysis, results) of api, cli, commands or report; a result's
+    one-line notebook view that hands itself to report (`delegations`) is not one."""
     return {(a, b) for a, b in edges if _within(a, BELOW_THE_API) and _within(b, ABOVE)}
+
+
+def delegations(root: Path = SRC) -> tuple[set[tuple[str, str]], list[str]]:
+    """(results -> report imports made inside a method that only imports and returns, the other methods that
+    import report: presentation code left in a result)."""
+    ok, bad = set(), []
+    for path in sorted((root / "arithlens" / "results").rglob("*.py")):
+        module = _module_name(path, root)
+        for fn in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            # a docstring and argument checks (`if ...: raise`) may come first
+            body = [n for n in fn.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))
+                    and not (isinstance(n, ast.If) and all(isinstance(b, ast.Raise) for b in n.body))]
+            reports = {n.module for n in ast.walk(fn) if isinstance(n, ast.ImportFrom)
+                       and (n.module or "").startswith("arithlens.report")}
+            if not reports:
+                continue
+            imports_then_returns = (all(isinstance(n, ast.ImportFrom) for n in body[:-1])
+                                    and isinstance(body[-1], ast.Return))
+            if imports_then_returns:
+                ok |= {(module, r) for r in reports}
+            else:
+                bad.append(f"{module}.{fn.name}")
+    return ok, bad
 
 
 def command_imports(edges: set[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -82,7 +107,7 @@ def edges() -> set[tuple[str, str]]:
 
 
 def test_nothing_below_the_api_imports_the_api_cli_commands_or_report(edges):
-    new = upward_imports(edges) - KNOWN_UPWARD
+    new = upward_imports(edges) - KNOWN_UPWARD - delegations()[0]
     assert not new, f"new imports up the layers: {sorted(new)}"
 
 
@@ -99,11 +124,22 @@ def test_the_layers_below_analysis_do_not_import_it(edges):
     assert not up, f"imports up from below analysis: {sorted(up)}"
 
 
-def test_analysis_does_not_import_the_result_views(edges):
-    """results.py builds on analysis (the typed views of its dicts), never the other way round."""
-    up = {(a, b) for a, b in edges if _within(a, ("arithlens.analysis", "arithlens.interventions"))
-          and _within(b, ("arithlens.results",))}
-    assert not up, f"analysis imports results: {sorted(up)}"
+def test_results_hold_no_presentation_code():
+    """A result's plot_*, summary() and _repr_html_ only hand the result to report (an import and a return)."""
+    ok, bad = delegations()
+    assert not bad, f"presentation code inside results (move it to report): {bad}"
+    assert ("arithlens.results.node_study", "arithlens.report.result_views") in ok  # the check sees them
+
+
+def test_analysis_imports_only_the_result_types_it_returns(edges):
+    """The faithfulness and circuit types live in results and analysis builds them; the other results are typed
+    views built by the API (they read analysis's records), so analysis must not reach for them."""
+    into = {(a, b) for a, b in edges if _within(a, ("arithlens.analysis", "arithlens.interventions"))
+            and _within(b, ("arithlens.results",))}
+    assert into == ANALYSIS_RESULT_TYPES, f"analysis imports results: {sorted(into - ANALYSIS_RESULT_TYPES)}"
+    # and those types need nothing of analysis but its arithmetic (a Wilson interval)
+    down = {b for a, b in edges if a == "arithlens.results.circuits" and _within(b, ("arithlens.analysis",))}
+    assert down <= {"arithlens.analysis.stats"}, sorted(down)
 
 
 def test_commands_import_only_the_api_io_report_errors_and_validate(edges):

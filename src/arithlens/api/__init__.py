@@ -33,3 +33,11 @@ __all__ = [
     "load_model", "models", "node_output", "pca", "questions", "run_with_cache", "sae", "search", "study_node",
     "tricase", "useful_nodes",
 ]
+# What the commands need beyond that: the records they write, checkpoints as files, runs over many models.
+__all__ += [
+    "MAX_DIGITS", "analyse_checkpoints", "atlas_of", "check_analysis_options", "checkpoint_files", "circuit_record",
+    "default_model_name", "discover_circuit", "evaluate", "faithfulness_of", "faithfulness_record", "find_useful",
+    "load_checkpoint", "load_node_list", "parse_node", "parse_spec", "question_stream", "read_checkpoint",
+    "read_node_set", "resolve_device", "resolve_model", "run_analysis", "run_search", "run_study",
+    "save_checkpoint", "search_options", "suite_kinds", "suite_size", "sweep", "train", "train_config",
+]

@@ -8,12 +8,10 @@ from typing import TYPE_CHECKING
 
 from arithlens.api._checks import check_model, check_node, node_set
 from arithlens.errors import ArgumentTypeError, ArithLensError
-from arithlens.results import NodeStudy, SearchReport, UsefulNodes
+from arithlens.results import Circuit, Faithfulness, NodeStudy, SearchReport, UsefulNodes
 from arithlens.validate import MAX_PERMUTATIONS, check_choice, check_count, check_int, check_seed
 
 if TYPE_CHECKING:
-    from arithlens.analysis.circuit import Circuit
-    from arithlens.analysis.faithfulness import Faithfulness
     from arithlens.analysis.nodes import Node
     from arithlens.model.transformer import HookedTransformer
 

@@ -147,9 +147,9 @@ def register(app: typer.Typer) -> None:
                 found = discover_circuit(net, _useful_nodes(net, progress), target=target,
                                          search_questions=search_questions, held_out=held_out, seed=seed,
                                          progress=progress)
-            path = _write_json(out_target, f"{net.spec.base_name}_circuit.json", found.to_json())
+            path = _write_json(out_target, f"{net.spec.base_name}_circuit.json", found.to_dict())
         if as_json:
-            sys.stdout.write(json.dumps({**found.to_json(), "file": str(path)}) + "\n")
+            sys.stdout.write(json.dumps({**found.to_dict(), "file": str(path)}) + "\n")
             return
         echo = typer.echo
         echo(f"{found.model}: circuit of {len(found.nodes)} nodes (useful set: {len(found.useful)}; "
@@ -168,9 +168,9 @@ def _report(result, target, as_json: bool) -> None:
     path = None
     if target is not None:
         with target:
-            path = _write_json(target, None, result.to_json())
+            path = _write_json(target, None, result.to_dict())
     if as_json:
-        data = result.to_json()
+        data = result.to_dict()
         if path is not None:
             data["file"] = str(path)
         sys.stdout.write(json.dumps(data) + "\n")
