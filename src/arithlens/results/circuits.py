@@ -96,6 +96,8 @@ class Faithfulness:
     def __post_init__(self) -> None:
         object.__setattr__(self, "nodes", tuple(self.nodes))
         object.__setattr__(self, "qtypes", tuple(self.qtypes))
+        # a timing holds what its JSON holds (milliseconds), so a result read back equals the one written
+        object.__setattr__(self, "seconds", round(float(self.seconds), 3))
 
     def __getitem__(self, qtype: str | QType) -> QTypeFaithfulness:
         key = qtype.name if isinstance(qtype, QType) else str(qtype).upper()
@@ -173,6 +175,11 @@ class Circuit:
     minimality: tuple[NodeCost, ...]
     validation: tuple[Faithfulness, ...]  # the circuit and the useful set on the held-out questions
     seconds: float
+
+    def __post_init__(self) -> None:
+        # timings hold what their JSON holds (milliseconds), so a circuit read back equals the one written
+        object.__setattr__(self, "search_seconds", round(float(self.search_seconds), 3))
+        object.__setattr__(self, "seconds", round(float(self.seconds), 3))
 
     @property
     def only_together(self) -> tuple[str, ...]:
