@@ -24,7 +24,7 @@ from arithlens.model.transformer import HookedTransformer
 
 DATA = Path(__file__).parent / "data"
 TINY = ModelSpec(n_digits=2, n_layers=2, n_heads=2, d_model=16, d_head=8, op="mix")
-SMALL_SAE = dict(steps=20, questions=200, eval_questions=60, permutations=0, seed=3)
+SMALL_SAE = {"steps": 20, "questions": 200, "eval_questions": 60, "permutations": 0, "seed": 3}
 
 
 def result_types() -> list[type]:

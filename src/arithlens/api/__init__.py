@@ -12,20 +12,62 @@ studies, faithfulness, circuits), `analysis` (the whole pipeline), `features` (s
 
 from __future__ import annotations
 
-from arithlens.api.analysis import analyze, circuit_record, faithfulness_record, run_analysis
-from arithlens.api.features import check_sae, feature_study, sae
-from arithlens.api.many import analyse_checkpoints, atlas_of, check_analysis_options, sweep
+from arithlens.api.analysis import (
+    analyze,
+    circuit_record,
+    faithfulness_record,
+    run_analysis,
+)
 from arithlens.api.checkpoints import (
-    checkpoint_files, default_model_name, load_checkpoint, load_model, models, read_checkpoint, resolve_device,
-    resolve_model, save_checkpoint,
+    checkpoint_files,
+    default_model_name,
+    load_checkpoint,
+    load_model,
+    models,
+    read_checkpoint,
+    resolve_device,
+    resolve_model,
+    save_checkpoint,
+)
+from arithlens.api.features import check_sae, feature_study, sae
+from arithlens.api.many import (
+    analyse_checkpoints,
+    atlas_of,
+    check_analysis_options,
+    sweep,
 )
 from arithlens.api.nodes import (
-    circuit, discover_circuit, faithfulness, faithfulness_of, find_useful, load_node_list, parse_node,
-    read_node_set, run_search, run_study, search, search_options, study_node, useful_nodes,
+    circuit,
+    discover_circuit,
+    faithfulness,
+    faithfulness_of,
+    find_useful,
+    load_node_list,
+    parse_node,
+    read_node_set,
+    run_search,
+    run_study,
+    search,
+    search_options,
+    study_node,
+    useful_nodes,
 )
 from arithlens.api.primitives import ablate, node_output, pca, run_with_cache
-from arithlens.api.question_sets import DEFAULT_TRICASE_COUNTS, MAX_DIGITS, question_stream, questions, tricase
-from arithlens.api.training import evaluate, parse_spec, suite_kinds, suite_size, train, train_config
+from arithlens.api.question_sets import (
+    DEFAULT_TRICASE_COUNTS,
+    MAX_DIGITS,
+    question_stream,
+    questions,
+    tricase,
+)
+from arithlens.api.training import (
+    evaluate,
+    parse_spec,
+    suite_kinds,
+    suite_size,
+    train,
+    train_config,
+)
 
 # The Python API proper (what `import arithlens as al` offers); the rest above serves the commands.
 __all__ = [

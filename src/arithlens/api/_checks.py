@@ -54,7 +54,6 @@ def check_batch(model: HookedTransformer, batch) -> None:
 def node_set(model: HookedTransformer, nodes) -> list[Node]:
     """A UsefulNodes result or node names as the model's Nodes (a result of another model is refused)."""
     from arithlens.analysis.nodes import Node
-
     from arithlens.validate import check_same_model
 
     if isinstance(nodes, UsefulNodes):

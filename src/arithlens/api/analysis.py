@@ -47,7 +47,8 @@ def run_analysis(model: HookedTransformer, *, progress: Callable[..., None] | No
     """The pipeline's whole record (`analysis.analyze.Analysis`: useful nodes, search, claims, studies,
     faithfulness, circuit, timings) for `AnalyzeOptions` fields `options`; `drawer` draws figures while it runs.
     What `arithlens analyze` writes and `analyze` summarises."""
-    from arithlens.analysis.analyze import AnalyzeOptions, analyze as run
+    from arithlens.analysis.analyze import AnalyzeOptions
+    from arithlens.analysis.analyze import analyze as run
 
     return run(model, AnalyzeOptions(**options), progress, drawer)
 

@@ -41,7 +41,9 @@ def resolve_model(name_or_path: str | os.PathLike | None) -> Path:
 
 def resolve_device(choice: Any, flag: str = "--device") -> str:
     """auto -> cuda when available else cpu; cuda without CUDA is a one-line error naming `flag`."""
-    from arithlens.model.device import pick_device  # imports torch: keep it out of CLI start-up
+    from arithlens.model.device import (
+        pick_device,  # imports torch: keep it out of CLI start-up
+    )
 
     return pick_device(getattr(choice, "value", choice), flag=flag)
 

@@ -8,8 +8,20 @@ from typing import TYPE_CHECKING
 
 from arithlens.api._checks import check_model, check_node, node_set
 from arithlens.errors import ArgumentTypeError, ArithLensError
-from arithlens.results import Circuit, Faithfulness, NodeStudy, SearchReport, UsefulNodes
-from arithlens.validate import MAX_PERMUTATIONS, check_choice, check_count, check_int, check_seed
+from arithlens.results import (
+    Circuit,
+    Faithfulness,
+    NodeStudy,
+    SearchReport,
+    UsefulNodes,
+)
+from arithlens.validate import (
+    MAX_PERMUTATIONS,
+    check_choice,
+    check_count,
+    check_int,
+    check_seed,
+)
 
 if TYPE_CHECKING:
     from arithlens.analysis.nodes import Node
@@ -169,7 +181,8 @@ def search_options(*, weak: str = "always", min_lower: float = 0.5, group_size: 
                    pair_search: bool = True, partners: bool = True) -> dict:
     """The searches' tagging options, checked (flag-named one-line errors), as `analysis.search.search_model`
     takes them."""
-    from arithlens.analysis.search import WEAK_POLICIES as known, Rule
+    from arithlens.analysis.search import WEAK_POLICIES as known
+    from arithlens.analysis.search import Rule
 
     if weak not in known:
         raise ArithLensError(f"--weak must be one of {', '.join(known)}, not {weak!r}")
@@ -196,7 +209,8 @@ def run_study(model: HookedTransformer, node: Node, *, features: bool = False,
               progress: Callable[[str], None] | None = None, **options):
     """The node study's record (`analysis.node_study.NodeStudy`: `.data` is `<node>_study.json`); `options` are
     `StudyOptions` fields (questions, pairs, per_case, mixed, permutations, seed, digit)."""
-    from arithlens.analysis.node_study import StudyOptions, study_node as study
+    from arithlens.analysis.node_study import StudyOptions
+    from arithlens.analysis.node_study import study_node as study
 
     return study(model, node, StudyOptions(**options), progress=progress, features=features)
 

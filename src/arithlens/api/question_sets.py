@@ -51,7 +51,8 @@ def tricase(digit: int, counts: Mapping[str | QType, int] | None = None, *, n_di
     Rows are labelled (`tricase_digit`, `tricase_case` 8/9/10, `carry_in`, `carry_out`: the real carry/borrow
     out of the digit). `high="decide"` lets the higher digits fix SUB vs NEG (so borrows do leave the digit);
     `high="zero"` is the predecessor's construction."""
-    from arithlens.arith.tricase import CASES, tricase as tricase_class, tricase_count
+    from arithlens.arith.tricase import CASES, tricase_count
+    from arithlens.arith.tricase import tricase as tricase_class
 
     counts = DEFAULT_TRICASE_COUNTS if counts is None else counts
     check_count("n_digits", n_digits, low=1, high=MAX_DIGITS)
@@ -86,7 +87,8 @@ def question_stream(digits: int, op: str, count: int, seed: int, kind: str, *, d
     (the hand-picked set of `op`, cut to `count` when count is smaller) or tricase (`digit`, `qtype`, and one
     `case` T8 / T9 / T10 or all three)."""
     from arithlens.arith import curated as curated_mod
-    from arithlens.arith import enriched, tricase as tricase_class, tricase_set, uniform
+    from arithlens.arith import enriched, tricase_set, uniform
+    from arithlens.arith import tricase as tricase_class
 
     rng = np.random.default_rng(seed)
     if kind == "curated":

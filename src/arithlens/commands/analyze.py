@@ -52,8 +52,8 @@ def register(app: typer.Typer) -> None:
         from arithlens.validate import check_command_memory
 
         start = time.perf_counter()
-        options = dict(questions=questions, pairs=pairs, seed=seed, max_studies=max_studies, search=search,
-                       faithfulness=faithfulness, circuit=circuit)
+        options = {"questions": questions, "pairs": pairs, "seed": seed, "max_studies": max_studies, "search": search,
+                   "faithfulness": faithfulness, "circuit": circuit}
         target = OutputTarget(out, "dir", "--out")  # checked before the work
         path = resolve_model(model)
         ck = load_checkpoint(str(path), device)

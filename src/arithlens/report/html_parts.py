@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
-
 def _e(value) -> str:
     return html.escape(str(value), quote=True)
 

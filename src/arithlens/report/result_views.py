@@ -47,8 +47,8 @@ def pca_plot(result, interactive: bool = False, title: str | None = None):
         from arithlens.report.interactive import pca_scatter
 
         return pca_scatter(result, title=title)
-    from arithlens.report.node_figures import CASE_COLOURS
     from arithlens.report.figures import new_figure
+    from arithlens.report.node_figures import CASE_COLOURS
 
     x = result.array()
     fig = new_figure(5.0, 4.2, layout="constrained")

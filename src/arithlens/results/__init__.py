@@ -9,11 +9,36 @@ byte-for-byte what the CLI writes and fields a later version adds survive a roun
 from __future__ import annotations
 
 from arithlens.results.analysis import AnalysisReport
-from arithlens.results.circuits import Circuit, Faithfulness, NodeCost, QTypeFaithfulness
-from arithlens.results.features import DictionaryQuality, FeatureDictionary, FeatureStudy, LabelMatch
+from arithlens.results.circuits import (
+    Circuit,
+    Faithfulness,
+    NodeCost,
+    QTypeFaithfulness,
+)
+from arithlens.results.features import (
+    DictionaryQuality,
+    FeatureDictionary,
+    FeatureStudy,
+    LabelMatch,
+)
 from arithlens.results.node_study import (
-    AblationRates, Attention, AttentionPeak, Candidate, CosineTest, Grid, Necessity, NecessityRow, NodeStudy,
-    PatchRates, Probe, QTypeRepresentation, QTypeVerdict, Rate, Shared, Sufficiency, Verdict,
+    AblationRates,
+    Attention,
+    AttentionPeak,
+    Candidate,
+    CosineTest,
+    Grid,
+    Necessity,
+    NecessityRow,
+    NodeStudy,
+    PatchRates,
+    Probe,
+    QTypeRepresentation,
+    QTypeVerdict,
+    Rate,
+    Shared,
+    Sufficiency,
+    Verdict,
 )
 from arithlens.results.nodes import NodeTags, UsefulNodes
 from arithlens.results.pca import NodePCA

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from arithlens.errors import ArithLensError
-from arithlens.results._base import _JsonResult, _from_dict, _hidden
+from arithlens.results._base import _from_dict, _hidden, _JsonResult
 from arithlens.results.node_study import NodeStudy
 from arithlens.results.nodes import UsefulNodes
 from arithlens.results.search import SearchReport

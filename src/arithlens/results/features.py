@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from arithlens.errors import ArithLensError
-from arithlens.results._base import _JsonResult, _from_dict, _hidden
+from arithlens.results._base import _from_dict, _hidden, _JsonResult
 from arithlens.results.node_study import Rate
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from arithlens.errors import ArithLensError
-from arithlens.results._base import _JsonResult, _build, _check_int, _from_dict, _hidden
+from arithlens.results._base import _build, _check_int, _from_dict, _hidden, _JsonResult
 
 
 def _check_study(data: Any) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from arithlens.errors import ArithLensError
-from arithlens.results._base import _JsonResult, _convert, _hidden
+from arithlens.results._base import _convert, _hidden, _JsonResult
 
 
 @dataclass(frozen=True)

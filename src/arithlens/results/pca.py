@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from arithlens.results._base import _JsonResult, _hidden
+from arithlens.results._base import _hidden, _JsonResult
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from arithlens.results._base import _JsonResult, _hidden
+from arithlens.results._base import _hidden, _JsonResult
 from arithlens.results.node_study import Rate
 from arithlens.results.nodes import NodeTags, _Maps, _node_list
 
