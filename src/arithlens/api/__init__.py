@@ -5,9 +5,10 @@ Everything public here is re-exported by `arithlens` (`import arithlens as al; a
 the CLI commands call these same functions (checks, device resolution and defaults live here once) and write
 what they return with `arithlens.io` / `arithlens.report`. Nothing here prints or writes files.
 
-Submodules by domain: `checkpoints` (models: load, resolve, save), `question_sets`, `nodes` (useful nodes, searches, node
-studies, faithfulness, circuits), `analysis` (the whole pipeline), `features` (sparse autoencoders),
-`primitives` (a node's output, PCA, cached runs, ablations), `training` (train, evaluate), `many` (sweeps, atlas).
+Submodules by domain: `checkpoints` (models: load, resolve, save), `question_sets`, `nodes` (useful nodes,
+searches, node studies, faithfulness, circuits), `analysis` (the whole pipeline), `features` (sparse
+autoencoders), `primitives` (a node's output, PCA, cached runs, ablations), `training` (train, evaluate),
+`many` (sweeps, atlas).
 """
 
 from __future__ import annotations

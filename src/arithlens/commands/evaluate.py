@@ -64,7 +64,7 @@ def register(app: typer.Typer) -> None:
         with thread_limit(threads), Progress(quiet, label_width=4) as bar:
             progress = None if bar.quiet else (lambda n, label: bar.advance("eval", n, total, label))
             suite = evaluate(ck.model, ck.spec, seed=seed, kinds=kinds, precision=precision.value,
-                                   batch_size=batch_size, progress=progress, **counts)
+                             batch_size=batch_size, progress=progress, **counts)
         report = {"path": str(path), "kind": kind.value, **suite.to_dict()}
         report["questions_per_second"] = round(report["questions"] / max(report["seconds"], 1e-9))
         if target is not None:
