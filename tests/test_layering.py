@@ -21,57 +21,12 @@ KNOWN_UPWARD = {
     # The verdict's words (report.node_text) are kept in the study JSON so outputs stay byte-identical; the
     # front door should word the verdict when it saves the result.
     ("arithlens.analysis.node_study.study", "arithlens.report.node_text"),
-    # plot_* and summary() on the result types: "one result form" moves them to report functions taking results.
-    ("arithlens.results", "arithlens.report.features"),
-    ("arithlens.results", "arithlens.report.figures"),
-    ("arithlens.results", "arithlens.report.interactive"),
-    ("arithlens.results", "arithlens.report.node_figures"),
-    ("arithlens.results", "arithlens.report.node_text"),
-    ("arithlens.results", "arithlens.report.quanta_maps"),
 }
 
-# Today's commands that still reach past the API. The front-door work (issue 23, item 1: each command calls one
-# api function) empties this list; a command may lose an entry, never gain one.
-KNOWN_COMMAND_IMPORTS = {
-    ("arithlens.commands._common", "arithlens.model"),
-    ("arithlens.commands._common", "arithlens.model.device"),
-    ("arithlens.commands._common", "arithlens.model.zoo"),
-    ("arithlens.commands.analyze", "arithlens.analysis.analyze"),
-    ("arithlens.commands.analyze", "arithlens.analysis.atlas"),
-    ("arithlens.commands.analyze", "arithlens.analysis.faithfulness"),
-    ("arithlens.commands.analyze", "arithlens.analysis.node_study"),
-    ("arithlens.commands.analyze", "arithlens.analysis.nodes"),
-    ("arithlens.commands.analyze", "arithlens.model.zoo"),
-    ("arithlens.commands.atlas", "arithlens.analysis.atlas"),
-    ("arithlens.commands.atlas", "arithlens.executor"),
-    ("arithlens.commands.atlas", "arithlens.model"),
-    ("arithlens.commands.atlas", "arithlens.model.zoo"),
-    ("arithlens.commands.atlas", "arithlens.sweep"),
-    ("arithlens.commands.convert", "arithlens.model"),
-    ("arithlens.commands.convert", "arithlens.model.checkpoint"),
-    ("arithlens.commands.evaluate", "arithlens.model"),
-    ("arithlens.commands.evaluate", "arithlens.model.evaluate"),
-    ("arithlens.commands.evaluate", "arithlens.model.zoo"),
-    ("arithlens.commands.faithfulness", "arithlens.analysis.circuit"),
-    ("arithlens.commands.faithfulness", "arithlens.analysis.faithfulness"),
-    ("arithlens.commands.faithfulness", "arithlens.analysis.nodes"),
-    ("arithlens.commands.faithfulness", "arithlens.analysis.useful"),
-    ("arithlens.commands.models", "arithlens.model.zoo"),
-    ("arithlens.commands.node", "arithlens.analysis.node_study"),
-    ("arithlens.commands.node", "arithlens.analysis.nodes"),
-    ("arithlens.commands.questions", "arithlens.arith"),
-    ("arithlens.commands.questions", "arithlens.arith.questions"),
-    ("arithlens.commands.search", "arithlens.analysis.claims"),
-    ("arithlens.commands.search", "arithlens.analysis.nodes"),
-    ("arithlens.commands.search", "arithlens.analysis.search"),
-    ("arithlens.commands.search", "arithlens.analysis.useful"),
-    ("arithlens.commands.sweep", "arithlens.executor"),
-    ("arithlens.commands.sweep", "arithlens.sweep"),
-    ("arithlens.commands.train", "arithlens.model"),
-    ("arithlens.commands.train", "arithlens.model.checkpoint"),
-    ("arithlens.commands.train", "arithlens.model.train"),
-    ("arithlens.commands.useful", "arithlens.analysis.useful"),
-}
+# The result types analysis builds and returns (results sit below analysis for them); the other result types are
+# still typed views the API builds from analysis's records.
+ANALYSIS_RESULT_TYPES = {("arithlens.analysis.circuit", "arithlens.results.circuits"),
+                         ("arithlens.analysis.faithfulness", "arithlens.results.circuits")}
 
 
 def _module_name(path: Path, root: Path) -> str:
@@ -110,8 +65,34 @@ def _within(name: str, prefixes: tuple[str, ...]) -> bool:
 
 
 def upward_imports(edges: set[tuple[str, str]]) -> set[tuple[str, str]]:
-    """Imports from below the API (arith, model, analysis, results) of api, cli, commands or report."""
+    """Imports from below the API (arith, model, analysis, results) of api, cli, commands or report; a result's
+    one-line notebook view that hands itself to report (`delegations`) is not one."""
     return {(a, b) for a, b in edges if _within(a, BELOW_THE_API) and _within(b, ABOVE)}
+
+
+def delegations(root: Path = SRC) -> tuple[set[tuple[str, str]], list[str]]:
+    """(results -> report imports made inside a method that only imports and returns, the other methods that
+    import report: presentation code left in a result)."""
+    ok, bad = set(), []
+    for path in sorted((root / "arithlens" / "results").rglob("*.py")):
+        module = _module_name(path, root)
+        for fn in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            # a docstring and argument checks (`if ...: raise`) may come first
+            body = [n for n in fn.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))
+                    and not (isinstance(n, ast.If) and all(isinstance(b, ast.Raise) for b in n.body))]
+            reports = {n.module for n in ast.walk(fn) if isinstance(n, ast.ImportFrom)
+                       and (n.module or "").startswith("arithlens.report")}
+            if not reports:
+                continue
+            imports_then_returns = (all(isinstance(n, ast.ImportFrom) for n in body[:-1])
+                                    and isinstance(body[-1], ast.Return))
+            if imports_then_returns:
+                ok |= {(module, r) for r in reports}
+            else:
+                bad.append(f"{module}.{fn.name}")
+    return ok, bad
 
 
 def command_imports(edges: set[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -126,7 +107,7 @@ def edges() -> set[tuple[str, str]]:
 
 
 def test_nothing_below_the_api_imports_the_api_cli_commands_or_report(edges):
-    new = upward_imports(edges) - KNOWN_UPWARD
+    new = upward_imports(edges) - KNOWN_UPWARD - delegations()[0]
     assert not new, f"new imports up the layers: {sorted(new)}"
 
 
@@ -143,16 +124,35 @@ def test_the_layers_below_analysis_do_not_import_it(edges):
     assert not up, f"imports up from below analysis: {sorted(up)}"
 
 
-def test_analysis_does_not_import_the_result_views(edges):
-    """results.py builds on analysis (the typed views of its dicts), never the other way round."""
-    up = {(a, b) for a, b in edges if _within(a, ("arithlens.analysis", "arithlens.interventions"))
-          and _within(b, ("arithlens.results",))}
-    assert not up, f"analysis imports results: {sorted(up)}"
+def test_results_hold_no_presentation_code():
+    """A result's plot_*, summary() and _repr_html_ only hand the result to report (an import and a return)."""
+    ok, bad = delegations()
+    assert not bad, f"presentation code inside results (move it to report): {bad}"
+    assert ("arithlens.results.node_study", "arithlens.report.result_views") in ok  # the check sees them
 
 
-def test_commands_reach_past_the_api_only_where_they_did_before(edges):
-    new = command_imports(edges) - KNOWN_COMMAND_IMPORTS
-    assert not new, f"new command imports past the API (go through arithlens.api): {sorted(new)}"
+def test_analysis_imports_only_the_result_types_it_returns(edges):
+    """The faithfulness and circuit types live in results and analysis builds them; the other results are typed
+    views built by the API (they read analysis's records), so analysis must not reach for them."""
+    into = {(a, b) for a, b in edges if _within(a, ("arithlens.analysis", "arithlens.interventions"))
+            and _within(b, ("arithlens.results",))}
+    assert into == ANALYSIS_RESULT_TYPES, f"analysis imports results: {sorted(into - ANALYSIS_RESULT_TYPES)}"
+    # and those types need nothing of analysis but its arithmetic (a Wilson interval)
+    down = {b for a, b in edges if a == "arithlens.results.circuits" and _within(b, ("arithlens.analysis",))}
+    assert down <= {"arithlens.analysis.stats"}, sorted(down)
+
+
+def test_commands_import_only_the_api_io_report_errors_and_validate(edges):
+    """The front door is one: a command parses options, calls the API, saves with io and prints from report."""
+    past = command_imports(edges)
+    assert not past, f"command imports past the API (go through arithlens.api): {sorted(past)}"
+
+
+def test_the_api_is_the_only_door_the_cli_uses(edges):
+    """cli.py reaches the work only through the commands (it may import errors and io for its error lines)."""
+    past = {(a, b) for a, b in edges if a == "arithlens.cli"
+            and not _within(b, ("arithlens.commands", "arithlens.errors", "arithlens.io"))}
+    assert not past, f"cli imports past the commands: {sorted(past)}"
 
 
 def test_the_checks_see_a_planted_violation(tmp_path):

@@ -65,7 +65,8 @@ def test_load_model_refuses_cuda_without_cuda(adder_dir, monkeypatch):
 
 
 def test_load_model_device_auto_picks_what_the_cli_picks(adder_dir, monkeypatch):
-    from arithlens.commands._common import Device, resolve_device
+    from arithlens.api import load_checkpoint
+    from arithlens.commands._common import Device
     from arithlens.model import device as device_module
 
     seen = []
@@ -74,7 +75,8 @@ def test_load_model_device_auto_picks_what_the_cli_picks(adder_dir, monkeypatch)
         choice, flag))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     model = al.load_model(adder_dir, device="auto")
-    assert str(model.embed.W_E.device) == resolve_device(Device.auto) == "cpu"
+    cli_model = load_checkpoint(adder_dir, Device.auto).model  # what every command's --device auto loads
+    assert str(model.embed.W_E.device) == str(cli_model.embed.W_E.device) == "cpu"
     assert seen == ["device", "--device"]  # one resolver: the API's call, then the CLI's
 
 

@@ -100,6 +100,23 @@ def test_fast_path_equals_hooked_path(model, tokens):
     torch.testing.assert_close(logits, model(tokens), atol=1e-5, rtol=0)
 
 
+def test_the_fast_kernels_flag_switches_paths_not_values(model, tokens, monkeypatch):
+    """`fast_kernels=False` sends every block through the hooked modules: the logits stay within 1e-5, and the
+    flag is what chose the path (without gradients the kernels run for every unhooked block, with it off none)."""
+    import arithlens.model.transformer as transformer
+
+    seen = []
+    real = transformer.fast_block
+    monkeypatch.setattr(transformer, "fast_block", lambda *a, **k: seen.append(1) or real(*a, **k))
+    with torch.inference_mode():
+        fast = model(tokens)
+        assert len(seen) == SPEC.n_layers
+        monkeypatch.setattr(model, "fast_kernels", False)
+        plain = model(tokens)
+        assert len(seen) == SPEC.n_layers
+    torch.testing.assert_close(plain, fast, atol=1e-5, rtol=0)
+
+
 def test_cache_holds_only_the_requested_names_with_tl_shapes(model, tokens):
     names = [
         "hook_embed", "hook_pos_embed", "blocks.0.attn.hook_q", "blocks.0.attn.hook_z",

@@ -30,7 +30,7 @@ _EXPORTS = {
     # results
     "NodeStudy": "arithlens.results", "NodePCA": "arithlens.results", "UsefulNodes": "arithlens.results",
     "SearchReport": "arithlens.results", "AnalysisReport": "arithlens.results", "Verdict": "arithlens.results",
-    "Faithfulness": "arithlens.analysis.faithfulness", "Circuit": "arithlens.analysis.circuit",
+    "Faithfulness": "arithlens.results", "Circuit": "arithlens.results",
     # intervention primitives
     "run_with_cache": "arithlens.api", "ablate": "arithlens.api", "act_name": "arithlens.model.hooks",
     "node_site": "arithlens.model.hooks", "Intervention": "arithlens.interventions",
@@ -66,8 +66,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         run_with_interventions, zero_ablate,
     )
     from arithlens.analysis.atlas import atlas
-    from arithlens.analysis.circuit import Circuit
-    from arithlens.analysis.faithfulness import Faithfulness
     from arithlens.analysis.nodes import Node
     from arithlens.api import (
         DEFAULT_TRICASE_COUNTS, ablate, analyze, circuit, faithfulness, load_model, models, node_output, pca, questions, run_with_cache,
@@ -78,7 +76,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from arithlens.model.hooks import act_name, node_site
     from arithlens.model.spec import ModelSpec
     from arithlens.model.transformer import HookedTransformer
-    from arithlens.results import AnalysisReport, NodePCA, NodeStudy, SearchReport, UsefulNodes, Verdict
+    from arithlens.results import (
+        AnalysisReport, Circuit, Faithfulness, NodePCA, NodeStudy, SearchReport, UsefulNodes, Verdict,
+    )
     from arithlens.analysis.features.dictionary import load_dictionary
     from arithlens.api import feature_study, sae
     from arithlens.results import FeatureDictionary, FeatureStudy

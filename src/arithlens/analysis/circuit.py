@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from torch import Tensor
 
 from arithlens.analysis.faithfulness import (
     FAITHFULNESS_SEED, REFERENCE_QUESTIONS, STREAM_EVAL, STREAM_MINIMALITY, STREAM_REFERENCE, STREAM_SEARCH,
-    Faithfulness,
     KeepMask, all_nodes, fresh_questions, mean_values, measure_faithfulness, reference_questions,
     rng_for, supported_qtypes, targets_of,
 )
@@ -30,6 +28,7 @@ from arithlens.errors import ArithLensError
 from arithlens.interventions import Engine
 from arithlens.model.spec import ModelSpec
 from arithlens.model.transformer import HookedTransformer
+from arithlens.results.circuits import Circuit, Faithfulness, NodeCost  # noqa: F401  (the result types, re-exported)
 
 TARGET = 0.99  # faithfulness asked of the circuit, exact per qtype
 SEARCH_QUESTIONS = 600  # per qtype: the search set and the minimality set
@@ -113,81 +112,6 @@ class Pruner:
         """Every qtype's exact accuracy is >= the target at 95% confidence (Wilson lower bound)."""
         right = ~wrong.any(1)
         return all(wilson(int(right[m].sum()), int(m.sum()))[0] >= self.target for _, m in self.masks)
-
-
-@dataclass(frozen=True)
-class NodeCost:
-    """What one circuit node costs: exact accuracy per qtype of the circuit without it, and the loss."""
-
-    node: str
-    exact_without: tuple[tuple[str, float], ...]
-    lost: float  # the largest drop in exact accuracy over the qtypes
-
-    def to_json(self) -> dict:
-        return {"node": self.node, "exact_without": dict(self.exact_without), "lost": self.lost}
-
-    @classmethod
-    def from_json(cls, data: Mapping) -> NodeCost:
-        return cls(data["node"], tuple((k, float(v)) for k, v in data["exact_without"].items()), float(data["lost"]))
-
-
-@dataclass(frozen=True)
-class Circuit:
-    """A discovered circuit with how it was found and how faithful it is on held-out questions."""
-
-    model: str
-    nodes: tuple[str, ...]
-    useful: tuple[str, ...]  # the useful set the search was seeded with
-    target: float
-    seed: int
-    search_questions: int  # questions in the search set (all qtypes)
-    search_exact: tuple[tuple[str, float], ...]  # per qtype, the circuit on the search set
-    passes: int  # forward passes the search made
-    search_seconds: float
-    minimality_questions: int
-    minimality: tuple[NodeCost, ...]
-    validation: tuple[Faithfulness, ...]  # the circuit and the useful set on the held-out questions
-    seconds: float
-
-    @property
-    def only_together(self) -> tuple[str, ...]:
-        """Circuit nodes the useful set lacks: each matters little alone, but the circuit needs them."""
-        useful = set(self.useful)
-        return tuple(n for n in self.nodes if n not in useful)
-
-    @property
-    def useful_left_out(self) -> tuple[str, ...]:
-        nodes = set(self.nodes)
-        return tuple(n for n in self.useful if n not in nodes)
-
-    def faithfulness(self, label: str = "circuit") -> Faithfulness:
-        for f in self.validation:
-            if f.label == label:
-                return f
-        raise ArithLensError(f"no {label!r} validation in this circuit")
-
-    def to_json(self) -> dict:
-        return {
-            "model": self.model, "n_nodes": len(self.nodes), "nodes": list(self.nodes),
-            "n_useful": len(self.useful), "useful": list(self.useful), "only_together": list(self.only_together),
-            "useful_left_out": list(self.useful_left_out), "target": self.target, "seed": self.seed,
-            "search_questions": self.search_questions, "search_exact": dict(self.search_exact),
-            "passes": self.passes, "search_seconds": round(self.search_seconds, 3),
-            "minimality_questions": self.minimality_questions, "minimality": [c.to_json() for c in self.minimality],
-            "validation": [f.to_json() for f in self.validation], "seconds": round(self.seconds, 3),
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping) -> Circuit:
-        try:
-            return cls(data["model"], tuple(data["nodes"]), tuple(data["useful"]), float(data["target"]),
-                       int(data["seed"]), int(data["search_questions"]),
-                       tuple((k, float(v)) for k, v in data["search_exact"].items()), int(data["passes"]),
-                       float(data["search_seconds"]), int(data["minimality_questions"]),
-                       tuple(NodeCost.from_json(c) for c in data["minimality"]),
-                       tuple(Faithfulness.from_json(f) for f in data["validation"]), float(data["seconds"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ArithLensError(f"malformed circuit JSON: {exc}") from None
 
 
 def prune(pruner: Pruner, useful: Iterable[Node], progress: Progress | None = None) -> set[Node]:

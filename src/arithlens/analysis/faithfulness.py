@@ -18,7 +18,6 @@ import torch
 from torch import Tensor
 
 from arithlens.analysis.nodes import Node
-from arithlens.analysis.stats import wilson
 from arithlens.arith.generators import uniform
 from arithlens.arith.questions import QType, QuestionBatch
 from arithlens.errors import ArithLensError
@@ -26,6 +25,7 @@ from arithlens.interventions import MaskedAblation, compute_means, run_with_inte
 from arithlens.model.hooks import act_name, output_sites
 from arithlens.model.spec import ModelSpec
 from arithlens.model.transformer import HookedTransformer
+from arithlens.results.circuits import Faithfulness, QTypeFaithfulness  # noqa: F401  (re-exported)
 
 ABLATIONS = ("mean", "resample")
 REFERENCE_QUESTIONS = 2048  # the mixed batch whose per-position means (or rows, for resample) replace a node
@@ -205,121 +205,6 @@ def run_masked(model: HookedTransformer, questions: QuestionBatch, keeps: Sequen
                 logits = run_with_interventions(model, part, [] if keep is None else keep.ablations(spec, values))
                 parts[k].append(RunScores.of(logits, targets))
     return [RunScores.concat(p) for p in parts]
-
-
-# ---------------------------------------------------------------------------------------------------
-# The result
-
-
-@dataclass(frozen=True)
-class QTypeFaithfulness:
-    """One qtype's scores with the set alone, beside the clean model and everything ablated."""
-
-    qtype: str
-    n: int
-    correct: int  # questions answered exactly right with only the set running
-    clean_correct: int
-    ablated_correct: int  # with every node ablated
-    digit_correct: tuple[tuple[str, int], ...]  # (answer digit, questions whose digit is right), sign first
-    loss: float  # mean answer NLL
-    clean_loss: float
-    ablated_loss: float
-    logit_diff: float  # mean right-minus-best-other logit
-    clean_logit_diff: float
-    ablated_logit_diff: float
-
-    @property
-    def exact(self) -> float:
-        return self.correct / self.n if self.n else float("nan")
-
-    @property
-    def ci(self) -> tuple[float, float]:
-        """95% Wilson interval of `exact`."""
-        return wilson(self.correct, self.n)
-
-    @property
-    def loss_recovered(self) -> float:
-        """Share of the loss gap (everything ablated vs clean) the set closes: 1 is the clean model."""
-        gap = self.ablated_loss - self.clean_loss
-        return (self.ablated_loss - self.loss) / gap if gap else float("nan")
-
-    @property
-    def logit_diff_recovered(self) -> float:
-        gap = self.clean_logit_diff - self.ablated_logit_diff
-        return (self.logit_diff - self.ablated_logit_diff) / gap if gap else float("nan")
-
-    def to_json(self) -> dict:
-        lo, hi = self.ci
-        return {
-            "qtype": self.qtype, "n": self.n, "correct": self.correct, "exact": self.exact, "ci": [lo, hi],
-            "clean_correct": self.clean_correct, "ablated_correct": self.ablated_correct,
-            "digits": {d: {"correct": k, "ci": list(wilson(k, self.n))} for d, k in self.digit_correct},
-            "loss": self.loss, "clean_loss": self.clean_loss, "ablated_loss": self.ablated_loss,
-            "loss_recovered": self.loss_recovered,
-            "logit_diff": self.logit_diff, "clean_logit_diff": self.clean_logit_diff,
-            "ablated_logit_diff": self.ablated_logit_diff, "logit_diff_recovered": self.logit_diff_recovered,
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping) -> QTypeFaithfulness:
-        return cls(data["qtype"], int(data["n"]), int(data["correct"]), int(data["clean_correct"]),
-                   int(data["ablated_correct"]), tuple((d, int(v["correct"])) for d, v in data["digits"].items()),
-                   float(data["loss"]), float(data["clean_loss"]), float(data["ablated_loss"]),
-                   float(data["logit_diff"]), float(data["clean_logit_diff"]), float(data["ablated_logit_diff"]))
-
-
-@dataclass(frozen=True)
-class Faithfulness:
-    """Faithfulness of one node set: per qtype, with everything outside the set ablated at once."""
-
-    model: str
-    label: str  # what the set is ("useful", "circuit", a file name)
-    nodes: tuple[str, ...]  # the set, sorted
-    n_all: int  # heads and MLP layers in the whole model (the set's complement is ablated)
-    ablation: str  # "mean" or "resample"
-    reference: int  # reference questions the ablation values come from
-    seed: int
-    qtypes: tuple[QTypeFaithfulness, ...]
-    seconds: float
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "nodes", tuple(self.nodes))
-        object.__setattr__(self, "qtypes", tuple(self.qtypes))
-
-    def __getitem__(self, qtype: str | QType) -> QTypeFaithfulness:
-        key = qtype.name if isinstance(qtype, QType) else str(qtype).upper()
-        for row in self.qtypes:
-            if row.qtype == key:
-                return row
-        raise ArithLensError(f"no {key} row in this faithfulness result")
-
-    @property
-    def min_exact(self) -> float:
-        return min(row.exact for row in self.qtypes)
-
-    def to_json(self) -> dict:
-        return {"model": self.model, "label": self.label, "n_nodes": len(self.nodes), "n_all": self.n_all,
-                "nodes": list(self.nodes), "ablation": self.ablation, "reference": self.reference,
-                "seed": self.seed, "qtypes": [row.to_json() for row in self.qtypes],
-                "seconds": round(self.seconds, 3)}
-
-    @classmethod
-    def from_json(cls, data: Mapping) -> Faithfulness:
-        try:
-            return cls(data["model"], data["label"], tuple(data["nodes"]), int(data["n_all"]), data["ablation"],
-                       int(data["reference"]), int(data["seed"]),
-                       tuple(QTypeFaithfulness.from_json(r) for r in data["qtypes"]), float(data["seconds"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ArithLensError(f"malformed faithfulness JSON: {exc}") from None
-
-    def summary(self) -> str:
-        """One line: `useful (97 of 330 nodes, mean): ADD 17.0% [16.3, 17.8] n=10000 | ...`."""
-        cells = []
-        for row in self.qtypes:
-            lo, hi = row.ci
-            cells.append(f"{row.qtype} {100 * row.exact:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}] n={row.n}"
-                         f" loss rec. {100 * row.loss_recovered:.0f}%")
-        return f"{self.label} ({len(self.nodes)} of {self.n_all} nodes, {self.ablation}): " + " | ".join(cells)
 
 
 def _qtype_rows(questions: QuestionBatch, spec: ModelSpec, scores: RunScores, clean: RunScores,

@@ -1,5 +1,5 @@
-"""What every command shares: validated options, the device, scoped thread limits, model loading and one
-progress reporter (a module starting with _ registers no command)."""
+"""What every command shares: validated options, scoped thread limits and one progress reporter (a module
+starting with _ registers no command). Models and devices come from `arithlens.api`."""
 
 from __future__ import annotations
 
@@ -65,14 +65,7 @@ def quiet_option() -> Any:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Device, threads, model
-
-
-def resolve_device(choice: Device | str) -> str:
-    """auto -> cuda when available else cpu; cuda without CUDA is a one-line error."""
-    from arithlens.model.device import pick_device  # imports torch: keep it out of CLI start-up
-
-    return pick_device(choice.value if isinstance(choice, Device) else choice)
+# Threads
 
 
 @contextlib.contextmanager
@@ -89,18 +82,6 @@ def thread_limit(threads: Optional[int]) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
-
-
-def load_model(name_or_path: Optional[str], device: Device | str = Device.cpu):
-    """The checkpoint a `--model` argument names (a shipped name, an alias, a path, or the default when None),
-    with its model moved to the resolved device and in eval mode."""
-    from arithlens.model import load_checkpoint
-    from arithlens.model.zoo import resolve_model
-
-    dev = resolve_device(device)
-    ck = load_checkpoint(resolve_model(name_or_path))
-    ck.model.to(dev).eval()
-    return ck
 
 
 # ---------------------------------------------------------------------------------------------------

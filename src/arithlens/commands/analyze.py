@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from arithlens.commands._common import (Device, Progress, count_option, device_option, json_option, load_model,
+from arithlens.commands._common import (Device, Progress, count_option, device_option, json_option,
                                         model_option, quiet_option, seed_option, sweep_threads_option, thread_limit)
 
 
@@ -44,20 +44,19 @@ def register(app: typer.Typer) -> None:
         every other node mean-ablated), circuit (with --circuit) and analysis.json files; nothing on failure.
         Examples: `arithlens analyze --out out/`; `arithlens analyze --model runs/mix --out out/ --json`.
         """
-        from arithlens.analysis.analyze import AnalyzeOptions
-        from arithlens.analysis.analyze import analyze as run_analysis
+        from arithlens.api import load_checkpoint, resolve_model, run_analysis
         from arithlens.io import OutputTarget
-        from arithlens.model.zoo import resolve_model
+        from arithlens.report.analysis_files import write_analysis
         from arithlens.report.figures import MAX_WORKERS, figure_workers
         from arithlens.report.html import ReportDrawer
         from arithlens.validate import check_command_memory
 
         start = time.perf_counter()
-        options = AnalyzeOptions(questions=questions, pairs=pairs, seed=seed, max_studies=max_studies, search=search,
-                                 faithfulness=faithfulness, circuit=circuit)
+        options = {"questions": questions, "pairs": pairs, "seed": seed, "max_studies": max_studies, "search": search,
+                   "faithfulness": faithfulness, "circuit": circuit}
         target = OutputTarget(out, "dir", "--out")  # checked before the work
         path = resolve_model(model)
-        ck = load_model(str(path), device)
+        ck = load_checkpoint(str(path), device)
         # the faithfulness check runs a chunk of questions at a time: only a chunk that cannot fit counts
         check_command_memory("analyze", ck.spec, {"questions": questions, "pairs": pairs, "faithfulness": faithfulness,
                                                   "circuit": circuit, "figure_workers": figure_workers(MAX_WORKERS)},
@@ -72,62 +71,15 @@ def register(app: typer.Typer) -> None:
 
             spare = figure_workers(MAX_WORKERS) > torch.get_num_threads()
             with ReportDrawer(target.stage, formats, overlap=spare) as drawer:
-                analysis = run_analysis(ck.model, options, progress=progress, drawer=drawer)
+                analysis = run_analysis(ck.model, progress=progress, drawer=drawer, **options)
                 analysis.timings = {"model": load_seconds, **analysis.timings}
-                files, timings = _write(analysis, target, card=ck.extra, source=str(path), formats=formats,
+                files, timings = write_analysis(analysis, target, card=ck.extra, source=str(path), formats=formats,
                                         progress=progress, start=start, drawer=drawer)
         summary = json.loads((out / "analysis.json").read_text())
         if as_json:
             sys.stdout.write(json.dumps(summary) + "\n")
         else:
             _print_summary(analysis, out, files, timings)
-
-
-def _write(analysis, target, *, card: dict, source: str, formats, progress, start: float, drawer=None):
-    """Every file, written into the target's staging folder and moved into --out only when all of them are there."""
-    import torch
-
-    from arithlens.analysis.analyze import circuit_record, faithfulness_record
-    from arithlens.analysis.atlas import CIRCUIT_FILE, FAITHFULNESS_FILE
-    from arithlens.analysis.node_study import NodeStudy
-    from arithlens.analysis.nodes import Major
-    from arithlens.io import write_atomic
-    from arithlens.report.founding import founding_sentence
-    from arithlens.report.html import write_report
-    from arithlens.report.node_json import write_study
-
-    spec, stage = analysis.spec, target.stage
-    t0 = time.perf_counter()
-    files = [analysis.useful.nodes.save(stage / f"{spec.base_name}_behavior.json")]
-    if analysis.search is not None:
-        files.append(analysis.search.nodes.save(stage / f"{spec.base_name}_algorithm.json", majors=[Major.ALGO]))
-        record = {**analysis.search.to_json(), "claims": [c.to_dict() for c in analysis.claims]}
-        files.append(stage / f"{spec.base_name}_search.json")
-        write_atomic(files[-1], (json.dumps(record, indent=1) + "\n").encode())
-    for entry in analysis.studies:
-        if entry.data is not None:
-            files.append(write_study(NodeStudy(entry.target.node, entry.data), stage))
-    for name, record in ((FAITHFULNESS_FILE, analysis.faithfulness and faithfulness_record(analysis.faithfulness)),
-                         (CIRCUIT_FILE, analysis.circuit and circuit_record(analysis.circuit))):
-        if record:
-            files.append(stage / name)
-            write_atomic(files[-1], (json.dumps(record, indent=1, allow_nan=False) + "\n").encode())
-    json_seconds = time.perf_counter() - t0
-    report = write_report(analysis, stage, card=card, source=source, formats=formats, progress=progress,
-                          drawer=drawer)
-    files += [*report.all]
-    timings = {**analysis.timings, "json": json_seconds, **report.timings}
-    timings["total"] = time.perf_counter() - start
-    # Wall times on a shared machine mean little alone: the CPU time and the load say how busy it was.
-    timings["cpu"] = time.process_time()
-    summary = {**analysis.summary(), "founding": founding_sentence(analysis), "source": source, "timings": {k: round(v, 2) for k, v in timings.items()},
-               "load_average": [round(x, 2) for x in os.getloadavg()], "threads": torch.get_num_threads(),
-               "report": "report.html", "files": sorted(p.name for p in files) + ["analysis.json"]}
-    write_atomic(stage / "analysis.json", (json.dumps(summary, indent=1, allow_nan=False) + "\n").encode())
-    files.append(stage / "analysis.json")
-    moved = [target.final(f) for f in files]
-    target.commit()
-    return moved, timings
 
 
 def _print_summary(analysis, out: Path, files: list[Path], timings: dict[str, float]) -> None:

@@ -44,12 +44,8 @@ def register(app: typer.Typer) -> None:
         Examples: `arithlens atlas --models mix_d6_l3_h4_t10K_s372001 add_d6_l2_h3_t8K_s372001 --out atlas/`;
         `arithlens atlas --sweep runs/sweep --models add_d6_l2_h3_t8K_s372001 --out atlas/`.
         """
-        from arithlens.analysis.atlas import atlas as build_atlas
-        from arithlens.analysis.atlas import load_result
-        from arithlens.executor import executor
-        from arithlens.model.zoo import resolve_model
+        from arithlens.api import analyse_checkpoints, atlas_of, check_analysis_options, read_checkpoint, resolve_model
         from arithlens.report.atlas import write_atlas
-        from arithlens.sweep import analyze_options, analyse_checkpoint
 
         start = time.perf_counter()
         if scheduler is None:  # a cluster's workers may have more cores than this machine
@@ -75,7 +71,7 @@ def register(app: typer.Typer) -> None:
             analysis = analysis.get("analysis", analysis)
         if circuit:
             analysis = {**analysis, "circuit": True}
-        analyze_options(analysis)  # a bad field fails here, not in a worker
+        check_analysis_options(analysis)  # a bad field fails here, not in a worker
         to_run: list[tuple[str, str]] = []
         for m in wanted:
             path = Path(m)
@@ -83,7 +79,7 @@ def register(app: typer.Typer) -> None:
                 folders.append(path)
                 continue
             checkpoint = resolve_model(m)
-            target = out / "models" / _model_name(checkpoint)
+            target = out / "models" / read_checkpoint(checkpoint).model.spec.name
             folders.append(target)
             if not (target / "analysis.json").is_file():
                 to_run.append((str(checkpoint), str(target)))
@@ -92,10 +88,8 @@ def register(app: typer.Typer) -> None:
         if to_run:
             if not quiet and not as_json:
                 typer.echo(f"analysing {len(to_run)} model(s): {', '.join(Path(t).name for _, t in to_run)}", err=True)
-            with executor(jobs, scheduler) as pool:
-                for future in [pool.submit(analyse_checkpoint, p, t, analysis, threads) for p, t in to_run]:
-                    future.result()
-        data = build_atlas([load_result(f) for f in folders])
+            analyse_checkpoints(to_run, analysis, threads, jobs, scheduler)
+        data = atlas_of(folders)
         data["wall_seconds"] = round(time.perf_counter() - start, 1)
         files = write_atlas(data, out)
         if as_json:
@@ -110,8 +104,3 @@ def register(app: typer.Typer) -> None:
                    f"{len(data['roles_shared_with_reference'])} shared with the reference; "
                    f"{data['wall_seconds']:.0f} s -> {', '.join(str(p) for p in files)}")
 
-
-def _model_name(checkpoint: Path) -> str:
-    from arithlens.model import load_checkpoint
-
-    return load_checkpoint(checkpoint).model.spec.name

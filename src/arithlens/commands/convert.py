@@ -24,25 +24,19 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet"),
     ) -> None:
         """Convert a checkpoint to ours. Example: `arithlens convert add_d6_l2_h3_t15K_s372001.pth models/add`."""
+        from arithlens.api import checkpoint_files, read_checkpoint, save_checkpoint
         from arithlens.io import OutputTarget
-        from arithlens.model import save_checkpoint
-        from arithlens.model.checkpoint import WEIGHTS_FILE
 
         target = OutputTarget(out_dir, "dir", "OUT_DIR")
-        if (out_dir / WEIGHTS_FILE).exists() and not force:
-            raise ArithLensError(f"'{out_dir / WEIGHTS_FILE}' exists; pass --force to replace it")
-        model, model_spec, spec_source, extra = _load(source, spec)
-        extra = {**extra, "converted_from": Path(source).name, "spec_source": spec_source}
+        weights = out_dir / checkpoint_files()["weights"]
+        if weights.exists() and not force:
+            raise ArithLensError(f"'{weights}' exists; pass --force to replace it")
+        ck = read_checkpoint(source, spec=spec)  # TL 3.x / 4.x state dicts included
+        model_spec = ck.spec
+        extra = {**ck.extra, "converted_from": Path(source).name, "spec_source": ck.spec_source}
         with target:
-            save_checkpoint(model, model_spec, target.stage, extra)
+            save_checkpoint(ck.model, model_spec, target.stage, extra)
             target.commit()
         if not quiet:
-            typer.echo(f"{source} -> {out_dir}: {model_spec.name} (spec from {spec_source})")
+            typer.echo(f"{source} -> {out_dir}: {model_spec.name} (spec from {ck.spec_source})")
 
-
-def _load(source: Path, spec: Optional[str]):
-    """(model, spec, where the spec came from, sidecar extras) of any checkpoint, TL 4 bridge state dicts included."""
-    from arithlens.model import load_checkpoint
-
-    ck = load_checkpoint(source, spec=spec)
-    return ck.model, ck.spec, ck.spec_source, ck.extra

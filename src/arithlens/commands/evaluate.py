@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from arithlens.commands._common import (Device, Progress, count_option, device_option, resolve_device, seed_option,
+from arithlens.commands._common import (Device, Progress, count_option, device_option, seed_option,
                                         thread_limit, threads_option)
 
 
@@ -51,22 +51,20 @@ def register(app: typer.Typer) -> None:
         Examples: `arithlens eval` (the default model, 1M questions per type: the acceptance check);
         `arithlens eval --model runs/mix --questions 100000 --json`; `arithlens eval --kind curated`.
         """
+        from arithlens.api import evaluate, load_checkpoint, resolve_model, suite_kinds, suite_size
         from arithlens.io import OutputTarget
-        from arithlens.model import load_checkpoint
-        from arithlens.model.evaluate import KINDS, evaluate_suite, suite_size
-        from arithlens.model.zoo import resolve_model
 
         target = OutputTarget(out, "file", "--out") if out is not None else None  # checked before the work
         path = resolve_model(model)
-        ck = load_checkpoint(path, device=resolve_device(device))
+        ck = load_checkpoint(path, device)
         counts = ({"questions": 0, "enriched_questions": questions} if kind == EvalKind.enriched
                   else {"questions": questions})
-        kinds = KINDS if kind == EvalKind.suite else (kind.value,)
+        kinds = suite_kinds() if kind == EvalKind.suite else (kind.value,)
         total = suite_size(ck.spec, seed=seed, kinds=kinds, **counts)
         with thread_limit(threads), Progress(quiet, label_width=4) as bar:
             progress = None if bar.quiet else (lambda n, label: bar.advance("eval", n, total, label))
-            suite = evaluate_suite(ck.model, ck.spec, seed=seed, kinds=kinds, precision=precision.value,
-                                   batch_size=batch_size, progress=progress, **counts)
+            suite = evaluate(ck.model, ck.spec, seed=seed, kinds=kinds, precision=precision.value,
+                             batch_size=batch_size, progress=progress, **counts)
         report = {"path": str(path), "kind": kind.value, **suite.to_dict()}
         report["questions_per_second"] = round(report["questions"] / max(report["seconds"], 1e-9))
         if target is not None:

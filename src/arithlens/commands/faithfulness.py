@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 
 from arithlens.commands._common import (
-    Device, Progress, count_option, device_option, json_option, load_model, model_option, quiet_option,
+    Device, Progress, count_option, device_option, json_option, model_option, quiet_option,
     seed_option, sweep_threads_option, thread_limit,
 )
 from arithlens.errors import ArithLensError
@@ -42,9 +42,9 @@ def _check_node_file(path: Path, spec) -> None:
 
 
 def _useful_nodes(net, progress):
-    from arithlens.analysis.useful import find_useful, varied_questions
+    from arithlens.api import find_useful
 
-    return [un.node for un in find_useful(net, varied_questions(net.spec), progress=progress).nodes]
+    return [un.node for un in find_useful(net, progress=progress).nodes]
 
 
 def _table(results) -> list[str]:
@@ -83,16 +83,13 @@ def register(app: typer.Typer) -> None:
         logit difference recovered between everything ablated (0) and the clean model (1).
         Examples: `arithlens faithfulness --nodes useful`; `arithlens faithfulness --nodes out/x_circuit.json --json`.
         """
-        from arithlens.analysis.circuit import discover_circuit
-        from arithlens.analysis.faithfulness import ABLATIONS, measure_faithfulness, read_node_set
-        from arithlens.analysis.nodes import Node
+        from arithlens.api import discover_circuit, faithfulness_of, load_checkpoint, parse_node, read_node_set
         from arithlens.io import OutputTarget
-        from arithlens.validate import check_command_memory
+        from arithlens.validate import check_choice, check_command_memory
 
-        if ablation not in ABLATIONS:
-            raise ArithLensError(f"--ablation must be one of {', '.join(ABLATIONS)}, not {ablation!r}")
+        check_choice("--ablation", ablation, ("mean", "resample"))
         target = OutputTarget(out, "file", "--out") if out is not None else None  # checked before the work
-        net = load_model(model, device).model
+        net = load_checkpoint(model, device).model
         # one chunk of questions is in memory at a time, whatever --questions asks for
         check_command_memory("faithfulness", net.spec, {"questions": questions, "nodes": nodes}, {})
         node_set, label = [], nodes
@@ -105,14 +102,13 @@ def register(app: typer.Typer) -> None:
             if nodes == "useful":
                 node_set, label = _useful_nodes(net, progress), "useful"
             elif nodes == "circuit":
-                found = discover_circuit(net, _useful_nodes(net, progress), seed=seed, held_out_questions=questions,
+                found = discover_circuit(net, _useful_nodes(net, progress), seed=seed, held_out=questions,
                                          progress=progress)
-                node_set, label = [Node.for_model(n, net.spec) for n in found.nodes], "circuit"
+                node_set, label = [parse_node(n, net.spec) for n in found.nodes], "circuit"
                 if ablation == "mean":  # the discovery measured exactly this on its held-out questions
                     result = found.faithfulness("circuit")
             if result is None:
-                result = measure_faithfulness(net, {label: node_set}, questions_per_qtype=questions, seed=seed,
-                                              ablation=ablation)[label]
+                result = faithfulness_of(net, node_set, label, questions=questions, seed=seed, ablation=ablation)
         _report(result, target, as_json)
 
     @app.command()
@@ -135,25 +131,25 @@ def register(app: typer.Typer) -> None:
         of the circuit and of the useful set on held-out questions.
         Example: `arithlens circuit --out out/`.
         """
-        from arithlens.analysis.circuit import discover_circuit
+        from arithlens.api import discover_circuit, load_checkpoint
         from arithlens.io import OutputTarget
         from arithlens.validate import check_command_memory
 
         if not 0 < target <= 1:
             raise ArithLensError(f"--target must be in (0, 1], not {target}")
         out_target = OutputTarget(out, "dir", "--out")  # checked before the work
-        net = load_model(model, device).model
+        net = load_checkpoint(model, device).model
         check_command_memory("circuit", net.spec, {"search_questions": search_questions, "held_out": held_out},
                              {"search_questions": "the circuit search"})
         with out_target, thread_limit(threads):
             with Progress(quiet or as_json) as bar:
                 progress = None if bar.quiet else bar
                 found = discover_circuit(net, _useful_nodes(net, progress), target=target,
-                                         search_questions=search_questions, held_out_questions=held_out, seed=seed,
+                                         search_questions=search_questions, held_out=held_out, seed=seed,
                                          progress=progress)
-            path = _write_json(out_target, f"{net.spec.base_name}_circuit.json", found.to_json())
+            path = _write_json(out_target, f"{net.spec.base_name}_circuit.json", found.to_dict())
         if as_json:
-            sys.stdout.write(json.dumps({**found.to_json(), "file": str(path)}) + "\n")
+            sys.stdout.write(json.dumps({**found.to_dict(), "file": str(path)}) + "\n")
             return
         echo = typer.echo
         echo(f"{found.model}: circuit of {len(found.nodes)} nodes (useful set: {len(found.useful)}; "
@@ -172,9 +168,9 @@ def _report(result, target, as_json: bool) -> None:
     path = None
     if target is not None:
         with target:
-            path = _write_json(target, None, result.to_json())
+            path = _write_json(target, None, result.to_dict())
     if as_json:
-        data = result.to_json()
+        data = result.to_dict()
         if path is not None:
             data["file"] = str(path)
         sys.stdout.write(json.dumps(data) + "\n")

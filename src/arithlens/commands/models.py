@@ -11,9 +11,9 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def models(as_json: bool = typer.Option(False, "--json", help="One JSON object per model, one per line.")) -> None:
         """List the models shipped in the package (the default one is marked *)."""
-        from arithlens.model.zoo import default_model_name, list_models
+        from arithlens.api import default_model_name, models as shipped
 
-        rows = [m.summary() for m in list_models()]
+        rows = [m.summary() for m in shipped()]
         default = default_model_name() if rows else None
         for row in rows:
             row["default"] = row["name"] == default

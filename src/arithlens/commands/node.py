@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from arithlens.commands._common import (Device, count_option, device_option, load_model, model_option, seed_option,
+from arithlens.commands._common import (Device, count_option, device_option, model_option, seed_option,
                                         thread_limit, threads_option)
 from arithlens.validate import MAX_PERMUTATIONS, check_int
 
@@ -39,29 +39,28 @@ def register(app: typer.Typer) -> None:
 
         Examples: `arithlens node P18L0H0 --out out/`; `arithlens node P18L0H1 --model runs/mix --json`.
         """
-        from arithlens.analysis.node_study import StudyOptions, study_node
-        from arithlens.analysis.nodes import Node
+        from arithlens.api import load_checkpoint, parse_node, run_study
         from arithlens.io import OutputTarget
         from arithlens.report.node_text import summarise
         from arithlens.validate import check_command_memory
 
         start = time.perf_counter()
-        Node.parse(name)  # a malformed name fails before anything is loaded or written
-        options = StudyOptions(questions=questions, pairs=pairs, permutations=permutations, seed=seed, digit=digit)
+        parse_node(name)  # a malformed name fails before anything is loaded or written
         target = OutputTarget(out, "dir", "--out") if out is not None else None  # checked before the work
-        net = load_model(model, device).model
+        net = load_checkpoint(model, device).model
         # necessity: 3 qtypes x 3 T classes of questions (at most the distinct ones), each ablated in a forward pass
         distinct = 10 ** (2 * net.spec.n_digits)
         check_command_memory("node", net.spec, {"questions": min(questions, distinct), "pairs": pairs},
                              {"questions": "the necessity questions", "pairs": "the patching pairs"})
-        node_target = Node.for_model(name, net.spec)
+        node_target = parse_node(name, net.spec)
 
         def progress(message: str) -> None:
             if not (quiet or as_json):
                 typer.echo(f"[{time.perf_counter() - start:5.1f}s] {message}", err=True)
 
         with thread_limit(threads):
-            study = study_node(net, node_target, options, progress=progress, features=features)
+            study = run_study(net, node_target, questions=questions, pairs=pairs, permutations=permutations, seed=seed,
+                              digit=digit, features=features, progress=progress)
         files: list[Path] = []
         if target is not None:
             from arithlens.report.node_figures import write_node_figures

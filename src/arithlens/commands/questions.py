@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 from enum import Enum
 from typing import Optional
 
@@ -14,7 +13,7 @@ import typer
 from arithlens.commands._common import count_option, seed_option
 
 # Questions generated at a time; a count up to this is one draw (the same questions as one big batch).
-CHUNK = 50_000
+CHUNK = 50_000  # = arithlens.api.question_sets.CHUNK, kept here so that a test can shrink it
 
 
 class Op(str, Enum):
@@ -58,6 +57,7 @@ def register(app: typer.Typer) -> None:
         `arithlens questions --kind tricase --op sub --qtype neg --digit 1 --case T8 --count 3`.
         Questions are drawn in chunks of 50,000 from one seeded generator, so memory stays flat.
         """
+        from arithlens.api import question_stream
         from arithlens.errors import QuestionRequestError
 
         if kind == Kind.tricase:
@@ -78,43 +78,10 @@ def register(app: typer.Typer) -> None:
                                            f"drop it or add --kind tricase")
             qt = None
         first = True
-        for batch in _batches(digits, op, count, seed, kind, digit, case, qt, high, carry_in):
+        for batch in question_stream(digits, op.value, count, seed, kind.value, digit=digit, case=case, qtype=qt,
+                                     high=high, carry_in=carry_in, chunk=CHUNK):
             _print_batch(batch, as_json, header=first)
             first = False
-
-
-def _batches(digits, op, count, seed, kind, digit, case, qt, high, carry_in) -> Iterator:
-    """The questions in chunks of at most CHUNK (per class for tricase), drawn in order from one generator."""
-    import numpy as np
-
-    from arithlens.arith import curated as curated_mod
-    from arithlens.arith import enriched, tricase, tricase_set, uniform
-    from arithlens.arith.questions import QType
-
-    rng = np.random.default_rng(seed)
-    if kind == Kind.curated:
-        batch = curated_mod.curated(digits).batch
-        keep = {"add": [QType.ADD], "sub": [QType.SUB, QType.NEG], "mix": [QType.ADD, QType.SUB, QType.NEG],
-                "mul": []}[op.value]
-        batch = batch.select(np.isin(batch.qtype, keep))
-        if count and count < len(batch):
-            batch = batch.select(slice(0, count))
-        yield batch
-        return
-    left = count
-    while True:
-        n = min(left, CHUNK)
-        if kind == Kind.uniform:
-            yield uniform(digits, n, rng, op=op.value)
-        elif kind == Kind.enriched:
-            yield enriched(digits, n, rng, op=op.value if op != Op.mix else None)
-        elif case is None:
-            yield tricase_set(digits, digit, qt, n, rng, carry_in=carry_in, high=high)
-        else:
-            yield tricase(digits, digit, qt, case, n, rng, carry_in=carry_in, high=high)
-        left -= n
-        if left <= 0:
-            return
 
 
 def _print_batch(batch, as_json: bool, header: bool = True) -> None:

@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from arithlens.commands._common import (Device, count_option, device_option, load_model, model_option, seed_option,
+from arithlens.commands._common import (Device, count_option, device_option, model_option, seed_option,
                                         thread_limit, threads_option)
 
 
@@ -64,7 +64,7 @@ def register(app: typer.Typer) -> None:
 
         Examples: `arithlens sae P18L0H3 --out out/sae`; `arithlens sae P18L0MLP --k 16 --study --json`.
         """
-        from arithlens.api import check_sae, feature_study, sae as train_sae
+        from arithlens.api import check_sae, feature_study, load_checkpoint, sae as train_sae
         from arithlens.io import OutputTarget
         from arithlens.validate import check_chunked_memory, check_memory, finite, forward_bytes
 
@@ -82,7 +82,7 @@ def register(app: typer.Typer) -> None:
 
                 raise ArithLensError("--trainer saelens needs SAELens: pip install 'arithlens[sae]'")
         target = OutputTarget(out, "dir", "--out") if out is not None else None
-        net = load_model(model, device).model
+        net = load_checkpoint(model, device).model
         check_sae(name, net.spec, digit=digit, **options)
         # the training questions run 4,096 at a time; the held-out ones keep their clean run (the engine's caches)
         check_chunked_memory("--questions", questions, 1, 4096, forward_bytes(net.spec), "the training activations")

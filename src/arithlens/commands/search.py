@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from arithlens.commands._common import (Device, Progress, count_option, device_option, json_option, load_model,
+from arithlens.commands._common import (Device, Progress, count_option, device_option, json_option,
                                         model_option, quiet_option, seed_option, sweep_threads_option, thread_limit)
 from arithlens.errors import ArithLensError
 from arithlens.validate import check_int
@@ -19,20 +19,19 @@ from arithlens.validate import check_int
 def _useful_nodes(net, out: Path, nodes_path: Optional[Path], quiet: bool, stage: Path):
     """The behaviour node list: --nodes, else `<model>_behavior.json` in --out, else a fresh useful sweep
     (saved into the stage, to land in --out with the rest)."""
-    from arithlens.analysis.nodes import NodeList
+    from arithlens.api import find_useful, load_node_list
 
     if nodes_path is not None:
         if not nodes_path.is_file():
             raise ArithLensError(f"--nodes '{nodes_path}' is not a file")
-        return NodeList.load(nodes_path), str(nodes_path)
+        return load_node_list(nodes_path), str(nodes_path)
     found = out / f"{net.spec.base_name}_behavior.json"
     if found.is_file():
-        return NodeList.load(found), str(found)
-    from arithlens.analysis.useful import find_useful, varied_questions
+        return load_node_list(found), str(found)
 
     if not quiet:
         typer.echo(f"no {found.name} in {out}: running the useful-node sweep first", err=True)
-    result = find_useful(net, varied_questions(net.spec))
+    result = find_useful(net)
     result.nodes.save(stage / found.name)
     return result.nodes, str(found)
 
@@ -80,32 +79,24 @@ def register(app: typer.Typer) -> None:
         (every rate with its Wilson interval, coverage, claims) and the purpose maps into --out.
         Examples: `arithlens search --out out/`; `arithlens search --model runs/mix --out out/ --pairs 200 --json`.
         """
-        from arithlens.analysis.claims import default_claims, evaluate_all
-        from arithlens.analysis.nodes import Major
-        from arithlens.analysis.search import WEAK_POLICIES, Rule, search_model
+        from arithlens.api import load_checkpoint, run_search, search_options
         from arithlens.io import OutputTarget, write_atomic
+        from arithlens.report.node_lists import write_algorithm
         from arithlens.validate import check_command_memory
 
-        if weak not in WEAK_POLICIES:
-            raise ArithLensError(f"--weak must be one of {', '.join(WEAK_POLICIES)}, not {weak!r}")
-        if not 0 < min_lower <= 1:
-            raise ArithLensError(f"--min-lower must lie in (0, 1], not {min_lower}")
-        if group_size < 2:
-            raise ArithLensError(f"--group-size must be at least 2, not {group_size}")
+        options = search_options(weak=weak, min_lower=min_lower, group_size=group_size, min_attn=min_attn,
+                                 pair_search=pair_search, partners=partners)
         target = OutputTarget(out, "dir", "--out")  # checked before the work
-        net = load_model(model, device).model
+        net = load_checkpoint(model, device).model
         spec = net.spec
         check_command_memory("search", spec, {"pairs": pairs, "nodes": nodes}, {"pairs": "the patching pairs"})
         with target, thread_limit(threads):
             useful, source = _useful_nodes(net, out, nodes, quiet or as_json, target.stage)
             with Progress(quiet or as_json) as bar:
-                result = search_model(net, useful, n_pairs=pairs, seed=seed, weak=weak, pair_search=pair_search,
-                                      max_group=group_size, partners=partners, min_pct=min_attn,
-                                      rule=Rule(min_lower),
-                                      progress=None if bar.quiet else (lambda d, t, label: bar("search", d, t, label)))
-            claims = evaluate_all(default_claims(spec.n_digits, add=spec.perc_add > 0, sub=spec.perc_sub > 0),
-                                  result.nodes, spec.layout)
-            algo_path = result.nodes.save(target.stage / f"{spec.base_name}_algorithm.json", majors=[Major.ALGO])
+                result, claims = run_search(
+                    net, useful, pairs=pairs, seed=seed, **options,
+                    progress=None if bar.quiet else (lambda d, t, label: bar("search", d, t, label)))
+            algo_path = write_algorithm(result.nodes, target.stage / f"{spec.base_name}_algorithm.json")
             record = {**result.to_json(), "nodes_from": source, "claims": [c.to_dict() for c in claims]}
             record_path = target.stage / f"{spec.base_name}_search.json"
             write_atomic(record_path, (json.dumps(record, indent=1) + "\n").encode())

@@ -49,8 +49,7 @@ def register(app: typer.Typer) -> None:
         """
         import re
 
-        from arithlens.executor import executor
-        from arithlens.sweep import parse_seeds, run_sweep, sweep_tasks
+        from arithlens.api import sweep as run_sweep
 
         named = re.search(r"_s([0-9]{6})$", spec)
         if named:  # the name's seed and --seeds would both say which models to train: nothing is guessed
@@ -74,14 +73,12 @@ def register(app: typer.Typer) -> None:
         if evaluate and eval_questions < 1:
             raise ArithLensError(f"--eval-questions must be at least 1, not {eval_questions}")
         where_models = _device(device, scheduler)
-        tasks, provenance = sweep_tasks(spec, parse_seeds(seeds), out, config=file_cfg, steps=steps,
-                                        threads=threads, report=report, device=where_models,
-                                        evaluate=eval_questions if evaluate else 0)
-        where = scheduler or f"{jobs} local process{'es' if jobs > 1 else ''}"
         say = None if quiet or as_json else (
             lambda done, total, name: typer.echo(f"[{done}/{total}] {name}", err=True))
-        with executor(jobs, scheduler) as pool:
-            result = run_sweep(tasks, pool, provenance=provenance, executor_name=where, progress=say)
+        result, asked, where = run_sweep(spec, seeds, out, config=file_cfg, steps=steps, threads=threads,
+                                         report=report, device=where_models,
+                                         evaluate=eval_questions if evaluate else 0, workers=jobs,
+                                         scheduler=scheduler, progress=say)
         if as_json:
             sys.stdout.write(json.dumps(result.summary) + "\n")
         else:
@@ -97,7 +94,7 @@ def register(app: typer.Typer) -> None:
             if suites:
                 exact = sum(1 for e in suites if e["wrong"] == 0)
                 typer.echo(f"{exact} of {len(suites)} models exact on the acceptance suite")
-            typer.echo(f"{len(result.records)} of {len(tasks)} models in {out} ({where}, "
+            typer.echo(f"{len(result.records)} of {asked} models in {out} ({where}, "
                        f"{result.summary['run']['wall_seconds']:.0f} s); summary {out / 'sweep.json'}")
         if result.errors:
             for name, message in result.errors.items():
@@ -112,6 +109,6 @@ def _device(device: Device, scheduler: str | None) -> str:
         raise ArithLensError("--device auto with --scheduler: say cpu or cuda (the workers may differ from this machine)")
     if device == Device.cuda and scheduler:
         return "cuda"  # checked where the models train
-    from arithlens.commands._common import resolve_device
+    from arithlens.api import resolve_device
 
     return resolve_device(device)

@@ -44,10 +44,8 @@ def register(app: typer.Typer) -> None:
 
         Example: `arithlens train --spec mix_d6_l3_h4_t12K_s372001 --d-model 128 --d-head 32 --out runs/mix`.
         """
+        from arithlens.api import parse_spec, train as run_training, train_config
         from arithlens.io import OutputTarget
-        from arithlens.model import ModelSpec
-        from arithlens.model.train import TrainConfig
-        from arithlens.model.train import train as run_training
         from arithlens.report.loss_curves import plot_loss_curves
 
         if not out.strip():
@@ -58,10 +56,10 @@ def register(app: typer.Typer) -> None:
         for key, value in (("d_model", d_model), ("d_head", d_head), ("d_mlp", d_mlp), ("perc_sub", perc_sub)):
             if value is not None:
                 overrides[key] = value
-        model_spec = ModelSpec.parse(spec, **overrides)
+        model_spec = parse_spec(spec, **overrides)
         where = f"--config '{config}'" if config is not None else "training config"
         recipe = {"steps": model_spec.training_steps, **file_cfg}
-        TrainConfig.from_dict(recipe, where=where)  # the file's own values, named as the file's
+        train_config(recipe, where=where)  # the file's own values, named as the file's
         for key, value in (("steps", steps), ("lr", lr), ("batch_size", batch_size),
                            ("insert_from", str(insert_from) if insert_from else None),
                            ("init_from", str(init_from) if init_from else None)):
@@ -69,7 +67,7 @@ def register(app: typer.Typer) -> None:
                 recipe[key] = value
         if model_spec.insert_mode and not recipe.get("insert_from"):
             raise ArithLensError(f"{model_spec.name} has insert mode {model_spec.insert_mode}: give --insert-from")
-        cfg = TrainConfig.from_dict(recipe)
+        cfg = train_config(recipe)
         for flag, value in (("--insert-from", cfg.insert_from), ("--init-from", cfg.init_from)):
             if value is not None and not Path(value).exists():
                 raise ArithLensError(f"{flag} '{value}' does not exist: give a checkpoint directory or file")
@@ -126,9 +124,9 @@ def _read_config(path: Path) -> dict[str, Any]:
 
 def _check_out(out: Path, *, resume: bool, force: bool) -> None:
     """Refuse to overwrite a model, or to resume nothing, before anything is created."""
-    from arithlens.model.checkpoint import SIDECAR_FILE, WEIGHTS_FILE
-    from arithlens.model.train import STATE_FILE
+    from arithlens.api import checkpoint_files
 
+    WEIGHTS_FILE, SIDECAR_FILE, STATE_FILE = checkpoint_files().values()
     if resume:
         if not (out / STATE_FILE).is_file():
             raise ArithLensError(f"nothing to resume in '{out}': no {STATE_FILE} (train without --resume first)")
@@ -145,10 +143,9 @@ def _check_out(out: Path, *, resume: bool, force: bool) -> None:
 
 
 def _holds_run(out: Path) -> bool:
-    from arithlens.model.checkpoint import SIDECAR_FILE, WEIGHTS_FILE
-    from arithlens.model.train import STATE_FILE
+    from arithlens.api import checkpoint_files
 
-    return out.is_dir() and any((out / f).exists() for f in (WEIGHTS_FILE, SIDECAR_FILE, STATE_FILE))
+    return out.is_dir() and any((out / f).exists() for f in checkpoint_files().values())
 
 
 def _replacement(out: Path) -> Path:
@@ -201,6 +198,6 @@ def _train_progress(bar: Progress, total: int):
 
 
 def _resolve(device: Device) -> str:
-    from arithlens.commands._common import resolve_device
+    from arithlens.api import resolve_device
 
     return resolve_device(device)

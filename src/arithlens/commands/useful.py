@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from arithlens.commands._common import (Device, Progress, count_option, device_option, json_option, load_model,
+from arithlens.commands._common import (Device, Progress, count_option, device_option, json_option,
                                         model_option, quiet_option, seed_option, sweep_threads_option, thread_limit)
 
 
@@ -47,18 +47,18 @@ def register(app: typer.Typer) -> None:
         Writes `<model>_behavior.json` (the predecessor's schema) and the quanta maps into --out.
         Examples: `arithlens useful --out out/`; `arithlens useful --model runs/mix --out out/ --json`.
         """
-        from arithlens.analysis.useful import find_useful, varied_questions
+        from arithlens.api import find_useful, load_checkpoint
         from arithlens.io import OutputTarget
         from arithlens.validate import check_command_memory
 
         target = OutputTarget(out, "dir", "--out")  # checked before the work
-        net = load_model(model, device).model
+        net = load_checkpoint(model, device).model
         check_command_memory("useful", net.spec, {"questions": questions, "power": power},
                              {"questions": "the useful-node sweep", "power": "the power stage"})
-        batch = varied_questions(net.spec, count=questions, seed=seed)
         with target, thread_limit(threads):
             with Progress(quiet or as_json) as bar:
-                result = find_useful(net, batch, neurons=neurons, reference_compat=reference_compat, power=power,
+                result = find_useful(net, questions=questions, seed=seed, neurons=neurons,
+                                     reference_compat=reference_compat, power=power,
                                      progress=None if bar.quiet else bar)
             staged = [result.nodes.save(target.stage / f"{result.spec.base_name}_behavior.json")]
             maps, note = _draw_maps(result, target.stage)

@@ -9,98 +9,30 @@ Hooks live for one call (`run_with_hooks`, `run_with_cache`, `forward_from`) or 
 block; a hook function is called as `fn(activation, hook)` and returns a replacement or None, where
 `hook.name` is the hook name and `hook.positions` the absolute token positions along the pos axis
 (the query axis for `hook_attn_scores` / `hook_pattern`, whose key axis always starts at position 0).
-With nothing hooked or cached the forward is the plain fast path (fused attention, no per-head result).
+A block with nothing hooked or cached in it runs the fast kernels of `fast_block.py` (fused attention, no per-head
+result; the same values), unless `model.fast_kernels` is False; hook plumbing lives in `hook_points.py`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from arithlens.errors import ArithLensError
+from arithlens.model.fast_block import LN_EPS, fast_block, fast_ok
+from arithlens.model.hook_points import (  # noqa: F401  (patch_*: importable from here, as before)
+    Hook, HookFn, HookPoint, Names, _Run, _span, patch_head, patch_neuron, patch_pos,
+)
 from arithlens.model.spec import ModelSpec
-
-LN_EPS = 1e-5
-
-
-@dataclass(frozen=True)
-class HookPoint:
-    """What a hook function is told about the activation it receives."""
-
-    name: str
-    positions: Sequence[int]  # absolute token position of each index along the pos (query) axis
-
-    def index(self, pos: int) -> int:
-        """Index of absolute position `pos` along the pos axis; an error if this run does not compute it."""
-        try:
-            return self.positions.index(pos)
-        except ValueError:
-            raise ArithLensError(
-                f"position {pos} is not computed at {self.name} in this run (positions {_span(self.positions)})"
-            ) from None
-
-
-HookFn = Callable[[Tensor, HookPoint], Tensor | None]
-Hook = tuple[str, HookFn]
-Names = str | Iterable[str] | Callable[[str], bool]  # one name, several, or a predicate on names
-
-
-class _Run:
-    """One call's hooks and cache. The modules receive `None` instead of a _Run on the fast path."""
-
-    def __init__(self, hooks: Iterable[Hook], cache_names: Iterable[str], detach: bool):
-        self.hooks: dict[str, list[HookFn]] = {}
-        for name, fn in hooks:
-            self.hooks.setdefault(name, []).append(fn)
-        self.cache_names = frozenset(cache_names)
-        self.wanted = self.cache_names | self.hooks.keys()
-        self.detach = detach
-        self.cache: dict[str, Tensor] = {}
-
-    def __call__(self, name: str, x: Tensor, positions: Sequence[int]) -> Tensor:
-        for fn in self.hooks.get(name, ()):
-            out = fn(x, HookPoint(name, positions))
-            if out is not None:
-                if out.shape != x.shape:
-                    raise ArithLensError(f"hook on {name} returned shape {tuple(out.shape)}, expected {tuple(x.shape)}")
-                x = out
-        if name in self.cache_names:
-            self.cache[name] = x.detach() if self.detach else x
-        return x
 
 
 def _site(run: _Run | None, name: str, x: Tensor, positions: Sequence[int]) -> Tensor:
     return x if run is None else run(name, x, positions)
-
-
-def _fast_ok(x: Tensor) -> bool:
-    """Whether the in-place fast path may run: no gradients wanted, no autocast."""
-    return not torch.is_grad_enabled() and not torch.is_autocast_enabled(x.device.type)
-
-
-def _linear(x: Tensor, weight: Tensor, bias: Tensor, relu: bool = False) -> Tensor:
-    """x @ weight.T + bias, then ReLU if asked. On a CPU in fp32 with at least ONEDNN_MIN_ROWS rows, one oneDNN
-    call with the bias and ReLU fused (measured at 1,344-2,688 rows: 6-13% faster than a matmul plus the two
-    passes); with fewer rows its per-call set-up costs more than it saves (20 rows: 1.8x slower)."""
-    global _ONEDNN
-    if _ONEDNN and x.shape[0] >= ONEDNN_MIN_ROWS and x.device.type == "cpu" and x.dtype == torch.float32:
-        try:
-            return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "relu" if relu else "none", [], "")
-        except (AttributeError, RuntimeError, NotImplementedError):  # an internal op: fall back for good
-            _ONEDNN = False
-    out = torch.mm(x, weight.t()).add_(bias)
-    return out.relu_() if relu else out
-
-
-_ONEDNN = torch.backends.mkldnn.is_available()
-ONEDNN_MIN_ROWS = 1024
-
 
 
 def _wants(run: _Run | None, names: Iterable[str]) -> bool:
@@ -238,61 +170,10 @@ class TransformerBlock(nn.Module):
         mlp_out = _site(run, self.hook_mlp_out, self.mlp(self.ln2(resid, run, positions), run, positions), positions)
         return _site(run, self.hook_resid_post, resid + mlp_out, positions)
 
-    def fast(
-        self,
-        resid: Tensor,
-        positions: range,
-        kv_prefix: tuple[Tensor, Tensor] | None = None,
-        *,
-        out: slice | None = None,
-        qkv: tuple[Tensor, Tensor, Tensor] | None = None,
-        owned: bool = False,
-        cache: dict[str, Tensor] | None = None,
-    ) -> Tensor:
-        """The block with nothing hooked in it, without gradients or autocast: `forward`'s arithmetic with fewer
-        memory passes (fused bias and ReLU, the residual added inside the matmul, in place where `owned` says
-        `resid` may be overwritten).
-
-        `out`: a slice of `positions`' indices; the queries, the MLP and the result are computed there only (keys
-        and values at every position). `qkv`: this layer's q, k, v (B, T, H, d_head) at `positions`, when
-        `resid` is the residual they were computed from: LayerNorm 1 and the projections are skipped. `cache`
-        receives this layer's hook_k and hook_v when given."""
-        a, B, T, D = self.attn, *resid.shape
-        H, dh = a.n_heads, a.d_head
-        if qkv is None:
-            x = F.layer_norm(resid, (D,), self.ln1.w, self.ln1.b, LN_EPS).view(B * T, D)
-            w_qkv = torch.cat([a.W_Q, a.W_K, a.W_V]).transpose(1, 2).reshape(3 * H * dh, D)  # (out, in)
-            q, k, v = _linear(x, w_qkv, torch.cat([a.b_Q, a.b_K, a.b_V]).view(3 * H * dh)).view(B, T, 3 * H, dh).split(
-                H, dim=2)  # each (B, T, H, dh)
-        else:
-            q, k, v = qkv
-        if cache is not None:
-            cache[a.hook_k], cache[a.hook_v] = k, v
-        qh, kh, vh = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H, T, dh)
-        queries = positions
-        if out is not None:
-            qh, resid, queries = qh[:, :, out], resid[:, out], positions[out]
-        if kv_prefix is None and out is None:
-            zh = F.scaled_dot_product_attention(qh, kh, vh, is_causal=True)
-        else:
-            if kv_prefix is not None:
-                kh = torch.cat([kv_prefix[0].transpose(1, 2).expand(B, -1, -1, -1), kh], dim=2)  # (B, H, Tk, dh)
-                vh = torch.cat([kv_prefix[1].transpose(1, 2).expand(B, -1, -1, -1), vh], dim=2)
-            first_key = 0 if kv_prefix is not None else positions.start
-            keys = torch.arange(first_key, first_key + kh.shape[2], device=resid.device)
-            mask = keys[None, :] <= torch.tensor(queries, device=resid.device)[:, None]
-            zh = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=mask)
-        T = resid.shape[1]
-        z = zh.transpose(1, 2).reshape(B * T, H * dh)
-        if owned and resid.is_contiguous():
-            flat = resid.view(B * T, D).addmm_(z, a.W_O.reshape(H * dh, D))
-        else:
-            flat = torch.addmm(resid.reshape(B * T, D), z, a.W_O.reshape(H * dh, D))
-        flat.add_(a.b_O)
-        x = F.layer_norm(flat, (D,), self.ln2.w, self.ln2.b, LN_EPS)
-        hidden = _linear(x, self.mlp.W_in.t(), self.mlp.b_in, relu=True)  # (B*T, d_mlp)
-        flat.addmm_(hidden, self.mlp.W_out).add_(self.mlp.b_out)
-        return flat.view(B, T, D)
+    def fast(self, resid: Tensor, positions: range, kv_prefix: tuple[Tensor, Tensor] | None = None,
+             **options) -> Tensor:
+        """This block on the fast kernels (`model.fast_block.fast_block`): `forward`'s values, nothing hooked."""
+        return fast_block(self, resid, positions, kv_prefix, **options)
 
 
 class Unembed(nn.Module):
@@ -333,6 +214,9 @@ class HookedTransformer(nn.Module):
             self.ln_final = LayerNorm(spec.d_model, "ln_final.")
             self.unembed = Unembed(spec.d_model, spec.d_vocab)
         self._context_hooks: list[list[Hook]] = []
+        # The one switch between the two paths: blocks with nothing hooked in them run `fast_block`'s kernels
+        # (same values; tests/test_transformer.py); False runs every block through the hooked modules.
+        self.fast_kernels = True
         self._layer_names = [frozenset(self._block_hook_names(layer)) for layer in range(spec.n_layers)]
         self._kv_names = [frozenset(self.kv_names(layer)[:2]) for layer in range(spec.n_layers)]
         self.hook_names: tuple[str, ...] = (
@@ -498,9 +382,9 @@ class HookedTransformer(nn.Module):
         return torch.addmm(self.unembed.b_U, x.reshape(-1, x.shape[-1]), self.unembed.W_U).view(*x.shape[:2], -1)
 
     def _fast_block(self, run: _Run | None, layer: int, resid: Tensor) -> bool:
-        """Whether block `layer` may take the fast path: no gradients or autocast, nothing hooked in it, and
-        nothing cached in it but its keys and values."""
-        if not _fast_ok(resid):
+        """Whether block `layer` may take the fast path: the kernels on, no gradients or autocast, nothing hooked
+        in it, and nothing cached in it but its keys and values."""
+        if not self.fast_kernels or not fast_ok(resid):
             return False
         if run is None:
             return True
@@ -586,49 +470,3 @@ class HookedTransformer(nn.Module):
             for name in names:
                 if name not in runs:
                     raise ArithLensError(f"{what} {name!r} does not run when starting at layer {start_layer}")
-
-
-# ---------------------------------------------------------------------------------------------------
-# Hook helpers: each returns a (name, fn) pair that edits a copy of the activation.
-
-_HEAD_HOOKS = ("hook_q", "hook_k", "hook_v", "hook_z", "hook_result")
-_NEURON_HOOKS = ("hook_pre", "hook_post")
-
-
-def patch_head(name: str, pos: int | None, head: int, value: Tensor | float) -> Hook:
-    """Set head `head` at absolute position `pos` (None: every position) of a (batch, pos, head, ...) activation.
-
-    `value` broadcasts against (batch, d) for one position, (batch, pos, d) for all: 0.0 zero-ablates.
-    """
-    if name.rsplit(".", 1)[-1] not in _HEAD_HOOKS:
-        raise ArithLensError(f"patch_head needs one of {', '.join(_HEAD_HOOKS)}, not {name!r}")
-    return _setter(name, pos, (head,), value)
-
-
-def patch_neuron(name: str, pos: int | None, neuron: int, value: Tensor | float) -> Hook:
-    """Set MLP neuron `neuron` at position `pos` (None: every position) of `blocks.{l}.mlp.hook_pre/post`."""
-    if name.rsplit(".", 1)[-1] not in _NEURON_HOOKS:
-        raise ArithLensError(f"patch_neuron needs one of {', '.join(_NEURON_HOOKS)}, not {name!r}")
-    return _setter(name, pos, (neuron,), value)
-
-
-def patch_pos(name: str, pos: int, value: Tensor | float) -> Hook:
-    """Set the whole vector at position `pos` of a (batch, pos, ...) activation such as `hook_resid_pre`."""
-    if name.endswith(("hook_attn_scores", "hook_pattern")):
-        raise ArithLensError(f"patch_pos edits (batch, pos, ...) activations; {name!r} is (batch, head, q, k)")
-    return _setter(name, pos, (), value)
-
-
-def _setter(name: str, pos: int | None, rest: tuple[int, ...], value: Tensor | float) -> Hook:
-    def fn(x: Tensor, hook: HookPoint) -> Tensor:
-        x = x.clone()
-        x[(slice(None), slice(None) if pos is None else hook.index(pos), *rest)] = value
-        return x
-
-    return name, fn
-
-
-def _span(positions: Sequence[int]) -> str:
-    if isinstance(positions, range) and positions.step == 1 and len(positions):
-        return f"{positions.start}..{positions.stop - 1}"
-    return str(list(positions))
