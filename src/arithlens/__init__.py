@@ -42,6 +42,8 @@ _EXPORTS = {
     # dictionary features (sparse autoencoders)
     "sae": "arithlens.api", "feature_study": "arithlens.api", "FeatureDictionary": "arithlens.results",
     "FeatureStudy": "arithlens.results", "load_dictionary": "arithlens.analysis.features.dictionary",
+    # circuits the field can compare: edges, and the ablation card
+    "edge_circuit": "arithlens.api", "edge_circuit_mib": "arithlens.api", "circuit_card": "arithlens.api",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
@@ -80,5 +82,5 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         AnalysisReport, Circuit, Faithfulness, NodePCA, NodeStudy, SearchReport, UsefulNodes, Verdict,
     )
     from arithlens.analysis.features.dictionary import load_dictionary
-    from arithlens.api import feature_study, sae
+    from arithlens.api import circuit_card, edge_circuit, edge_circuit_mib, feature_study, sae
     from arithlens.results import FeatureDictionary, FeatureStudy

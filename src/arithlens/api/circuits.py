@@ -1,0 +1,90 @@
+"""Circuits the field can compare, through the front door: an edge circuit between positioned nodes (ranked by
+EAP, EAP-IG or exact patching, then repaired and pruned against exact faithfulness), and the ablation card of any
+node or edge set (its faithfulness under mean, plain mean, resample and zero ablation)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from arithlens.api._checks import check_model
+from arithlens.errors import ArithLensError
+from arithlens.validate import check_choice, check_count, check_seed
+
+if TYPE_CHECKING:
+    from arithlens.arith.questions import QuestionBatch
+    from arithlens.analysis.circuits.results import AblationCard
+    from arithlens.analysis.edges.discovery import EdgeCircuit
+    from arithlens.model.transformer import HookedTransformer
+
+EDGE_METHODS = ("eap_ig", "eap", "exact")
+CARD_SEED = 280_029  # the card's own seed: none of its questions is drawn by a circuit search (those use 140014)
+STREAM_CARD = 11  # the card's question stream under its seed
+
+
+def edge_circuit(model: HookedTransformer, *, method: str = "eap_ig", ablation: str = "mean", target: float = 0.99,
+                 min_position: int | None = None, held_out: int = 400, seed: int | None = None,
+                 questions: QuestionBatch | None = None, progress=None) -> EdgeCircuit:
+    """An edge circuit of `model` that is >= `target` exact per qtype on `held_out` fresh questions per qtype.
+
+    Edges run between positioned senders (embedding, heads, MLPs) and receivers (a head's q, k@q, v@q inputs, an
+    MLP, the logits); `min_position` is the first receiver position (default: the first answer position).
+    `method` ranks the edges (eap_ig, eap, exact); an ablated edge carries its sender's `ablation` value.
+    `questions`: one set to search, check and take ablation values on instead of fresh ones (a planted model's)."""
+    from arithlens.analysis.edges.discovery import discover
+    from arithlens.analysis.faithfulness import FAITHFULNESS_SEED
+
+    check_model(model)
+    check_choice("method", method, EDGE_METHODS)
+    check_choice("ablation", ablation, ("mean", "resample"))
+    if not 0 < target <= 1:
+        raise ArithLensError(f"target must be in (0, 1], not {target}")
+    check_count("held_out", held_out, low=1)
+    if min_position is not None and not 0 <= min_position < model.spec.layout.n_ctx:
+        raise ArithLensError(f"min_position must be in 0..{model.spec.layout.n_ctx - 1}, not {min_position}")
+    seed = FAITHFULNESS_SEED if seed is None else check_seed(seed, "seed")
+    say = (lambda _: None) if progress is None else progress
+    return discover(model, method=method, ablation=ablation, target=target, min_position=min_position,
+                    held_out_per_qtype=held_out, seed=seed, progress=say, search=questions, held_out=questions,
+                    reference=questions)
+
+
+def edge_circuit_mib(circuit: EdgeCircuit, model: HookedTransformer) -> dict:
+    """`circuit` as an EAP-IG / MIB graph dict (positions summed), with our positioned edges under `arithlens`."""
+    from arithlens.analysis.edges.export import to_mib_json
+
+    return to_mib_json(circuit.graph, circuit.kept, circuit.scores, d_model=model.spec.d_model)
+
+
+def circuit_card(model: HookedTransformer, nodes: Iterable[str] | Mapping[str, Iterable[str]], *,
+                 questions: int = 1000, draws: int = 2, seed: int = CARD_SEED) -> AblationCard | dict[str, AblationCard]:
+    """The ablation card of a node set (or of several, given as {label: nodes}): per qtype the exact rate with a
+    95% interval and the logit difference recovered, under mean (per position), plain mean, `draws` resample
+    draws and zero ablation of every node outside the set, on `questions` fresh questions per qtype."""
+    from arithlens.analysis.circuits.card import ablation_cards
+    from arithlens.analysis.circuits.runner import NodeRunner, card_ablations
+    from arithlens.analysis.faithfulness import (
+        REFERENCE_QUESTIONS,
+        STREAM_REFERENCE,
+        fresh_questions,
+        reference_questions,
+        rng_for,
+    )
+
+    check_model(model)
+    check_count("questions", questions, low=1)
+    check_count("draws", draws, low=1, high=10)
+    check_seed(seed, "seed")
+    several = isinstance(nodes, Mapping)
+    circuits = {k: sorted(v) for k, v in nodes.items()} if several else {"circuit": sorted(nodes)}
+    spec = model.spec
+    batch = fresh_questions(spec, questions, rng_for(seed, STREAM_CARD))
+    reference = reference_questions(spec, REFERENCE_QUESTIONS, rng_for(seed, STREAM_REFERENCE))
+    runner = NodeRunner(model, batch, reference, seed=seed)
+    for label, kept in circuits.items():
+        unknown = sorted(set(kept) - set(runner.units))
+        if unknown:
+            raise ArithLensError(f"circuit {label!r}: not a head or MLP node of {spec.name}: {', '.join(unknown[:5])}")
+    cards = ablation_cards(runner, circuits, model=spec.name, ablations=card_ablations(draws), seed=seed,
+                           reference=len(reference))
+    return cards if several else cards["circuit"]

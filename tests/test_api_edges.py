@@ -1,0 +1,77 @@
+"""The edge circuit and the ablation card through the front door: `al.edge_circuit` on the planted edge model
+keeps only planted edges and is exact, `al.circuit_card` scores a planted node circuit under every ablation, and
+`arithlens edges` writes both JSON files (ours and the MIB layout, which reads back), says when --target is out of
+reach, and refuses bad options in one line before any work."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from helpers import arithlens_here
+from planted_edges import EDGE_SPEC, PLANTED_EDGES, edge_circuit_model
+from test_useful import SPEC, planted_model
+
+import arithlens as al
+from arithlens.analysis.edges.export import from_mib_json
+from arithlens.arith.questions import QuestionBatch
+from arithlens.arith.vocab import PLUS
+from arithlens.errors import ArithLensError
+from arithlens.model import save_checkpoint
+
+
+def test_edge_circuit_keeps_planted_edges_only():
+    questions = QuestionBatch(1, np.arange(10), np.full(10, PLUS), np.zeros(10, dtype=np.int64))  # a+0
+    found = al.edge_circuit(edge_circuit_model(), method="exact", questions=questions)
+    assert found.exact == {"ADD": 1.0}
+    assert set(found.edges) <= set(PLANTED_EDGES) and found.n_edges >= 4
+    mib = al.edge_circuit_mib(found, edge_circuit_model())
+    _, kept, _ = from_mib_json(json.loads(json.dumps(mib)), EDGE_SPEC)
+    assert np.array_equal(kept, found.kept)
+
+
+@pytest.mark.parametrize("bad, says", [({"method": "acdc"}, "method"), ({"ablation": "zero"}, "ablation"),
+                                       ({"target": 0}, "target"), ({"held_out": 0}, "held_out"),
+                                       ({"min_position": 99}, "min_position")])
+def test_edge_circuit_options_are_checked(bad, says):
+    with pytest.raises(ArithLensError, match=says):
+        al.edge_circuit(edge_circuit_model(), **bad)
+
+
+def test_circuit_card_of_the_planted_copy_heads():
+    from planted import backup_heads_model  # right on a + 0: three heads copy a, any two outvote a pull to 9
+
+    model = backup_heads_model()
+    cards = al.circuit_card(model, {"one": ["P5L0H0"], "all": ["P5L0H0", "P5L0H1", "P5L0H2"]}, questions=40, draws=1)
+    assert {row.ablation for row in cards["all"].rows} == {"mean", "plain-mean", "resample#1", "zero"}
+    assert cards["all"].units == ("P5L0H0", "P5L0H1", "P5L0H2")
+    # the three copy heads are the whole mechanism: the clean count under every ablation; one head alone is not
+    assert all(r.correct == r.clean_correct > r.empty_correct for r in cards["all"].rows)
+    assert all(r.correct < r.clean_correct for r in cards["one"].rows)
+    with pytest.raises(ArithLensError, match="not a head or MLP node"):
+        al.circuit_card(model, ["P5L9H0"], questions=10, draws=1)
+
+
+def test_cli_edges_writes_ours_and_mib_and_says_the_target_is_out_of_reach(tmp_path, monkeypatch, capsys):
+    path = save_checkpoint(planted_model(), SPEC, tmp_path / "planted")  # right on a + 0 only
+    code, out, err = arithlens_here(monkeypatch, capsys, "edges", "--model", str(path), "--out", str(tmp_path / "o"),
+                                    "--method", "eap", "--held-out", "50", "--target", "0.5", "--quiet")
+    assert code == 0, err
+    assert "below --target 50%" in out
+    ours = json.loads((tmp_path / "o" / f"{SPEC.base_name}_edges.json").read_text())
+    assert ours["reached"] is False and ours["method"] == "eap" and ours["n_edges"] <= ours["n_edges_all"]
+    mib = json.loads((tmp_path / "o" / f"{SPEC.base_name}_edges_mib.json").read_text())
+    _, kept, _ = from_mib_json(mib, SPEC)
+    assert int(kept.sum()) == ours["n_edges"]
+    # the same seed finds the same circuit (a second run into another folder)
+    code, _, err = arithlens_here(monkeypatch, capsys, "edges", "--model", str(path), "--out", str(tmp_path / "p"),
+                                  "--method", "eap", "--held-out", "50", "--target", "0.5", "--quiet")
+    again = json.loads((tmp_path / "p" / f"{SPEC.base_name}_edges.json").read_text())
+    assert code == 0 and again["edges"] == ours["edges"] and again["exact"] == ours["exact"]
+
+
+def test_cli_edges_refuses_a_bad_method_in_one_line(tmp_path, monkeypatch, capsys):
+    code, _, err = arithlens_here(monkeypatch, capsys, "edges", "--out", str(tmp_path / "o"), "--method", "acdc")
+    assert code == 2 and err.startswith("error: ") and "--method" in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()
