@@ -204,6 +204,11 @@ class Effect:
     kind "store_digit": only answer digit `digit` is judged and it should be the store's (the clean's sign and
         other digits are not judged: a node that tells every digit which operation to do may change them all).
         Pairs whose store and clean answers agree at that digit predict nothing and are not drawn.
+    kind "column": only answer digit `digit` is judged: it becomes (clean digit + feature(store) - feature(clean))
+        mod 10, the digit a column quantity gives at its own column (MUL). The digits above follow through the
+        carry, but they are predicted at earlier positions, which a node where Ak is computed cannot reach; a
+        node holding the carry for them is another column's sub-task. Pairs whose digit would not change are
+        not drawn.
     """
 
     kind: str
@@ -272,6 +277,8 @@ class SubTask:
         if self.effect.kind == "store_digit":
             d = digit_ref(self.effect.digit, k=k, n=clean.n_digits)
             return _digit(store.result, d) != _digit(clean.result, d)
+        if self.effect.kind == "column":
+            return _column_delta(self.effect, store, clean, k) % 10 != 0
         magnitude = _expected_magnitude(self.effect, store, clean, k)
         fits = (magnitude >= 0) & (magnitude < 10 ** (clean.n_digits + 1))
         return fits & ((clean.result >= 0) | (magnitude > 0))
@@ -357,6 +364,13 @@ def expected_answers(effect: Effect, store: QuestionBatch, clean: QuestionBatch,
         place = 10 ** np.int64(d)
         magnitude = np.abs(clean.result) + (_digit(store.result, d) - _digit(clean.result, d)) * place
         return np.where(clean.result < 0, -magnitude, magnitude), judged
+    if effect.kind == "column":
+        d = digit_ref(effect.digit, k=k, n=layout.n_digits)
+        judged[:] = False
+        judged[layout.n_answer - 1 - d] = True
+        old = _digit(clean.result, d)
+        place = 10 ** np.int64(d)
+        return np.abs(clean.result) + ((old + _column_delta(effect, store, clean, k)) % 10 - old) * place, judged
     if effect.kind != "digit" or effect.feature is None:
         raise ArithLensError(f"unknown effect {effect!r}")
     magnitude = _expected_magnitude(effect, store, clean, k)
@@ -381,6 +395,12 @@ def real_feature(batch: QuestionBatch, name: str) -> np.ndarray:
         mul = batch.qtype == QType.MUL
         return mul_columns(np.where(mul, batch.a, 0), np.where(mul, batch.b, 0), batch.n_digits)[MUL_FEATURES[name]]
     return batch.features.real[name]
+
+
+def _column_delta(effect: Effect, store: QuestionBatch, clean: QuestionBatch, k: int) -> np.ndarray:
+    """(batch,) feature(store) - feature(clean) at column k, times the effect's sign."""
+    f_store = real_feature(store, effect.feature)[:, k].astype(np.int64)
+    return effect.sign * (f_store - real_feature(clean, effect.feature)[:, k].astype(np.int64))
 
 
 def _expected_magnitude(effect: Effect, store: QuestionBatch, clean: QuestionBatch, k: int) -> np.ndarray:
