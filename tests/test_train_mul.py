@@ -180,3 +180,37 @@ def test_kill_9_then_resume_with_curriculum_and_aux_loss_is_bit_identical(tmp_pa
     h_cut = json.loads((tmp_path / "cut" / "training.json").read_text())
     assert h_full["loss"] == h_cut["loss"] and h_full["aux_loss"] == h_cut["aux_loss"]
     assert h_full["eval"] == h_cut["eval"]
+
+
+# ---- the CLI's options ----
+
+MUL_TRAIN = ["--spec", "mul_d2_l1_h1_t1K_s000001", "--d-model", "8", "--d-head", "4", "--d-mlp", "8",
+             "--steps", "4", "--batch-size", "8", "--quiet"]
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--curriculum-steps", "-1", "--curriculum-steps must be at least 0"),
+    ("--aux-loss", "nan", "--aux-loss must be a finite number"),
+    ("--aux-loss", "-1", "'aux_loss': input should be greater than or equal to 0"),
+])
+def test_cli_refuses_bad_mul_options_with_one_line_and_no_output(tmp_path, monkeypatch, capsys, option, value,
+                                                                 message):
+    from helpers import arithlens_here
+
+    monkeypatch.delenv("ARITHLENS_DEBUG", raising=False)
+    code, out, err = arithlens_here(monkeypatch, capsys, "train", *MUL_TRAIN, "--out", str(tmp_path / "m"),
+                                    option, value)
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+    assert out == "" and not (tmp_path / "m").exists()
+
+
+def test_cli_passes_the_mul_options_into_the_recipe_and_the_card(tmp_path, monkeypatch, capsys):
+    from helpers import arithlens_here
+
+    code, _, err = arithlens_here(monkeypatch, capsys, "train", *MUL_TRAIN, "--out", str(tmp_path / "m"),
+                                  "--curriculum-steps", "2", "--aux-loss", "0.5", "--threads", "1")
+    assert code == 0, err
+    card = load_checkpoint(tmp_path / "m").extra["training"]
+    assert card["config"]["curriculum_steps"] == 2 and card["config"]["aux_loss"] == 0.5
+    history = json.loads((tmp_path / "m" / "training.json").read_text())
+    assert len(history["aux_loss"]) == 4
