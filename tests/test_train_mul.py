@@ -12,7 +12,6 @@ import torch
 from safetensors import safe_open
 
 from arithlens.arith import QuestionBatch, QType, uniform
-from arithlens.arith.mul import digit_product, mul_columns
 from arithlens.model import HookedTransformer, ModelSpec, load_checkpoint
 from arithlens.model import train as train_module
 from arithlens.model.train import (STATE_FILE, AuxHead, TrainConfig, aux_targets, count_wrong, curriculum_batch,
@@ -28,26 +27,6 @@ def mul_spec(name="mul_d6_l2_h2_t1K_s123456"):
 def cfg(**kw):
     base = dict(steps=30, batch_size=32, eval_every=15, eval_questions=50, checkpoint_every=10, warmup_steps=5)
     return TrainConfig(**(base | kw))
-
-
-def test_mul_columns_of_345_times_823_by_hand():
-    cols = mul_columns(np.array([345]), np.array([823]), 6)
-    # columns (units first): 5*3; 5*2+4*3; 5*8+4*2+3*3; 4*8+3*2; 3*8; then only carries
-    assert cols["column_sum"][0].tolist() == [15, 22, 57, 38, 24, 0, 0]
-    assert cols["carry_in"][0].tolist() == [0, 1, 2, 5, 4, 2, 0]
-    assert cols["running"][0].tolist() == [15, 23, 59, 43, 28, 2, 0]
-    assert cols["digit"][0].tolist()[::-1] == [0, 2, 8, 3, 9, 3, 5]  # 345*823 = 0283935
-    assert digit_product(np.array([345]), np.array([823]), 2, 1).tolist() == [3 * 2]
-
-
-def test_mul_column_digits_are_the_product_digits_for_every_operand_pair_kind():
-    rng = np.random.default_rng(0)
-    a = np.concatenate([rng.integers(0, 1000, 500), [999, 0, 999, 100]])
-    b = np.concatenate([rng.integers(0, 1000, 500), [999, 999, 0, 100]])
-    cols = mul_columns(a, b, 6)
-    value = (cols["digit"].astype(np.int64) * 10 ** np.arange(7)).sum(1)
-    assert (value == a * b).all()
-    assert (cols["running"] == cols["column_sum"] + cols["carry_in"]).all()
 
 
 def test_curriculum_stages_grow_the_operand_length_in_equal_steps():
@@ -214,3 +193,21 @@ def test_cli_passes_the_mul_options_into_the_recipe_and_the_card(tmp_path, monke
     assert card["config"]["curriculum_steps"] == 2 and card["config"]["aux_loss"] == 0.5
     history = json.loads((tmp_path / "m" / "training.json").read_text())
     assert len(history["aux_loss"]) == 4
+
+
+def test_a_state_file_written_before_the_mul_fields_existed_still_resumes(tmp_path):
+    """Older runs' state files hold configs without curriculum_steps / aux_loss / aux_layer: their defaults."""
+    from arithlens.model.checkpoint import safetensors_canonical
+
+    torch.set_num_threads(1)
+    spec = mul_spec()
+    train(spec, cfg(steps=10), tmp_path)
+    path = tmp_path / STATE_FILE
+    with safe_open(str(path), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    old = json.loads(meta["meta"])
+    for key in ("curriculum_steps", "aux_loss", "aux_layer"):
+        del old["config"][key]
+    path.write_bytes(safetensors_canonical(tensors, {**meta, "meta": json.dumps(old)}))
+    result = train(spec, cfg(steps=10), tmp_path, resume=True)
+    assert len(result.history["loss"]) == 10
