@@ -101,11 +101,15 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
 def answer_loss(model: HookedTransformer, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean loss, per-question per-answer-position loss). log_softmax in float64 so tiny losses count."""
     positions = model.spec.layout.answer_logit_positions
-    logits = model(tokens, logit_positions=positions)  # (batch, n_answer, d_vocab)
+    nll = _answer_nll(model(tokens, logit_positions=positions), tokens, positions)
+    return nll.mean(), nll.detach()
+
+
+def _answer_nll(logits: torch.Tensor, tokens: torch.Tensor, positions: range) -> torch.Tensor:
+    """logits (batch, n_answer, d_vocab) at `positions` -> (batch, n_answer) nll of the next tokens."""
     targets = tokens[:, positions.start + 1 : positions.stop + 1]
     logp = F.log_softmax(logits.double(), dim=-1)
-    nll = -logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (batch, n_answer)
-    return nll.mean(), nll.detach()
+    return -logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
 
 
 def count_wrong(model: HookedTransformer, batch: QuestionBatch, device, chunk: int = 4096) -> int:
@@ -198,9 +202,7 @@ def answer_and_aux_loss(model: HookedTransformer, head: AuxHead, tokens: torch.T
     predicted (A(n) at the sign's position .. A0 at the last); non-MUL rows add nothing to the aux loss."""
     positions = model.spec.layout.answer_logit_positions
     logits, cache = model.run_with_cache(tokens, head.hook_name, logit_positions=positions, detach=False)
-    targets = tokens[:, positions.start + 1 : positions.stop + 1]
-    logp = F.log_softmax(logits.double(), dim=-1)
-    nll = -logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (batch, n_answer)
+    nll = _answer_nll(logits, tokens, positions)  # (batch, n_answer)
     digit_pos = list(positions)[1:]  # the sign position predicts A(n), ..., the last predicts A0
     resid = cache[head.hook_name][:, digit_pos]  # (batch, n+1, d_model)
     want, mask = aux_targets(batch, tokens.device)
