@@ -1,4 +1,5 @@
-"""scripts/mul_curves.py: the per-digit table read from a run's training.json, and its refusal of a run without it."""
+"""scripts/mul_curves.py: the per-digit table from a run's training.json, its refusal of a run without it, and the
+docs block rendered from the stored curves."""
 
 import importlib.util
 import json
@@ -39,3 +40,11 @@ def test_a_run_without_mul_evaluations_is_refused(tmp_path):
         curves().load(run)
     ok = write_run(tmp_path / "mul", [{"step": 250, "mul_digits": {"A0": 1.0, "exact": 0.5}}])
     assert curves().load(ok)["steps"] == 500
+
+
+def test_the_docs_block_is_rendered_from_the_stored_curves():
+    """docs/multiplication.md's tables are exactly what the stored run histories give."""
+    module = curves()
+    page = module.DOC.read_text()
+    block = page.split(module.START + "\n", 1)[1].split("\n" + module.END, 1)[0]
+    assert block == module.render(json.loads(module.RESULTS.read_text()))
