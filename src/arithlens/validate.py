@@ -346,6 +346,9 @@ def _schema():
         insert_from: Optional[str] = None
         insert_freeze: bool = False
         insert_reset_every: NonNegative = 0
+        curriculum_steps: NonNegative = 0
+        aux_loss: NonNegFloat = 0.0
+        aux_layer: Optional[NonNegative] = None
 
     return TrainConfigSchema
 

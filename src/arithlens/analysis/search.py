@@ -284,7 +284,7 @@ def search(nodes: NodeList, spec, runner: RunnerFactory, *, tasks: Sequence[SubT
         raise ArithLensError(f"weak policy {weak!r} is not one of {', '.join(WEAK_POLICIES)}")
     layout = spec.layout
     n = layout.n_digits
-    tasks = tuple(tasks_for(spec.perc_add, spec.perc_sub) if tasks is None else tasks)
+    tasks = tuple(tasks_for(spec.perc_add, spec.perc_sub, spec.perc_mul) if tasks is None else tasks)
     out = NodeList(UsefulNode(un.node, [t for t in un.tags if t.major != Major.ALGO]) for un in nodes)
     work = [(t, k) for t in tasks for k in ([None] if t.is_attention_fact else []) + list(t.digit_range(n))]
     trials: list[Trial] = []

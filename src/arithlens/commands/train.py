@@ -33,6 +33,12 @@ def register(app: typer.Typer) -> None:
         batch_size: Optional[int] = count_option(None, "--batch-size", "Questions per step."),
         insert_from: Optional[Path] = typer.Option(None, "--insert-from", help="Checkpoint of a smaller model to insert."),
         init_from: Optional[Path] = typer.Option(None, "--init-from", help="Fine-tune: start from this checkpoint's weights."),
+        curriculum_steps: Optional[int] = typer.Option(
+            None, "--curriculum-steps", callback=lambda v: check_int("--curriculum-steps", v, low=0),
+            help="MUL operands grow from 1 digit to full length in equal stages over these steps (0: off)."),
+        aux_loss: Optional[float] = typer.Option(
+            None, "--aux-loss", callback=lambda v: finite("--aux-loss", v),
+            help="Weight of the training-only MUL running-sum loss (a linear head, not saved; 0: off)."),
         device: Device = device_option(),
         threads: Optional[int] = threads_option(),
         resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint in --out."),
@@ -62,7 +68,8 @@ def register(app: typer.Typer) -> None:
         train_config(recipe, where=where)  # the file's own values, named as the file's
         for key, value in (("steps", steps), ("lr", lr), ("batch_size", batch_size),
                            ("insert_from", str(insert_from) if insert_from else None),
-                           ("init_from", str(init_from) if init_from else None)):
+                           ("init_from", str(init_from) if init_from else None),
+                           ("curriculum_steps", curriculum_steps), ("aux_loss", aux_loss)):
             if value is not None:
                 recipe[key] = value
         if model_spec.insert_mode and not recipe.get("insert_from"):

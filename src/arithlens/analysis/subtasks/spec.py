@@ -1,4 +1,5 @@
-"""Algorithm sub-tasks (SA, SC, SS, ST, MD, MB, MZ, MT, ND, NB, NZ, NT, GT, OPR, SGN) as declarative specs.
+"""What a sub-task spec is and how its question pairs and expected answers are drawn; the catalogues of
+specs live beside it (`add_sub`, `mul`).
 
 A spec says, for an alter digit k: how to draw many (store, clean) question pairs that differ in the
 property the sub-task is about (`PairRecipe`), what the clean answer should become when a node doing
@@ -11,7 +12,8 @@ it from a question of the other sign class with the same digits at and below 2 t
 
 Tag-index conventions (the predecessor's): SA/MD/ND/ST/MT/NT/GT tags carry the operand digit used,
 SC/MB/NB/SS/MZ/NZ the lower digit that makes the carry/borrow, so `A1.SC` changes A2 (computed at P18
-for 6 digits). Digit references in specs are tiny expressions in k and n: "k", "k+1", "n-2", "sign".
+for 6 digits). Digit references in specs are tiny expressions in k, n and c: "k", "k+1", "n-2", "c+1", "sign",
+where c is a multiplication's top partial-product column (2m-2 for m-digit MUL operands: 4 for 6 digits).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import numpy as np
 from arithlens.analysis import filters as F
 from arithlens.analysis.nodes import Major
 from arithlens.arith.layout import Layout
-from arithlens.arith.questions import OPERATOR_OF, QType, QuestionBatch, digits_of
+from arithlens.arith.mul import mul_columns
+from arithlens.arith.questions import OPERATOR_OF, QType, QuestionBatch, digits_of, mul_operand_digits
 from arithlens.arith.vocab import MINUS, PLUS
 from arithlens.errors import ArithLensError, QuestionRequestError
 
@@ -46,17 +49,17 @@ PAIR_CLASSES: dict[str, np.ndarray] = {
     "x<=y": _ALL[_X <= _Y],
 }
 
-_REF_RE = re.compile(r"\s*(k|n)\s*(?:([+-])\s*(\d+))?\s*|\s*(\d+)\s*")
+_REF_RE = re.compile(r"\s*(k|n|c)\s*(?:([+-])\s*(\d+))?\s*|\s*(\d+)\s*")
 
 
 def digit_ref(ref: str, *, k: int = 0, n: int = 0) -> int:
-    """Evaluate a digit reference: "k", "k+1", "n-2", "3"."""
+    """Evaluate a digit reference: "k", "k+1", "n-2", "c+1" (c: the top MUL partial-product column), "3"."""
     m = _REF_RE.fullmatch(ref)
     if m is None:
-        raise ArithLensError(f"bad digit reference {ref!r}; expected e.g. k, k+1, n-2 or 3")
+        raise ArithLensError(f"bad digit reference {ref!r}; expected e.g. k, k+1, n-2, c or 3")
     if m[4] is not None:
         return int(m[4])
-    base = k if m[1] == "k" else n
+    base = {"k": k, "n": n, "c": 2 * mul_operand_digits(max(n, 1)) - 2}[m[1]]
     offset = int(m[3] or 0)
     return base - offset if m[2] == "-" else base + offset
 
@@ -169,6 +172,10 @@ class PairRecipe:
     store_above: pair class of every digit above k, redrawn in the store (SGN: the digits above k flip the
         sign class while the digits at and below k stay the clean's).
     mirror: the second half of the pairs swaps store and clean (GT tests SUB->NEG and NEG->SUB).
+    fresh_store: the store is a new question drawn independently of the clean (MUL: a column's sum depends on
+        every operand digit, so no single digit's class isolates it; `differ` / `same` pick the pairs).
+    min_rows: draw at least this many candidates at a time (an accept condition met by few rows).
+    MUL questions use only the low m = ceil(n/2) operand digits; the digits above are 0.
     """
 
     qtype: QType
@@ -181,6 +188,8 @@ class PairRecipe:
     store_qtype: QType | None = None
     store_above: str | None = None
     mirror: bool = False
+    fresh_store: bool = False
+    min_rows: int = 0
 
 
 @dataclass(frozen=True)
@@ -195,6 +204,11 @@ class Effect:
     kind "store_digit": only answer digit `digit` is judged and it should be the store's (the clean's sign and
         other digits are not judged: a node that tells every digit which operation to do may change them all).
         Pairs whose store and clean answers agree at that digit predict nothing and are not drawn.
+    kind "column": only answer digit `digit` is judged: it becomes (clean digit + feature(store) - feature(clean))
+        mod 10, the digit a column quantity gives at its own column (MUL). The digits above follow through the
+        carry, but they are predicted at earlier positions, which a node where Ak is computed cannot reach; a
+        node holding the carry for them is another column's sub-task. Pairs whose digit would not change are
+        not drawn.
     """
 
     kind: str
@@ -226,7 +240,8 @@ class SubTask:
         if self.recipe is None:
             return range(0)
         lo, hi = (digit_ref(r, n=n_digits) for r in self.digits)
-        top = n_digits if self.effect.kind == "store_digit" else n_digits - 1
+        # answer-digit tests and MUL columns reach A(n); ADD/SUB operand digits stop at n-1
+        top = n_digits if self.effect.kind == "store_digit" or self.op == "MUL" else n_digits - 1
         return range(max(lo, 0), min(hi, top) + 1)
 
     def tag(self, k: int | None = None) -> str:
@@ -262,6 +277,8 @@ class SubTask:
         if self.effect.kind == "store_digit":
             d = digit_ref(self.effect.digit, k=k, n=clean.n_digits)
             return _digit(store.result, d) != _digit(clean.result, d)
+        if self.effect.kind == "column":
+            return _column_delta(self.effect, store, clean, k) % 10 != 0
         magnitude = _expected_magnitude(self.effect, store, clean, k)
         fits = (magnitude >= 0) & (magnitude < 10 ** (clean.n_digits + 1))
         return fits & ((clean.result >= 0) | (magnitude > 0))
@@ -347,6 +364,13 @@ def expected_answers(effect: Effect, store: QuestionBatch, clean: QuestionBatch,
         place = 10 ** np.int64(d)
         magnitude = np.abs(clean.result) + (_digit(store.result, d) - _digit(clean.result, d)) * place
         return np.where(clean.result < 0, -magnitude, magnitude), judged
+    if effect.kind == "column":
+        d = digit_ref(effect.digit, k=k, n=layout.n_digits)
+        judged[:] = False
+        judged[layout.n_answer - 1 - d] = True
+        old = _digit(clean.result, d)
+        place = 10 ** np.int64(d)
+        return np.abs(clean.result) + ((old + _column_delta(effect, store, clean, k)) % 10 - old) * place, judged
     if effect.kind != "digit" or effect.feature is None:
         raise ArithLensError(f"unknown effect {effect!r}")
     magnitude = _expected_magnitude(effect, store, clean, k)
@@ -360,9 +384,28 @@ def _digit(results: np.ndarray, d: int) -> np.ndarray:
     return np.abs(results).astype(np.int64) // 10 ** np.int64(d) % 10
 
 
+# MUL sub-task features: per answer column k (arith.mul), named like the tasks that test them.
+MUL_FEATURES = {"PS": "column_sum", "PC": "carry_in", "PR": "running"}
+
+
+def real_feature(batch: QuestionBatch, name: str) -> np.ndarray:
+    """(batch, columns) the real per-digit feature `name`: the task layer's ADD/SUB/NEG features, or a MUL
+    column quantity (0 in rows that are not MUL)."""
+    if name in MUL_FEATURES:
+        mul = batch.qtype == QType.MUL
+        return mul_columns(np.where(mul, batch.a, 0), np.where(mul, batch.b, 0), batch.n_digits)[MUL_FEATURES[name]]
+    return batch.features.real[name]
+
+
+def _column_delta(effect: Effect, store: QuestionBatch, clean: QuestionBatch, k: int) -> np.ndarray:
+    """(batch,) feature(store) - feature(clean) at column k, times the effect's sign."""
+    f_store = real_feature(store, effect.feature)[:, k].astype(np.int64)
+    return effect.sign * (f_store - real_feature(clean, effect.feature)[:, k].astype(np.int64))
+
+
 def _expected_magnitude(effect: Effect, store: QuestionBatch, clean: QuestionBatch, k: int) -> np.ndarray:
-    f_store = store.features.real[effect.feature][:, k].astype(np.int64)
-    f_clean = clean.features.real[effect.feature][:, k].astype(np.int64)
+    f_store = real_feature(store, effect.feature)[:, k].astype(np.int64)
+    f_clean = real_feature(clean, effect.feature)[:, k].astype(np.int64)
     place = 10 ** np.int64(digit_ref(effect.digit, k=k, n=clean.n_digits))
     return np.abs(clean.result) + effect.sign * (f_store - f_clean) * place
 
@@ -411,6 +454,13 @@ def _candidates(recipe: PairRecipe, n: int, k: int, rows: int, rng: np.random.Ge
     if recipe.store_above is not None:
         for d in range(k + 1, n):
             _fill(rng, xs, ys, d, recipe.store_above)
+    if recipe.fresh_store:
+        xs = rng.integers(0, 10, size=(rows, n), dtype=np.int8)
+        ys = rng.integers(0, 10, size=(rows, n), dtype=np.int8)
+    if QType.MUL in (recipe.qtype, recipe.store_qtype):  # the product must fit n+1 digits
+        m = mul_operand_digits(n)
+        for digits in (x, y, xs, ys):
+            digits[:, m:] = 0
     clean_op = OPERATOR_OF[recipe.qtype]
     store_op = OPERATOR_OF[recipe.store_qtype or recipe.qtype]
     clean = QuestionBatch(n, _values(x), np.full(rows, clean_op, np.int8), _values(y))
@@ -423,9 +473,9 @@ def _accept(recipe: PairRecipe, store: QuestionBatch, clean: QuestionBatch, k: i
     if recipe.no_carry_in:
         ok &= _carry_in(clean, k) == 0
     if recipe.differ is not None:
-        ok &= store.features.real[recipe.differ][:, k] != clean.features.real[recipe.differ][:, k]
+        ok &= real_feature(store, recipe.differ)[:, k] != real_feature(clean, recipe.differ)[:, k]
     if recipe.same is not None:
-        ok &= store.features.real[recipe.same][:, k] == clean.features.real[recipe.same][:, k]
+        ok &= real_feature(store, recipe.same)[:, k] == real_feature(clean, recipe.same)[:, k]
     return ok
 
 
@@ -438,7 +488,7 @@ def _draw(recipe: PairRecipe, n: int, k: int, count: int, rng: np.random.Generat
     stores, cleans, have = [], [], 0
     for _ in range(MAX_DRAWS):
         need = count - have
-        store, clean = _candidates(recipe, n, k, 2 * need + 16, rng)
+        store, clean = _candidates(recipe, n, k, max(2 * need + 16, recipe.min_rows), rng)
         ok = _accept(recipe, store, clean, k)
         if also is not None:
             ok &= also(store, clean)
@@ -458,171 +508,3 @@ def _draw(recipe: PairRecipe, n: int, k: int, count: int, rng: np.random.Generat
             QuestionBatch(n, swap(clean.a, store.a), swap(clean.op, store.op), swap(clean.b, store.b)),
         )
     return store, clean
-
-
-# ---------------------------------------------------------------------------------------------------
-# The catalogue
-
-_LATE_DIGIT = ("a late-token head computes answer digit k at or before the position that predicts Ak, from D and "
-               "D' of digit {a}; its ablation changes Ak")
-
-SA = SubTask(
-    "SA", "ADD", "base add: Ak = (Dk + D'k) mod 10 (the carry from below added by another node)", ("0", "n-1"),
-    Prerequisite("late", _LATE_DIGIT.format(a="k"), attends=("k",), impact="k"),
-    PairRecipe(QType.ADD, store=(("k", "any"),), differ="SA", same="SC"),
-    Effect("digit", "SA", "k"),
-)
-SC = SubTask(
-    "SC", "ADD", "make carry: Dk + D'k >= 10 adds one to A(k+1)", ("0", "n-1"),
-    Prerequisite("late", "a head that tells A(k+1) whether digit k makes a carry must attend Dk and D'k at or "
-                 "before the position predicting A(k+1), and its ablation changes A(k+1)",
-                 attends=("k",), impact="k+1"),
-    PairRecipe(QType.ADD, clean=(("k", "sum<=8"), ("k+1", "sum<=8")), store=(("k", "sum>=10"),), no_carry_in=True),
-    Effect("digit", "SC", "k+1"),
-)
-SS = SubTask(
-    "SS", "ADD", "use sum 9: Dk + D'k = 9 passes a carry from digit k-1 on to A(k+1)", ("1", "n-1"),
-    Prerequisite("span", "a cascade through a sum-9 digit k is seen by a node that has the carry-making digit "
-                 "k-1 (a layer-0 head attending D and D' of k-1, or sitting at one of them): at A(k+1)'s position, "
-                 "or already at the question tokens where the tricase of digit k is built (P12 carries digit 0's "
-                 "carry into digit 1's tricase); its ablation changes A(k+1)",
-                 attends=("k-1",), impact="k+1"),
-    PairRecipe(QType.ADD, clean=(("k", "sum=9"), ("k-1", "sum>=10"), ("k+1", "sum<=8")), store=(("k-1", "sum<=8"),)),
-    Effect("digit", "SS", "k+1"),
-)
-ST = SubTask(
-    "ST", "ADD", "add tricase (early): digit k's pair is T8 / T9 / T10; a T9 made T10 carries into A(k+1) "
-    "(and on through sum-9 digits above)", ("0", "n-1"),
-    Prerequisite("early", "the tricase of digit k is computed at question tokens before the answer (P6..P14 for "
-                 "6 digits) by heads attending Dk and D'k; the node matters for some addition question",
-                 attends=("k",), fails=Major.MATH_ADD),
-    PairRecipe(QType.ADD, clean=(("k", "sum=9"),), store=(("k", "sum>=10"),), no_carry_in=True),
-    Effect("digit", "SC", "k+1"),
-)
-MD = SubTask(
-    "MD", "SUB", "difference: Ak = (Dk - D'k) mod 10 for a >= b (the borrow from below added by another node)",
-    ("0", "n-1"),
-    Prerequisite("late", _LATE_DIGIT.format(a="k"), attends=("k",), impact="k"),
-    PairRecipe(QType.SUB, store=(("k", "any"),), differ="MD", same="MB"),
-    Effect("digit", "MD", "k"),
-)
-MB = SubTask(
-    "MB", "SUB", "borrow one: Dk < D'k takes one from A(k+1) (a >= b kept by the digits above)", ("0", "n-2"),
-    Prerequisite("late", "a head that tells A(k+1) whether digit k borrows must attend Dk and D'k at or before the "
-                 "position predicting A(k+1); its ablation changes A(k+1)", attends=("k",), impact="k+1"),
-    PairRecipe(QType.SUB, clean=(("k", "x>=y"), ("k+1", "x>y")), store=(("k", "x<y"),), no_carry_in=True),
-    Effect("digit", "MB", "k+1", sign=-1),
-)
-MZ = SubTask(
-    "MZ", "SUB", "make zero: Dk = D'k passes a borrow from digit k-1 on to A(k+1)", ("1", "n-2"),
-    Prerequisite("span", "like SS: a node with the borrow-making digit k-1, at A(k+1)'s position or at the question "
-                 "tokens; its ablation changes A(k+1)", attends=("k-1",), impact="k+1"),
-    PairRecipe(QType.SUB, clean=(("k", "x=y"), ("k-1", "x<y"), ("k+1", "x>y")), store=(("k-1", "x>y"),)),
-    Effect("digit", "MZ", "k+1", sign=-1),
-)
-MT = SubTask(
-    "MT", "SUB", "subtract tricase (early): digit k is T8 (Dk > D'k) / T9 (equal) / T10 (Dk < D'k); an equal pair "
-    "made T10 borrows from A(k+1) (and on through equal digits above)", ("0", "n-2"),
-    Prerequisite("early", "as ST, for subtraction: a question-token head attending Dk and D'k that matters for "
-                 "some a >= b question", attends=("k",), fails=Major.MATH_SUB),
-    PairRecipe(QType.SUB, clean=(("k", "x=y"),), store=(("k", "x<y"),), no_carry_in=True),
-    Effect("digit", "MB", "k+1", sign=-1),
-)
-ND = SubTask(
-    "ND", "NEG", "difference for a < b: magnitude digit k = (D'k - Dk - borrow) mod 10", ("0", "n-1"),
-    Prerequisite("late", _LATE_DIGIT.format(a="k"), attends=("k",), impact="k"),
-    PairRecipe(QType.NEG, store=(("k", "any"),), differ="ND", same="NB"),
-    Effect("digit", "ND", "k"),
-)
-NB = SubTask(
-    "NB", "NEG", "borrow one for a < b: computing b - a, Dk > D'k borrows; the clean borrows, the store does "
-    "not, so the answer's magnitude grows by 10^(k+1)", ("0", "n-2"),
-    Prerequisite("late", "as MB: a head attending Dk and D'k at or before the position predicting A(k+1); its "
-                 "ablation changes A(k+1)", attends=("k",), impact="k+1"),
-    PairRecipe(QType.NEG, clean=(("k", "x>y"), ("k+1", "x<y")), store=(("k", "x<=y"),), no_carry_in=True),
-    Effect("digit", "NB", "k+1", sign=-1),
-)
-NZ = SubTask(
-    "NZ", "NEG", "make zero for a < b: Dk = D'k passes a borrow (of b - a) from digit k-1 on to A(k+1)",
-    ("1", "n-2"),
-    Prerequisite("span", "as MZ, in b - a semantics", attends=("k-1",), impact="k+1"),
-    PairRecipe(QType.NEG, clean=(("k", "x=y"), ("k-1", "x>y"), ("k+1", "x<y")), store=(("k-1", "x<y"),)),
-    Effect("digit", "NZ", "k+1", sign=-1),
-)
-NT = SubTask(
-    "NT", "NEG", "negative tricase (early), b - a semantics: an equal pair made Dk > D'k borrows, so the "
-    "magnitude loses 10^(k+1) (and cascades through equal digits above)", ("0", "n-2"),
-    Prerequisite("early", "as MT, for a < b: the node matters for some negative-answer question",
-                 attends=("k",), fails=Major.MATH_NEG),
-    PairRecipe(QType.NEG, clean=(("k", "x=y"),), store=(("k", "x>y"),), no_carry_in=True),
-    Effect("digit", "NB", "k+1", sign=-1),
-)
-GT = SubTask(
-    "GT", "SUB/NEG", "greater-than: with equal digits above k, Dk vs D'k decides the sign of a - b", ("0", "n-1"),
-    Prerequisite("sign", "the sign is predicted at `=`; a node deciding it attends Dk and D'k at or before `=`, "
-                 "and its ablation changes the sign", attends=("k",), impact="sign"),
-    PairRecipe(QType.NEG, clean=(("k", "x<y"),), store=(("k", "x>y"),), above="x=y", store_qtype=QType.SUB,
-               mirror=True),
-    Effect("sign"),
-)
-OPR = SubTask(
-    "OPR", "ADD/SUB", "operator: the node tells answer digit k which operation (+ or -) the question asks. "
-    "Causal test (`Ak.OPR`): patched from the same operands under the other operator (a >= b, so ADD <-> SUB "
-    "and both answers are positive), Ak becomes the other operation's digit. Attention fact (bare `OPR`): a "
-    "head paying at least the minimum attention to the operator token, kept only beside another purpose or "
-    "together with SGN", ("0", "n"),
-    Prerequisite("span", "the operator is known from its token on, so a node from the operator's position to "
-                 "where Ak is computed can carry it; a layer-0 head does so only by attending the operator "
-                 "token; its ablation changes Ak", impact="k", token="opr"),
-    PairRecipe(QType.ADD, store_qtype=QType.SUB, mirror=True),
-    Effect("store_digit", digit="k"),
-    attends_to="opr",
-)
-SGN = SubTask(
-    "SGN", "SUB/NEG", "answer sign: the node tells answer digit k whether the answer is a - b or -(b - a). Causal "
-    "test (`Ak.SGN`): patched from a question of the other sign class (SUB <-> NEG) that has the clean's digits "
-    "at and below k (only the digits above k differ, and they decide the sign), Ak becomes the other class's "
-    "digit. Attention fact (bare `SGN`): a head paying at least the minimum attention to the answer's sign "
-    "token, kept only beside another purpose or together with OPR", ("0", "n-2"),
-    Prerequisite("late", "the sign token is written at A(n+1)'s position, so a node from there to where Ak is "
-                 "computed can read it; a layer-0 head does so only by attending the sign token; its ablation "
-                 "changes Ak", impact="k", token="sign"),
-    PairRecipe(QType.NEG, store_qtype=QType.SUB, store_above="any", mirror=True),
-    Effect("store_digit", digit="k"),
-    attends_to="sign",
-)
-
-# The predecessor's search order, with MZ, NZ and NT after their families.
-ORDER = (SS, SC, SA, ST, MD, MB, MZ, MT, OPR, SGN, ND, NB, NZ, NT, GT)
-TASKS: dict[str, SubTask] = {t.name: t for t in ORDER}
-
-
-def get(name: str) -> SubTask:
-    try:
-        return TASKS[name.upper()]
-    except KeyError:
-        raise ArithLensError(f"unknown sub-task {name!r}; expected one of {', '.join(TASKS)}") from None
-
-
-def tasks_for(perc_add: int, perc_sub: int) -> tuple[SubTask, ...]:
-    """The sub-tasks a model trained on this mix can do (OPR only when it does both operations)."""
-    out = []
-    for t in ORDER:
-        add, sub = "ADD" in t.op, "SUB" in t.op or "NEG" in t.op
-        if t is OPR:
-            keep = perc_add > 0 and perc_sub > 0
-        else:
-            keep = (add and perc_add > 0) or (sub and perc_sub > 0)
-        if keep:
-            out.append(t)
-    return tuple(out)
-
-
-def candidate_filter(task: SubTask, k: int | None, layout: Layout, *, min_pct: int = DEFAULT_MIN_ATTN) -> F.Filter:
-    """The useful nodes to try for `task` at alter digit k; k None: the attention fact (heads attending the
-    operator / the sign token)."""
-    if k is None:
-        if not task.is_attention_fact:
-            raise ArithLensError(f"{task.name} needs an alter digit")
-        return F.And(F.Head(), F.Attention(_token_pos(task.attends_to, layout), min_pct))
-    return task.prereq.filter(k, layout, min_pct=min_pct)
