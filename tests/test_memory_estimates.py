@@ -67,6 +67,9 @@ def test_chunked_work_is_sized_by_one_chunk_and_refusals_name_the_option(monkeyp
     assert f("faithfulness", DEFAULT, {"questions": 10**7}) == f("faithfulness", DEFAULT, {"questions": 10**4})
     assert f("circuit", DEFAULT, {"held_out": 10**7}) == f("circuit", DEFAULT, {"held_out": 10**4})
     assert f("node", DEFAULT, {"questions": 2000}) > f("node", DEFAULT, {"questions": 1000})
+    # the useful sweep's power stage runs its 3 x 598 questions (or any more) one chunk at a time
+    assert f("useful", DEFAULT, {"power": 10**6}) == f("useful", DEFAULT, {"power": 598}) > f("useful", DEFAULT,
+                                                                                              {"power": 0})
     monkeypatch.setattr(validate, "available_memory", lambda: 4e9)  # 3.2 GB may be asked for
     assert validate.check_command_memory("faithfulness", DEFAULT, {"questions": 10**7}, {}) < 3.2e9
     with pytest.raises(ResourceError) as refused:
