@@ -141,7 +141,8 @@ def render(results: dict) -> str:
     lines = ["| case | default | wall (s) | load | peak, all processes (PSS) | largest process (RSS) | estimate | "
              "estimate / peak |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     for name, r in results["cases"].items():
-        lines.append(f"| `arithlens {name}` | {'yes' if r['default'] else ''} | {r['seconds']:.0f} | "
+        stale = " (stale: measured before a change that lowers it; rerun)" if r.get("stale") else ""
+        lines.append(f"| `arithlens {name}`{stale} | {'yes' if r['default'] else ''} | {r['seconds']:.0f} | "
                      f"{r.get('load_average') or '?'} | "
                      f"{r['peak_bytes'] / 1e6:,.0f} MB{' (RSS)' if r.get('measure') == 'RSS' else ''} | "
                      f"{r['largest_process_bytes'] / 1e6:,.0f} MB | "
@@ -164,6 +165,9 @@ def main() -> None:
     parser.add_argument("--into", type=Path, default=RESULTS / "memory.json",
                         help="Results file to merge into (runs in parallel each take their own; --merge joins them).")
     parser.add_argument("--merge", type=Path, nargs="*", default=[], help="Merge these results files' cases in.")
+    parser.add_argument("--stale", default="",
+                        help="Run nothing: mark these comma-separated case names (as in memory.md, without "
+                             "`arithlens `) as measured before a change that moves their peak, until rerun.")
     parser.add_argument("--reestimate", action="store_true",
                         help="Run nothing: recompute the stored cases' estimates (after the estimate's terms change).")
     args = parser.parse_args()
@@ -173,6 +177,13 @@ def main() -> None:
     for other in args.merge:
         results["cases"].update(json.loads(other.read_text())["cases"])
     results.setdefault("machine", {}).update(cpus=os.cpu_count(), memory_gb=round(psutil.virtual_memory().total / 1e9, 1))
+    if args.stale:
+        for name in args.stale.split(","):
+            if name not in results["cases"]:
+                sys.exit(f"error: no case {name!r} in {path}")
+            results["cases"][name]["stale"] = True
+        save(results, path)
+        return
     if args.reestimate:
         for row in results["cases"].values():
             est = estimate(row["command"], row["options"])

@@ -96,3 +96,24 @@ def test_read_node_set_formats(tmp_path):
     (tmp_path / "d.txt").write_text("P3L7H1")
     with pytest.raises(ArithLensError, match="layer 7"):
         read_node_set(tmp_path / "d.txt", SPEC)
+
+
+@pytest.mark.parametrize("ablation", ["mean", "resample"])
+def test_the_chunk_size_changes_no_score(model, monkeypatch, ablation):
+    # The passes run CHUNK questions at a time to bound their memory; resample rows are drawn DRAW_BLOCK at a time
+    # whatever the chunk, so a seed gives the same rows and every score is the same (each row's forward is its own;
+    # a tolerance for the float32 sums, whose order may follow the batch size).
+    import arithlens.analysis.faithfulness as faithfulness
+
+    sets = {"half": [n for n in all_nodes(SPEC) if n.position % 2]}
+    monkeypatch.setattr(faithfulness, "DRAW_BLOCK", 64)
+
+    def run(chunk):
+        monkeypatch.setattr(faithfulness, "CHUNK", chunk)
+        return measure_faithfulness(model, sets, questions_per_qtype=50, seed=3, ablation=ablation)["half"]
+
+    whole, chunked = run(4096), run(7)  # 150 questions: one pass, or 22 (resample rows in blocks of 64)
+    for a, b in zip(whole.qtypes, chunked.qtypes):
+        assert (a.correct, a.clean_correct, a.ablated_correct, a.digit_correct) == (
+            b.correct, b.clean_correct, b.ablated_correct, b.digit_correct)
+        assert a.loss == pytest.approx(b.loss, rel=1e-5) and a.logit_diff == pytest.approx(b.logit_diff, rel=1e-5)

@@ -234,3 +234,21 @@ def test_power_stage_finds_a_head_the_screen_missed():
     assert n == 620 and 480 < k < 600
     assert result.verdict("P8L0H0") == f"useful: fails {100 * k / n:.2g}% of ADD ({k}/{n})"
     assert result.verdict("P7L0H0") == "unused: < 0.48% of each of ADD at 95%"  # 0 of 620
+
+
+def test_chunked_sweeps_give_the_same_tags_and_counts_as_one_batch(monkeypatch):
+    # The sweep runs CHUNK questions per engine to bound its memory; every ablation's outcome is per question, so
+    # the split must change nothing: 103 questions in chunks of 10 (the last one 3) against one batch of 103.
+    import arithlens.analysis.useful as useful
+
+    def run():
+        result = find_useful(planted_model(neuron_readout=True), plus_zero_questions(), neurons=True, power=0)
+        return ({n.name: [str(t) for t in n.tags] for n in result.nodes}, result.failures, result.position_failures)
+
+    monkeypatch.setattr(useful, "CHUNK", 4096)
+    whole = run()
+    monkeypatch.setattr(useful, "CHUNK", 10)
+    chunked = run()
+    assert chunked == whole
+    assert sorted(whole[0]) == sorted(["P7L0H1", "P8L0H0", "P8L0MLP", *(f"P8L0M{t}" for t in range(1, 10))])
+    assert whole[2] == [0] * 7 + [90, 93, 0]

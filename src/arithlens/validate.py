@@ -188,7 +188,7 @@ PROCESS_BYTES = 380e6  # python, torch, numpy and a small model, before any work
 QTYPES = 3  # ADD, SUB, NEG: the commands' per-qtype counts are multiplied by this
 FIGURE_WORKER_BYTES = 160e6  # one figure-drawing process of `analyze` (matplotlib, no torch work)
 # Working set per question, in forward_bytes, of each stage (fit slopes of the calibration runs):
-USEFUL_EACH = 0.55  # the useful sweep keeps clean and per-layer activations of its whole batch
+USEFUL_EACH = 0.55  # the useful sweep keeps clean and per-layer activations of one chunk of its questions
 SEARCH_EACH = 0.5  # the searches keep the store and clean runs of one sub-task's pairs
 STUDY_EACH = 0.07  # the node study's necessity questions (3 qtypes x 3 T classes per --questions)
 STUDY_PAIR_EACH = 0.135  # its patching pairs and mixed set (per qtype and pair)
@@ -252,10 +252,11 @@ COMMAND_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 def _useful_bytes(questions: int, power: Optional[int], f: float) -> float:
-    from arithlens.analysis.useful import questions_for_power
+    """The sweep runs at most `useful.CHUNK` questions per engine (screen and power stage alike)."""
+    from arithlens.analysis.useful import CHUNK, questions_for_power
 
     power = questions_for_power() if power is None else power
-    return USEFUL_EACH * max(questions + CURATED_QUESTIONS, QTYPES * power) * f
+    return USEFUL_EACH * min(max(questions + CURATED_QUESTIONS, QTYPES * power), CHUNK) * f
 
 
 CURATED_QUESTIONS = 214  # the curated questions the useful sweep adds to --questions (6 digits)

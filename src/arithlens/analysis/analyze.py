@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
 from arithlens.analysis.node_study import P_MAX, StudyCache, StudyOptions, study_node
+from arithlens.analysis.node_study.study import planned_digit
 from arithlens.analysis.nodes import Major, Node, NodeList, UsefulNode
 from arithlens.analysis.useful import ANALYSIS_SEED, RANDOM_QUESTIONS, UsefulResult, find_useful, varied_questions
 from arithlens.errors import ArithLensError
@@ -49,8 +50,11 @@ _ALGO_RE = re.compile(r"A(?P<digit>\d+)\.(?P<task>[A-Z]{2})(?:\.A\d+)?")
 FOUNDING_STUDY = StudyOptions()
 STUDY_DEFAULTS = StudyOptions(questions=300, pairs=100, per_case=150, mixed=500, permutations=100)
 SEARCH_PAIRS = 100
-# Clean runs the studies share (heads of one layer at one digit); the founding heads' runs are ~1.2 GB a digit.
-STUDY_CACHE_BYTES = 3 * 2**30
+# Clean runs the studies share (heads of one layer at one digit, studied one after another). 512 MiB holds a
+# digit's runs at STUDY_DEFAULTS (~0.4 GB: three 900-question engines, the patching store and engine) but not at
+# the founding study's sizes (~1.2 GB a digit), whose heads then make their own: the price of analyze's 2 GB budget
+# (at 3 GiB it peaked at 7.4 GB, benchmarks/results/memory.md).
+STUDY_CACHE_BYTES = 512 * 2**20
 # Fresh uniform questions per qtype for the useful set's faithfulness: a Wilson interval of at most +-2.2 points,
 # at three forward passes over them (clean, all ablated, the set alone): 18 s for the shipped mixed model on one
 # thread of the shared 2-core machine, beside minutes for the rest of the analysis.
@@ -264,15 +268,20 @@ def analyze(model, options: AnalyzeOptions | None = None, progress: Progress | N
     targets = study_targets(result.nodes, spec)
     if options.max_studies is not None:
         targets, result.skipped_studies = targets[: options.max_studies], targets[options.max_studies:]
-    # Heads of one layer and position are studied one after the other, so the shared runs are still cached; the
-    # entries keep the targets' order (a study does not depend on which ran before it).
+    # Heads of one layer studied at one digit (with the same options) run the same questions: studied one after
+    # the other, they share those runs while the cache holds them. Each study's digit is known from its first step
+    # (the mixed set's pass, shared by a layer's heads). The entries keep the targets' order (a study does not
+    # depend on which ran before it).
     cache = StudyCache(STUDY_CACHE_BYTES)
-    order = sorted(range(len(targets)), key=lambda i: (not targets[i].founding, targets[i].node.layer,
+    digits = [_planned_digit(model, t, options, cache) for t in targets]
+    order = sorted(range(len(targets)), key=lambda i: (not targets[i].founding, targets[i].node.layer, digits[i],
                                                        targets[i].node.position, i))
     entries: dict[int, StudyEntry] = {}
     for done, i in enumerate(order):
         say("studies", done, len(targets), targets[i].node.name)
-        entries[i] = _study(model, targets[i], options, cache)
+        # A founding-size digit's runs (~1.2 GB) do not fit the cache: kept there they only raised the peak (1.93 GB
+        # for the four founding heads, no hit), so those studies run as `arithlens node` does, without it.
+        entries[i] = _study(model, targets[i], options, None if targets[i].founding else cache)
         if drawer is not None:
             drawer.studied(entries[i])
     result.studies = [entries[i] for i in range(len(targets))]
@@ -370,6 +379,13 @@ def _search(model, result: Analysis, say: Progress) -> None:
     result.search, result.nodes = search, search.nodes
     claims = default_claims(spec.n_digits, add=spec.perc_add > 0, sub=spec.perc_sub > 0)
     result.claims = evaluate_all(claims, search.nodes, spec.layout)
+
+
+def _planned_digit(model, target: StudyTarget, options: AnalyzeOptions, cache: StudyCache) -> int:
+    """The digit `_study` will study the target at (-1 where the study would fail anyway)."""
+    digit = planned_digit(model, target.node, options.study_options(target), cache)
+    digit = target.digit if digit is None else digit
+    return -1 if digit is None else digit
 
 
 def _study(model, target: StudyTarget, options: AnalyzeOptions, cache: StudyCache | None = None) -> StudyEntry:

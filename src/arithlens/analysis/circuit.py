@@ -182,6 +182,7 @@ def discover_circuit(
     search_seconds = time.perf_counter() - t0
     search_exact = tuple(pruner.exact(pruner.wrong).items())
     passes = pruner.passes
+    del pruner  # its engine (the search questions' cached run) is not needed again: free it before the next one
 
     minimal_set = make_questions(spec, search_questions, rng_for(seed, STREAM_MINIMALITY), search)
     costs = node_costs(Pruner(model, minimal_set, values, circuit, target=target), progress)

@@ -30,7 +30,10 @@ from arithlens.results.circuits import Faithfulness, QTypeFaithfulness  # noqa: 
 ABLATIONS = ("mean", "resample")
 REFERENCE_QUESTIONS = 2048  # the mixed batch whose per-position means (or rows, for resample) replace a node
 FAITHFULNESS_SEED = 140_014
-CHUNK = 2048  # questions per forward pass: bounds the memory of the per-question ablation values
+# Questions per forward pass: bounds the memory of the pass and its per-question ablation values. At 2,048 the
+# faithfulness stage of `arithlens faithfulness --nodes useful` peaked at 1.56 GB (budget 1.5 GB).
+CHUNK = 1024
+DRAW_BLOCK = 2048  # resample rows are drawn this many questions at a time (the earlier chunk): a seed keeps its rows
 # Independent random streams per seed: np.random.default_rng([seed, stream]).
 STREAM_EVAL, STREAM_REFERENCE, STREAM_RESAMPLE, STREAM_SEARCH, STREAM_MINIMALITY = range(5)
 
@@ -181,9 +184,10 @@ def targets_of(tokens: Tensor, spec: ModelSpec) -> Tensor:
 def run_masked(model: HookedTransformer, questions: QuestionBatch, keeps: Sequence[KeepMask | None], *,
                ablation: str = "mean", means: Mapping[str, Tensor] | None = None,
                reference: QuestionBatch | None = None, rng: np.random.Generator | None = None,
-               chunk: int = CHUNK) -> list[RunScores]:
+               chunk: int | None = None) -> list[RunScores]:
     """Scores of each keep mask (None: the clean model) over `questions`, `chunk` questions at a time.
-    Resample ablation draws each question's reference row with `rng` once per chunk, shared by every mask."""
+    Resample ablation draws each question's reference row with `rng` (DRAW_BLOCK rows at a time, whatever the
+    chunk), shared by every mask."""
     if ablation not in ABLATIONS:
         raise ArithLensError(f"ablation {ablation!r} is not one of {', '.join(ABLATIONS)}")
     if ablation == "mean" and means is None:
@@ -191,14 +195,20 @@ def run_masked(model: HookedTransformer, questions: QuestionBatch, keeps: Sequen
     if ablation == "resample" and (reference is None or rng is None):
         raise ArithLensError("resample ablation needs the reference questions and an rng")
     spec = model.spec
+    chunk = CHUNK if chunk is None else chunk
     tokens = questions.torch_tokens(str(model.device))
     parts: list[list[RunScores]] = [[] for _ in keeps]
+    resample = ablation == "resample" and any(k is not None for k in keeps)
+    if resample:
+        rows = [rng.integers(0, len(reference), size=min(DRAW_BLOCK, len(tokens) - s))
+                for s in range(0, len(tokens), DRAW_BLOCK)]
+        rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
     with torch.inference_mode():
         for start in range(0, len(tokens), chunk):
             part = tokens[start : start + chunk]
             targets = targets_of(part, spec)
-            if ablation == "resample" and any(k is not None for k in keeps):
-                values = resample_values(model, reference, rng.integers(0, len(reference), size=len(part)))
+            if resample:
+                values = resample_values(model, reference, rows[start : start + len(part)])
             else:
                 values = means
             for k, keep in enumerate(keeps):

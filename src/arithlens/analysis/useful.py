@@ -33,7 +33,10 @@ ANALYSIS_SEED = 345621  # the predecessor's analysis seed
 RANDOM_QUESTIONS = 256  # the random part of the varied set for 3-layer 4-head models (the predecessor's default)
 ATTN_TAGS = 4  # keys tagged per head (the predecessor declared 5 but stored 4)
 MIN_ATTN_PERCENT = 1.0
-CHUNK = 4096  # questions per engine: bounds the memory of the cached clean run
+# Questions per engine: bounds the memory of the cached clean run and of the threads' working copies. At 4,096
+# the power stage's 1,794 questions ran as one engine and `arithlens useful` peaked at 1.84 GB; at 512 it peaks at
+# 0.96 GB with the same tags and failure counts and no more CPU time (256 gains nothing more; see docs/speed.md).
+CHUNK = 512
 DETECT_RATE = 0.005  # the power stage finds a node failing this share of one qtype ...
 DETECT_POWER = 0.95  # ... with this probability
 CONFIDENCE = 0.95  # of the upper bounds on failure rates

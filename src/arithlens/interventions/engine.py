@@ -194,6 +194,11 @@ class Engine:
             torch.set_num_threads(threads)
         return out
 
+    def release_scratch(self) -> None:
+        """Drop the threads' working copies of the keys and values (half again the clean run's size); the next run
+        makes them anew. An engine kept for later (the node studies' cache) then holds only its clean run."""
+        self._local = threading.local()
+
     def _scratch(self) -> dict[str, Tensor]:
         """This thread's copy of the clean keys and values (edited at one position during a run, then restored)."""
         if self._scratch_of is not None:

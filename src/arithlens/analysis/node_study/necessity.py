@@ -38,6 +38,7 @@ def necessity(model, site: Site, ops, t: int, options: StudyOptions, rng_tricase
             means = np.stack([act[carry == 0].mean(0), act[carry == 1].mean(0)])  # (2, d_site)
             outcomes["same_class_mean"] = eng.outcome([site.replace(means[carry], "mean")])
             outcomes["other_class_mean"] = eng.outcome([site.replace(means[1 - carry], "mean")])
+        eng.release_scratch()  # the engine may stay cached for the next head: its clean run only
         del eng
         sets[op] = {"questions": qs, "act": act, "carry": carry, "pair": pair,
                     "case": qs.labels["tricase_case"].astype(np.int8), "carry_in": qs.labels["carry_in"],

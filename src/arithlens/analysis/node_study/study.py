@@ -79,11 +79,8 @@ def study_node(model, node: Node | str, options: StudyOptions | None = None,
     model.eval()
 
     say("mixed set: attention, means")
-    weights = {"add": spec.perc_add, "minus": spec.perc_sub}
-    mixed = uniform(n, options.mixed, rng_mixed, qtypes={k: v for k, v in weights.items() if v > 0})
-    mixed_act, pattern, _ = capture(model, site, mixed, engine=False, pattern=node.is_head, cache=cache)
+    mixed, mixed_act, attention = _mixed(model, site, ops, options, rng_mixed, cache)
     mixed_mean = mixed_act.mean(0, keepdims=True)
-    attention = _attention(pattern, mixed, ops, layout) if node.is_head else None
     k = layout.answer_digit_at(node.position)
     t, t_source = _study_digit(options.digit, attention, k, n)
     candidates = _candidates(attention, k, t, n)
@@ -138,6 +135,35 @@ def study_node(model, node: Node | str, options: StudyOptions | None = None,
     data["verdict"]["text"] = verdict_text(data)
     return NodeStudy(node, _clean_json(data))
 
+
+
+def _mixed(model, site: Site, ops, options: StudyOptions, rng_mixed: np.random.Generator,
+           cache: StudyCache | None):
+    """The mixed set (add and minus questions in the model's mix), the node's activations on it, and for a head
+    where it attends."""
+    spec = model.spec
+    weights = {"add": spec.perc_add, "minus": spec.perc_sub}
+    mixed = uniform(spec.n_digits, options.mixed, rng_mixed, qtypes={k: v for k, v in weights.items() if v > 0})
+    mixed_act, pattern, _ = capture(model, site, mixed, engine=False, pattern=site.node.is_head, cache=cache)
+    attention = _attention(pattern, mixed, ops, spec.layout) if site.node.is_head else None
+    return mixed, mixed_act, attention
+
+
+def planned_digit(model, node: Node, options: StudyOptions, cache: StudyCache | None = None) -> int | None:
+    """The digit `study_node(model, node, options)` will study, from its first step alone (one pass over the
+    mixed set, shared through `cache` by the heads of a layer); None where the study would refuse to pick one.
+    An analysis orders its studies by it, so that heads studied at one digit run one after another and share
+    their runs while they are cached."""
+    spec = model.spec
+    ops = tuple(op for op in OPS if (spec.perc_add > 0 if op == QType.ADD else spec.perc_sub > 0))
+    if node.is_neuron or not ops:
+        return None
+    rng_mixed = np.random.default_rng(np.random.SeedSequence(options.seed).spawn(6)[0])
+    _, _, attention = _mixed(model, Site(node), ops, options, rng_mixed, cache)
+    try:
+        return _study_digit(options.digit, attention, spec.layout.answer_digit_at(node.position), spec.n_digits)[0]
+    except ArithLensError:
+        return None
 
 
 def _clean_json(value):

@@ -82,6 +82,7 @@ def sufficiency(model, site: Site, ops, t: int, sets, options: StudyOptions, rng
             continue
         name = f"P{site.node.position}L{layer}H{h}"
         controls[name] = judge(eng.answer_logits([patch_from(stored, z_name, site.node.position, head=h)]))
+    eng.release_scratch()  # (it may stay cached)
     return {"applicable": True, "target_digit": k, "per_qtype": node_result, "controls": controls,
             "dropped_pairs": dropped,
             "rule": f"clean and store differ only in (D{t}, D'{t}); the real {'/'.join(sorted(set(WORD.values())))} "
