@@ -256,10 +256,14 @@ def _useful_bytes(questions: int, power: Optional[int], f: float) -> float:
     from arithlens.analysis.useful import CHUNK, questions_for_power
 
     power = questions_for_power() if power is None else power
-    return USEFUL_EACH * min(max(questions + CURATED_QUESTIONS, QTYPES * power), CHUNK) * f
+    held = HELD_EACH * (questions + CURATED_QUESTIONS) * f  # the question set itself is built whole, not chunked
+    return held + USEFUL_EACH * min(max(questions + CURATED_QUESTIONS, QTYPES * power), CHUNK) * f
 
 
 CURATED_QUESTIONS = 214  # the curated questions the useful sweep adds to --questions (6 digits)
+# What the sweep holds for every question at once, in forward_bytes: its tokens and labels (numpy and torch) and
+# a per-node failure record; ~1% of a forward's activations (a lower bound that keeps 10**9 questions refused).
+HELD_EACH = 0.01
 
 
 def _study_bytes(questions: int, pairs: int, f: float) -> float:
