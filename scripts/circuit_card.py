@@ -202,7 +202,7 @@ def _verdicts(cards: dict) -> list[str]:
 
 def render(data: dict) -> str:
     """The docs block (markdown) from the stored results."""
-    from arithlens.analysis.circuits.results import AblationCard, FaithfulnessCurve
+    from arithlens.results.circuits import AblationCard, FaithfulnessCurve
     from arithlens.report.circuit_card import card_markdown, curves_markdown
 
     out = []

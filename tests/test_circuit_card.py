@@ -11,7 +11,7 @@ import pytest
 from planted import BACKUP_SPEC, backup_heads_model, plus_zero_questions
 
 from arithlens.analysis.circuits.card import ablation_card
-from arithlens.analysis.circuits.results import AblationCard, CardRow, RobustCircuit
+from arithlens.results.circuits import AblationCard, CardRow, RobustCircuit
 from arithlens.analysis.circuits.robust import resample_circuit
 from arithlens.analysis.circuits.runner import Ablation, NodeRunner, card_ablations, plain_mean
 from arithlens.arith.questions import QuestionBatch

@@ -8,7 +8,7 @@ import json
 import re
 from pathlib import Path
 
-from arithlens.analysis.circuits.results import AblationCard, FaithfulnessCurve
+from arithlens.results.circuits import AblationCard, FaithfulnessCurve
 
 ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("circuit_card_script", ROOT / "scripts" / "circuit_card.py")

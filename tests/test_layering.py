@@ -26,7 +26,10 @@ KNOWN_UPWARD = {
 # The result types analysis builds and returns (results sit below analysis for them); the other result types are
 # still typed views the API builds from analysis's records.
 ANALYSIS_RESULT_TYPES = {("arithlens.analysis.circuit", "arithlens.results.circuits"),
-                         ("arithlens.analysis.faithfulness", "arithlens.results.circuits")}
+                         ("arithlens.analysis.faithfulness", "arithlens.results.circuits"),
+                         ("arithlens.analysis.circuits.card", "arithlens.results.circuits"),
+                         ("arithlens.analysis.circuits.robust", "arithlens.results.circuits"),
+                         ("arithlens.analysis.circuits.scoring", "arithlens.results.circuits")}
 
 
 def _module_name(path: Path, root: Path) -> str:

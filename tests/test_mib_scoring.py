@@ -11,7 +11,7 @@ from planted import backup_heads_model
 from test_circuit_card import COPY_HEADS, every_digit
 
 from arithlens.analysis.circuits.node_scores import single_node_scores
-from arithlens.analysis.circuits.results import MIB_PERCENTAGES, FaithfulnessCurve, mib_areas
+from arithlens.results.circuits import MIB_PERCENTAGES, FaithfulnessCurve, mib_areas
 from arithlens.analysis.circuits.runner import Ablation, NodeRunner
 from arithlens.analysis.circuits.scoring import faithfulness_curve, mib_sizes, ranked_units
 from arithlens.analysis.faithfulness import RunScores, mean_values

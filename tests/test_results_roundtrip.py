@@ -16,6 +16,9 @@ from planted import backup_heads_model, plus_zero_questions
 import arithlens as al
 import arithlens.results as results
 from arithlens.analysis.circuit import discover_circuit
+from arithlens.analysis.circuits.robust import resample_circuit
+from arithlens.analysis.circuits.runner import NodeRunner
+from arithlens.analysis.circuits.scoring import faithfulness_curve
 from arithlens.analysis.nodes import Node, NodeList, UsefulNode
 from arithlens.api import run_search
 from arithlens.api.nodes import search_record
@@ -52,7 +55,15 @@ def instances() -> dict[type, object]:
     circuit = discover_circuit(planted, [], search_questions=400, held_out_questions=100,
                                make_questions=plus_zero_questions)
     features = al.feature_study(tiny, "P6L0H0", **SMALL_SAE)
+    copy_heads = [n.node.name for n in heads]
+    card = al.circuit_card(planted, copy_heads, questions=20, draws=1)
+    runner = NodeRunner(planted, plus_zero_questions(planted.spec, 20, np.random.default_rng(1)),
+                        plus_zero_questions(planted.spec, 20, np.random.default_rng(2)), seed=3)
+    curve = faithfulness_curve(runner, {copy_heads[0]: 2.0, copy_heads[1]: 1.0}, model="planted", method="m")
+    robust = resample_circuit(planted, search_questions=400, make_questions=plus_zero_questions, seed=5)
     return {
+        results.AblationCard: card, results.CardRow: card.rows[0], results.FaithfulnessCurve: curve,
+        results.CurveQType: curve.qtypes[0], results.RobustCircuit: robust,
         results.NodeStudy: study, results.UsefulNodes: useful, results.SearchReport: search,
         results.AnalysisReport: analysis, results.NodePCA: al.pca(tiny, "P6L0H0", al.questions(40, n_digits=2)),
         results.Faithfulness: faithful, results.QTypeFaithfulness: faithful.qtypes[0],
@@ -66,7 +77,7 @@ def instances() -> dict[type, object]:
 def test_every_result_type_has_an_instance(instances):
     missing = [c.__name__ for c in result_types() if c not in instances]
     assert not missing, f"result types with no instance in this test: {missing}"
-    assert len(result_types()) >= 11
+    assert len(result_types()) >= 16
 
 
 @pytest.mark.parametrize("kind", [c.__name__ for c in result_types()] + ["planted search"])
@@ -98,3 +109,5 @@ def test_the_planted_round_trip_is_not_vacuous(instances):
     assert instances[results.SearchReport].trials[0].strong.n == 100
     assert np.isfinite(instances[results.Faithfulness].qtypes[0].loss)
     assert len(instances["planted search"].nodes) == 3
+    assert all(r.correct == r.clean_correct for r in instances[results.AblationCard].rows)  # the whole mechanism
+    assert set(instances[results.RobustCircuit].nodes) == {"P5L0H0", "P5L0H1", "P5L0H2"}

@@ -13,7 +13,7 @@ from arithlens.validate import check_choice, check_count, check_seed
 
 if TYPE_CHECKING:
     from arithlens.arith.questions import QuestionBatch
-    from arithlens.analysis.circuits.results import AblationCard
+    from arithlens.results.circuits import AblationCard
     from arithlens.analysis.edges.discovery import EdgeCircuit
     from arithlens.model.transformer import HookedTransformer
 

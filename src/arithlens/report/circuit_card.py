@@ -11,7 +11,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from arithlens.analysis.circuits.results import AblationCard, FaithfulnessCurve
+from arithlens.results.circuits import AblationCard, FaithfulnessCurve
 from arithlens.report.figures import new_figure, save_figure
 
 QTYPE_COLOURS = {"ADD": "tab:red", "SUB": "tab:green", "NEG": "tab:blue", "MUL": "tab:purple", "ALL": "black"}

@@ -10,10 +10,15 @@ from __future__ import annotations
 
 from arithlens.results.analysis import AnalysisReport
 from arithlens.results.circuits import (
+    AblationCard,
+    CardRow,
     Circuit,
+    CurveQType,
     Faithfulness,
+    FaithfulnessCurve,
     NodeCost,
     QTypeFaithfulness,
+    RobustCircuit,
 )
 from arithlens.results.features import (
     DictionaryQuality,
@@ -45,9 +50,9 @@ from arithlens.results.pca import NodePCA
 from arithlens.results.search import SearchReport, SearchTrial
 
 __all__ = [
-    "AblationRates", "AnalysisReport", "Attention", "AttentionPeak", "Candidate", "Circuit", "CosineTest",
-    "DictionaryQuality", "Faithfulness", "FeatureDictionary", "FeatureStudy", "Grid", "LabelMatch", "Necessity",
+    "AblationCard", "AblationRates", "AnalysisReport", "Attention", "AttentionPeak", "Candidate", "CardRow", "Circuit",
+    "CosineTest", "CurveQType", "DictionaryQuality", "Faithfulness", "FaithfulnessCurve", "FeatureDictionary", "FeatureStudy", "Grid", "LabelMatch", "Necessity",
     "NecessityRow", "NodeCost", "NodePCA", "NodeStudy", "NodeTags", "PatchRates", "Probe", "QTypeFaithfulness",
-    "QTypeRepresentation", "QTypeVerdict", "Rate", "SearchReport", "SearchTrial", "Shared", "Sufficiency",
+    "QTypeRepresentation", "QTypeVerdict", "Rate", "RobustCircuit", "SearchReport", "SearchTrial", "Shared", "Sufficiency",
     "UsefulNodes", "Verdict",
 ]

@@ -9,7 +9,7 @@ from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 
-from arithlens.analysis.circuits.results import AblationCard, CardRow
+from arithlens.results.circuits import AblationCard, CardRow
 from arithlens.analysis.circuits.runner import Ablation, CircuitRunner, card_ablations
 from arithlens.analysis.faithfulness import RunScores
 

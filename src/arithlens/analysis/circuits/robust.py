@@ -11,7 +11,7 @@ import numpy as np
 from torch import Tensor
 
 from arithlens.analysis.circuit import TARGET, Pruner, QuestionSource, prune
-from arithlens.analysis.circuits.results import RobustCircuit
+from arithlens.results.circuits import RobustCircuit
 from arithlens.analysis.faithfulness import (
     FAITHFULNESS_SEED, REFERENCE_QUESTIONS, STREAM_REFERENCE, STREAM_SEARCH, all_nodes, fresh_questions,
     reference_questions, resample_values, rng_for,

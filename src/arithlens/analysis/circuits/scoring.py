@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from arithlens.analysis.circuits.results import MIB_PERCENTAGES, CurveQType, FaithfulnessCurve
+from arithlens.results.circuits import MIB_PERCENTAGES, CurveQType, FaithfulnessCurve
 from arithlens.analysis.circuits.runner import Ablation, CircuitRunner
 from arithlens.analysis.faithfulness import RunScores
 from arithlens.errors import ArithLensError
