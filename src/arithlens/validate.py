@@ -193,6 +193,9 @@ SEARCH_EACH = 0.5  # the searches keep the store and clean runs of one sub-task'
 STUDY_EACH = 0.07  # the node study's necessity questions (3 qtypes x 3 T classes per --questions)
 STUDY_PAIR_EACH = 0.135  # its patching pairs and mixed set (per qtype and pair)
 FAITHFULNESS_EACH = 0.25  # a chunk of the faithfulness check (the masks' scores, per question of the chunk)
+# `faithfulness --nodes useful` peaked at 1,688 MB at its defaults, 1.5x the sum of its two stages' terms: the
+# allocator keeps the sweep's freed pages for the check (benchmarks/results/memory.md).
+USEFUL_THEN_CHECK = 1.5
 CIRCUIT_SEARCH_EACH = 0.83  # the circuit search's cached runs of its search questions
 # The analysis's study cache counts only its runs' main tensors against its limit; a full one was measured at
 # 1.8x that (analyze at its defaults, benchmarks/results/memory.md).
@@ -216,8 +219,8 @@ def command_memory(command: str, spec: Any, options: dict[str, Any]) -> int:
         return int(PROCESS_BYTES + _study_bytes(o["questions"], o["pairs"], f))
     if command == "faithfulness":
         work = FAITHFULNESS_EACH * min(QTYPES * o["questions"], CHUNK) * f
-        if o.get("nodes") in ("useful", "circuit"):
-            work = max(work, _useful_bytes(COMMAND_DEFAULTS["useful"]["questions"], None, f))
+        if o.get("nodes") in ("useful", "circuit"):  # the useful sweep's buffers are still held when the check runs
+            work = USEFUL_THEN_CHECK * (work + _useful_bytes(COMMAND_DEFAULTS["useful"]["questions"], None, f))
         if o.get("nodes") == "circuit":
             work = max(work, CIRCUIT_SEARCH_EACH * QTYPES * COMMAND_DEFAULTS["circuit"]["search_questions"] * f)
         return int(PROCESS_BYTES + work)
