@@ -80,3 +80,45 @@ def json_layout(text: str) -> str:
     import re
 
     return re.sub(r"-?\d+\.\d+(?:[eE][-+]?\d+)?|-?\d+[eE][-+]?\d+", "F", text)
+
+
+_KILLED_TRAINING = """
+import os, signal, sys, torch
+from arithlens.model import ModelSpec
+from arithlens.model.train import TrainConfig, train
+torch.set_num_threads(1)
+spec = ModelSpec.parse({spec!r}, d_model=32, d_head=8, d_mlp=64)
+cfg = TrainConfig(**{config!r})
+out, kill_at, resume = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+
+def progress(step, info):
+    if step == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+train(spec, cfg, out, resume=resume, progress=progress)
+"""
+
+
+def kill_and_resume(tmp_path, spec: str, config: dict, kill_at: int) -> tuple[dict, dict]:
+    """Train `spec` (d_model 32) with `config` once straight through (`tmp_path/full`) and once SIGKILLed at step
+    `kill_at` then resumed (`tmp_path/cut`), each in its own process; returns both `training.json` histories after
+    checking that the killed run died by signal 9 and that the two final checkpoints are identical bit for bit."""
+    import json
+
+    import torch
+
+    from arithlens.model.checkpoint import load_checkpoint
+
+    script = _KILLED_TRAINING.format(spec=spec, config=config)
+
+    def run(out, kill, resume):
+        return subprocess.run([sys.executable, "-c", script, str(out), str(kill), "1" if resume else "0"])
+
+    assert run(tmp_path / "full", -1, False).returncode == 0
+    assert run(tmp_path / "cut", kill_at, False).returncode == -9
+    assert run(tmp_path / "cut", -1, True).returncode == 0
+    full = load_checkpoint(tmp_path / "full").model.state_dict()
+    resumed = load_checkpoint(tmp_path / "cut").model.state_dict()
+    assert full.keys() == resumed.keys() and all(torch.equal(full[k], resumed[k]) for k in full)
+    return (json.loads((tmp_path / "full" / "training.json").read_text()),
+            json.loads((tmp_path / "cut" / "training.json").read_text()))

@@ -1,15 +1,20 @@
 """Training: schedule, determinism, kill -9 then --resume is bit-identical, insert mode copies everything."""
 
 import json
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
+from helpers import kill_and_resume
 
 from arithlens.model import HookedTransformer, ModelSpec, load_checkpoint
-from arithlens.model.train import TrainConfig, insert_model, insert_slices, lr_at, qtype_mix, train
+from arithlens.model.train import (
+    TrainConfig,
+    insert_model,
+    insert_slices,
+    lr_at,
+    qtype_mix,
+    train,
+)
 
 TINY = dict(d_model=32, d_head=8, d_mlp=64)
 
@@ -87,37 +92,10 @@ def test_training_lowers_the_loss_and_writes_checkpoint_and_history(tmp_path):
     assert [e["step"] for e in history["eval"]] == [15, 30, 45, 60]
 
 
-SCRIPT = textwrap.dedent("""
-    import os, signal, sys, torch
-    from arithlens.model import ModelSpec
-    from arithlens.model.train import TrainConfig, train
-    torch.set_num_threads(1)
-    spec = ModelSpec.parse("mix_d3_l2_h2_t1K_s123456", d_model=32, d_head=8, d_mlp=64)
-    cfg = TrainConfig(steps=40, batch_size=32, eval_every=15, eval_questions=50, checkpoint_every=10,
-                      warmup_steps=5)
-    out, kill_at, resume = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
-
-    def progress(step, info):
-        if step == kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    train(spec, cfg, out, resume=resume, progress=progress)
-""")
-
-
 def test_kill_9_then_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
-    def run(out, kill_at, resume):
-        return subprocess.run([sys.executable, "-c", SCRIPT, str(out), str(kill_at), "1" if resume else "0"])
-
-    assert run(tmp_path / "full", -1, False).returncode == 0
-    killed = run(tmp_path / "cut", 25, False)
-    assert killed.returncode == -9  # died between the checkpoints at 20 and 30
-    assert run(tmp_path / "cut", -1, True).returncode == 0
-    full = load_checkpoint(tmp_path / "full").model.state_dict()
-    resumed = load_checkpoint(tmp_path / "cut").model.state_dict()
-    assert all(torch.equal(full[k], resumed[k]) for k in full)
-    h_full = json.loads((tmp_path / "full" / "training.json").read_text())
-    h_cut = json.loads((tmp_path / "cut" / "training.json").read_text())
+    config = dict(steps=40, batch_size=32, eval_every=15, eval_questions=50, checkpoint_every=10, warmup_steps=5)
+    # killed between the checkpoints at 20 and 30
+    h_full, h_cut = kill_and_resume(tmp_path, "mix_d3_l2_h2_t1K_s123456", config, kill_at=25)
     assert h_full["loss"] == h_cut["loss"] and len(h_cut["loss"]) == 40
 
 

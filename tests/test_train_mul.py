@@ -2,20 +2,27 @@
 per-answer-digit MUL accuracy in the history, and a bit-identical resume with both switched on."""
 
 import json
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
 import torch
+from helpers import kill_and_resume
 from safetensors import safe_open
 
-from arithlens.arith import QuestionBatch, QType, uniform
+from arithlens.arith import QType, QuestionBatch, uniform
 from arithlens.model import HookedTransformer, ModelSpec, load_checkpoint
 from arithlens.model import train as train_module
-from arithlens.model.train import (STATE_FILE, AuxHead, TrainConfig, aux_targets, count_wrong, curriculum_batch,
-                                   digit_accuracy, mul_operand_length, train)
+from arithlens.model.train import (
+    STATE_FILE,
+    AuxHead,
+    TrainConfig,
+    aux_targets,
+    count_wrong,
+    curriculum_batch,
+    digit_accuracy,
+    mul_operand_length,
+    train,
+)
 
 TINY = dict(d_model=32, d_head=8, d_mlp=64)
 
@@ -127,36 +134,11 @@ def test_digit_accuracy_agrees_with_the_exact_check():
     assert min(acc[k] for k in acc if k != "exact") >= acc["exact"]
 
 
-SCRIPT = textwrap.dedent("""
-    import os, signal, sys, torch
-    from arithlens.model import ModelSpec
-    from arithlens.model.train import TrainConfig, train
-    torch.set_num_threads(1)
-    spec = ModelSpec.parse("mul_d6_l2_h2_t1K_s123456", d_model=32, d_head=8, d_mlp=64)
-    cfg = TrainConfig(steps=40, batch_size=32, eval_every=15, eval_questions=50, checkpoint_every=10,
-                      warmup_steps=5, curriculum_steps=24, aux_loss=0.5)
-    out, kill_at, resume = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
-
-    def progress(step, info):
-        if step == kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    train(spec, cfg, out, resume=resume, progress=progress)
-""")
-
-
 def test_kill_9_then_resume_with_curriculum_and_aux_loss_is_bit_identical(tmp_path):
-    def run(out, kill_at, resume):
-        return subprocess.run([sys.executable, "-c", SCRIPT, str(out), str(kill_at), "1" if resume else "0"])
-
-    assert run(tmp_path / "full", -1, False).returncode == 0
-    assert run(tmp_path / "cut", 15, False).returncode == -9  # inside the curriculum, after the checkpoint at 10
-    assert run(tmp_path / "cut", -1, True).returncode == 0
-    full = load_checkpoint(tmp_path / "full").model.state_dict()
-    resumed = load_checkpoint(tmp_path / "cut").model.state_dict()
-    assert all(torch.equal(full[k], resumed[k]) for k in full)
-    h_full = json.loads((tmp_path / "full" / "training.json").read_text())
-    h_cut = json.loads((tmp_path / "cut" / "training.json").read_text())
+    config = dict(steps=40, batch_size=32, eval_every=15, eval_questions=50, checkpoint_every=10, warmup_steps=5,
+                  curriculum_steps=24, aux_loss=0.5)
+    # killed inside the curriculum, after the checkpoint at 10
+    h_full, h_cut = kill_and_resume(tmp_path, "mul_d6_l2_h2_t1K_s123456", config, kill_at=15)
     assert h_full["loss"] == h_cut["loss"] and h_full["aux_loss"] == h_cut["aux_loss"]
     assert h_full["eval"] == h_cut["eval"]
 
