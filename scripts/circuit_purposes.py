@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer questions everywhere (a smoke run)")
     parser.add_argument("--circuit", help="an edge circuit's JSON (EdgeCircuit.to_dict) instead of discovering one")
     parser.add_argument("--nodes", help="tagged nodes (NodeList.save) instead of running the useful sweep and search")
-    parser.add_argument("--questions", type=int, default=200, help="fresh questions per qtype for the removals")
+    parser.add_argument("--questions", type=int, default=100, help="fresh questions per qtype for the removals")
     parser.add_argument("--pairs", type=int, default=100, help="search pairs per sub-task and digit")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, the shared 2-core VM)")
     args = parser.parse_args(argv)

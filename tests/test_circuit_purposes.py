@@ -65,7 +65,7 @@ def test_the_search_gives_the_copy_heads_their_purpose_inside_the_circuit(plante
         assert (p.source, p.purpose, p.useful) == ("search", ("A0.SA",), False)
         # removed from the two-head circuit, one head alone loses to the pull towards 9: all but a = 9 fail, at A0
         assert p.fails == (("ADD", 9),) and p.judged == (("ADD", 10),) and p.digits == ("A0",)
-        assert "Impact:A0" in p.tags and p.sends == 2
+        assert "Impact:A0" in p.tags and "Attn:P0=100" in p.tags and p.sends == 1  # its edge to the logits
     assert found.searched == ("P5L0H0", "P5L0H1") and found.pairs == 40 and not found.unexplained
     assert found.counts()["head"] == {"nodes": 2, "purposed": 2, "analysis": 0, "search": 2, "useful": 0,
                                       "useful_purposed": 0}

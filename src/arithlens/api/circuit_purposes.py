@@ -39,7 +39,7 @@ def tagged_nodes(source) -> NodeList:
                             f"{type(source).__name__}")
 
 
-def circuit_purposes(model: HookedTransformer, circuit: EdgeCircuit | Mapping, nodes=None, *, questions: int = 200,
+def circuit_purposes(model: HookedTransformer, circuit: EdgeCircuit | Mapping, nodes=None, *, questions: int = 100,
                      pairs: int = 100, seed: int | None = None, question_set: QuestionBatch | None = None,
                      progress=None) -> CircuitPurposes:
     """Every head and MLP of `circuit` (an `EdgeCircuit`, or its `to_dict()`) with its purpose.

@@ -22,7 +22,9 @@ class NodePurpose:
     purpose: tuple[str, ...]  # Algo tag values (`A1.SC`, `A2.MB.A2`, `OPR`); empty: unexplained
     tags: tuple[str, ...]  # the other tags it carries or was searched with (`Impact:A12`, `Attn:P4=50`)
     sends: int  # circuit edges it sends (0: only receives, so removing it changes nothing)
-    fails: tuple[tuple[str, int], ...]  # (qtype, questions the circuit gets wrong without it), every qtype
+    # (qtype, questions the circuit gets wrong without it), every qtype; empty for a node the analysis explained
+    # (its removal is not run)
+    fails: tuple[tuple[str, int], ...]
     judged: tuple[tuple[str, int], ...]  # (qtype, questions the intact circuit answers right: the ones judged)
     digits: tuple[str, ...]  # answer digits wrong in those failures, sign (highest) first: ("A7", "A2")
 
@@ -34,6 +36,8 @@ class NodePurpose:
     def needed_for(self) -> str:
         """`ADD 12/300, NEG 3/300; digits A2 A1`, or `needed only together` when removing it alone fails nothing."""
         failing = [(qt, k) for qt, k in self.fails if k]
+        if not self.fails:
+            return "not measured (explained by the analysis)"
         if not failing:
             return "sends no circuit edge" if not self.sends else "needed only together"
         judged = dict(self.judged)

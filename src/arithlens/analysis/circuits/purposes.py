@@ -24,7 +24,10 @@ from arithlens.errors import ArithLensError
 from arithlens.interventions import Outcome, score
 from arithlens.model.transformer import HookedTransformer
 
-REMOVAL_QUESTIONS = 200  # fresh questions per qtype the removals are judged on (a node failing 1.5% fails one, p>0.95)
+# Fresh questions per qtype the removals are judged on: a node failing 3% of a qtype fails at least one of them with
+# probability 0.95. Each removal is one edge-masked forward over them (~1.5 s per 100 questions on one thread of the
+# default model), so the ~190 nodes of its circuit without a purpose cost minutes, not the hour of 1,000 each.
+REMOVAL_QUESTIONS = 100
 STREAM_PURPOSE_QUESTIONS, STREAM_PURPOSE_RESAMPLE = 28_005, 28_006
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -39,7 +42,8 @@ def removal_outcomes(model: HookedTransformer, circuit: EdgeCircuit, nodes: list
                      ablated: torch.Tensor) -> tuple[np.ndarray, dict[Node, Outcome], dict[Node, int]]:
     """(the questions the intact circuit answers exactly, each node's `Outcome` on those with its kept edges cut,
     each node's count of kept edges). The outcomes use threshold 0: a question fails when any answer token is
-    wrong, the exact criterion faithfulness uses (the loss is positive whenever a token is wrong)."""
+    wrong, the exact criterion faithfulness uses (the loss is positive whenever a token is wrong). A node that
+    sends no kept edge is not run: cutting nothing leaves the intact circuit's answers."""
     graph = circuit.graph
     device = model.device
     kept = torch.as_tensor(circuit.kept, dtype=torch.float32, device=device)
@@ -55,9 +59,12 @@ def removal_outcomes(model: HookedTransformer, circuit: EdgeCircuit, nodes: list
         ablated = ablated if ablated.shape[0] == 1 else ablated[rows]
         outcomes, sends = {}, {}
         for node in nodes:
-            out_of = torch.as_tensor(sender == node.name, device=device)
-            sends[node] = int((circuit.kept & (sender == node.name)).sum())
-            mask = kept * ~out_of
+            out_of = sender == node.name
+            sends[node] = int((circuit.kept & out_of).sum())
+            if not sends[node]:
+                outcomes[node] = Outcome(np.zeros(len(tokens)), np.zeros(tuple(targets.shape), dtype=bool), 0.0)
+                continue
+            mask = kept * ~torch.as_tensor(out_of, device=device)
             outcomes[node] = score(edge_forward(model, graph, tokens, ablated, mask), targets, threshold=0.0)
     return right, outcomes, sends
 
@@ -75,7 +82,7 @@ def circuit_purposes(model: HookedTransformer, circuit: EdgeCircuit, tagged: Nod
     """Every head and MLP of `circuit` with its purpose, as `CircuitPurposes.to_dict` lays it out.
 
     `tagged`: the analysis's nodes with their tags (useful nodes; Algo tags where its search ran). A node with an
-    Algo tag there keeps it (source "analysis"). The others are removed from the circuit one at a time on
+    Algo tag there keeps it (source "analysis"; its removal is not run). The others are removed from the circuit one at a time on
     `questions` (default `per_qtype` fresh ones per qtype; only those the intact circuit answers exactly are
     judged), under the circuit's ablation (mean values over `reference`, or one resampled row per question).
     Each is then tagged from its removal (Fail%, Impact, Math: the node's tags inside the circuit; a node whose
@@ -103,8 +110,9 @@ def circuit_purposes(model: HookedTransformer, circuit: EdgeCircuit, tagged: Nod
     known = {n: tagged.get(n).values(Major.ALGO) if n in tagged else [] for n in units}
     todo = [n for n in units if not known[n]]
     say("removals", 0, len(todo))
-    right, outcomes, sends = removal_outcomes(model, circuit, units, questions, ablated)
+    right, outcomes, sends = removal_outcomes(model, circuit, todo, questions, ablated)
     say("removals", len(todo), len(todo))
+    graph_senders = np.array([e.sender.name for e in circuit.graph.edges])
     judged_questions = questions.select(right)
     qtypes = [qt for qt in supported_qtypes(spec) if (questions.qtype == qt).any()]
     judged = {qt.name: int((judged_questions.qtype == qt).sum()) for qt in qtypes}
@@ -129,8 +137,13 @@ def circuit_purposes(model: HookedTransformer, circuit: EdgeCircuit, tagged: Nod
 
     records = []
     for node in units:
-        outcome = outcomes[node]
-        fails = outcome.fails
+        if known[node]:  # explained already: its removal is not run
+            fails, digits = {}, []
+            sends_node = int((circuit.kept & (graph_senders == node.name)).sum())
+        else:
+            outcome = outcomes[node]
+            fails = {qt.name: int(outcome.fails[judged_questions.qtype == qt].sum()) for qt in qtypes}
+            digits, sends_node = _failed_digits(outcome, spec.n_digits), sends[node]
         if known[node]:
             purpose, source = known[node], "analysis"
             tags = [str(t) for t in tagged.get(node).tags if t.major != Major.ALGO]
@@ -140,9 +153,8 @@ def circuit_purposes(model: HookedTransformer, circuit: EdgeCircuit, tagged: Nod
             tags = [str(t) for t in inside[node]]
         records.append({
             "node": node.name, "kind": "head" if node.is_head else "mlp", "useful": node in tagged,
-            "source": source, "purpose": list(purpose), "tags": tags, "sends": sends[node],
-            "fails": {qt.name: int(fails[judged_questions.qtype == qt].sum()) for qt in qtypes},
-            "judged": judged, "digits": _failed_digits(outcome, spec.n_digits)})
+            "source": source, "purpose": list(purpose), "tags": tags, "sends": sends_node, "fails": fails,
+            "judged": judged if fails else {}, "digits": digits})
     return {"model": spec.name, "method": circuit.method, "ablation": circuit.ablation, "n_edges": circuit.n_edges,
             "questions": min(int((questions.qtype == qt).sum()) for qt in qtypes), "pairs": pairs if todo else 0,
             "searched": [n.name for n in todo] if pairs else [], "seed": seed, "nodes": records,
