@@ -3,6 +3,9 @@ section names its nodes, rates and JSON, and the node study lists the founding h
 
 from __future__ import annotations
 
+import base64
+import json
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -80,12 +83,16 @@ def test_the_report_drawer_draws_the_graph_and_the_section_names_nodes_edges_and
     png = tmp_path / f"{EDGE_SPEC.base_name}{GRAPH_STEM}.png"
     assert png in maps and png.stat().st_size > 10_000
     page = _edge_circuit(analysis, maps)
-    assert "7 of the graph's" in page and f'href="{EDGES_FILE}"' in page and "data:image/png;base64," in page
+    assert "7 of the graph's" in page and "data:image/png;base64," in page
+    link = re.search(rf'download="{EDGES_FILE}" href="data:application/json;base64,([^"]+)"', page)
+    edges = json.loads(base64.b64decode(link[1]))  # the circuit's JSON, inline so the page stays one file
+    assert edges["edges"] == pytest.approx(SCORED) and edges["exact"] == {"ADD": 0.995} and edges["n_edges"] == 7
     assert "99.5%" in page and "n=400" in page  # the exact rate per qtype with its interval
     assert "1 of 2" in page and "P5L0H2" in page  # useful nodes in / out of the circuit
     for node in ("P5L0H1", f"P{FOUNDING}L0H0", "P5L1H0"):  # circuit nodes without a map cell
         assert node in page
-    assert "network" not in page and "http" not in page  # offline: nothing to fetch
+    assert not re.search(r"https?://", page)  # offline: nothing to fetch
+    assert all(s.startswith(("data:", "#")) for s in re.findall(r'(?:src|href)="([^"]*)"', page))
 
 
 def test_the_section_says_why_there_is_no_circuit(analysis):

@@ -18,7 +18,7 @@ from arithlens.report.figures import new_figure, save_figure
 from arithlens.report.quanta_maps import BACKGROUND, GREEN_YELLOW, WINTER, pale
 
 GRAPH_STEM = "EdgeCircuitGraph"  # the figure's file stem after the model prefix
-EDGES_FILE = "edge_circuit.json"  # the circuit's JSON beside the report (its edges, scores and exact rates)
+EDGES_FILE = "edge_circuit.json"  # the name the report's inline link downloads the circuit's JSON as
 NO_PURPOSE = "no purpose"
 EDGE_COLOUR = "#16324f"
 MIN_ALPHA, MAX_WIDTH = 0.06, 3.0
@@ -150,6 +150,15 @@ def node_edges(circuit, node: str) -> tuple[list[tuple[str, float]], list[tuple[
     return sorted(sent, key=key), sorted(received, key=key)
 
 
+def circuit_json(circuit) -> dict:
+    """The circuit's kept edges with their scores, its exact rates and how it was found: the JSON the report links
+    to (inline, so the page stays one file; `EdgeCircuit.to_dict` also scores the edges left out)."""
+    data = {k: v for k, v in circuit.to_dict().items() if k not in ("edges", "scores")}
+    data["edges"] = {name: None if np.isnan(s) else float(s)
+                     for name, s in zip(circuit.edges, circuit.scores[circuit.kept])}
+    return data
+
+
 def useful_split(useful: Iterable[str], circuit_nodes: Iterable[str]) -> dict[str, list[str]]:
     """Useful heads/MLPs inside and outside the circuit, and circuit nodes that are not useful."""
     useful, inside = set(useful), set(circuit_nodes)
@@ -157,5 +166,5 @@ def useful_split(useful: Iterable[str], circuit_nodes: Iterable[str]) -> dict[st
             "circuit_only": sorted(inside - useful)}
 
 
-__all__ = ["EDGES_FILE", "GRAPH_STEM", "circuit_graph_figure", "draw_circuit_graph", "family_colours", "graph_data",
+__all__ = ["EDGES_FILE", "GRAPH_STEM", "circuit_graph_figure", "circuit_json", "draw_circuit_graph", "family_colours", "graph_data",
            "node_edges", "task_family", "useful_split"]

@@ -5,6 +5,8 @@ the search rates. `write_report` draws the figures beside it; `render_report` on
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +20,7 @@ from arithlens.errors import ArithLensError
 from arithlens.io import write_atomic
 from arithlens.model.zoo import card_accuracy
 from arithlens.report.circuit_graph import (
-    EDGES_FILE, GRAPH_STEM, draw_circuit_graph, graph_data, node_edges, useful_split,
+    EDGES_FILE, GRAPH_STEM, circuit_json, draw_circuit_graph, graph_data, node_edges, useful_split,
 )
 from arithlens.report.figures import Job, JobPool
 from arithlens.report.founding import founding_sentence
@@ -490,6 +492,11 @@ def _graph_data(analysis: Analysis, circuit) -> dict:
     return graph_data(circuit, _circuit_purposes(analysis), spec.layout.meanings, title)
 
 
+def _json_b64(data: dict) -> str:
+    """Inline, so the link works offline and the page stays one file (no href leaves it)."""
+    return base64.b64encode(json.dumps(data, allow_nan=False).encode()).decode("ascii")
+
+
 def _useful_units(analysis: Analysis) -> list[str]:
     return [un.name for un in analysis.nodes if not un.node.is_neuron]
 
@@ -504,8 +511,9 @@ def _edge_circuit(analysis: Analysis, maps: Sequence[Path]) -> str:
     out = [f"<p>{circuit.n_edges:,} of the graph's {g.n_edges:,} edges ({_pct(circuit.n_edges / g.n_edges)}; "
            f"receivers from P{g.min_position}) between {len(nodes)} heads and MLPs, ranked by "
            f"<code>{_e(circuit.method)}</code> and kept while every qtype stays exact; an edge left out carries its "
-           f"sender's {_e(circuit.ablation)}-ablated value. Every edge and score: "
-           f'<a href="{_e(EDGES_FILE)}"><code>{_e(EDGES_FILE)}</code></a>.</p>']
+           f"sender's {_e(circuit.ablation)}-ablated value. Every kept edge and its score: "
+           f'<a download="{_e(EDGES_FILE)}" href="data:application/json;base64,{_json_b64(circuit_json(circuit))}">'
+           f"<code>{_e(EDGES_FILE)}</code></a>.</p>"]
     rows = []
     for qtype, rate in circuit.exact.items():
         k = round(rate * circuit.n_held_out)
