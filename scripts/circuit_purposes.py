@@ -16,39 +16,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import torch
+from edge_circuit import Clock, write_atomic  # scripts/: run as `python scripts/circuit_purposes.py`
 
 from arithlens.analysis.edges.discovery import EdgeCircuit, discover
 from arithlens.analysis.nodes import Major, NodeList
 from arithlens.api import circuit_purposes, load_model, run_analysis
 from arithlens.report.circuit_graph import GRAPH_STEM, draw_circuit_graph, graph_data
-
-
-class Clock:
-    """Wall and process CPU seconds of a block."""
-
-    def __enter__(self) -> Clock:
-        self.wall, self.cpu = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
-
-    def to_dict(self) -> dict:
-        return {"wall_s": round(self.wall, 1), "cpu_s": round(self.cpu, 1)}
-
-
-def write_atomic(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -166,5 +166,5 @@ def useful_split(useful: Iterable[str], circuit_nodes: Iterable[str]) -> dict[st
             "circuit_only": sorted(inside - useful)}
 
 
-__all__ = ["EDGES_FILE", "GRAPH_STEM", "circuit_graph_figure", "circuit_json", "draw_circuit_graph", "family_colours", "graph_data",
-           "node_edges", "task_family", "useful_split"]
+__all__ = ["EDGES_FILE", "GRAPH_STEM", "circuit_graph_figure", "circuit_json", "draw_circuit_graph", "family_colours",
+           "graph_data", "node_edges", "task_family", "useful_split"]

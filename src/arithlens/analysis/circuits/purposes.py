@@ -39,9 +39,9 @@ def circuit_units(circuit: EdgeCircuit) -> list[Node]:
 
 
 def removal_outcomes(model: HookedTransformer, circuit: EdgeCircuit, nodes: list[Node], questions: QuestionBatch,
-                     ablated: torch.Tensor) -> tuple[np.ndarray, dict[Node, Outcome], dict[Node, int]]:
-    """(the questions the intact circuit answers exactly, each node's `Outcome` on those with its kept edges cut,
-    each node's count of kept edges). The outcomes use threshold 0: a question fails when any answer token is
+                     ablated: torch.Tensor) -> tuple[np.ndarray, dict[Node, Outcome]]:
+    """(the questions the intact circuit answers exactly, each node's `Outcome` on those with its kept edges
+    cut). The outcomes use threshold 0: a question fails when any answer token is
     wrong, the exact criterion faithfulness uses (the loss is positive whenever a token is wrong). A node that
     sends no kept edge is not run: cutting nothing leaves the intact circuit's answers."""
     graph = circuit.graph
@@ -57,16 +57,15 @@ def removal_outcomes(model: HookedTransformer, circuit: EdgeCircuit, nodes: list
         rows = torch.as_tensor(np.flatnonzero(right), device=device)
         tokens, targets = tokens[rows], targets[rows]
         ablated = ablated if ablated.shape[0] == 1 else ablated[rows]
-        outcomes, sends = {}, {}
+        outcomes = {}
         for node in nodes:
             out_of = sender == node.name
-            sends[node] = int((circuit.kept & out_of).sum())
-            if not sends[node]:
+            if not (circuit.kept & out_of).any():
                 outcomes[node] = Outcome(np.zeros(len(tokens)), np.zeros(tuple(targets.shape), dtype=bool), 0.0)
                 continue
             mask = kept * ~torch.as_tensor(out_of, device=device)
             outcomes[node] = score(edge_forward(model, graph, tokens, ablated, mask), targets, threshold=0.0)
-    return right, outcomes, sends
+    return right, outcomes
 
 
 def _failed_digits(outcome: Outcome, n_digits: int) -> list[str]:
@@ -82,13 +81,14 @@ def circuit_purposes(model: HookedTransformer, circuit: EdgeCircuit, tagged: Nod
     """Every head and MLP of `circuit` with its purpose, as `CircuitPurposes.to_dict` lays it out.
 
     `tagged`: the analysis's nodes with their tags (useful nodes; Algo tags where its search ran). A node with an
-    Algo tag there keeps it (source "analysis"; its removal is not run). The others are removed from the circuit one at a time on
-    `questions` (default `per_qtype` fresh ones per qtype; only those the intact circuit answers exactly are
-    judged), under the circuit's ablation (mean values over `reference`, or one resampled row per question).
+    Algo tag there keeps it (source "analysis"; its removal is not run). The others are removed from the circuit
+    one at a time on `questions` (default `per_qtype` fresh ones per qtype; only those the intact circuit answers
+    exactly are judged), under the circuit's ablation (mean values over `reference`, or one resampled row per question).
     Each is then tagged from its removal (Fail%, Impact, Math: the node's tags inside the circuit; a node whose
     removal fails nothing keeps the analysis's tags), with its attention for heads, and the sub-task searches run
     on them together (`pairs` pairs per sub-task and digit, seed `search_seed`, `tasks` and `make_pairs` as
-    `search` takes them; `pairs` 0 skips the search). Nodes that gain an Algo tag get source "search"; the rest are unexplained."""
+    `search` takes them; `pairs` 0 skips the search). Nodes that gain an Algo tag get source "search"; the rest
+    are unexplained."""
     if pairs < 0:
         raise ArithLensError(f"pairs must be >= 0, not {pairs}")
     t0 = time.perf_counter()
@@ -110,7 +110,7 @@ def circuit_purposes(model: HookedTransformer, circuit: EdgeCircuit, tagged: Nod
     known = {n: tagged.get(n).values(Major.ALGO) if n in tagged else [] for n in units}
     todo = [n for n in units if not known[n]]
     say("removals", 0, len(todo))
-    right, outcomes, sends = removal_outcomes(model, circuit, todo, questions, ablated)
+    right, outcomes = removal_outcomes(model, circuit, todo, questions, ablated)
     say("removals", len(todo), len(todo))
     graph_senders = np.array([e.sender.name for e in circuit.graph.edges])
     judged_questions = questions.select(right)
@@ -137,23 +137,18 @@ def circuit_purposes(model: HookedTransformer, circuit: EdgeCircuit, tagged: Nod
 
     records = []
     for node in units:
-        if known[node]:  # explained already: its removal is not run
-            fails, digits = {}, []
-            sends_node = int((circuit.kept & (graph_senders == node.name)).sum())
-        else:
-            outcome = outcomes[node]
-            fails = {qt.name: int(outcome.fails[judged_questions.qtype == qt].sum()) for qt in qtypes}
-            digits, sends_node = _failed_digits(outcome, spec.n_digits), sends[node]
-        if known[node]:
-            purpose, source = known[node], "analysis"
+        if known[node]:  # explained already: its removal was not run
+            purpose, source, fails, digits = known[node], "analysis", {}, []
             tags = [str(t) for t in tagged.get(node).tags if t.major != Major.ALGO]
         else:
             purpose = found.get(node, [])
             source = "search" if purpose else "none"
-            tags = [str(t) for t in inside[node]]
+            fails = {qt.name: int(outcomes[node].fails[judged_questions.qtype == qt].sum()) for qt in qtypes}
+            digits, tags = _failed_digits(outcomes[node], spec.n_digits), [str(t) for t in inside[node]]
         records.append({
             "node": node.name, "kind": "head" if node.is_head else "mlp", "useful": node in tagged,
-            "source": source, "purpose": list(purpose), "tags": tags, "sends": sends_node, "fails": fails,
+            "source": source, "purpose": list(purpose), "tags": tags,
+            "sends": int((circuit.kept & (graph_senders == node.name)).sum()), "fails": fails,
             "judged": judged if fails else {}, "digits": digits})
     return {"model": spec.name, "method": circuit.method, "ablation": circuit.ablation, "n_edges": circuit.n_edges,
             "questions": min(int((questions.qtype == qt).sum()) for qt in qtypes), "pairs": pairs if todo else 0,
