@@ -83,7 +83,7 @@ def circuit_graph_figure(data: dict) -> Figure:
     if lines:
         weight = np.array([line[4] for line in lines]) / top
         colours = [(*_rgb(EDGE_COLOUR), MIN_ALPHA + (1 - MIN_ALPHA) * w) for w in weight]
-        segments = [[(x0, y0), (x1, y1)] for x0, y0, x1, y1, _ in lines]
+        segments = [_path(x0, y0, x1, y1, len(rows)) for x0, y0, x1, y1, _ in lines]
         ax.add_collection(LineCollection(segments, colors=colours, linewidths=0.3 + MAX_WIDTH * weight, zorder=1))
     families = [f for *_, fams in data["nodes"] for f in fams[:1]]
     colour = family_colours(families)
@@ -108,6 +108,16 @@ def circuit_graph_figure(data: dict) -> Figure:
     return fig
 
 
+def _path(x0: float, y0: float, x1: float, y1: float, n_rows: int) -> list[tuple[float, float]]:
+    """A straight line between positions; within one position an arc to the right (longer spans bow further),
+    so edges up one column do not all lie on one vertical line through its boxes."""
+    if x0 != x1:
+        return [(x0, y0), (x1, y1)]
+    bow = 0.15 + 0.3 * abs(y1 - y0) / n_rows
+    t = np.linspace(0.0, 1.0, 9)
+    return list(zip(x0 + bow * 4 * t * (1 - t), y0 + (y1 - y0) * t))
+
+
 def _rgb(hex_colour: str) -> tuple[float, float, float]:
     return tuple(int(hex_colour[i : i + 2], 16) / 255 for i in (1, 3, 5))
 
@@ -115,7 +125,7 @@ def _rgb(hex_colour: str) -> tuple[float, float, float]:
 def _box(x: float, y: float, face) -> Patch:
     from matplotlib.patches import Rectangle
 
-    return Rectangle((x - 0.32, y - 0.32), 0.64, 0.64, facecolor=face, edgecolor="0.35", lw=0.6, zorder=2)
+    return Rectangle((x - 0.25, y - 0.3), 0.5, 0.6, facecolor=face, edgecolor="0.35", lw=0.6, zorder=2)
 
 
 def _ends(lines: list, last: int) -> list[tuple[float, float]]:
