@@ -118,3 +118,19 @@ def test_the_api_refuses_what_is_not_a_circuit(planted):
         al.circuit_purposes(model, circuit(TWO_HEADS), question_set=questions, pairs=-1)
     with pytest.raises(ArithLensError, match="malformed"):
         CircuitPurposes.from_dict({"model": "x"})
+
+
+def test_the_analysis_nodes_are_read_from_what_the_caller_has():
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from arithlens.api.circuit_purposes import tagged_nodes
+    from arithlens.results import UsefulNodes
+
+    stored = UsefulNodes.from_json(Path(__file__).parent / "data" / "cli_reference"
+                                   / "mix_d6_l3_h4_t10K_s372001_behavior.json")
+    assert len(tagged_nodes(stored)) == 105 and len(tagged_nodes(None)) == 0
+    nodes = NodeList([UsefulNode(Node.parse("P5L0H0"), [Tag.parse("Algo:A0.SA")])])
+    assert tagged_nodes(SimpleNamespace(nodes=nodes)) is nodes  # the pipeline's Analysis record
+    with pytest.raises(ArgumentTypeError):
+        tagged_nodes(["P5L0H0"])
