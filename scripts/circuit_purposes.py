@@ -7,15 +7,20 @@ how long each step takes; plus the circuit graph the report draws.
     python scripts/circuit_purposes.py --out runs/purposes --force --circuit runs/purposes/edge_circuit.json \\
         --nodes runs/purposes/tagged_nodes.json                       # reuse a run's circuit and analysis
 
-Writes `purposes.json` (every number printed), `edge_circuit.json` (the circuit, `EdgeCircuit.to_dict`),
-`tagged_nodes.json` (the analysis's useful nodes and tags) and the circuit graph PNG, each staged and renamed into
-place; an existing --out folder's files are only replaced with --force.
+Writes `purposes.json` (every number printed), `purposes_result.json` (the `CircuitPurposes`), `edge_circuit.json`
+(the circuit, `EdgeCircuit.to_dict`), `tagged_nodes.json` (the analysis's useful nodes and tags) and the circuit
+graph PNG, each staged and renamed into place; an existing --out folder's files are only replaced with --force.
+`--store` also keeps `purposes.json` as benchmarks/results/circuit_purposes.json and renders the numbers block of
+docs/circuit-purposes.md from it; `--render` re-renders the block from the stored file, `--render PATH` stores a
+run's purposes.json first.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -28,10 +33,78 @@ from arithlens.api import circuit_purposes, load_model, run_analysis
 from arithlens.report.circuit_graph import GRAPH_STEM, draw_circuit_graph, graph_data
 
 
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "circuit_purposes.json"
+DOC = ROOT / "docs" / "circuit-purposes.md"
+START, END = "<!-- circuit-purposes:start -->", "<!-- circuit-purposes:end -->"
+LISTED = 40  # unexplained nodes listed in the doc (all are in the JSON)
+
+
+def render(data: dict) -> str:
+    """The doc's numbers block from a `purposes.json`."""
+    c, p, u = data["circuit"], data["purposes"], data["useful"]
+    exact = " / ".join(f"{100 * v:.2f}" for v in c["exact"].values())
+    load = data.get("load")  # 1-minute load averages at the start and the end (runs that recorded them)
+    lines = [
+        f"Model `{data['model']}`, {data['threads']} torch thread(s) on the shared 2-core VM"
+        + (f" (load average {load[0]:.1f} at the start, {load[-1]:.1f} at the end)" if load else "")
+        + ", where other jobs ran too: wall times exceed the CPU times; both are given.",
+        "",
+        f"- **The circuit**: `discover(model)` ({c['method']} ranking, {c['ablation']} ablation, receivers from the "
+        f"first answer position): {c['n_edges']:,} of {c['n_edges_all']:,} edges "
+        f"({100 * c['n_edges'] / c['n_edges_all']:.1f}%), {c['n_nodes']} heads and MLPs; exact "
+        f"{' / '.join(c['exact'])} {exact}% on {c['n_held_out']} held-out questions per qtype"
+        + (f"; found in {c['wall_s']:.0f} s wall / {c['cpu_s']:.0f} s CPU." if "wall_s" in c else "."),
+        f"- **The analysis**: {u['heads']} useful heads, {u['heads_purposed']} with a purpose "
+        f"({u['heads'] - u['heads_purposed']} without); {u['mlps']} useful MLPs, {u['mlps_purposed']} with one.",
+        f"- **Purposes** ({data['questions']} fresh questions per qtype for the removals, {data['pairs']} search pairs "
+        f"per sub-task and digit; {p['searched']} nodes removed and searched): {p['wall_s']:.0f} s wall / "
+        f"{p['cpu_s']:.0f} s CPU.",
+        "",
+        "| circuit nodes | total | purpose from the analysis | from the search | unexplained | useful ones (with a "
+        "purpose) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for kind, label in (("head", "heads"), ("mlp", "MLPs")):
+        k = p["counts"][kind]
+        lines.append(f"| {label} | {k['nodes']} | {k['analysis']} | {k['search']} | {k['nodes'] - k['purposed']} | "
+                     f"{k['useful']} ({k['useful_purposed']}) |")
+    gained = p["by_search"]
+    lines += ["", f"The search gave a purpose to {len(gained)} nodes"
+              + (": " + ", ".join(f"{n} ({' '.join(v)})" for n, v in sorted(gained.items())) if gained else "") + "."]
+    left = p["unexplained"]
+    together = sum(v == "needed only together" for v in left.values())
+    silent = sum(v == "sends no circuit edge" for v in left.values())
+    failing = {n: v for n, v in left.items() if v not in ("needed only together", "sends no circuit edge")}
+    lines += ["", f"Of the {len(left)} unexplained nodes, {together} are needed only together (removing one alone "
+              f"from the circuit fails none of the judged questions), {silent} send no circuit edge, and "
+              f"{len(failing)} fail questions when removed alone"
+              + (" (the first " + str(LISTED) + " by node; all are in the JSON)" if len(failing) > LISTED else "")
+              + (":" if failing else ".")]
+    if failing:
+        lines += ["", "| node | fails when removed alone from the circuit (failures / judged; digits) |", "|---|---|"]
+        lines += [f"| {n} | {v} |" for n, v in list(failing.items())[:LISTED]]
+    return "\n".join(lines)
+
+
+def store(data: dict) -> None:
+    """Keep `data` as the stored results and render the doc's block from it."""
+    write_atomic(RESULTS, data)
+    render_doc(data)
+
+
+def render_doc(data: dict) -> None:
+    text = DOC.read_text()
+    if START not in text or END not in text:
+        raise SystemExit(f"error: {DOC} has no {START} ... {END} block")
+    block = f"{START}\n{render(data)}\n{END}"
+    DOC.write_text(re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="model name or path (default: the default model)")
-    parser.add_argument("--out", required=True, help="folder for purposes.json, edge_circuit.json and the graph")
+    parser.add_argument("--out", help="folder for purposes.json, edge_circuit.json and the graph")
     parser.add_argument("--force", action="store_true", help="replace the files of an existing --out folder")
     parser.add_argument("--quick", action="store_true", help="fewer questions everywhere (a smoke run)")
     parser.add_argument("--circuit", help="an edge circuit's JSON (EdgeCircuit.to_dict) instead of discovering one")
@@ -39,7 +112,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--questions", type=int, default=100, help="fresh questions per qtype for the removals")
     parser.add_argument("--pairs", type=int, default=100, help="search pairs per sub-task and digit")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, the shared 2-core VM)")
+    parser.add_argument("--store", action="store_true", help="keep the numbers in benchmarks/results and the doc")
+    parser.add_argument("--render", nargs="?", const=str(RESULTS), metavar="PURPOSES_JSON",
+                        help="only render the doc's block: from the stored file, or store a run's purposes.json first")
     args = parser.parse_args(argv)
+    if args.render:
+        data = json.loads(Path(args.render).read_text())
+        return render_doc(data) if Path(args.render).resolve() == RESULTS else store(data)
+    if not args.out:
+        parser.error("--out is required (or --render)")
     out = Path(args.out)
     reused = {Path(p).resolve() for p in (args.circuit, args.nodes) if p}
     if out.exists() and any(p.resolve() not in reused for p in out.iterdir()) and not args.force:
@@ -50,7 +131,8 @@ def main(argv: list[str] | None = None) -> None:
 
     model = load_model(args.model)
     spec = model.spec
-    result: dict = {"model": spec.name, "threads": args.threads, "questions": questions, "pairs": pairs}
+    result: dict = {"model": spec.name, "threads": args.threads, "questions": questions, "pairs": pairs,
+                    "load": [round(os.getloadavg()[0], 1)]}
 
     if args.nodes:
         tagged = NodeList.load(args.nodes)
@@ -106,7 +188,10 @@ def main(argv: list[str] | None = None) -> None:
         draw_circuit_graph(graph_data(circuit, purposes, spec.layout.meanings, title), out,
                            spec.base_name + GRAPH_STEM)
     result["figure"] = c_fig.to_dict()
+    result["load"].append(round(os.getloadavg()[0], 1))
     write_atomic(out / "purposes.json", result)
+    if args.store:
+        store(result)
     print(f"wrote {out / 'purposes.json'}, {out / 'purposes_result.json'} and the graph ({c_fig.wall:.1f} s)")
 
 
