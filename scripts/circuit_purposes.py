@@ -29,6 +29,7 @@ from edge_circuit import Clock, write_atomic  # scripts/: run as `python scripts
 
 from arithlens.analysis.edges.discovery import EdgeCircuit, discover
 from arithlens.analysis.nodes import Major, NodeList
+from arithlens.analysis.search import ATTENTION_FACTS
 from arithlens.api import circuit_purposes, load_model, run_analysis
 from arithlens.report.circuit_graph import GRAPH_STEM, draw_circuit_graph, graph_data
 
@@ -70,8 +71,17 @@ def render(data: dict) -> str:
         lines.append(f"| {label} | {k['nodes']} | {k['analysis']} | {k['search']} | {k['nodes'] - k['purposed']} | "
                      f"{k['useful']} ({k['useful_purposed']}) |")
     gained = p["by_search"]
-    lines += ["", f"The search gave a purpose to {len(gained)} nodes"
-              + (": " + ", ".join(f"{n} ({' '.join(v)})" for n, v in sorted(gained.items())) if gained else "") + "."]
+    facts = [n for n, v in gained.items() if set(v) <= set(ATTENTION_FACTS)]  # attends the operator and the sign
+    useful_new = sum(k["useful_purposed"] - k["analysis"] for k in p["counts"].values())
+    useful_left = sum(k["useful"] - k["useful_purposed"] for k in p["counts"].values())
+    text = f"The search gave a purpose to {len(gained)} nodes"
+    text += (": " + ", ".join(f"{n} ({' '.join(v)})" for n, v in sorted(gained.items()))) if gained else ""
+    if facts:
+        text += (f"; {len(facts)} of them only the attention facts {' and '.join(ATTENTION_FACTS)} (the head attends "
+                 "the operator and the sign token: where it looks, not what it computes)")
+    text += (f". {useful_new} of them are useful nodes: {useful_left} useful heads and MLPs stay without a purpose "
+             "when searched again with their tags inside the circuit.")
+    lines += ["", text]
     left = p["unexplained"]
     together = sum(v == "needed only together" for v in left.values())
     silent = sum(v == "sends no circuit edge" for v in left.values())

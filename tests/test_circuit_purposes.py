@@ -134,3 +134,27 @@ def test_the_analysis_nodes_are_read_from_what_the_caller_has():
     assert tagged_nodes(SimpleNamespace(nodes=nodes)) is nodes  # the pipeline's Analysis record
     with pytest.raises(ArgumentTypeError):
         tagged_nodes(["P5L0H0"])
+
+
+def test_the_docs_numbers_are_rendered_from_the_stored_results(monkeypatch):
+    """docs/circuit-purposes.md's block is `scripts/circuit_purposes.py`'s rendering of the stored run, and the
+    stored counts add up (every circuit node is explained by the analysis, by the search, or listed)."""
+    import importlib.util
+    import re
+    from pathlib import Path
+
+    scripts = Path(__file__).resolve().parent.parent / "scripts"
+    monkeypatch.syspath_prepend(str(scripts))
+    spec = importlib.util.spec_from_file_location("circuit_purposes_script", scripts / "circuit_purposes.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    data = json.loads(script.RESULTS.read_text())
+    block = re.search(re.escape(script.START) + r"\n(.*?)\n" + re.escape(script.END), script.DOC.read_text(), re.S)
+    assert block is not None and block[1] == script.render(data)
+    counts, p = data["purposes"]["counts"], data["purposes"]
+    assert sum(k["nodes"] for k in counts.values()) == data["circuit"]["n_nodes"]
+    assert all(k["purposed"] == k["analysis"] + k["search"] for k in counts.values())
+    assert len(p["unexplained"]) == sum(k["nodes"] - k["purposed"] for k in counts.values())
+    assert len(p["by_search"]) == sum(k["search"] for k in counts.values())
+    useful = data["useful"]
+    assert sum(k["analysis"] for k in counts.values()) <= useful["heads_purposed"] + useful["mlps_purposed"]

@@ -22,6 +22,7 @@ EDGES_FILE = "edge_circuit.json"  # the name the report's inline link downloads 
 NO_PURPOSE = "no purpose"
 EDGE_COLOUR = "#16324f"
 MIN_ALPHA, MAX_WIDTH = 0.06, 3.0
+GRAPH_DPI = 110
 
 
 def task_family(value: str) -> str:
@@ -135,7 +136,9 @@ def _ends(lines: list, last: int) -> list[tuple[float, float]]:
 
 def draw_circuit_graph(data: dict, out_dir: str | Path, stem: str, formats: Sequence[str] = ("png",)) -> list[Path]:
     """Draw and write the circuit graph (a figure job: module-level, plain arguments)."""
-    return save_figure(circuit_graph_figure(data), out_dir, stem, formats)
+    # 110 dpi: thousands of translucent edges make a 150-dpi PNG of the default model's circuit 1.2 MB, and the
+    # report embeds it
+    return save_figure(circuit_graph_figure(data), out_dir, stem, formats, dpi=GRAPH_DPI)
 
 
 # ---------------------------------------------------------------------------------------------------
