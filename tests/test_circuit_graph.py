@@ -117,3 +117,33 @@ def test_the_node_study_lists_the_founding_heads_edges_with_scores(analysis, cir
 
 def test_useful_split_counts_both_sides():
     assert useful_split(["A", "B"], ["B", "C"]) == {"useful_in": ["B"], "useful_out": ["A"], "circuit_only": ["C"]}
+
+
+@pytest.mark.slow  # a whole (tiny) analysis with its node studies: seconds idle, ~30 s on the loaded 2-core VM
+def test_a_real_analysis_with_an_edge_circuit_gets_the_section_and_the_founding_edges(tmp_path):
+    """End to end: `analyze` on test_analyze's tiny planted model, an edge circuit attached as h31's
+    `Analysis.edge_circuit` will be, `write_report`: the graph is drawn and embedded, the founding head lists its
+    edges, and the page still loads nothing from outside itself."""
+    from test_analyze import FAST, tiny_model
+
+    from arithlens.analysis.analyze import analyze
+    from arithlens.report.html import write_report
+
+    model = tiny_model()
+    analysis = analyze(model, FAST)
+    spec = model.spec
+    at = founding_position(spec)
+    graph = EdgeGraph.build(spec, min_position=spec.layout.answer_logit_positions.start)
+    kept = np.zeros(graph.n_edges, dtype=bool)
+    scores = np.zeros(graph.n_edges)
+    for name, score in {f"P{at}L0H0 -> P{at}LOGITS": -3.0, f"P{at}EMB -> P{at}L0H0.q": -0.5}.items():
+        kept[graph.index(name)], scores[graph.index(name)] = True, score
+    analysis.edge_circuit = EdgeCircuit(graph, kept, scores, "exact", "mean", {"ADD": 1.0, "SUB": 1.0, "NEG": 1.0},
+                                        100, {"final": 2}, 0.1)
+    page = write_report(analysis, tmp_path).report.read_text()
+    assert '<section id="edges">' in page and 'class="circuit-graph"' in page
+    assert (tmp_path / f"{spec.base_name}{GRAPH_STEM}.png").stat().st_size > 10_000
+    study = page[page.index(f'id="study-P{at}L0H0"') : page.index(f'id="study-P{at}L0H1"')]
+    assert f"sends (1): <code>P{at}L0H0 -&gt; P{at}LOGITS</code> -3.000" in study
+    assert f"receives (1): <code>P{at}EMB -&gt; P{at}L0H0.q</code> -0.500" in study
+    assert all(s.startswith(("data:", "#")) for s in re.findall(r'(?:src|href)="([^"]*)"', page))
