@@ -61,6 +61,7 @@ def instances() -> dict[type, object]:
                         plus_zero_questions(planted.spec, 20, np.random.default_rng(2)), seed=3)
     curve = faithfulness_curve(runner, {copy_heads[0]: 2.0, copy_heads[1]: 1.0}, model="planted", method="m")
     robust = resample_circuit(planted, search_questions=400, make_questions=plus_zero_questions, seed=5)
+    purposes = _edge_purposes()
     return {
         results.AblationCard: card, results.CardRow: card.rows[0], results.FaithfulnessCurve: curve,
         results.CurveQType: curve.qtypes[0], results.RobustCircuit: robust,
@@ -71,6 +72,7 @@ def instances() -> dict[type, object]:
         results.FeatureStudy: features, results.FeatureDictionary: al.sae(tiny, "P6L0H0", **SMALL_SAE),
         # a search run by the API's path on the planted model: real nodes, tags and coverage
         "planted search": search_record(planted.spec, found, claims),
+        results.CircuitPurposes: purposes, results.NodePurpose: purposes.nodes[0],
     }
 
 
@@ -111,3 +113,20 @@ def test_the_planted_round_trip_is_not_vacuous(instances):
     assert len(instances["planted search"].nodes) == 3
     assert all(r.correct == r.clean_correct for r in instances[results.AblationCard].rows)  # the whole mechanism
     assert set(instances[results.RobustCircuit].nodes) == {"P5L0H0", "P5L0H1", "P5L0H2"}
+
+
+def _edge_purposes():
+    """Purposes on the planted edge model's discovered circuit (its two copying heads, each needed: 9 of 10 fail)."""
+    from planted_edges import edge_circuit_model
+
+    from arithlens.analysis.edges.discovery import discover
+    from arithlens.arith.questions import QuestionBatch
+    from arithlens.arith.vocab import PLUS
+
+    model = edge_circuit_model()
+    questions = QuestionBatch(1, np.arange(10), np.full(10, PLUS), np.zeros(10, dtype=np.int64))
+    circuit = discover(model, method="exact", min_position=model.spec.layout.answer_logit_positions.start,
+                       search=questions, held_out=questions, reference=questions, prune_passes=50)
+    purposes = al.circuit_purposes(model, circuit, question_set=questions, pairs=0)
+    assert [p.needed_for for p in purposes.nodes] == ["ADD 9/10; digits A0"] * 2  # not vacuous
+    return purposes

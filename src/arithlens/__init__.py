@@ -44,6 +44,7 @@ _EXPORTS = {
     "FeatureStudy": "arithlens.results", "load_dictionary": "arithlens.analysis.features.dictionary",
     # circuits the field can compare: edges, and the ablation card
     "edge_circuit": "arithlens.api", "edge_circuit_mib": "arithlens.api", "circuit_card": "arithlens.api",
+    "circuit_purposes": "arithlens.api", "CircuitPurposes": "arithlens.results",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
@@ -84,3 +85,5 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from arithlens.analysis.features.dictionary import load_dictionary
     from arithlens.api import circuit_card, edge_circuit, edge_circuit_mib, feature_study, sae
     from arithlens.results import FeatureDictionary, FeatureStudy
+    from arithlens.api import circuit_purposes
+    from arithlens.results import CircuitPurposes

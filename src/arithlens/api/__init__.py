@@ -31,6 +31,7 @@ from arithlens.api.checkpoints import (
     save_checkpoint,
 )
 from arithlens.api.circuits import circuit_card, edge_circuit, edge_circuit_mib
+from arithlens.api.circuit_purposes import circuit_purposes
 from arithlens.api.features import check_sae, feature_study, sae
 from arithlens.api.many import (
     analyse_checkpoints,
@@ -86,3 +87,4 @@ __all__ += [
     "read_node_set", "resolve_device", "resolve_model", "run_analysis", "run_search", "run_study",
     "save_checkpoint", "search_options", "suite_kinds", "suite_size", "sweep", "train", "train_config",
 ]
+__all__ += ["circuit_purposes"]  # purposes on an edge circuit (issue 28)

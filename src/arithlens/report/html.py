@@ -5,6 +5,8 @@ the search rates. `write_report` draws the figures beside it; `render_report` on
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -12,10 +14,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from arithlens.analysis.analyze import Analysis, StudyEntry, founding_position
+from arithlens.analysis.nodes import Major
 from arithlens.analysis.stats import wilson
 from arithlens.errors import ArithLensError
 from arithlens.io import write_atomic
 from arithlens.model.zoo import card_accuracy
+from arithlens.report.circuit_graph import (
+    EDGES_FILE, GRAPH_STEM, circuit_json, draw_circuit_graph, graph_data, node_edges, useful_split,
+)
 from arithlens.report.figures import Job, JobPool
 from arithlens.report.founding import founding_sentence
 from arithlens.report.html_parts import CSS, _e, _img, _kv, _num, _pct, _png, _rate, _table
@@ -89,6 +95,10 @@ class ReportDrawer:
         spec = analysis.spec
         jobs = map_jobs(analysis.nodes, spec, self.out, spec.base_name, self.formats)
         jobs.append((draw_position_failures, (analysis.useful.position_failures, spec, self.out, spec.base_name,
+                                              self.formats)))
+        circuit = getattr(analysis, "edge_circuit", None)  # h31's field; absent before that branch lands
+        if circuit is not None:
+            jobs.append((draw_circuit_graph, (_graph_data(analysis, circuit), self.out, spec.base_name + GRAPH_STEM,
                                               self.formats)))
         self._maps = [self._queue(job) for job in jobs]
 
@@ -175,6 +185,7 @@ def render_report(analysis: Analysis, *, maps: Sequence[Path], figures: dict[str
         ("positions", "Failures per position", _positions(analysis)),
         ("maps", "Quanta maps", _maps(analysis, maps)),
         ("quanta", "Quanta at each answer position", _quanta_at(analysis)),
+        ("edges", "Edge circuit", _edge_circuit(analysis, maps)),
         ("studies", "Node studies", _studies(analysis, figures)),
         ("search", "Algorithm searches", _search(analysis)),
         ("timings", "Timings", _timings(timings or analysis.timings)),
@@ -337,8 +348,11 @@ def _studies(analysis: Analysis, figures: dict[str, dict[str, list[Path]]]) -> s
     if analysis.skipped_studies:
         names = ", ".join(t.node.name for t in analysis.skipped_studies)
         parts.append(f'<p class="note">Not studied (over --max-studies): {_e(names)}.</p>')
+    founding = _founding_heads(analysis)
     for entry in analysis.studies:
         parts.append(_study(entry, figures.get(entry.name, {})))
+        if entry.name in founding:
+            parts.append(_founding_edges(analysis, entry.name))
     return "".join(parts)
 
 
@@ -455,3 +469,111 @@ def _timings(timings: dict[str, float]) -> str:
     return ("<p>Wall-clock time of each stage on this machine (<code>analysis.json</code> adds the process's CPU "
             "time and the load average, which say how busy the machine was).</p>"
             + _table(["stage", "time"], [*rows, ("total", f"{total:.1f} s")], "timings"))
+
+
+# ---------------------------------------------------------------------------------------------------
+# The edge circuit (issue 28): its graph, exact rates and JSON, how it meets the quanta maps, the founding heads' edges
+
+EDGES_SHOWN = 12  # edges listed per founding head and direction (the rest are in the JSON)
+
+
+def _circuit_purposes(analysis: Analysis) -> dict[str, list[str]]:
+    """Node -> Algo tag values: the circuit's purposes where they were computed, else the analysis's tags."""
+    found = getattr(analysis, "circuit_purposes", None)
+    if found is not None:
+        return {p.node: list(p.purpose) for p in found.nodes}
+    return {un.name: un.values(Major.ALGO) for un in analysis.nodes if un.values(Major.ALGO)}
+
+
+def _graph_data(analysis: Analysis, circuit) -> dict:
+    spec = analysis.spec
+    title = (f"{spec.name}: {circuit.n_edges:,} of {circuit.graph.n_edges:,} edges ({circuit.method}, "
+             f"{circuit.ablation} ablation)")
+    return graph_data(circuit, _circuit_purposes(analysis), spec.layout.meanings, title)
+
+
+def _json_b64(data: dict) -> str:
+    """Inline, so the link works offline and the page stays one file (no href leaves it)."""
+    return base64.b64encode(json.dumps(data, allow_nan=False).encode()).decode("ascii")
+
+
+def _useful_units(analysis: Analysis) -> list[str]:
+    return [un.name for un in analysis.nodes if not un.node.is_neuron]
+
+
+def _edge_circuit(analysis: Analysis, maps: Sequence[Path]) -> str:
+    circuit = getattr(analysis, "edge_circuit", None)
+    if circuit is None:
+        note = getattr(analysis, "edge_circuit_note", None) or "No edge circuit was found in this analysis."
+        return f'<p class="note">{_e(note)}</p>'
+    g = circuit.graph
+    nodes = circuit.nodes
+    out = [f"<p>{circuit.n_edges:,} of the graph's {g.n_edges:,} edges ({_pct(circuit.n_edges / g.n_edges)}; "
+           f"receivers from P{g.min_position}) between {len(nodes)} heads and MLPs, ranked by "
+           f"<code>{_e(circuit.method)}</code> and kept while every qtype stays exact; an edge left out carries its "
+           f"sender's {_e(circuit.ablation)}-ablated value. Every kept edge and its score: "
+           f'<a download="{_e(EDGES_FILE)}" href="data:application/json;base64,{_json_b64(circuit_json(circuit))}">'
+           f"<code>{_e(EDGES_FILE)}</code></a>.</p>"]
+    rows = []
+    for qtype, rate in circuit.exact.items():
+        k = round(rate * circuit.n_held_out)
+        lo, hi = wilson(k, circuit.n_held_out)
+        rows.append([_e(qtype), _rate({"rate": rate, "ci": [lo, hi], "n": circuit.n_held_out})])
+    out.append(_table(["qtype", "exact with only the circuit's edges (held-out questions)"], rows, "edges", raw=True))
+    stages = ", ".join(f"{k} {v:,}" for k, v in circuit.stages.items())
+    out.append(_kv([("edges after each step", _e(stages or "n/a")), ("found in", _e(f"{circuit.seconds:.1f} s"))]))
+    png = next((p for p in maps if p.suffix == ".png" and p.stem == analysis.spec.base_name + GRAPH_STEM), None)
+    if png is not None:
+        out.append(f"<figure>{_img(png, 'the edge circuit over positions and layers', 'circuit-graph')}"
+                   f"<figcaption>Positions on x, layers on y (each layer's heads, then its MLP); a line per kept edge, "
+                   f"wider and darker with |score|; boxes coloured by the node's sub-task family (grey: no purpose) "
+                   f"(<code>{_e(png.name)}</code>)</figcaption></figure>")
+    split = useful_split(_useful_units(analysis), nodes)
+    n_useful = len(split["useful_in"]) + len(split["useful_out"])
+    out.append("<h3>The circuit and the quanta maps</h3>")
+    out.append(_kv([
+        ("useful nodes in the circuit", _e(f"{len(split['useful_in'])} of {n_useful}")),
+        ("useful nodes outside it", _e(" ".join(split["useful_out"]) or "none")),
+        ("circuit nodes that are not useful", _e(f"{len(split['circuit_only'])} (no cell on the maps; removing one "
+                                                 "alone from the whole model fails no question)")),
+    ]))
+    if split["circuit_only"]:
+        out.append(f"<details><summary>{len(split['circuit_only'])} circuit nodes without a map cell</summary>"
+                   f"<p><code>{_e(' '.join(split['circuit_only']))}</code></p></details>")
+    found = getattr(analysis, "circuit_purposes", None)
+    if found is not None:
+        rows = [[f"<code>{_e(p.node)}</code>", _e(p.needed_for)] for p in found.unexplained]
+        out.append(f"<h3>Circuit nodes without a purpose: {len(rows)} of {len(found.nodes)}</h3>"
+                   + (_table(["node", f"fails when removed alone from the circuit ({found.questions} questions per "
+                                      "qtype)"], rows, "purposes", raw=True) if rows else ""))
+    return "".join(out)
+
+
+def _founding_heads(analysis: Analysis) -> set[str]:
+    """The layer-0 heads at the position computing A2 and the heads the founding answer names."""
+    from arithlens.report.founding import founding_answer
+
+    position = founding_position(analysis.spec)
+    heads = {f"P{position}L0H{h}" for h in range(analysis.spec.n_heads)}
+    answer = founding_answer((e.data for e in analysis.studies if e.data is not None), analysis.spec.n_heads)
+    return heads | ({h.node for h in answer.holders} if answer else set())
+
+
+def _founding_edges(analysis: Analysis, node: str) -> str:
+    """Which circuit edges a founding head sends and receives, largest |score| first."""
+    circuit = getattr(analysis, "edge_circuit", None)
+    if circuit is None:
+        return ""
+    sent, received = node_edges(circuit, node)
+    if not sent and not received:
+        return f"<p><b>In the edge circuit:</b> {_e(node)} sends and receives no kept edge.</p>"
+
+    def listing(edges: list[tuple[str, float]], what: str) -> str:
+        if not edges:
+            return f"<li>{what}: none</li>"
+        shown = ", ".join(f"<code>{_e(name)}</code> {_num(score, '+.3f')}" for name, score in edges[:EDGES_SHOWN])
+        more = f" and {len(edges) - EDGES_SHOWN} more" if len(edges) > EDGES_SHOWN else ""
+        return f"<li>{what} ({len(edges)}): {shown}{more}</li>"
+
+    return (f'<div class="founding-edges"><p><b>In the edge circuit</b> (scores: the metric\'s change when the '
+            f"edge alone is ablated):</p><ul>{listing(sent, 'sends')}{listing(received, 'receives')}</ul></div>")

@@ -47,6 +47,7 @@ from arithlens.results.node_study import (
 )
 from arithlens.results.nodes import NodeTags, UsefulNodes
 from arithlens.results.pca import NodePCA
+from arithlens.results.purposes import CircuitPurposes, NodePurpose
 from arithlens.results.search import SearchReport, SearchTrial
 
 __all__ = [
@@ -56,3 +57,4 @@ __all__ = [
     "QTypeRepresentation", "QTypeVerdict", "Rate", "RobustCircuit", "SearchReport", "SearchTrial", "Shared", "Sufficiency",
     "UsefulNodes", "Verdict",
 ]
+__all__ += ["CircuitPurposes", "NodePurpose"]
