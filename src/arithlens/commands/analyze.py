@@ -108,6 +108,12 @@ def _print_summary(analysis, out: Path, files: list[Path], timings: dict[str, fl
         echo(f"circuit: {len(analysis.circuit.nodes)} nodes, {analysis.circuit.faithfulness('circuit').summary()}")
     elif analysis.circuit_note:
         echo(analysis.circuit_note)
+    echo(f"node studies ({len(analysis.studies)}):")
+    for e in analysis.studies:
+        text = f"failed: {e.error}" if e.data is None else e.data["verdict"]["text"].split(";")[0]
+        echo(f"  {e.name:<9} {text}")
+    if analysis.skipped_studies:
+        echo(f"  not studied (--max-studies): {', '.join(t.node.name for t in analysis.skipped_studies)}")
     edge = analysis.edge_circuit
     if edge is not None:
         exact = ", ".join(f"{q} {100 * r:.2f}%" for q, r in edge.exact.items())
@@ -115,12 +121,6 @@ def _print_summary(analysis, out: Path, files: list[Path], timings: dict[str, fl
              f"{edge.n_held_out:,} held-out questions per qtype ({edge.method}, {edge.ablation} ablation)")
     elif analysis.edge_circuit_note:
         echo(analysis.edge_circuit_note)
-    echo(f"node studies ({len(analysis.studies)}):")
-    for e in analysis.studies:
-        text = f"failed: {e.error}" if e.data is None else e.data["verdict"]["text"].split(";")[0]
-        echo(f"  {e.name:<9} {text}")
-    if analysis.skipped_studies:
-        echo(f"  not studied (--max-studies): {', '.join(t.node.name for t in analysis.skipped_studies)}")
     stages = ", ".join(f"{k} {v:.1f} s" for k, v in timings.items() if k not in ("total", "cpu"))
     load = os.getloadavg()[0]
     echo(f"time: {timings['total']:.1f} s (CPU {timings['cpu']:.1f} s, load average {load:.1f}): {stages}")

@@ -172,7 +172,7 @@ class CheckSet:
 
     def rates(self, wrong: np.ndarray) -> dict[str, float]:
         counts = np.bincount(self.qtype, minlength=len(self.names))
-        return {name: float(1 - w / c) for name, w, c in zip(self.names, wrong, counts)}
+        return {name: float((c - w) / c) for name, w, c in zip(self.names, wrong, counts)}
 
 
 def _scores(method: str, model, graph, tokens, ablated, steps: int) -> np.ndarray:
