@@ -39,7 +39,7 @@ def test_analyze_finds_the_edge_circuit_and_records_it():
     analysis = analyze(model, QUICK)
     circuit = analysis.edge_circuit
     assert isinstance(circuit, EdgeCircuit) and analysis.edge_circuit_note is None
-    assert (circuit.method, circuit.ablation) == ("eap_ig", "mean")
+    assert (circuit.method, circuit.ablation) == ("eap", "mean")
     # the tiny model answers only a+0 and a-0: no circuit reaches 99%, so discovery ends with every edge kept,
     # and its exact rates are the model's own on the same held-out questions
     assert circuit.n_edges == circuit.graph.n_edges
@@ -49,7 +49,7 @@ def test_analyze_finds_the_edge_circuit_and_records_it():
     record = analysis.summary()["edge_circuit"]
     assert record["n_edges"] == record["n_edges_all"] == circuit.graph.n_edges
     assert record["nodes"] == circuit.nodes and record["n_nodes"] == len(circuit.nodes) > 0
-    assert record["exact"] == circuit.exact and (record["method"], record["ablation"]) == ("eap_ig", "mean")
+    assert record["exact"] == circuit.exact and (record["method"], record["ablation"]) == ("eap", "mean")
     assert record["n_held_out"] == circuit.n_held_out and record["seconds"] > 0
     for qtype, (lo, hi) in record["ci"].items():
         assert lo <= circuit.exact[qtype] <= hi

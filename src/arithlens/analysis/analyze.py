@@ -357,8 +357,8 @@ def circuit_record(circuit: Circuit, *, brief: bool = False) -> dict:
 
 
 def _edge_circuit(model, result: Analysis, say: Progress) -> None:
-    """The edge circuit at `arithlens edges`' defaults (EAP-IG ranking, mean ablation, receivers from the first
-    answer position), certified on its own held-out questions; a failure is recorded, the rest stands."""
+    """The edge circuit at `arithlens edges`' defaults (EAP ranking, mean ablation, receivers from the first answer
+    position), certified on its own held-out questions; a failure is recorded, the rest stands."""
     from arithlens.analysis.edges.discovery import discover
     from arithlens.analysis.faithfulness import FAITHFULNESS_SEED
 

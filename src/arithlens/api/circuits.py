@@ -22,7 +22,7 @@ CARD_SEED = 280_029  # the card's own seed: none of its questions is drawn by a 
 STREAM_CARD = 11  # the card's question stream under its seed
 
 
-def edge_circuit(model: HookedTransformer, *, method: str = "eap_ig", ablation: str = "mean", target: float = 0.99,
+def edge_circuit(model: HookedTransformer, *, method: str = "eap", ablation: str = "mean", target: float = 0.99,
                  min_position: int | None = None, held_out: int = 1000, seed: int | None = None,
                  questions: QuestionBatch | None = None, progress=None) -> EdgeCircuit:
     """An edge circuit of `model` whose exact rate per qtype on `held_out` fresh questions per qtype has a 95% Wilson

@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
     def edges(
         out: Path = typer.Option(..., "--out", help="Output directory (`<model>_edges.json`, `<model>_edges_mib.json`)."),
         model: Optional[str] = model_option(),
-        method: str = typer.Option("eap_ig", "--method", help="How edges are ranked: eap_ig, eap or exact."),
+        method: str = typer.Option("eap", "--method", help="How edges are ranked: eap, eap_ig or exact."),
         ablation: str = typer.Option("mean", "--ablation", help="What an ablated edge carries: mean or resample."),
         target: float = typer.Option(0.99, "--target", help="Exact accuracy asked per qtype on held-out questions."),
         min_position: Optional[int] = typer.Option(None, "--min-position",
