@@ -64,6 +64,7 @@ def write_atomic(path: Path, data: dict) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w") as f:
         json.dump(data, f, indent=1)
+    os.chmod(tmp, 0o644)  # mkstemp's 0600 would keep the result from other readers
     os.replace(tmp, path)
 
 
