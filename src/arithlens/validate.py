@@ -200,7 +200,7 @@ CIRCUIT_SEARCH_EACH = 0.83  # the circuit search's cached runs of its search que
 # The edge circuit's peak is its attribution pass (a gradient through the edge-masked forward, 64 questions at a
 # time); per question of that chunk, in forward_bytes (benchmarks/bench_edges.py: the stage's peak RSS over the
 # process's before it, on the default model)
-EDGES_EACH = 3.0
+EDGES_EACH = 5.0  # 435 MB over 312 MB before it (64 x 1.36 MB forward_bytes x 5.0)
 EDGE_GRADIENT_CHUNK = 64
 # The analysis's study cache counts only its runs' main tensors against its limit; a full one was measured at
 # 1.8x that (analyze at its defaults, benchmarks/results/memory.md).

@@ -24,6 +24,7 @@ from arithlens.model.hooks import act_name
 from arithlens.model.transformer import LN_EPS, HookedTransformer
 
 ABLATION_KINDS = ("mean", "zero", "resample")
+MEANS_CHUNK = 256
 
 
 def _output_sites(model: HookedTransformer) -> list[str]:
@@ -72,8 +73,9 @@ def ablation_values(model: HookedTransformer, reference: Tensor, kind: str = "me
     if len(reference) == 0:
         raise ArithLensError("edge ablation values need at least one reference question")
     if kind == "mean":  # outputs are linear in z, post and the embedding: their means suffice
-        with torch.no_grad():
-            return _project(model, compute_means(model, reference, _output_sites(model)), reference)
+        with torch.no_grad():  # 256 questions a run: a whole 2,048-question run's activations were most of the peak
+            return _project(model, compute_means(model, reference, _output_sites(model), chunk=MEANS_CHUNK),
+                            reference)
     if batch is None or rng is None:
         raise ArithLensError("resample edge ablation needs the batch size and a random generator")
     rows = torch.from_numpy(rng.integers(0, len(reference), size=batch))
