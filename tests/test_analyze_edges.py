@@ -54,7 +54,7 @@ def test_analyze_finds_the_edge_circuit_and_records_it():
     for qtype, (lo, hi) in record["ci"].items():
         assert lo <= circuit.exact[qtype] <= hi
         assert (lo, hi) == wilson(round(circuit.exact[qtype] * circuit.n_held_out), circuit.n_held_out)
-    assert analysis.summary()["options"]["edges"] is True and analysis.timings["edges"] > 0
+    assert analysis.summary()["options"]["edges"] is True
     json.dumps(analysis.summary(), allow_nan=False)  # strict JSON
 
 
