@@ -51,6 +51,7 @@ def test_analyze_finds_the_edge_circuit_and_records_it():
     assert record["nodes"] == circuit.nodes and record["n_nodes"] == len(circuit.nodes) > 0
     assert record["exact"] == circuit.exact and (record["method"], record["ablation"]) == ("eap", "mean")
     assert record["n_held_out"] == circuit.n_held_out and record["seconds"] > 0
+    assert record["target"] == 0.99 and record["reached"] is False
     for qtype, (lo, hi) in record["ci"].items():
         assert lo <= circuit.exact[qtype] <= hi
         assert (lo, hi) == wilson(round(circuit.exact[qtype] * circuit.n_held_out), circuit.n_held_out)

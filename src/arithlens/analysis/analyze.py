@@ -374,10 +374,12 @@ def _edge_circuit(model, result: Analysis, say: Progress) -> None:
 
 def edge_circuit_record(circuit: EdgeCircuit) -> dict:
     """analysis.json's brief record of the edge circuit (its edges and scores are in `<model>_edges.json`)."""
+    from arithlens.analysis.edges.discovery import TARGET
     from arithlens.analysis.stats import wilson
 
     n = circuit.n_held_out
-    return _finite({"method": circuit.method, "ablation": circuit.ablation, "n_edges": circuit.n_edges,
+    return _finite({"method": circuit.method, "ablation": circuit.ablation, "target": TARGET,
+                    "reached": min(circuit.exact.values()) >= TARGET, "n_edges": circuit.n_edges,
                     "n_edges_all": circuit.graph.n_edges, "n_nodes": len(circuit.nodes), "nodes": circuit.nodes,
                     "n_held_out": n, "exact": dict(circuit.exact),
                     "ci": {q: list(wilson(round(r * n), n)) for q, r in circuit.exact.items()},
