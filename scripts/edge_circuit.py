@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
         with Clock() as c_disc:
             circuit = discover(model, method=method, min_position=answer.start, seed=SEED, reference=reference,
                                progress=lambda line: (stages.append(line), print(f"  {line}", flush=True)),
-                               **({"search_per_qtype": 50, "held_out_per_qtype": 100} if args.quick else {}))
+                               **({"search_per_qtype": 50, "held_out_per_qtype": 400} if args.quick else {}))
         with Clock() as c_val:
             rates = exact_rates(model, graph, check, ablated, circuit.mask(model.device))
         row = {**circuit.to_dict(), **c_disc.to_dict(), "progress": stages,
