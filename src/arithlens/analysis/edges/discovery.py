@@ -206,8 +206,8 @@ def discover(model: HookedTransformer, *, method: str = DEFAULT_METHOD, ablation
     `min_position`: the first receiver position (default: the first answer position). Edges are ranked by
     `method` on `score_per_qtype` questions per qtype; the top-k search starts from the fewest top edges holding
     `mass` of the total |score| and uses `search_per_qtype` questions, as do the `prune_passes` trial removals
-    (a count, not a time, so a seed gives one circuit); a circuit passes the search set when each qtype has no
-    larger share wrong than the held-out set allows. Mean ablation uses `REFERENCE_QUESTIONS` reference
+    (a count, not a time, so a seed gives one circuit); a circuit passes the search set when each qtype is
+    >= `target` exact there, and the repair then adds edges until the held-out bound holds. Mean ablation uses `REFERENCE_QUESTIONS` reference
     questions; resample draws a row per question. `search`, `held_out`, `reference`: question sets to use
     instead of fresh ones (a planted model's; a given held-out set is checked against `target` itself, not its
     Wilson bound, since it may be small)."""
