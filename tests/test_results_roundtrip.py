@@ -130,3 +130,25 @@ def _edge_purposes():
     purposes = al.circuit_purposes(model, circuit, question_set=questions, pairs=0)
     assert [p.needed_for for p in purposes.nodes] == ["ADD 9/10; digits A0"] * 2  # not vacuous
     return purposes
+
+
+def test_edge_circuit_round_trips_given_its_model_spec():
+    """EdgeCircuit stays in analysis (it holds its EdgeGraph, which `from_dict` rebuilds from the model's spec), so it
+    is not among `result_types`; its JSON round trip, on a circuit discovered on the planted edge model."""
+    from planted_edges import EDGE_SPEC, PLANTED_EDGES, edge_circuit_model
+
+    from arithlens.analysis.edges.discovery import EdgeCircuit, discover
+    from arithlens.arith.questions import QuestionBatch
+    from arithlens.arith.vocab import PLUS
+
+    questions = QuestionBatch(1, np.arange(10), np.full(10, PLUS), np.zeros(10, dtype=np.int64))  # a+0, a = 0..9
+    circuit = discover(edge_circuit_model(), method="eap", search=questions, held_out=questions, reference=questions)
+    assert circuit.exact == {"ADD": 1.0} and 0 < circuit.n_edges < circuit.graph.n_edges
+    assert set(circuit.edges) <= set(PLANTED_EDGES)
+    text = json.dumps(circuit.to_dict())
+    back = EdgeCircuit.from_dict(json.loads(text), EDGE_SPEC)
+    assert json.dumps(back.to_dict()) == text
+    np.testing.assert_array_equal(back.kept, circuit.kept)
+    np.testing.assert_array_equal(back.scores, circuit.scores)  # NaN-free here: every edge scored
+    assert (back.method, back.ablation, back.n_held_out, back.seconds) == (circuit.method, circuit.ablation,
+                                                                         circuit.n_held_out, circuit.seconds)

@@ -197,6 +197,11 @@ FAITHFULNESS_EACH = 0.25  # a chunk of the faithfulness check (the masks' scores
 # allocator keeps the sweep's freed pages for the check (benchmarks/results/memory.md).
 USEFUL_THEN_CHECK = 1.5
 CIRCUIT_SEARCH_EACH = 0.83  # the circuit search's cached runs of its search questions
+# The edge circuit's peak is its attribution pass (a gradient through the edge-masked forward, 64 questions at a
+# time); per question of that chunk, in forward_bytes (benchmarks/bench_edges.py: the stage's peak RSS over the
+# process's before it, on the default model)
+EDGES_EACH = 5.0  # 435 MB over 312 MB before it (64 x 1.36 MB forward_bytes x 5.0)
+EDGE_GRADIENT_CHUNK = 64
 # The analysis's study cache counts only its runs' main tensors against its limit; a full one was measured at
 # 1.8x that (analyze at its defaults, benchmarks/results/memory.md).
 STUDY_CACHE_OVERHEAD = 1.8
@@ -239,6 +244,8 @@ def command_memory(command: str, spec: Any, options: dict[str, Any]) -> int:
                   FAITHFULNESS_EACH * min(QTYPES * o["faithfulness"], CHUNK) * f]
         if o.get("circuit"):
             stages.append(CIRCUIT_SEARCH_EACH * QTYPES * COMMAND_DEFAULTS["circuit"]["search_questions"] * f)
+        if o.get("edges"):
+            stages.append(EDGES_EACH * EDGE_GRADIENT_CHUNK * f)
         return int(PROCESS_BYTES + max(stages) + o.get("figure_workers", 0) * FIGURE_WORKER_BYTES)
     raise ArithLensError(f"no memory estimate for the command {command!r}")
 
@@ -250,7 +257,7 @@ COMMAND_DEFAULTS: dict[str, dict[str, Any]] = {
     "node": {"questions": 1000, "pairs": 200},
     "faithfulness": {"questions": 10_000},
     "circuit": {"search_questions": 600, "held_out": 10_000},
-    "analyze": {"questions": 256, "pairs": 100, "faithfulness": 2000, "circuit": False},
+    "analyze": {"questions": 256, "pairs": 100, "faithfulness": 2000, "circuit": False, "edges": True},
 }
 
 

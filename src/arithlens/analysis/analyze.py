@@ -22,6 +22,7 @@ from arithlens.model.spec import ModelSpec
 
 if TYPE_CHECKING:
     from arithlens.analysis.circuit import Circuit
+    from arithlens.analysis.edges.discovery import EdgeCircuit
     from arithlens.analysis.faithfulness import Faithfulness
 
 
@@ -33,7 +34,7 @@ class Drawer(Protocol):
     def studied(self, entry: StudyEntry) -> None: ...
 
 
-# (stage, done, total, detail): called as work advances; stages are "positions", "nodes", "faithfulness",
+# (stage, done, total, detail): called as work advances; stages are "positions", "nodes", "faithfulness", "edges",
 # "search", "studies".
 Progress = Callable[[str, int, int, str], None]
 
@@ -72,6 +73,7 @@ class AnalyzeOptions:
     search: bool = True
     faithfulness: int = FAITHFULNESS_QUESTIONS  # questions per qtype to score the useful set alone on; 0: skip
     circuit: bool = False  # also find a circuit (`arithlens circuit`, validated on `faithfulness` questions): slow
+    edges: bool = True  # also find the edge circuit (`arithlens edges` at its defaults)
 
     def __post_init__(self) -> None:
         if self.questions < 0:
@@ -131,6 +133,8 @@ class Analysis:
     faithfulness_note: str | None = None  # why it was not measured
     circuit: Circuit | None = None  # when options.circuit
     circuit_note: str | None = None  # why there is none although asked for
+    edge_circuit: EdgeCircuit | None = None  # when options.edges
+    edge_circuit_note: str | None = None  # why there is none
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
 
     def summary(self) -> dict:
@@ -145,7 +149,7 @@ class Analysis:
             "options": {"questions": self.options.questions, "pairs": self.options.pairs, "seed": self.options.seed,
                         "study": _sizes(self.options.study), "founding_study": _sizes(self.options.founding_study),
                         "max_studies": self.options.max_studies, "faithfulness": self.options.faithfulness,
-                        "circuit": self.options.circuit},
+                        "circuit": self.options.circuit, "edges": self.options.edges},
             "search": None if self.search is None else self.search.coverage.to_dict(),
             "search_note": self.search_note,
             "claims": {"passed": sum(c.passed for c in self.claims), "total": len(self.claims)},
@@ -155,6 +159,8 @@ class Analysis:
             "faithfulness_note": self.faithfulness_note,
             "circuit": None if self.circuit is None else circuit_record(self.circuit, brief=True),
             "circuit_note": self.circuit_note,
+            "edge_circuit": None if self.edge_circuit is None else edge_circuit_record(self.edge_circuit),
+            "edge_circuit_note": self.edge_circuit_note,
             "timings": {k: round(v, 2) for k, v in self.timings.items()},
         }
         return data
@@ -257,6 +263,7 @@ def analyze(model, options: AnalyzeOptions | None = None, progress: Progress | N
         t0 = time.perf_counter()
         _circuit(model, result, say)
         timings["circuit"] = time.perf_counter() - t0
+    _edge_circuit(model, result, say)  # its wall time is the circuit's own `seconds`
 
     t0 = time.perf_counter()
     _search(model, result, say)
@@ -345,6 +352,38 @@ def circuit_record(circuit: Circuit, *, brief: bool = False) -> dict:
         return {"n_nodes": data["n_nodes"], "nodes": data["nodes"], "target": data["target"],
                 "qtypes": faithfulness_record(held_out, brief=True)["qtypes"]}
     return _finite(data)
+
+
+def _edge_circuit(model, result: Analysis, say: Progress) -> None:
+    """The edge circuit at `arithlens edges`' defaults (EAP ranking, mean ablation, receivers from the first answer
+    position), certified on its own held-out questions; a failure is recorded, the rest stands."""
+    from arithlens.analysis.edges.discovery import discover
+    from arithlens.analysis.faithfulness import FAITHFULNESS_SEED
+
+    if not result.options.edges:
+        result.edge_circuit_note = "edge circuit not searched (--no-edges)"
+        return
+    seed = FAITHFULNESS_SEED if result.options.seed is None else result.options.seed
+    say("edges", 0, 1, "edge circuit")
+    try:
+        result.edge_circuit = discover(model, seed=seed, progress=lambda line: say("edges", 0, 1, line))
+    except ArithLensError as exc:
+        result.edge_circuit_note = f"edge circuit not found: {exc}"
+    say("edges", 1, 1, "")
+
+
+def edge_circuit_record(circuit: EdgeCircuit) -> dict:
+    """analysis.json's brief record of the edge circuit (its edges and scores are in `<model>_edges.json`)."""
+    from arithlens.analysis.edges.discovery import TARGET
+    from arithlens.analysis.stats import wilson
+
+    n = circuit.n_held_out
+    return _finite({"method": circuit.method, "ablation": circuit.ablation, "target": TARGET,
+                    "reached": min(circuit.exact.values()) >= TARGET, "n_edges": circuit.n_edges,
+                    "n_edges_all": circuit.graph.n_edges, "n_nodes": len(circuit.nodes), "nodes": circuit.nodes,
+                    "n_held_out": n, "exact": dict(circuit.exact),
+                    "ci": {q: list(wilson(round(r * n), n)) for q, r in circuit.exact.items()},
+                    "stages": dict(circuit.stages), "seconds": round(circuit.seconds, 2)})
 
 
 def _finite(value):

@@ -30,6 +30,8 @@ def register(app: typer.Typer) -> None:
                                          "set alone on (every other node mean-ablated); 0 skips it.", low=0),
         circuit: bool = typer.Option(False, "--circuit", help="Also find a circuit (as `arithlens circuit`; "
                                      "minutes to tens of minutes) and write circuit.json."),
+        edges: bool = typer.Option(True, "--edges/--no-edges", help="Find the edge circuit (as `arithlens edges`) "
+                                   "and write <model>_edges.json."),
         svg: bool = typer.Option(False, "--svg", help="Also write every map and figure as SVG."),
         threads: Optional[int] = sweep_threads_option(),
         device: Device = device_option(),
@@ -41,7 +43,8 @@ def register(app: typer.Typer) -> None:
         Useful nodes and tags, the sub-task searches, a node study of every head tagged carry/borrow for more
         than one operation and of every layer-0 head where A2 is computed (P18 for 6 digits), every quanta map.
         Also writes the behaviour, algorithm, search, per-node study, faithfulness (the useful set alone,
-        every other node mean-ablated), circuit (with --circuit) and analysis.json files; nothing on failure.
+        every other node mean-ablated), circuit (with --circuit), edge circuit (`<model>_edges.json`, unless
+        --no-edges) and analysis.json files; nothing on failure.
         Examples: `arithlens analyze --out out/`; `arithlens analyze --model runs/mix --out out/ --json`.
         """
         from arithlens.api import load_checkpoint, resolve_model, run_analysis
@@ -53,13 +56,13 @@ def register(app: typer.Typer) -> None:
 
         start = time.perf_counter()
         options = {"questions": questions, "pairs": pairs, "seed": seed, "max_studies": max_studies, "search": search,
-                   "faithfulness": faithfulness, "circuit": circuit}
+                   "faithfulness": faithfulness, "circuit": circuit, "edges": edges}
         target = OutputTarget(out, "dir", "--out")  # checked before the work
         path = resolve_model(model)
         ck = load_checkpoint(str(path), device)
         # the faithfulness check runs a chunk of questions at a time: only a chunk that cannot fit counts
         check_command_memory("analyze", ck.spec, {"questions": questions, "pairs": pairs, "faithfulness": faithfulness,
-                                                  "circuit": circuit, "figure_workers": figure_workers(MAX_WORKERS)},
+                                                  "circuit": circuit, "edges": edges, "figure_workers": figure_workers(MAX_WORKERS)},
                              {"questions": "the useful-node sweep", "pairs": "the patching pairs"})
         load_seconds = time.perf_counter() - start
         formats = ("png", "svg") if svg else ("png",)
@@ -111,6 +114,13 @@ def _print_summary(analysis, out: Path, files: list[Path], timings: dict[str, fl
         echo(f"  {e.name:<9} {text}")
     if analysis.skipped_studies:
         echo(f"  not studied (--max-studies): {', '.join(t.node.name for t in analysis.skipped_studies)}")
+    edge = analysis.edge_circuit
+    if edge is not None:
+        exact = ", ".join(f"{q} {100 * r:.2f}%" for q, r in edge.exact.items())
+        echo(f"edge circuit: {edge.n_edges:,} of {edge.graph.n_edges:,} edges ({len(edge.nodes)} nodes), {exact} on "
+             f"{edge.n_held_out:,} held-out questions per qtype ({edge.method}, {edge.ablation} ablation)")
+    elif analysis.edge_circuit_note:
+        echo(analysis.edge_circuit_note)
     stages = ", ".join(f"{k} {v:.1f} s" for k, v in timings.items() if k not in ("total", "cpu"))
     load = os.getloadavg()[0]
     echo(f"time: {timings['total']:.1f} s (CPU {timings['cpu']:.1f} s, load average {load:.1f}): {stages}")

@@ -20,12 +20,13 @@ def register(app: typer.Typer) -> None:
     def edges(
         out: Path = typer.Option(..., "--out", help="Output directory (`<model>_edges.json`, `<model>_edges_mib.json`)."),
         model: Optional[str] = model_option(),
-        method: str = typer.Option("eap_ig", "--method", help="How edges are ranked: eap_ig, eap or exact."),
+        method: str = typer.Option("eap", "--method", help="How edges are ranked: eap, eap_ig or exact."),
         ablation: str = typer.Option("mean", "--ablation", help="What an ablated edge carries: mean or resample."),
         target: float = typer.Option(0.99, "--target", help="Exact accuracy asked per qtype on held-out questions."),
         min_position: Optional[int] = typer.Option(None, "--min-position",
                                                    help="First receiver position (default: the first answer position)."),
-        held_out: int = typer.Option(400, "--held-out", help="Held-out questions per qtype for the repair and the check."),
+        held_out: int = typer.Option(1000, "--held-out", help="Held-out questions per qtype for the repair and the "
+                                     "check (the circuit's 95% Wilson lower bound there must reach --target)."),
         seed: int = seed_option(140_014, "Seed of every question set and the reference batch."),
         threads: Optional[int] = sweep_threads_option(),
         device: Device = device_option(),
@@ -41,6 +42,7 @@ def register(app: typer.Typer) -> None:
         """
         from arithlens.api import edge_circuit, edge_circuit_mib, load_checkpoint
         from arithlens.io import OutputTarget, write_atomic
+        from arithlens.report.analysis_files import edges_file_record
         from arithlens.validate import check_choice
 
         check_choice("--method", method, ("eap_ig", "eap", "exact"))
@@ -52,13 +54,12 @@ def register(app: typer.Typer) -> None:
                 say = None if bar.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
                 found = edge_circuit(net, method=method, ablation=ablation, target=target,
                                      min_position=min_position, held_out=held_out, seed=seed, progress=say)
-            record = {"model": net.spec.name, "target": target, "reached": min(found.exact.values()) >= target,
-                      **found.to_dict()}
+            record = edges_file_record(found, net.spec.name, target)
             paths = []
             for name, data in ((f"{net.spec.base_name}_edges.json", record),
                                (f"{net.spec.base_name}_edges_mib.json", edge_circuit_mib(found, net))):
                 staged = out_target.stage / name
-                write_atomic(staged, (json.dumps(data, indent=1) + "\n").encode())
+                write_atomic(staged, (json.dumps(data, indent=1, allow_nan=False) + "\n").encode())
                 paths.append(out_target.final(staged))
             out_target.commit()
         if as_json:

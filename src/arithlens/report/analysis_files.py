@@ -1,5 +1,5 @@
-"""Every file of `arithlens analyze`: the behaviour, algorithm, search, study, faithfulness and circuit JSON, the
-HTML report with its maps and figures, and `analysis.json`, staged and moved into --out together."""
+"""Every file of `arithlens analyze`: the behaviour, algorithm, search, study, faithfulness, circuit and edge-circuit
+JSON, the HTML report with its maps and figures, and `analysis.json`, staged and moved into --out together."""
 
 from __future__ import annotations
 
@@ -37,6 +37,10 @@ def write_analysis(analysis, target, *, card: dict, source: str, formats, progre
         if record:
             files.append(stage / name)
             write_atomic(files[-1], (json.dumps(record, indent=1, allow_nan=False) + "\n").encode())
+    if analysis.edge_circuit is not None:
+        files.append(stage / f"{spec.base_name}_edges.json")
+        write_atomic(files[-1], (json.dumps(edges_file_record(analysis.edge_circuit, spec.name), indent=1,
+                                            allow_nan=False) + "\n").encode())
     json_seconds = time.perf_counter() - t0
     report = write_report(analysis, stage, card=card, source=source, formats=formats, progress=progress,
                           drawer=drawer)
@@ -53,3 +57,13 @@ def write_analysis(analysis, target, *, card: dict, source: str, formats, progre
     moved = [target.final(f) for f in files]
     target.commit()
     return moved, timings
+
+
+def edges_file_record(circuit, model_name: str, target: float | None = None) -> dict:
+    """`<model>_edges.json`, as `arithlens edges` writes it: the circuit's edges, nodes, scores and exact rates,
+    and whether it reached `target` (default: discovery's) on its held-out questions."""
+    from arithlens.analysis.edges.discovery import TARGET
+
+    target = TARGET if target is None else target
+    return {"model": model_name, "target": target, "reached": min(circuit.exact.values()) >= target,
+            **circuit.to_dict()}

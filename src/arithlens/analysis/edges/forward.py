@@ -24,6 +24,7 @@ from arithlens.model.hooks import act_name
 from arithlens.model.transformer import LN_EPS, HookedTransformer
 
 ABLATION_KINDS = ("mean", "zero", "resample")
+MEANS_CHUNK = 256
 
 
 def _output_sites(model: HookedTransformer) -> list[str]:
@@ -72,8 +73,9 @@ def ablation_values(model: HookedTransformer, reference: Tensor, kind: str = "me
     if len(reference) == 0:
         raise ArithLensError("edge ablation values need at least one reference question")
     if kind == "mean":  # outputs are linear in z, post and the embedding: their means suffice
-        with torch.no_grad():
-            return _project(model, compute_means(model, reference, _output_sites(model)), reference)
+        with torch.no_grad():  # 256 questions a run: a whole 2,048-question run's activations were most of the peak
+            return _project(model, compute_means(model, reference, _output_sites(model), chunk=MEANS_CHUNK),
+                            reference)
     if batch is None or rng is None:
         raise ArithLensError("resample edge ablation needs the batch size and a random generator")
     rows = torch.from_numpy(rng.integers(0, len(reference), size=batch))
@@ -93,6 +95,19 @@ def _dense_off(group: Group, mask: Tensor) -> Tensor | None:
     return off.view(rows, *group.shape)
 
 
+def _removed(off: Tensor, diff: Tensor) -> Tensor:
+    """sum_s off[s, p, ...] * diff[s, p]: what the masked-out edges take from each receiver input, (B, P, ..., D)
+    for off (rows, S, P, ...) and diff (B, S, P, D). A mask shared by every row is contracted as one batched
+    matmul over the positions (einsum would broadcast it over the batch first, copying more than it computes)."""
+    if off.shape[0] != 1 or off.requires_grad:
+        return torch.einsum("bsp...,bspd->bp...d", off, diff)
+    B, S, P, D = diff.shape
+    extra = off.shape[3:]
+    lhs = off[0].reshape(S, P, -1).permute(1, 2, 0)  # (P, E, S)
+    out = lhs @ diff.permute(2, 1, 0, 3).reshape(P, S, B * D)  # (P, E, B*D)
+    return out.view(P, *extra, B, D).movedim(-2, 0)  # (B, P, ..., D)
+
+
 def _ln(x: Tensor, ln) -> Tensor:
     return F.layer_norm(x, x.shape[-1:], ln.w, ln.b, LN_EPS)
 
@@ -103,6 +118,8 @@ def _pair_inputs(resid: Tensor, diff: Tensor, off: Tensor, ln, W: Tensor, b: Ten
     layer norm's mean and variance follow from the senders' means, dot products and Gram matrix per position.
 
     resid (B, Pk, D); diff (B, S, Pk, D); off (rows, S, W, Pk, H); W (H, D, d_head); b (H, d_head)."""
+    if off.shape[0] == 1 and not off.requires_grad:
+        return _pair_inputs_shared(resid, diff, off[0], ln, W, b)
     D = resid.shape[-1]
     Ww = ln.w[None, :, None] * W  # (H, D, dh): the layer norm's gain folded in
     col = Ww.sum(1)  # (H, dh): what the centring subtracts per unit of mean
@@ -119,6 +136,36 @@ def _pair_inputs(resid: Tensor, diff: Tensor, off: Tensor, ln, W: Tensor, b: Ten
     gram = torch.einsum("bsqd,btqd->bstq", diff, diff)  # (B, S, S, Pk)
     sq = ((resid * resid).sum(-1)[:, None, :, None] - 2 * torch.einsum("bswqh,bsq->bwqh", off, rd)
           + torch.einsum("bswqh,btwqh,bstq->bwqh", off, off, gram)) / D  # (B, W, Pk, H): mean of x^2
+    scale = (sq - mean * mean).clamp_min(0.0).add(LN_EPS).rsqrt()
+    return torch.addcmul(torch.einsum("d,hde->he", ln.b, W) + b, centred, scale[..., None])
+
+
+def _pair_inputs_shared(resid: Tensor, diff: Tensor, off: Tensor, ln, W: Tensor, b: Tensor) -> Tensor:
+    """`_pair_inputs` for one mask shared by every row, off (S, W, Pk, H) and no gradient: the same sums, each
+    written as one batched matmul over the (key, head) pairs with the questions folded into its columns (the
+    general form broadcasts the mask over the batch, which costs more copying than arithmetic)."""
+    B, Pk, D = resid.shape
+    S, Wn, _, H = off.shape
+    dh = W.shape[-1]
+    Ww = (ln.w[None, :, None] * W).permute(1, 0, 2).reshape(D, H * dh)  # (D, H*dh): the gain folded in
+    col = Ww.sum(0).view(H, dh)  # what the centring subtracts per unit of mean
+    r_mean, d_mean = resid.mean(-1), diff.mean(-1)  # (B, Pk), (B, S, Pk)
+    rW = (resid @ Ww).view(B, Pk, H, dh) - r_mean[..., None, None] * col  # (B, Pk, H, dh)
+    dW = (diff @ Ww).view(B, S, Pk, H, dh) - d_mean[..., None, None] * col  # (B, S, Pk, H, dh)
+    off_qh = off.permute(2, 3, 1, 0)  # (Pk, H, W, S)
+    sub = off_qh @ dW.permute(2, 3, 1, 0, 4).reshape(Pk, H, S, B * dh)  # (Pk, H, W, B*dh)
+    centred = rW.unsqueeze(1) - sub.view(Pk, H, Wn, B, dh).permute(3, 2, 0, 1, 4)  # (B, W, Pk, H, dh)
+    off_q = off.permute(2, 3, 1, 0).reshape(Pk, H * Wn, S)  # (Pk, H*W, S)
+    # the senders' means and dot products with the residual, both contracted with the mask at once
+    rd = (diff * resid.unsqueeze(1)).sum(-1)  # (B, S, Pk)
+    lin = off_q @ torch.stack([d_mean, rd], 0).permute(3, 2, 0, 1).reshape(Pk, S, 2 * B)  # (Pk, H*W, 2B)
+    lin = lin.view(Pk, H, Wn, 2, B).permute(3, 4, 2, 0, 1)  # (2, B, W, Pk, H)
+    mean = r_mean[:, None, :, None] - lin[0]  # (B, W, Pk, H)
+    gram = diff.permute(2, 0, 1, 3) @ diff.permute(2, 0, 3, 1)  # (Pk, B, S, S)
+    quad = off_q @ gram.permute(0, 2, 1, 3).reshape(Pk, S, B * S)  # (Pk, H*W, B*S): sum_s off_s gram_st
+    quad = (quad.view(Pk, H * Wn, B, S) * off_q.unsqueeze(2)).sum(-1)  # (Pk, H*W, B)
+    quad = quad.view(Pk, H, Wn, B).permute(3, 2, 0, 1)  # (B, W, Pk, H)
+    sq = ((resid * resid).sum(-1)[:, None, :, None] - 2 * lin[1] + quad) / D  # (B, W, Pk, H): mean of x^2
     scale = (sq - mean * mean).clamp_min(0.0).add(LN_EPS).rsqrt()
     return torch.addcmul(torch.einsum("d,hde->he", ln.b, W) + b, centred, scale[..., None])
 
@@ -145,7 +192,7 @@ def _chunk_forward(model: HookedTransformer, graph: EdgeGraph, tokens: Tensor, a
         diff = diffs(ns) if any(o is not None for o in (off_q, off_k, off_v)) else None
         xq = resid.unsqueeze(2).expand(B, P, H, -1)  # (B, P, H, D): each head's query input
         if off_q is not None:
-            xq = xq - torch.einsum("bsph,bspd->bphd", off_q, diff)
+            xq = xq - _removed(off_q, diff)
         q = torch.einsum("bphd,hde->bphe", _ln(xq, block.ln1), a.W_Q) + a.b_Q  # (B, P, H, dh)
         plain = _ln(resid, block.ln1)  # (B, P, D): the input of every unedited key and value
         k = torch.einsum("bqd,hde->bqhe", plain, a.W_K) + a.b_K  # (B, Pk, H, dh)
@@ -166,14 +213,14 @@ def _chunk_forward(model: HookedTransformer, graph: EdgeGraph, tokens: Tensor, a
         resid = resid + heads.sum(0) + a.b_O
         x = resid
         if (off := _dense_off(groups["mlp", layer], mask)) is not None:
-            x = x - torch.einsum("bsp,bspd->bpd", off, diffs(ns + H))
+            x = x - _removed(off, diffs(ns + H))
         out = F.relu(_ln(x, block.ln2) @ block.mlp.W_in + block.mlp.b_in) @ block.mlp.W_out  # (B, P, D)
         outs.append(out)
         resid = resid + out + block.mlp.b_out
     x = resid[:, graph.answer.start : graph.answer.stop]
     if (off := _dense_off(groups["logits", spec.n_layers], mask)) is not None:
         a0, a1 = graph.answer.start, graph.answer.stop
-        x = x - torch.einsum("bsp,bspd->bpd", off[:, :, a0:a1], diffs(len(outs))[:, :, a0:a1])
+        x = x - _removed(off[:, :, a0:a1], diffs(len(outs))[:, :, a0:a1])
     return _ln(x, model.ln_final) @ model.unembed.W_U + model.unembed.b_U  # (B, n_answer, vocab)
 
 
