@@ -14,7 +14,8 @@ from arithlens.interventions import Engine, Outcome
 
 # Questions per engine: a qtype's necessity set (3 T classes x `questions`) runs this many at a time, so a study
 # holds one chunk's clean run (~0.2 GB with its scratch on the default model) instead of the whole set's (~0.6 GB
-# at the founding 3,000). At analyze's STUDY_DEFAULTS (900 a qtype) a set is one chunk: its runs are shared as before.
+# at the founding 3,000): `arithlens node P18L0H0` peaked at 1.26 GB in one batch, 0.75 GB in chunks
+# (benchmarks/results/memory.md). At analyze's STUDY_DEFAULTS (900 a qtype) a set is one chunk, shared as before.
 CHUNK = 1000
 
 
