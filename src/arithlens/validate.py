@@ -235,10 +235,12 @@ def command_memory(command: str, spec: Any, options: dict[str, Any]) -> int:
     if command == "analyze":
         from arithlens.analysis.analyze import STUDY_CACHE_BYTES
 
-        # the studies keep the clean runs they share in a cache of up to STUDY_CACHE_BYTES beside the one running
+        # The founding heads (the layer-0 heads at A2's position, studied first at `node`'s defaults) run without the
+        # cache; the heads after them keep the clean runs they share in a cache of up to STUDY_CACHE_BYTES.
         study = _study_bytes(COMMAND_DEFAULTS["node"]["questions"], COMMAND_DEFAULTS["node"]["pairs"], f)
+        cached = o.get("max_studies") is None or o["max_studies"] > spec.n_heads
         stages = [_useful_bytes(o["questions"], None, f), SEARCH_EACH * 2 * o["pairs"] * f,
-                  study + STUDY_CACHE_OVERHEAD * STUDY_CACHE_BYTES,
+                  study + (STUDY_CACHE_OVERHEAD * STUDY_CACHE_BYTES if cached else 0),
                   FAITHFULNESS_EACH * min(QTYPES * o["faithfulness"], CHUNK) * f]
         if o.get("circuit"):
             stages.append(CIRCUIT_SEARCH_EACH * QTYPES * COMMAND_DEFAULTS["circuit"]["search_questions"] * f)
@@ -253,7 +255,7 @@ COMMAND_DEFAULTS: dict[str, dict[str, Any]] = {
     "node": {"questions": 1000, "pairs": 200},
     "faithfulness": {"questions": 10_000},
     "circuit": {"search_questions": 600, "held_out": 10_000},
-    "analyze": {"questions": 256, "pairs": 100, "faithfulness": 2000, "circuit": False},
+    "analyze": {"questions": 256, "pairs": 100, "faithfulness": 2000, "circuit": False, "max_studies": None},
 }
 
 
