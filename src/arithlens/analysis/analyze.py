@@ -269,8 +269,8 @@ def analyze(model, options: AnalyzeOptions | None = None, progress: Progress | N
     targets = study_targets(result.nodes, spec)
     if options.max_studies is not None:
         targets, result.skipped_studies = targets[: options.max_studies], targets[options.max_studies:]
-    # The useful sweep's, the search's and the faithfulness check's freed working sets are handed back first (they
-    # stayed resident: measured in benchmarks/results/memory.md), then each study's after it.
+    # The useful sweep's, the search's and the faithfulness check's freed working sets go back to the OS first (glibc
+    # keeps them resident otherwise, under the studies' and, shared, in the forked figure workers), then each study's.
     release_freed_memory()
     # Heads of one layer studied at one digit (with the same options) run the same questions: studied one after
     # the other, they share those runs while the cache holds them. Each study's digit is known from its first step
