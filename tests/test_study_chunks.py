@@ -12,7 +12,7 @@ from helpers import json_differences
 
 from arithlens.analysis.node_study import OPS, StudyOptions, study_node
 from arithlens.analysis.node_study import necessity as necessity_module
-from arithlens.analysis.node_study.runs import Site
+from arithlens.analysis.node_study.runs import Site, capture
 from arithlens.analysis.nodes import Node
 from arithlens.arith.generators import uniform
 from arithlens.model import HookedTransformer, ModelSpec
@@ -70,8 +70,6 @@ def test_each_run_holds_one_chunk_and_frees_it_before_the_next(monkeypatch):
     monkeypatch.setattr(necessity_module, "Engine", tracked)
     rng = np.random.default_rng(0)
     mixed = uniform(6, 50, rng, qtypes={"add": 1, "minus": 1})
-    from arithlens.analysis.node_study.runs import capture
-
     mixed_act = capture(model, site, mixed, engine=False)[0]
     ops = OPS
     necessity_module.necessity(model, site, ops, 1, OPTIONS, np.random.default_rng(1), np.random.default_rng(2),
@@ -89,8 +87,6 @@ def test_replaced_runs_give_each_question_its_one_batch_outcome(chunk):
     mixed = uniform(6, 40, rng, qtypes={"add": 1, "minus": 1})
     qs = uniform(6, 120, rng, qtypes={"add": 1, "minus": 1})
     qs.labels["carry_out"] = (np.arange(len(qs)) % 3 == 0).astype(np.int8)  # both classes: every replacement runs
-    from arithlens.analysis.node_study.runs import capture
-
     mixed_act = capture(model, site, mixed, engine=False)[0]
     pick = rng.integers(0, len(mixed), len(qs))
     args = (model, site, qs, pick, mixed_act, mixed_act.mean(0, keepdims=True))
