@@ -85,3 +85,19 @@ def test_chunked_work_is_sized_by_one_chunk_and_refusals_name_the_option(monkeyp
     monkeypatch.setattr(validate, "available_memory", lambda: 1e8)  # not even the process itself fits
     with pytest.raises(ResourceError, match="does not fit even at 1|even for one chunk"):
         validate.check_command_memory("search", DEFAULT, {"pairs": 100}, {"pairs": "the patching pairs"})
+
+
+def test_the_node_estimate_counts_one_necessity_chunk_and_what_each_question_keeps():
+    """The node study runs one qtype's necessity set a chunk at a time: past one chunk, more --questions add only
+    what every question keeps (its labels, activation, output, outcomes), not engines."""
+    from arithlens.analysis.node_study.necessity import CHUNK
+
+    f, fb = validate.command_memory, validate.forward_bytes(DEFAULT)
+    per_qtype = 3 * 2000  # 3 T classes of --questions 2000: six chunks of 1,000 a qtype
+    assert per_qtype > CHUNK == 1000
+    held = validate.STUDY_HELD_EACH * 3 * 3 * 1000 * fb  # 1,000 more --questions: 9,000 more questions kept
+    assert f("node", DEFAULT, {"questions": 2000}) - f("node", DEFAULT, {"questions": 1000}) == pytest.approx(held,
+                                                                                                          abs=1)
+    # below one chunk a qtype's set is one engine, which grows with it
+    small = f("node", DEFAULT, {"questions": 200}) - f("node", DEFAULT, {"questions": 100})
+    assert small == pytest.approx((validate.STUDY_CHUNK_EACH * 300 + validate.STUDY_HELD_EACH * 900) * fb, abs=1)

@@ -190,7 +190,10 @@ FIGURE_WORKER_BYTES = 160e6  # one figure-drawing process of `analyze` (matplotl
 # Working set per question, in forward_bytes, of each stage (fit slopes of the calibration runs):
 USEFUL_EACH = 0.55  # the useful sweep keeps clean and per-layer activations of one chunk of its questions
 SEARCH_EACH = 0.5  # the searches keep the store and clean runs of one sub-task's pairs
-STUDY_EACH = 0.07  # the node study's necessity questions (3 qtypes x 3 T classes per --questions)
+# The node study runs its necessity questions one chunk (`node_study.necessity.CHUNK`) of one qtype's set at a time:
+STUDY_CHUNK_EACH = 0.2  # per question of that chunk (its engine: the clean run's caches, their scratch copy, a rerun)
+STUDY_HELD_EACH = 0.002  # per necessity question of the whole study (3 qtypes x 3 T classes per --questions): its
+# labels, the node's activation and output, its outcomes
 STUDY_PAIR_EACH = 0.135  # its patching pairs and mixed set (per qtype and pair)
 FAITHFULNESS_EACH = 0.25  # a chunk of the faithfulness check (the masks' scores, per question of the chunk)
 # `faithfulness --nodes useful` peaked at 1,688 MB at its defaults, 1.5x the sum of its two stages' terms: the
@@ -237,10 +240,12 @@ def command_memory(command: str, spec: Any, options: dict[str, Any]) -> int:
     if command == "analyze":
         from arithlens.analysis.analyze import STUDY_CACHE_BYTES
 
-        # the studies keep the clean runs they share in a cache of up to STUDY_CACHE_BYTES beside the one running
+        # The founding heads (the layer-0 heads at A2's position, studied first at `node`'s defaults) run without the
+        # cache; the heads after them keep the clean runs they share in a cache of up to STUDY_CACHE_BYTES.
         study = _study_bytes(COMMAND_DEFAULTS["node"]["questions"], COMMAND_DEFAULTS["node"]["pairs"], f)
+        cached = o.get("max_studies") is None or o["max_studies"] > spec.n_heads
         stages = [_useful_bytes(o["questions"], None, f), SEARCH_EACH * 2 * o["pairs"] * f,
-                  study + STUDY_CACHE_OVERHEAD * STUDY_CACHE_BYTES,
+                  study + (STUDY_CACHE_OVERHEAD * STUDY_CACHE_BYTES if cached else 0),
                   FAITHFULNESS_EACH * min(QTYPES * o["faithfulness"], CHUNK) * f]
         if o.get("circuit"):
             stages.append(CIRCUIT_SEARCH_EACH * QTYPES * COMMAND_DEFAULTS["circuit"]["search_questions"] * f)
@@ -257,7 +262,8 @@ COMMAND_DEFAULTS: dict[str, dict[str, Any]] = {
     "node": {"questions": 1000, "pairs": 200},
     "faithfulness": {"questions": 10_000},
     "circuit": {"search_questions": 600, "held_out": 10_000},
-    "analyze": {"questions": 256, "pairs": 100, "faithfulness": 2000, "circuit": False, "edges": True},
+    "analyze": {"questions": 256, "pairs": 100, "faithfulness": 2000, "circuit": False, "edges": True,
+                "max_studies": None},
 }
 
 
@@ -277,7 +283,12 @@ HELD_EACH = 0.01
 
 
 def _study_bytes(questions: int, pairs: int, f: float) -> float:
-    return STUDY_EACH * 9 * questions * f + STUDY_PAIR_EACH * QTYPES * pairs * f
+    from arithlens.analysis.node_study.necessity import CHUNK
+    from arithlens.arith.tricase import CASES
+
+    per_qtype = len(CASES) * questions  # one qtype's necessity set
+    return (STUDY_CHUNK_EACH * min(per_qtype, CHUNK) + STUDY_HELD_EACH * QTYPES * per_qtype
+            + STUDY_PAIR_EACH * QTYPES * pairs) * f
 
 
 def check_command_memory(command: str, spec: Any, options: dict[str, Any], scaled_by: dict[str, str]) -> int:

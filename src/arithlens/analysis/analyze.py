@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
 from arithlens.analysis.node_study import P_MAX, StudyCache, StudyOptions, study_node
+from arithlens.analysis.node_study.memory import release_freed_memory
 from arithlens.analysis.node_study.study import planned_digit
 from arithlens.analysis.nodes import Major, Node, NodeList, UsefulNode
 from arithlens.analysis.useful import ANALYSIS_SEED, RANDOM_QUESTIONS, UsefulResult, find_useful, varied_questions
@@ -275,6 +276,9 @@ def analyze(model, options: AnalyzeOptions | None = None, progress: Progress | N
     targets = study_targets(result.nodes, spec)
     if options.max_studies is not None:
         targets, result.skipped_studies = targets[: options.max_studies], targets[options.max_studies:]
+    # The useful sweep's, the search's and the faithfulness check's freed working sets go back to the OS first (glibc
+    # keeps them resident otherwise, under the studies' and, shared, in the forked figure workers), then each study's.
+    release_freed_memory()
     # Heads of one layer studied at one digit (with the same options) run the same questions: studied one after
     # the other, they share those runs while the cache holds them. Each study's digit is known from its first step
     # (the mixed set's pass, shared by a layer's heads). The entries keep the targets' order (a study does not
@@ -289,8 +293,11 @@ def analyze(model, options: AnalyzeOptions | None = None, progress: Progress | N
         # A founding-size digit's runs (~1.2 GB) do not fit the cache: kept there they only raised the peak (1.93 GB
         # for the four founding heads, no hit), so those studies run as `arithlens node` does, without it.
         entries[i] = _study(model, targets[i], options, None if targets[i].founding else cache)
+        release_freed_memory()
         if drawer is not None:
             drawer.studied(entries[i])
+    del cache  # before the figures are drawn (forked workers would share and copy its pages)
+    release_freed_memory()
     result.studies = [entries[i] for i in range(len(targets))]
     say("studies", len(targets), len(targets), "")
     timings["studies"] = time.perf_counter() - t0

@@ -7,6 +7,7 @@ Python and holds the GIL, so `run_jobs` draws many figures in worker processes i
 
 from __future__ import annotations
 
+import gc
 import io
 import multiprocessing
 import os
@@ -107,11 +108,20 @@ class JobPool:
         if self.workers == 1:
             future: Future | _Deferred = _Deferred(job)
         else:
+            fn, args = job
             if self._pool is None:
                 method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
                 self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(method))
-            fn, args = job
-            future = self._pool.submit(fn, *args)
+                # The first submit forks the workers. Frozen, the parent's objects are left out of the workers'
+                # garbage collections, which would otherwise write to every one and so copy the parent's heap
+                # page by page into each worker.
+                gc.freeze()
+                try:
+                    future = self._pool.submit(fn, *args)
+                finally:
+                    gc.unfreeze()
+            else:
+                future = self._pool.submit(fn, *args)
         self._futures.append(future)
         return future
 

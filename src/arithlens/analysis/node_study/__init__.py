@@ -5,7 +5,8 @@ the operator grid), `verdict` (the rules below, as data); `runs` (the node as a 
 cache), `options` (thresholds), `study` (the steps in order). The verdict's words are `report.node_text`'s.
 
 For one head (`P18L0H0`) or whole MLP layer (`P18L0MLP`) of an addition/subtraction model, on seeded
-question sets, with one forward pass per question set (plus the cheap partial runs of the engine):
+question sets, with one forward pass per question set (plus the cheap partial runs of the engine; a
+necessity set larger than `necessity.CHUNK` runs in chunks, with one more pass to take the node's activations):
 
 1. Attention (heads): mean attention from the node's position to every earlier position, per qtype, on a
    uniform set mixed like the training data. The node computes answer digit k = layout.answer_digit_at(pos)

@@ -6,15 +6,23 @@ import numpy as np
 
 from arithlens.analysis import stats
 from arithlens.analysis.node_study.options import ABLATIONS, CARRY, WORD, StudyOptions
-from arithlens.analysis.node_study.runs import Site, StudyCache, capture
+from arithlens.analysis.node_study.runs import Site, StudyCache, capture, question_key
 from arithlens.arith.questions import QuestionBatch
 from arithlens.arith.tricase import CASES, tricase, tricase_count
 from arithlens.errors import ArithLensError
+from arithlens.interventions import Engine, Outcome
+
+# Questions per engine: a qtype's necessity set (3 T classes x `questions`) runs this many at a time, so a study
+# holds one chunk's clean run (~0.2 GB with its scratch on the default model) instead of the whole set's (~0.6 GB
+# at the founding 3,000): `arithlens node P18L0H0` peaked at 1.26 GB in one batch, 0.75 GB in chunks
+# (benchmarks/results/memory.md). At analyze's STUDY_DEFAULTS (900 a qtype) a set is one chunk, shared as before.
+CHUNK = 1000
 
 
 def necessity(model, site: Site, ops, t: int, options: StudyOptions, rng_tricase, rng_resample,
-               mixed_act: np.ndarray, mixed_mean: np.ndarray, cache: StudyCache | None = None) -> tuple[dict, dict]:
-    n = model.spec.n_digits
+               mixed_act: np.ndarray, mixed_mean: np.ndarray, cache: StudyCache | None = None,
+               chunk: int | None = None) -> tuple[dict, dict]:
+    n, chunk = model.spec.n_digits, chunk or CHUNK
     answer_names = [f"A{d}" for d in reversed(range(n + 2))]
     target = answer_names.index(f"A{t + 1}")  # the answer token a carry/borrow out of t changes
     groups, per_op, sets = [], {}, {}
@@ -27,19 +35,10 @@ def necessity(model, site: Site, ops, t: int, options: StudyOptions, rng_tricase
         if not parts:  # high="decide" makes every qtype possible at every digit; kept as a guard
             raise ArithLensError(f"no {op.name} tricase question exists at digit {t}")
         qs = QuestionBatch.concat(parts)
-        act, _, eng = capture(model, site, qs, engine=True, cache=cache)
+        pick = rng_resample.integers(0, len(mixed_act), len(qs))
+        act, outcomes = _replaced_runs(model, site, qs, pick, mixed_act, mixed_mean, chunk, cache)
         carry = qs.labels["carry_out"].astype(np.int8)
         pair = qs.features.pair[CARRY[op]][:, t].astype(np.int8)
-        outcomes = {"clean": eng.clean}
-        outcomes["mean"] = eng.outcome([site.replace(mixed_mean, "mean")])
-        pick = rng_resample.integers(0, len(mixed_act), len(qs))
-        outcomes["resample"] = eng.outcome([site.replace(mixed_act[pick], "resample")])
-        if 0 < carry.sum() < len(carry):
-            means = np.stack([act[carry == 0].mean(0), act[carry == 1].mean(0)])  # (2, d_site)
-            outcomes["same_class_mean"] = eng.outcome([site.replace(means[carry], "mean")])
-            outcomes["other_class_mean"] = eng.outcome([site.replace(means[1 - carry], "mean")])
-        eng.release_scratch()  # the engine may stay cached for the next head: its clean run only
-        del eng
         sets[op] = {"questions": qs, "act": act, "carry": carry, "pair": pair,
                     "case": qs.labels["tricase_case"].astype(np.int8), "carry_in": qs.labels["carry_in"],
                     "clean_ok": ~outcomes["clean"].wrong.any(1)}
@@ -54,6 +53,43 @@ def necessity(model, site: Site, ops, t: int, options: StudyOptions, rng_tricase
                            f"no_{WORD[op]}": _rates(outcomes, carry == 0, target)}
     return {"answer_names": answer_names, "target_digit": f"A{t + 1}", "ablations": list(ABLATIONS),
             "groups": groups, "per_qtype": per_op}, sets
+
+
+def _replaced_runs(model, site: Site, qs: QuestionBatch, pick: np.ndarray, mixed_act: np.ndarray,
+                   mixed_mean: np.ndarray, chunk: int, cache: StudyCache | None) -> tuple[np.ndarray, dict]:
+    """The node's activations on `qs` (batch, d_site) and the outcome of each replacement: clean, mean, resample
+    (row i takes mixed row pick[i]) and, where both carry classes occur, the same / other class mean. The runs go
+    `chunk` questions at a time; each question's outcome is its own row's, so the result is the one-batch one."""
+    spans = [slice(s, min(s + chunk, len(qs))) for s in range(0, len(qs), chunk)]
+    eng = None
+    if len(spans) == 1:  # the capture's pass is the engine's own (and shared through the cache)
+        act, _, eng = capture(model, site, qs, engine=True, cache=cache)
+    else:  # the class means need every row's activation before any chunk's engine runs
+        act = np.concatenate([capture(model, site, qs.select(s), engine=False, cache=cache)[0] for s in spans])
+    carry = qs.labels["carry_out"].astype(np.int8)
+    means = None
+    if 0 < carry.sum() < len(carry):
+        means = np.stack([act[carry == 0].mean(0), act[carry == 1].mean(0)])  # (2, d_site)
+    parts: dict[str, list[Outcome]] = {}
+    for span in spans:
+        if eng is None:
+            eng = _engine(model, qs.select(span), cache)
+        got = {"clean": eng.clean, "mean": eng.outcome([site.replace(mixed_mean, "mean")]),
+               "resample": eng.outcome([site.replace(mixed_act[pick[span]], "resample")])}
+        if means is not None:
+            got["same_class_mean"] = eng.outcome([site.replace(means[carry[span]], "mean")])
+            got["other_class_mean"] = eng.outcome([site.replace(means[1 - carry[span]], "mean")])
+        eng.release_scratch()  # the engine may stay cached for the next head: its clean run only
+        eng = None  # freed before the next chunk's is built
+        for name, o in got.items():
+            parts.setdefault(name, []).append(o)
+    outcomes = {name: Outcome(np.concatenate([o.loss for o in os]), np.concatenate([o.wrong for o in os]),
+                              os[0].threshold) for name, os in parts.items()}
+    return act, outcomes
+
+
+def _engine(model, qs: QuestionBatch, cache: StudyCache | None) -> Engine:
+    return Engine(model, qs) if cache is None else cache.get(("engine", question_key(qs)), lambda: Engine(model, qs))
 
 
 def _rates(outcomes: dict, rows: np.ndarray, target: int) -> dict:

@@ -1,0 +1,29 @@
+"""Handing freed memory back to the OS between the stages of a long analysis (glibc keeps it otherwise)."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import gc
+from functools import cache
+
+
+@cache
+def _libc():
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
+
+
+def release_freed_memory() -> bool:
+    """Collect unreachable objects, then return the allocator's free pages to the OS (glibc's `malloc_trim`).
+
+    Torch's CPU tensors come from malloc, and glibc serves tensors of a few MB from its heap and keeps their pages
+    when they are freed, so a stage's working set stays resident through the next stages (and is shared with, and
+    counted again in, forked figure workers). False where there is no glibc (macOS, musl): nothing to do there."""
+    gc.collect()
+    libc = _libc()
+    return bool(libc is not None and libc.malloc_trim(0))
