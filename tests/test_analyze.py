@@ -192,10 +192,12 @@ def test_without_a_spare_core_the_drawer_holds_every_job_until_the_end(tmp_path)
         assert drawer.pool._pool is None  # no worker started while the analysis ran
         held = len(drawer._waiting)
         write_report(analysis, tmp_path / "out", drawer=drawer)
-    # every map and table (and the position-failure chart), then four figures for each of the two studies
+    # every map and table (and the position-failure chart), the edge circuit's graph, then four figures for each of
+    # the two studies
     from arithlens.report.quanta_maps import map_jobs
 
-    assert held == len(map_jobs(analysis.nodes, TINY, tmp_path)) + 1 + 2 * 4
+    assert analysis.edge_circuit is not None  # analyze finds the edge circuit by default
+    assert held == len(map_jobs(analysis.nodes, TINY, tmp_path)) + 1 + 1 + 2 * 4
     assert (tmp_path / "out" / "P6L0H1_grid.png").is_file()
 
 

@@ -96,7 +96,7 @@ class ReportDrawer:
         jobs = map_jobs(analysis.nodes, spec, self.out, spec.base_name, self.formats)
         jobs.append((draw_position_failures, (analysis.useful.position_failures, spec, self.out, spec.base_name,
                                               self.formats)))
-        circuit = getattr(analysis, "edge_circuit", None)  # h31's field; absent before that branch lands
+        circuit = analysis.edge_circuit
         if circuit is not None:
             jobs.append((draw_circuit_graph, (_graph_data(analysis, circuit), self.out, spec.base_name + GRAPH_STEM,
                                               self.formats)))
