@@ -49,7 +49,7 @@ def test_add_back_reaches_the_target_the_mean_circuit_misses_under_resample(mode
 
 def test_add_back_is_deterministic_for_a_seed_and_serialises(model):
     def run():
-        found = add_back(model, nodes(COPY_HEADS[0]), repair_questions=200, draws=2,
+        found = add_back(model, nodes(COPY_HEADS[0]), repair_questions=400, draws=2,
                          make_questions=plus_zero_questions, seed=9, max_steps=1)
         d = found.to_dict()
         d.pop("seconds")
@@ -89,4 +89,6 @@ def test_bad_add_back_input_is_a_one_line_error(model):
     with pytest.raises(ArithLensError, match="target must be in"):
         add_back(model, nodes(COPY_HEADS[0]), target=1.5, make_questions=plus_zero_questions)
     with pytest.raises(ArithLensError, match="resample draws must be positive"):
-        add_back(model, nodes(COPY_HEADS[0]), draws=0, repair_questions=10, make_questions=plus_zero_questions)
+        add_back(model, nodes(COPY_HEADS[0]), draws=0, repair_questions=400, make_questions=plus_zero_questions)
+    with pytest.raises(ArithLensError, match="cannot show 99% at 95% confidence"):
+        add_back(model, nodes(COPY_HEADS[0]), repair_questions=100, make_questions=plus_zero_questions)
