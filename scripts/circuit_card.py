@@ -330,8 +330,9 @@ def _repair_text(repair: dict) -> str:
     verdict = ("every qtype's lower bound reached" if repair["reached"]
                else "the lower bound did not reach")
     return "\n".join([
-        f"The add-back (`robust.add_back`): from the {size}-node resample circuit, on {repair['search_questions']:,} "
-        f"fresh questions (ADD, SUB and NEG alike; none drawn by any search, nor by the cards) repeated for "
+        f"The add-back (`robust.add_back`): from the {size}-node resample circuit, on "
+        f"{repair['search_questions'] // len(repair['start_exact']):,} fresh questions per qtype (none drawn by any "
+        f"search; the cards' questions exclude them) repeated for "
         f"{repair['draws']} independent resample draws, add the node that raises the lowest qtype's Wilson 95% lower "
         f"bound the most (the bound counts each distinct question once), until every bound is >= "
         f"{100 * repair['target']:g}%. It added {len(repair['added'])} ({added}): {verdict} "
@@ -364,6 +365,22 @@ def _edges_text(edges: dict) -> str:
         f"Wall time of the edges stage: {edges['wall_seconds']:.0f} s."])
 
 
+def _sizes_table(cards: dict) -> str:
+    """Each circuit's size beside its worst qtype under mean and under resample ablation (the lower draw), with
+    the Wilson 95% interval of that rate."""
+    lines = ["| circuit | size | share of the model | worst qtype, mean | worst qtype, resample (lower draw) |",
+             "|---|---|---|---|---|"]
+    for label, c in cards.items():
+        def worst(ablations: list[str]) -> str:
+            row = min((c.row(a, q) for a in ablations for q in c.qtypes), key=lambda r: r.exact)
+            return f"{row.qtype} {_cell({'exact': row.exact, 'ci': row.ci})}"
+
+        draws = [a for a in c.ablations if a.startswith("resample")]
+        lines.append(f"| {label} | {len(c.units):,} {c.unit}s | {100 * len(c.units) / c.n_all:.1f}% of "
+                     f"{c.n_all:,} | {worst(['mean'])} | {worst(draws)} |")
+    return "\n".join(lines)
+
+
 def render(data: dict) -> str:
     """The docs block (markdown) from the stored results."""
     from arithlens.results.circuits import AblationCard, FaithfulnessCurve
@@ -386,6 +403,7 @@ def render(data: dict) -> str:
                         f"{cards['wall_seconds'][label]:.0f} s for this stage{_load(cards.get('settings', {}).get(label))}",
                     "", card_markdown(c)]
         out += _verdicts({k: AblationCard.from_dict(v) for k, v in cards["cards"].items()})
+        out += ["", _sizes_table({k: AblationCard.from_dict(v) for k, v in cards["cards"].items()})]
     if robust:
         exact = ", ".join(f"{k} {100 * v:.2f}%" for k, v in robust["search_exact"].items())
         out += ["", f"The resample circuit: {robust['n_nodes']} of {robust['n_all']} nodes, pruned from every node "

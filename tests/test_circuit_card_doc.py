@@ -34,6 +34,8 @@ def test_stored_cards_and_curves_are_consistent():
     assert list(cards[script.MEAN].units) == sorted(mean_circuit)
     if "robust" in data:
         assert list(cards[script.ROBUST].units) == sorted(data["robust"]["nodes"])
+    if "edges" in data and script.EDGE in cards:
+        assert list(cards[script.EDGE].units) == sorted(data["edges"]["circuit"]["edges"])
     for card in cards.values():
         assert card.ablations == ("mean", "plain-mean", "resample#1", "resample#2", "zero")
         for qtype in card.qtypes:
@@ -45,3 +47,25 @@ def test_stored_cards_and_curves_are_consistent():
         assert curve.sizes == (0, 0, 1, 3, 6, 16, 33, 66, 165, 330)
         f = curve["ALL"].faithfulness("logit_diff")
         assert abs(f[-1] - 1) < 1e-9 and abs(f[0]) < 1e-9  # every node is the model, none the empty circuit
+
+
+def test_stored_add_back_grows_the_resample_circuit_to_its_target():
+    data = _stored()
+    if "repair" not in data:
+        return
+    repair = data["repair"]
+    assert set(repair["start"]) == set(data["robust"]["nodes"])
+    assert set(repair["nodes"]) == set(repair["start"]) | set(repair["added"])
+    assert len(repair["nodes"]) == len(repair["start"]) + len(repair["added"]) == repair["n_nodes"]
+    last = repair["steps"][-1]["lower"] if repair["steps"] else repair["start_lower"]
+    assert repair["reached"] == (min(last.values()) >= repair["target"])
+    # the lower bound of the last step is the Wilson bound of its exact rate over the distinct questions
+    from arithlens.analysis.stats import wilson
+
+    per_qtype = repair["search_questions"] // len(last)
+    for q, bound in last.items():
+        exact = (repair["steps"][-1]["exact"] if repair["steps"] else repair["start_exact"])[q]
+        assert abs(wilson(exact * per_qtype, per_qtype)[0] - bound) < 1e-9
+    cards = data["cards"]["cards"]
+    if script.REPAIRED in cards:
+        assert list(AblationCard.from_dict(cards[script.REPAIRED]).units) == sorted(repair["nodes"])
