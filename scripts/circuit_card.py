@@ -214,8 +214,9 @@ def _store_cards(cards: dict, seconds: float, where: dict) -> None:
         log(f"cards: {c.label}: " + ", ".join(f"{a} {100 * c.min_exact(a):.1f}%" for a in c.ablations))
 
 
-def stage_cards(per_qtype: int, force: bool, only: str | None = None) -> None:
+def stage_cards(per_qtype: int, force: bool, only: str | None = None, ablations: list[str] | None = None) -> None:
     from arithlens.analysis.circuits.card import ablation_cards
+    from arithlens.analysis.circuits.runner import Ablation
     from arithlens.analysis.faithfulness import STREAM_EVAL
 
     t0, where = time.perf_counter(), setting()
@@ -232,7 +233,9 @@ def stage_cards(per_qtype: int, force: bool, only: str | None = None) -> None:
         return
     runner = runner_for(model, per_qtype, STREAM_EVAL, drawn)
     log(f"cards: {', '.join(todo)} on {len(runner.questions)} questions")
-    cards = ablation_cards(runner, todo, model=model.spec.name, seed=CARD_SEED, reference=len(runner.reference))
+    chosen = None if ablations is None else [Ablation.parse(a) for a in ablations]
+    cards = ablation_cards(runner, todo, model=model.spec.name, ablations=chosen, seed=CARD_SEED,
+                           reference=len(runner.reference))
     _store_cards(cards, time.perf_counter() - t0, where)
 
 
@@ -302,7 +305,8 @@ def _verdicts(cards: dict) -> list[str]:
                     f"{', '.join(held) if held else 'no ablation'}; its worst is {worst}: {cells} "
                     f"({' / '.join(c.qtypes)}). Under resample ablation (the lower of {len(draws)} draws): "
                     + " / ".join(f"{100 * v:.1f}%" for v in lowest.values())
-                    + (f", short of 99% on {', '.join(short)}." if short else ", >= 99% on every qtype.")]
+                    + (f", short of 99% on {', '.join(short)}." if short else ", >= 99% on every qtype.")
+                    + ("" if len(c.ablations) == 5 else f" (Measured under {', '.join(c.ablations)} only.)")]
     return out
 
 
@@ -355,10 +359,11 @@ def _edges_text(edges: dict) -> str:
     return "\n".join([
         f"The edge circuit (`discover()` defaults: {c['method']} scores, {c['ablation']} ablation): {c['n_edges']:,} "
         f"of {c['n_edges_all']:,} edges ({100 * c['n_edges'] / c['n_edges_all']:.1f}%), touching {len(c['nodes'])} "
-        f"nodes; held-out exact in the search {exact} ({c['n_held_out']} per qtype); found in "
+        f"nodes; exact on discovery's own held-out questions {exact} ({c['n_held_out']} per qtype); found in "
         f"{edges['discover_seconds']:.0f} s{_load(edges)}.", "",
         f"MIB's table over edges, each method side by side: the top-k edges by |score| kept at MIB's sizes (k = "
-        f"{', '.join(map(str, cs[0].sizes))} of {cs[0].n_all:,}), every other edge mean-ablated, on "
+        f"{', '.join(map(str, cs[0].sizes))} of the {cs[0].n_all:,} edges into P{c['min_position']} on), every other "
+        f"such edge mean-ablated, on "
         f"{edges['questions_per_qtype']:,} questions per qtype pooled; scores on {edges['score_questions_per_qtype']} "
         f"other questions per qtype ({seconds}). Faithfulness of the logit difference:", "",
         curves_markdown(pooled, "logit_diff"), "", "and of the exact rate:", "", curves_markdown(pooled, "exact"), "",
@@ -372,12 +377,14 @@ def _sizes_table(cards: dict) -> str:
              "|---|---|---|---|---|"]
     for label, c in cards.items():
         def worst(ablations: list[str]) -> str:
+            if not ablations:
+                return "not measured"
             row = min((c.row(a, q) for a in ablations for q in c.qtypes), key=lambda r: r.exact)
             return f"{row.qtype} {_cell({'exact': row.exact, 'ci': row.ci})}"
 
         draws = [a for a in c.ablations if a.startswith("resample")]
         lines.append(f"| {label} | {len(c.units):,} {c.unit}s | {100 * len(c.units) / c.n_all:.1f}% of "
-                     f"{c.n_all:,} | {worst(['mean'])} | {worst(draws)} |")
+                     f"{c.n_all:,} | {worst([a for a in c.ablations if a == 'mean'])} | {worst(draws)} |")
     return "\n".join(lines)
 
 
@@ -398,7 +405,7 @@ def render(data: dict) -> str:
                    "question (`resample#1`, `resample#2`: two independent draws), or zero.")
         for label, card in cards["cards"].items():
             c = AblationCard.from_dict(card)
-            n = ", ".join(f"{q} {c.row('mean', q).n:,}" for q in c.qtypes)
+            n = ", ".join(f"{q} {c.row(c.ablations[0], q).n:,}" for q in c.qtypes)
             out += ["", f"**{label}**: {_size(c, data)}; n = {n}; wall time "
                         f"{cards['wall_seconds'][label]:.0f} s for this stage{_load(cards.get('settings', {}).get(label))}",
                     "", card_markdown(c)]
@@ -456,6 +463,8 @@ def main() -> None:
     p.add_argument("--score-questions", type=int, default=SCORE_QUESTIONS, help="per qtype, single-node scores")
     p.add_argument("--edge-score-questions", type=int, default=EDGE_SCORE_QUESTIONS,
                    help="per qtype, for the edge scores")
+    p.add_argument("--ablations", nargs="+", metavar="LABEL",
+                   help="the node cards under these ablations only (mean, plain-mean, resample#1, resample#2, zero)")
     p.add_argument("--force", action="store_true", help="recompute cards already stored")
     p.add_argument("--only", choices=[MEAN, ROBUST, REPAIRED, EDGE], help="the card of this circuit only")
     args = p.parse_args()
@@ -467,7 +476,7 @@ def main() -> None:
         stage_edges(args.curve_questions, args.edge_score_questions)
     if args.stage in ("cards", "all"):
         if args.only != EDGE:
-            stage_cards(args.questions, args.force, args.only)
+            stage_cards(args.questions, args.force, args.only, args.ablations)
         if args.only in (None, EDGE):
             stage_edge_card(args.questions, args.force)
     if args.stage in ("curves", "all"):
