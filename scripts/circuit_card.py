@@ -204,10 +204,11 @@ def stage_edge_card(per_qtype: int, force: bool) -> None:
     _store_cards({EDGE: card}, time.perf_counter() - t0, where)
 
 
-def _store_cards(cards: dict, seconds: float, where: dict) -> None:
+def _store_cards(cards: dict, seconds: float | dict, where: dict) -> None:
     done = load().get("cards", {})  # again: another cards run may have stored its card meanwhile
     merged = {**done.get("cards", {}), **{k: c.to_dict() for k, c in cards.items()}}
-    walls = {**done.get("wall_seconds", {}), **{k: seconds for k in cards}}
+    walls = {**done.get("wall_seconds", {}), **{k: seconds[k] if isinstance(seconds, dict) else seconds
+                                                for k in cards}}
     settings = {**done.get("settings", {}), **{k: where for k in cards}}
     store("cards", {"cards": merged, "wall_seconds": walls, "settings": settings})
     for c in cards.values():
@@ -236,7 +237,34 @@ def stage_cards(per_qtype: int, force: bool, only: str | None = None, ablations:
     chosen = None if ablations is None else [Ablation.parse(a) for a in ablations]
     cards = ablation_cards(runner, todo, model=model.spec.name, ablations=chosen, seed=CARD_SEED,
                            reference=len(runner.reference))
-    _store_cards(cards, time.perf_counter() - t0, where)
+    seconds = time.perf_counter() - t0
+    if chosen is not None:  # join the columns a card already has on the same questions
+        joined = {k: _joined(done.get("cards", {}).get(k), c) for k, c in cards.items()}
+        seconds = {k: seconds + (done.get("wall_seconds", {}).get(k, 0.0) if joined[k] is not cards[k] else 0.0)
+                   for k in cards}
+        cards = joined
+    _store_cards(cards, seconds, where)
+
+
+def _joined(stored: dict | None, card):
+    """`card` with the stored card's other ablations added (when both cover the same circuit and questions), in
+    the card's column order; its seconds are the sum."""
+    from dataclasses import replace
+
+    from arithlens.analysis.circuits.runner import card_ablations
+    from arithlens.results.circuits import AblationCard
+
+    if stored is None:
+        return card
+    old = AblationCard.from_dict(stored)
+    same = old.units == card.units and old.seed == card.seed and all(
+        old.row(old.ablations[0], q).n == card.row(card.ablations[0], q).n for q in card.qtypes)
+    if not same:
+        return card
+    order = [a.label for a in card_ablations()]
+    rows = [r for r in old.rows if r.ablation not in card.ablations] + list(card.rows)
+    rows.sort(key=lambda r: (order.index(r.ablation) if r.ablation in order else len(order)))
+    return replace(card, rows=tuple(rows), seconds=old.seconds + card.seconds)
 
 
 def stage_curves(per_qtype: int, score_questions: int) -> None:

@@ -72,3 +72,30 @@ def test_stored_add_back_grows_the_resample_circuit_to_its_target():
     cards = data["cards"]["cards"]
     if script.REPAIRED in cards:
         assert list(AblationCard.from_dict(cards[script.REPAIRED]).units) == sorted(repair["nodes"])
+
+
+def test_cards_measured_in_parts_join_to_the_card_measured_at_once():
+    import numpy as np
+    from planted import backup_heads_model
+
+    from arithlens.analysis.circuits.card import ablation_card
+    from arithlens.analysis.circuits.runner import Ablation, NodeRunner
+    from arithlens.arith.questions import QuestionBatch
+    from arithlens.arith.vocab import PLUS
+
+    a = np.repeat(np.arange(10), 3)
+    questions = QuestionBatch(1, a, np.full(len(a), PLUS), np.zeros(len(a), dtype=np.int64))
+    runner = NodeRunner(backup_heads_model(), questions, questions, seed=3)
+    kept = ["P5L0H0", "P5L0H1"]  # two of the copy heads: resample ablation fails some questions
+
+    def card(*labels):
+        return ablation_card(runner, kept, label="c", model="planted", seed=3, reference=30,
+                             ablations=[Ablation.parse(x) for x in labels])
+
+    whole = card("mean", "resample#1", "resample#2", "zero")
+    first, second = card("resample#1", "resample#2"), card("zero", "mean")
+    joined = script._joined(first.to_dict(), second)
+    assert joined.ablations == ("mean", "resample#1", "resample#2", "zero")
+    assert joined.rows == whole.rows
+    other = card("mean")
+    assert script._joined({**first.to_dict(), "seed": 4}, other) is other  # not the same questions: not joined
