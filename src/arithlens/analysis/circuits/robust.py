@@ -181,7 +181,8 @@ def add_back(
     """Greedy add-back under resample ablation: while some qtype's Wilson lower bound (`rates_over_draws`) on
     `repair_questions` fresh questions per qtype (none of `exclude`, e.g. the pruning's search set) times
     `draws` resample draws is below `target`, add the node outside the circuit that raises the lowest bound the
-    most (`best_addition`). Stops at the target, after `max_steps` additions, or when every node is in (then `reached` says whether the whole model passes)."""
+    most (`best_addition`). Stops at the target, after `max_steps` additions, or when every node is in (then
+    `reached` says whether the whole model passes)."""
     if not 0 < target <= 1:
         raise ArithLensError(f"the target must be in (0, 1], not {target}")
     t0 = time.perf_counter()
