@@ -1,13 +1,16 @@
 """The circuit card of the shipped default model (docs/circuit-card.md): the ablation card of its node circuit
-(the mean-ablation circuit of benchmarks/results/circuit_figures.json) and of a circuit pruned under resample
-ablation, and MIB's faithfulness curves (CPR, CMD) of node scores.
+(the mean-ablation circuit of benchmarks/results/circuit_figures.json), of a circuit pruned under resample
+ablation and then grown by add-back, and of the edge circuit; MIB's faithfulness curves (CPR, CMD) of node and
+edge scores.
 
 Stages, each stored under its key of benchmarks/results/circuit_card.json (so a slow one can run alone):
   python scripts/circuit_card.py robust     # prune a node circuit under resample ablation (the slow one)
-  python scripts/circuit_card.py cards      # ablation cards of the mean and (once found) resample circuits
+  python scripts/circuit_card.py repair     # greedy add-back to the resample circuit, judged on other questions
+  python scripts/circuit_card.py edges      # the edge circuit (`discover()` defaults) and MIB curves per method
+  python scripts/circuit_card.py cards      # ablation cards of the node circuits (and the edge circuit, if found)
   python scripts/circuit_card.py curves     # node scores, then MIB curves under mean and resample ablation
   python scripts/circuit_card.py render     # rewrite the docs block between the circuit-card markers
-  python scripts/circuit_card.py all        # all four
+  python scripts/circuit_card.py all        # all of them
 Every stage is deterministic (fixed seeds); wall times depend on the machine and its load (stored beside them).
 """
 
@@ -27,10 +30,12 @@ CIRCUIT = ROOT / "benchmarks" / "results" / "circuit_figures.json"  # the stored
 DOC = ROOT / "docs" / "circuit-card.md"
 START, END = "<!-- circuit-card:start -->", "<!-- circuit-card:end -->"
 CARD_SEED = 280_029  # questions and reference batch none of the circuit searches drew (their seed is 140_014)
-CARD_QUESTIONS = 4_000  # per qtype, for the ablation cards
+CARD_QUESTIONS = 10_000  # per qtype, for the ablation cards
 CURVE_QUESTIONS = 1_000  # per qtype, for each point of the MIB curves
 SCORE_QUESTIONS = 300  # per qtype, for the single-node ablation scores
-MEAN, ROBUST = "mean circuit", "resample circuit"
+EDGE_SCORE_QUESTIONS = 32  # per qtype, for the edge scores (as `discover()` scores)
+MEAN, ROBUST, REPAIRED, EDGE = "mean circuit", "resample circuit", "resample circuit + add-back", "edge circuit"
+EDGE_METHODS = {"exact": "exact patching", "eap": "EAP", "eap_ig": "EAP-IG"}
 
 
 def log(text: str) -> None:
@@ -54,10 +59,12 @@ def setting() -> dict:
     return {"load_average_at_start": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count()}
 
 
-def model_and_sets():
-    """The default model, its mean-ablation circuit, and the questions every search drew (kept out of ours)."""
+def model_and_sets(with_repair: bool = True):
+    """The default model, its mean-ablation circuit, and the questions every search drew (kept out of ours):
+    the node searches', and (`with_repair`) the add-back's, drawn after them."""
     import torch
 
+    from arithlens.analysis.circuits.robust import REPAIR_QUESTIONS, STREAM_REPAIR
     from arithlens.analysis.faithfulness import (
         FAITHFULNESS_SEED, STREAM_MINIMALITY, STREAM_SEARCH, fresh_questions, rng_for,
     )
@@ -71,7 +78,11 @@ def model_and_sets():
     search = fresh_questions(model.spec, circuit["search_questions"] // 3, rng_for(FAITHFULNESS_SEED, STREAM_SEARCH))
     minimal = fresh_questions(model.spec, circuit["minimality_questions"] // 3,
                               rng_for(FAITHFULNESS_SEED, STREAM_MINIMALITY), search)
-    return model, circuit, QuestionBatch.concat([search, minimal])
+    drawn = QuestionBatch.concat([search, minimal])
+    if with_repair:  # exactly the add-back's questions: the same seed, stream and exclusions as its stage
+        repair = fresh_questions(model.spec, REPAIR_QUESTIONS, rng_for(FAITHFULNESS_SEED, STREAM_REPAIR), drawn)
+        drawn = QuestionBatch.concat([drawn, repair])
+    return model, circuit, drawn
 
 
 def runner_for(model, per_qtype: int, stream: int, drawn):
@@ -104,8 +115,109 @@ def stage_robust() -> None:
     log(f"robust: {len(found.nodes)} nodes, {dict(found.search_exact)}")
 
 
-def stage_cards(per_qtype: int, force: bool, only: str | None = None) -> None:
+def stage_repair() -> None:
+    from arithlens.analysis.circuits.robust import add_back
+    from arithlens.analysis.nodes import Node
+
+    t0, where = time.perf_counter(), setting()
+    model, _, drawn = model_and_sets(with_repair=False)
+    pruned = load()["robust"]["nodes"]
+    last = [0.0]
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if time.time() - last[0] > 30 or done == total:
+            last[0] = time.time()
+            log(f"repair: {stage} {done}/{total}")
+
+    found = add_back(model, [Node.for_model(n, model.spec) for n in pruned], exclude=drawn, progress=progress)
+    store("repair", {**found.to_dict(), "wall_seconds": time.perf_counter() - t0, **where})
+    log(f"repair: {len(found.circuit.nodes)} nodes (added {[s.node for s in found.steps]}), "
+        f"lower bounds {[dict(s.lower) for s in found.steps][-1:] or dict(found.start_lower)}")
+
+
+def edge_runner_for(model, graph, per_qtype: int, stream: int, drawn):
+    from arithlens.analysis.circuits.edge_runner import EdgeRunner
+
+    nodes = runner_for(model, per_qtype, stream, drawn)  # the same questions and reference as the node cards
+    return EdgeRunner(model, nodes.questions, nodes.reference, graph=graph, seed=CARD_SEED)
+
+
+def stage_edges(per_qtype: int, score_questions: int) -> None:
+    """The edge circuit by `discover()`'s defaults, and MIB's curve of each method's edge scores on its graph."""
+    import torch
+
+    from arithlens.analysis.circuits.runner import Ablation
+    from arithlens.analysis.circuits.scoring import faithfulness_curve
+    from arithlens.analysis.edges.discovery import discover
+    from arithlens.analysis.edges.forward import ablation_values
+    from arithlens.analysis.edges.scores import eap_ig_scores, eap_scores, exact_scores
+    from arithlens.analysis.faithfulness import STREAM_EVAL, STREAM_SEARCH, fresh_questions, rng_for
+    from arithlens.arith.questions import QuestionBatch
+
+    t0, where = time.perf_counter(), setting()
+    model, _, drawn = model_and_sets()
+    circuit = discover(model, progress=lambda text: log(f"edges: {text}"))
+    discover_seconds = time.perf_counter() - t0
+    log(f"edges: {circuit.n_edges} of {circuit.graph.n_edges} edges, {len(circuit.nodes)} nodes, "
+        f"{discover_seconds:.0f} s")
+    runner = edge_runner_for(model, circuit.graph, per_qtype, STREAM_EVAL, drawn)
+    scored_on = fresh_questions(model.spec, score_questions, rng_for(CARD_SEED, STREAM_SEARCH),
+                                QuestionBatch.concat([drawn, runner.questions]))
+    tokens = scored_on.torch_tokens(str(model.device))
+    mean = ablation_values(model, runner.reference.torch_tokens(str(model.device)), "mean")
+    score_fns = {"exact": lambda: exact_scores(model, circuit.graph, tokens, mean),
+                 "eap": lambda: eap_scores(model, circuit.graph, tokens, mean),
+                 "eap_ig": lambda: eap_ig_scores(model, circuit.graph, tokens, mean)}
+    curves, score_seconds = [], {}
+    for method, score in score_fns.items():
+        t1 = time.perf_counter()
+        with torch.enable_grad():
+            scores = score()
+        score_seconds[method] = time.perf_counter() - t1
+        curve = faithfulness_curve(runner, dict(zip(runner.units, map(float, scores))), model=model.spec.name,
+                                   method=EDGE_METHODS[method], ablation=Ablation("mean"), unit="edge",
+                                   seed=CARD_SEED)
+        curves.append(curve.to_dict())
+        log(f"edges: {method}: scores {score_seconds[method]:.0f} s, CPR {curve.cpr():.3f} CMD {curve.cmd():.3f}")
+    store("edges", {"circuit": circuit.to_dict(), "discover_seconds": discover_seconds,
+                    "questions_per_qtype": per_qtype, "score_questions_per_qtype": score_questions,
+                    "score_seconds": score_seconds, "curves": curves, "wall_seconds": time.perf_counter() - t0,
+                    **where})
+
+
+def stage_edge_card(per_qtype: int, force: bool) -> None:
+    """The ablation card of the stored edge circuit, on the node cards' questions."""
     from arithlens.analysis.circuits.card import ablation_cards
+    from arithlens.analysis.edges.discovery import EdgeCircuit
+    from arithlens.analysis.faithfulness import STREAM_EVAL
+
+    data = load()
+    if "edges" not in data or (not force and EDGE in data.get("cards", {}).get("cards", {})):
+        return
+    t0, where = time.perf_counter(), setting()
+    model, _, drawn = model_and_sets()
+    circuit = EdgeCircuit.from_dict(data["edges"]["circuit"], model.spec)
+    runner = edge_runner_for(model, circuit.graph, per_qtype, STREAM_EVAL, drawn)
+    log(f"cards: {EDGE} on {len(runner.questions)} questions")
+    card = ablation_cards(runner, {EDGE: circuit.edges}, model=model.spec.name, unit="edge", seed=CARD_SEED,
+                          reference=len(runner.reference))[EDGE]
+    _store_cards({EDGE: card}, time.perf_counter() - t0, where)
+
+
+def _store_cards(cards: dict, seconds: float | dict, where: dict) -> None:
+    done = load().get("cards", {})  # again: another cards run may have stored its card meanwhile
+    merged = {**done.get("cards", {}), **{k: c.to_dict() for k, c in cards.items()}}
+    walls = {**done.get("wall_seconds", {}), **{k: seconds[k] if isinstance(seconds, dict) else seconds
+                                                for k in cards}}
+    settings = {**done.get("settings", {}), **{k: where for k in cards}}
+    store("cards", {"cards": merged, "wall_seconds": walls, "settings": settings})
+    for c in cards.values():
+        log(f"cards: {c.label}: " + ", ".join(f"{a} {100 * c.min_exact(a):.1f}%" for a in c.ablations))
+
+
+def stage_cards(per_qtype: int, force: bool, only: str | None = None, ablations: list[str] | None = None) -> None:
+    from arithlens.analysis.circuits.card import ablation_cards
+    from arithlens.analysis.circuits.runner import Ablation
     from arithlens.analysis.faithfulness import STREAM_EVAL
 
     t0, where = time.perf_counter(), setting()
@@ -114,20 +226,45 @@ def stage_cards(per_qtype: int, force: bool, only: str | None = None) -> None:
     circuits = {MEAN: circuit["nodes"]}
     if "robust" in load():
         circuits[ROBUST] = load()["robust"]["nodes"]
+    if "repair" in load():
+        circuits[REPAIRED] = load()["repair"]["nodes"]
     todo = {k: v for k, v in circuits.items() if (force or k not in done.get("cards", {})) and only in (None, k)}
     if not todo:
         log("cards: nothing to do (--force recomputes)")
         return
     runner = runner_for(model, per_qtype, STREAM_EVAL, drawn)
     log(f"cards: {', '.join(todo)} on {len(runner.questions)} questions")
-    cards = ablation_cards(runner, todo, model=model.spec.name, seed=CARD_SEED, reference=len(runner.reference))
-    done = load().get("cards", {})  # again: another cards run may have stored its card meanwhile
-    merged = {**done.get("cards", {}), **{k: c.to_dict() for k, c in cards.items()}}
-    walls = {**done.get("wall_seconds", {}), **{k: time.perf_counter() - t0 for k in cards}}
-    settings = {**done.get("settings", {}), **{k: where for k in cards}}
-    store("cards", {"cards": merged, "wall_seconds": walls, "settings": settings})
-    for c in cards.values():
-        log(f"cards: {c.label}: " + ", ".join(f"{a} {100 * c.min_exact(a):.1f}%" for a in c.ablations))
+    chosen = None if ablations is None else [Ablation.parse(a) for a in ablations]
+    cards = ablation_cards(runner, todo, model=model.spec.name, ablations=chosen, seed=CARD_SEED,
+                           reference=len(runner.reference))
+    seconds = time.perf_counter() - t0
+    if chosen is not None:  # join the columns a card already has on the same questions
+        joined = {k: _joined(done.get("cards", {}).get(k), c) for k, c in cards.items()}
+        seconds = {k: seconds + (done.get("wall_seconds", {}).get(k, 0.0) if joined[k] is not cards[k] else 0.0)
+                   for k in cards}
+        cards = joined
+    _store_cards(cards, seconds, where)
+
+
+def _joined(stored: dict | None, card):
+    """`card` with the stored card's other ablations added (when both cover the same circuit and questions), in
+    the card's column order; its seconds are the sum."""
+    from dataclasses import replace
+
+    from arithlens.analysis.circuits.runner import card_ablations
+    from arithlens.results.circuits import AblationCard
+
+    if stored is None:
+        return card
+    old = AblationCard.from_dict(stored)
+    same = old.units == card.units and old.seed == card.seed and all(
+        old.row(old.ablations[0], q).n == card.row(card.ablations[0], q).n for q in card.qtypes)
+    if not same:
+        return card
+    order = [a.label for a in card_ablations()]
+    rows = [r for r in old.rows if r.ablation not in card.ablations] + list(card.rows)
+    rows.sort(key=lambda r: (order.index(r.ablation) if r.ablation in order else len(order)))
+    return replace(card, rows=tuple(rows), seconds=old.seconds + card.seconds)
 
 
 def stage_curves(per_qtype: int, score_questions: int) -> None:
@@ -192,12 +329,91 @@ def _verdicts(cards: dict) -> list[str]:
         draws = [a for a in c.ablations if a.startswith("resample")]
         lowest = {q: min(c.row(a, q).exact for a in draws) for q in c.qtypes}
         short = [q for q, v in lowest.items() if v < 0.99]
-        out += ["", f"The {label} ({len(c.units)} nodes) is >= 99% exact on every qtype under "
+        out += ["", f"The {label} ({len(c.units)} {c.unit}s) is >= 99% exact on every qtype under "
                     f"{', '.join(held) if held else 'no ablation'}; its worst is {worst}: {cells} "
                     f"({' / '.join(c.qtypes)}). Under resample ablation (the lower of {len(draws)} draws): "
                     + " / ".join(f"{100 * v:.1f}%" for v in lowest.values())
-                    + (f", short of 99% on {', '.join(short)}." if short else ", >= 99% on every qtype.")]
+                    + (f", short of 99% on {', '.join(short)}." if short else ", >= 99% on every qtype.")
+                    + ("" if len(c.ablations) == 5 else f" (Measured under {', '.join(c.ablations)} only.)")]
     return out
+
+
+def _size(card, data: dict) -> str:
+    """`163 of 330 nodes (49%)`; an edge circuit also names the nodes it touches."""
+    share = f"{len(card.units)} of {card.n_all} {card.unit}s ({100 * len(card.units) / card.n_all:.1f}% of the model's)"
+    if card.unit == "edge" and "edges" in data:
+        circuit = data["edges"]["circuit"]
+        share += (f", touching {len(circuit['nodes'])} of 330 nodes; edges into the answer positions only "
+                  f"(P{circuit['min_position']} on): every earlier position runs clean under every ablation")
+    return share
+
+
+def _repair_text(repair: dict) -> str:
+    lows = lambda d: " / ".join(f"{100 * v:.2f}%" for v in d.values())  # noqa: E731
+    added = ", ".join(repair["added"]) or "none"
+    rows = ["| nodes | added | " + " | ".join(f"{q} exact | {q} lower" for q in repair["start_exact"]) + " |",
+            "|" + "---|" * (2 + 2 * len(repair["start_exact"]))]
+    size = len(repair["start"])
+    steps = [("", repair["start_exact"], repair["start_lower"])] + [
+        (s["node"], s["exact"], s["lower"]) for s in repair["steps"]]
+    for k, (node, exact, lower) in enumerate(steps):
+        cells = " | ".join(f"{100 * exact[q]:.2f}% | {100 * lower[q]:.2f}%" for q in exact)
+        rows.append(f"| {size + k} | {node or '(start)'} | {cells} |")
+    verdict = ("every qtype's lower bound reached" if repair["reached"]
+               else "the lower bound did not reach")
+    return "\n".join([
+        f"The add-back (`robust.add_back`): from the {size}-node resample circuit, on "
+        f"{repair['search_questions'] // len(repair['start_exact']):,} fresh questions per qtype (none drawn by any "
+        f"search; the cards' questions exclude them) repeated for "
+        f"{repair['draws']} independent resample draws, add the node that raises the lowest qtype's Wilson 95% lower "
+        f"bound the most (the bound counts each distinct question once), until every bound is >= "
+        f"{100 * repair['target']:g}%. It added {len(repair['added'])} ({added}): {verdict} "
+        f"{100 * repair['target']:g}% with {repair['n_nodes']} of {repair['n_all']} nodes "
+        f"(lower bounds {lows(repair['steps'][-1]['lower'] if repair['steps'] else repair['start_lower'])}; "
+        f"{repair['passes']} forward passes, {repair['wall_seconds']:.0f} s wall{_load(repair)}). Exact rate (mean "
+        "over the draws) and its lower bound after each step:", "", *rows])
+
+
+def _edges_text(edges: dict) -> str:
+    from arithlens.results.circuits import FaithfulnessCurve
+    from arithlens.report.circuit_card import curves_markdown
+
+    c = edges["circuit"]
+    cs = [FaithfulnessCurve.from_dict(x) for x in edges["curves"]]
+    pooled = [FaithfulnessCurve(x.model, x.method, x.unit, x.ablation, x.n_all, x.percentages, x.sizes,
+                                (x["ALL"],), x.seed, x.seconds) for x in cs]
+    seconds = ", ".join(f"{EDGE_METHODS[m]} {v:.0f} s" for m, v in edges["score_seconds"].items())
+    exact = ", ".join(f"{q} {100 * v:.2f}%" for q, v in c["exact"].items())
+    return "\n".join([
+        f"The edge circuit (`discover()` defaults: {c['method']} scores, {c['ablation']} ablation): {c['n_edges']:,} "
+        f"of {c['n_edges_all']:,} edges ({100 * c['n_edges'] / c['n_edges_all']:.1f}%), touching {len(c['nodes'])} "
+        f"nodes; exact on discovery's own held-out questions {exact} ({c['n_held_out']} per qtype); found in "
+        f"{edges['discover_seconds']:.0f} s{_load(edges)}.", "",
+        f"MIB's table over edges, each method side by side: the top-k edges by |score| kept at MIB's sizes (k = "
+        f"{', '.join(map(str, cs[0].sizes))} of the {cs[0].n_all:,} edges into P{c['min_position']} on), every other "
+        f"such edge mean-ablated, on "
+        f"{edges['questions_per_qtype']:,} questions per qtype pooled; scores on {edges['score_questions_per_qtype']} "
+        f"other questions per qtype ({seconds}). Faithfulness of the logit difference:", "",
+        curves_markdown(pooled, "logit_diff"), "", "and of the exact rate:", "", curves_markdown(pooled, "exact"), "",
+        f"Wall time of the edges stage: {edges['wall_seconds']:.0f} s."])
+
+
+def _sizes_table(cards: dict) -> str:
+    """Each circuit's size beside its worst qtype under mean and under resample ablation (the lower draw), with
+    the Wilson 95% interval of that rate."""
+    lines = ["| circuit | size | share of the model | worst qtype, mean | worst qtype, resample (lower draw) |",
+             "|---|---|---|---|---|"]
+    for label, c in cards.items():
+        def worst(ablations: list[str]) -> str:
+            if not ablations:
+                return "not measured"
+            row = min((c.row(a, q) for a in ablations for q in c.qtypes), key=lambda r: r.exact)
+            return f"{row.qtype} {_cell({'exact': row.exact, 'ci': row.ci})}"
+
+        draws = [a for a in c.ablations if a.startswith("resample")]
+        lines.append(f"| {label} | {len(c.units):,} {c.unit}s | {100 * len(c.units) / c.n_all:.1f}% of "
+                     f"{c.n_all:,} | {worst([a for a in c.ablations if a == 'mean'])} | {worst(draws)} |")
+    return "\n".join(lines)
 
 
 def render(data: dict) -> str:
@@ -217,11 +433,12 @@ def render(data: dict) -> str:
                    "question (`resample#1`, `resample#2`: two independent draws), or zero.")
         for label, card in cards["cards"].items():
             c = AblationCard.from_dict(card)
-            n = ", ".join(f"{q} {c.row('mean', q).n:,}" for q in c.qtypes)
-            out += ["", f"**{label}**: {len(c.units)} of {c.n_all} nodes; n = {n}; wall time "
+            n = ", ".join(f"{q} {c.row(c.ablations[0], q).n:,}" for q in c.qtypes)
+            out += ["", f"**{label}**: {_size(c, data)}; n = {n}; wall time "
                         f"{cards['wall_seconds'][label]:.0f} s for this stage{_load(cards.get('settings', {}).get(label))}",
                     "", card_markdown(c)]
         out += _verdicts({k: AblationCard.from_dict(v) for k, v in cards["cards"].items()})
+        out += ["", _sizes_table({k: AblationCard.from_dict(v) for k, v in cards["cards"].items()})]
     if robust:
         exact = ", ".join(f"{k} {100 * v:.2f}%" for k, v in robust["search_exact"].items())
         out += ["", f"The resample circuit: {robust['n_nodes']} of {robust['n_all']} nodes, pruned from every node "
@@ -233,6 +450,12 @@ def render(data: dict) -> str:
         dropped = sorted(mean_nodes - set(robust["nodes"]), key=_node_order)
         out += ["", f"Beside the mean circuit's {len(mean_nodes)} nodes it adds {len(added)} ({', '.join(added)}) and "
                     f"drops {len(dropped)} ({', '.join(dropped) or 'none'})."]
+    repair = data.get("repair")
+    if repair:
+        out += ["", _repair_text(repair)]
+    edges = data.get("edges")
+    if edges:
+        out += ["", _edges_text(edges)]
     curves = data.get("curves")
     if curves:
         cs = [FaithfulnessCurve.from_dict(c) for c in curves["curves"]]
@@ -262,17 +485,28 @@ def write_doc(data: dict) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("stage", choices=["robust", "cards", "curves", "render", "all"])
+    p.add_argument("stage", choices=["robust", "repair", "edges", "cards", "curves", "render", "all"])
     p.add_argument("--questions", type=int, default=CARD_QUESTIONS, help="per qtype, for the cards")
     p.add_argument("--curve-questions", type=int, default=CURVE_QUESTIONS, help="per qtype, for the curves")
     p.add_argument("--score-questions", type=int, default=SCORE_QUESTIONS, help="per qtype, single-node scores")
+    p.add_argument("--edge-score-questions", type=int, default=EDGE_SCORE_QUESTIONS,
+                   help="per qtype, for the edge scores")
+    p.add_argument("--ablations", nargs="+", metavar="LABEL",
+                   help="the node cards under these ablations only (mean, plain-mean, resample#1, resample#2, zero)")
     p.add_argument("--force", action="store_true", help="recompute cards already stored")
-    p.add_argument("--only", choices=[MEAN, ROBUST], help="the card of this circuit only")
+    p.add_argument("--only", choices=[MEAN, ROBUST, REPAIRED, EDGE], help="the card of this circuit only")
     args = p.parse_args()
     if args.stage in ("robust", "all"):
         stage_robust()
+    if args.stage in ("repair", "all"):
+        stage_repair()
+    if args.stage in ("edges", "all"):
+        stage_edges(args.curve_questions, args.edge_score_questions)
     if args.stage in ("cards", "all"):
-        stage_cards(args.questions, args.force, args.only)
+        if args.only != EDGE:
+            stage_cards(args.questions, args.force, args.only, args.ablations)
+        if args.only in (None, EDGE):
+            stage_edge_card(args.questions, args.force)
     if args.stage in ("curves", "all"):
         stage_curves(args.curve_questions, args.score_questions)
     if args.stage in ("render", "all"):

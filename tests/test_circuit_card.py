@@ -100,6 +100,23 @@ def test_card_is_deterministic_and_round_trips_through_json(runner):
         AblationCard.from_dict({"model": "x"})
 
 
+def test_card_runs_the_clean_model_once_and_matches_a_run_per_ablation(runner):
+    asked = []
+
+    class Counting:
+        units, qtypes = runner.units, runner.qtypes
+
+        def run(self, kept, ablation):
+            asked.append((ablation.label, sum(k is None for k in kept)))
+            return runner.run(kept, ablation)
+
+    card = ablation_card(Counting(), COPY_HEADS[:1], model="planted", label="one head", seed=3, reference=20)
+    assert asked == [("mean", 1), ("plain-mean", 0), ("resample#1", 0), ("resample#2", 0), ("zero", 0)]
+    for ablation in card.ablations:  # the clean model's row is the one a run under that ablation gives
+        clean = runner.run([None], Ablation.parse(ablation))[0]
+        assert card.row(ablation, "ADD").clean_correct == int((~clean.wrong).all(1).sum()) == 40
+
+
 def test_resample_circuit_needs_the_third_head_the_mean_circuit_drops():
     # Under mean ablation H0 and H1 suffice (test_circuit). Under resample the dropped head carries another
     # question's digit; when that digit is 9 it joins the pull towards 9 and outvotes the two kept heads.

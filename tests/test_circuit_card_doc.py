@@ -34,8 +34,13 @@ def test_stored_cards_and_curves_are_consistent():
     assert list(cards[script.MEAN].units) == sorted(mean_circuit)
     if "robust" in data:
         assert list(cards[script.ROBUST].units) == sorted(data["robust"]["nodes"])
+    if "edges" in data and script.EDGE in cards:
+        assert list(cards[script.EDGE].units) == sorted(data["edges"]["circuit"]["edges"])
     for card in cards.values():
-        assert card.ablations == ("mean", "plain-mean", "resample#1", "resample#2", "zero")
+        # every card has both resample draws; a card may leave out other ablations (the doc shows its columns)
+        full = ("mean", "plain-mean", "resample#1", "resample#2", "zero")
+        assert {"resample#1", "resample#2"} <= set(card.ablations)
+        assert card.ablations == tuple(a for a in full if a in card.ablations)
         for qtype in card.qtypes:
             rows = [card.row(a, qtype) for a in card.ablations]
             assert len({(r.n, r.clean_correct) for r in rows}) == 1  # one question set, one clean model
@@ -45,3 +50,52 @@ def test_stored_cards_and_curves_are_consistent():
         assert curve.sizes == (0, 0, 1, 3, 6, 16, 33, 66, 165, 330)
         f = curve["ALL"].faithfulness("logit_diff")
         assert abs(f[-1] - 1) < 1e-9 and abs(f[0]) < 1e-9  # every node is the model, none the empty circuit
+
+
+def test_stored_add_back_grows_the_resample_circuit_to_its_target():
+    data = _stored()
+    if "repair" not in data:
+        return
+    repair = data["repair"]
+    assert set(repair["start"]) == set(data["robust"]["nodes"])
+    assert set(repair["nodes"]) == set(repair["start"]) | set(repair["added"])
+    assert len(repair["nodes"]) == len(repair["start"]) + len(repair["added"]) == repair["n_nodes"]
+    last = repair["steps"][-1]["lower"] if repair["steps"] else repair["start_lower"]
+    assert repair["reached"] == (min(last.values()) >= repair["target"])
+    # the lower bound of the last step is the Wilson bound of its exact rate over the distinct questions
+    from arithlens.analysis.stats import wilson
+
+    per_qtype = repair["search_questions"] // len(last)
+    for q, bound in last.items():
+        exact = (repair["steps"][-1]["exact"] if repair["steps"] else repair["start_exact"])[q]
+        assert abs(wilson(exact * per_qtype, per_qtype)[0] - bound) < 1e-9
+    cards = data["cards"]["cards"]
+    if script.REPAIRED in cards:
+        assert list(AblationCard.from_dict(cards[script.REPAIRED]).units) == sorted(repair["nodes"])
+
+
+def test_cards_measured_in_parts_join_to_the_card_measured_at_once():
+    import numpy as np
+    from planted import backup_heads_model
+
+    from arithlens.analysis.circuits.card import ablation_card
+    from arithlens.analysis.circuits.runner import Ablation, NodeRunner
+    from arithlens.arith.questions import QuestionBatch
+    from arithlens.arith.vocab import PLUS
+
+    a = np.repeat(np.arange(10), 3)
+    questions = QuestionBatch(1, a, np.full(len(a), PLUS), np.zeros(len(a), dtype=np.int64))
+    runner = NodeRunner(backup_heads_model(), questions, questions, seed=3)
+    kept = ["P5L0H0", "P5L0H1"]  # two of the copy heads: resample ablation fails some questions
+
+    def card(*labels):
+        return ablation_card(runner, kept, label="c", model="planted", seed=3, reference=30,
+                             ablations=[Ablation.parse(x) for x in labels])
+
+    whole = card("mean", "resample#1", "resample#2", "zero")
+    first, second = card("resample#1", "resample#2"), card("zero", "mean")
+    joined = script._joined(first.to_dict(), second)
+    assert joined.ablations == ("mean", "resample#1", "resample#2", "zero")
+    assert joined.rows == whole.rows
+    other = card("mean")
+    assert script._joined({**first.to_dict(), "seed": 4}, other) is other  # not the same questions: not joined

@@ -118,3 +118,41 @@ def test_curve_json_round_trip(runner):
     assert json.loads(text)["scores"]["ADD"]["exact"]["cpr"] == pytest.approx(curve.cpr("ADD", "exact"), abs=1e-12)
     with pytest.raises(ArithLensError, match="malformed"):
         FaithfulnessCurve.from_dict({"model": "m"})
+
+
+def test_edge_curves_per_method_on_the_planted_edge_circuit():
+    # MIB's table over edges (scripts/circuit_card.py edges): each method's scores ranked, the top-k edges kept.
+    # On the planted model exact patching, EAP and EAP-IG all put the 7 planted edges first (AUROC 1,
+    # test_edges_planted), so from 2% of the edges (13 of 657) on every curve keeps all of them: the model's logit
+    # difference, exactly right answers; with no edge kept, the empty circuit's.
+    import torch
+    from planted_edges import EDGE_SPEC, PLANTED_EDGES, edge_circuit_model
+
+    from arithlens.arith.questions import QuestionBatch
+    from arithlens.arith.vocab import PLUS
+
+    from arithlens.analysis.circuits.edge_runner import EdgeRunner
+    from arithlens.analysis.edges.forward import ablation_values
+    from arithlens.analysis.edges.graph import EdgeGraph
+    from arithlens.analysis.edges.scores import eap_ig_scores, eap_scores, exact_scores
+
+    model = edge_circuit_model()
+    questions = QuestionBatch(1, np.arange(10), np.full(10, PLUS), np.zeros(10, dtype=np.int64))
+    graph = EdgeGraph.build(EDGE_SPEC, min_position=EDGE_SPEC.layout.answer_logit_positions.start)
+    runner = EdgeRunner(model, questions, questions, graph=graph)
+    tokens = questions.torch_tokens("cpu")
+    mean = ablation_values(model, tokens, "mean")
+    methods = {"exact": exact_scores, "eap": eap_scores, "eap_ig": eap_ig_scores}
+    for method, score in methods.items():
+        with torch.enable_grad():
+            scores = dict(zip(runner.units, map(float, score(model, graph, tokens, mean))))
+        top = sorted(runner.units, key=lambda u: -abs(scores[u]))[: len(PLANTED_EDGES)]
+        assert set(top) == set(PLANTED_EDGES), method
+        curve = faithfulness_curve(runner, scores, model="planted edges", method=method, unit="edge")
+        assert curve.sizes == (0, 1, 3, 6, 13, 32, 65, 131, 328, 657)
+        ld = curve["ALL"].faithfulness("logit_diff")
+        assert ld[0] == pytest.approx(0, abs=1e-9)
+        assert all(f == pytest.approx(1, abs=1e-2) for f in ld[4:]), (method, ld)
+        assert curve["ADD"].exact[4:] == (1.0,) * 6
+        cpr, cmd = curve.areas("ALL", "logit_diff")
+        assert cpr > 0.97 and cmd < 0.03

@@ -36,11 +36,16 @@ def ablation_cards(runner: CircuitRunner, circuits: Mapping[str, Collection[str]
                    ablations: Sequence[Ablation] | None = None, seed: int = 0, reference: int = 0
                    ) -> dict[str, AblationCard]:
     """The card of each named circuit (a subset of `runner.units`) on the runner's questions: per ablation one
-    run of the clean model, the empty circuit and every circuit, sharing that ablation's values."""
+    run of the empty circuit and every circuit, sharing that ablation's values; the clean model's run (which no
+    ablation changes) once, with the first ablation."""
     t0 = time.perf_counter()
     rows: dict[str, list[CardRow]] = {label: [] for label in circuits}
+    clean = None
     for ablation in card_ablations() if ablations is None else ablations:
-        clean, empty, *runs = runner.run([None, (), *circuits.values()], ablation)
+        if clean is None:
+            clean, empty, *runs = runner.run([None, (), *circuits.values()], ablation)
+        else:
+            empty, *runs = runner.run([(), *circuits.values()], ablation)
         for label, scores in zip(circuits, runs):
             rows[label] += card_rows(ablation, runner.qtypes, scores, clean, empty)
     seconds = time.perf_counter() - t0
