@@ -185,6 +185,24 @@ def stage_edges(per_qtype: int, score_questions: int) -> None:
                     **where})
 
 
+def stage_edge_circuit() -> None:
+    """Only the edge circuit, rediscovered with `discover()`'s current defaults; the stored MIB curves are kept (they
+    score the rankings over the whole graph and do not depend on discovery). Its card is then stale: rerun
+    `cards --only "edge circuit" --force`."""
+    from arithlens.analysis.edges.discovery import discover
+
+    data = load()
+    if "edges" not in data:
+        raise SystemExit("error: no stored edges stage; run `circuit_card.py edges` first")
+    t0, where = time.perf_counter(), setting()
+    model, _, _ = model_and_sets()
+    circuit = discover(model, progress=lambda text: log(f"edge-circuit: {text}"))
+    seconds = time.perf_counter() - t0
+    log(f"edge-circuit: {circuit.n_edges} of {circuit.graph.n_edges} edges, {len(circuit.nodes)} nodes, {seconds:.0f} s")
+    store("edges", {**data["edges"], "circuit": circuit.to_dict(), "discover_seconds": seconds,
+                    "discover_setting": where})
+
+
 def stage_edge_card(per_qtype: int, force: bool) -> None:
     """The ablation card of the stored edge circuit, on the node cards' questions."""
     from arithlens.analysis.circuits.card import ablation_cards
@@ -388,7 +406,7 @@ def _edges_text(edges: dict) -> str:
         f"The edge circuit (`discover()` defaults: {c['method']} scores, {c['ablation']} ablation): {c['n_edges']:,} "
         f"of {c['n_edges_all']:,} edges ({100 * c['n_edges'] / c['n_edges_all']:.1f}%), touching {len(c['nodes'])} "
         f"nodes; exact on discovery's own held-out questions {exact} ({c['n_held_out']} per qtype); found in "
-        f"{edges['discover_seconds']:.0f} s{_load(edges)}.", "",
+        f"{edges['discover_seconds']:.0f} s{_load(edges.get('discover_setting', edges))}.", "",
         f"MIB's table over edges, each method side by side: the top-k edges by |score| kept at MIB's sizes (k = "
         f"{', '.join(map(str, cs[0].sizes))} of the {cs[0].n_all:,} edges into P{c['min_position']} on), every other "
         f"such edge mean-ablated, on "
@@ -485,7 +503,7 @@ def write_doc(data: dict) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("stage", choices=["robust", "repair", "edges", "cards", "curves", "render", "all"])
+    p.add_argument("stage", choices=["robust", "repair", "edges", "edge-circuit", "cards", "curves", "render", "all"])
     p.add_argument("--questions", type=int, default=CARD_QUESTIONS, help="per qtype, for the cards")
     p.add_argument("--curve-questions", type=int, default=CURVE_QUESTIONS, help="per qtype, for the curves")
     p.add_argument("--score-questions", type=int, default=SCORE_QUESTIONS, help="per qtype, single-node scores")
@@ -502,6 +520,8 @@ def main() -> None:
         stage_repair()
     if args.stage in ("edges", "all"):
         stage_edges(args.curve_questions, args.edge_score_questions)
+    if args.stage == "edge-circuit":
+        stage_edge_circuit()
     if args.stage in ("cards", "all"):
         if args.only != EDGE:
             stage_cards(args.questions, args.force, args.only, args.ablations)
