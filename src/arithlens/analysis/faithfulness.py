@@ -33,10 +33,10 @@ ABLATIONS = ("mean", "resample")
 REFERENCE_QUESTIONS = 2048  # the mixed batch whose per-position means (or rows, for resample) replace a node
 FAITHFULNESS_SEED = 140_014
 # Questions per forward pass: bounds the memory of the pass and its per-question ablation values. At 2,048 the
-# faithfulness stage of `arithlens faithfulness --nodes useful` peaked at 1.56 GB (budget 1.5 GB); after a useful
-# sweep (its pages released) the check peaked at 1,110 MB at 1,024 and 1,009 MB at 512
-# (`benchmarks/bench_faithfulness_memory.py --chunk N`). Scores are per question, so no score depends on it.
-CHUNK = 512
+# faithfulness stage of `arithlens faithfulness --nodes useful` peaked at 1.56 GB (budget 1.5 GB). Below 1,024 it
+# gains nothing once the sweep's pages are released: 1,157 MB at 1,024, 1,161 MB at 512
+# (`benchmarks/bench_faithfulness_memory.py --chunk N`, benchmarks/results/faithfulness_memory.txt).
+CHUNK = 1024
 DRAW_BLOCK = 2048  # resample rows are drawn this many questions at a time (the earlier chunk): a seed keeps its rows
 # Independent random streams per seed: np.random.default_rng([seed, stream]).
 STREAM_EVAL, STREAM_REFERENCE, STREAM_RESAMPLE, STREAM_SEARCH, STREAM_MINIMALITY = range(5)
@@ -56,7 +56,7 @@ def release_freed_memory() -> bool:
 
     Tensors an earlier stage freed (the useful sweep's runs, a circuit pruner's cached run) stay in glibc's arenas
     as free pages, still in the process's memory, and the next stage's buffers come on top of them. Returning them
-    first lowered the faithfulness stage's peak after a useful sweep from 1,277 MB to 1,110 MB
+    first lowered the faithfulness check's peak after a useful sweep from 1,307 MB to 1,157 MB
     (`benchmarks/bench_faithfulness_memory.py`). It frees nothing in use, so no result changes."""
     trim = _malloc_trim()
     if trim is None:
