@@ -193,9 +193,10 @@ SEARCH_EACH = 0.5  # the searches keep the store and clean runs of one sub-task'
 STUDY_EACH = 0.07  # the node study's necessity questions (3 qtypes x 3 T classes per --questions)
 STUDY_PAIR_EACH = 0.135  # its patching pairs and mixed set (per qtype and pair)
 FAITHFULNESS_EACH = 0.25  # a chunk of the faithfulness check (the masks' scores, per question of the chunk)
-# `faithfulness --nodes useful` peaked at 1,688 MB at its defaults, 1.5x the sum of its two stages' terms: the
-# allocator keeps the sweep's freed pages for the check (benchmarks/results/memory.md).
-USEFUL_THEN_CHECK = 1.5
+# `faithfulness --nodes useful` peaked at 1,688 MB at its defaults, 1.5x the sum of its two stages' terms, while the
+# allocator kept the sweep's freed pages for the check; with them handed back first (`release_freed_memory`) it
+# peaked at 1,034 MB, just under the plain sum (1,116 MB; benchmarks/results/memory_h33.json).
+USEFUL_THEN_CHECK = 1.0
 CIRCUIT_SEARCH_EACH = 0.83  # the circuit search's cached runs of its search questions
 # The analysis's study cache counts only its runs' main tensors against its limit; a full one was measured at
 # 1.8x that (analyze at its defaults, benchmarks/results/memory.md).
