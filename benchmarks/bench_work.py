@@ -1,21 +1,31 @@
 """How much model work each stage of `arithlens analyze` does, and the least time it could take on this machine.
 
     PYTHONPATH=src python benchmarks/bench_work.py [--model NAME_OR_DIR] [--threads 2] [--max-studies N]
+        [--no-report] [--json benchmarks/results/analyze_work.json]
 
-Runs the analysis (the API, default options, no figures) with every transformer block call counted: its rows x
+Runs the analysis (the API, default options) with every transformer block call counted: its rows x
 query positions ("block-positions": one layer at one position for one question). Then measures this machine's
 rate on the plainest work there is, full forward passes of 4,096 questions with no hooks, in block-positions per
 second, and divides: the ideal seconds of a stage are the time its block work would take at that rate, with no
 overhead of any kind (no hooks, caching, statistics or Python). A stage far above its ideal has overhead to win;
 a stage near it is compute-bound, and only less work (fewer questions, a smaller set) makes it faster.
 Both numbers come from one run, so background load hits them alike.
+
+Then (unless --no-report) the report is drawn as `arithlens analyze` draws it (maps, study figures, report.html into
+a temporary folder), so the total is the command's wall time less loading the model and writing the JSON. Each
+stage's CPU seconds (this process and its finished children, e.g. figure workers) are printed beside its wall
+time: on a shared machine CPU seconds compare between runs, wall times only within one. The whole table goes to
+`--json` (the floor is the ideal of the model work; the goal is 120 s and 1.5x the floor).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("GOMP_SPINCOUNT", "10000")  # as the CLI does
 
@@ -29,6 +39,15 @@ from arithlens.model.zoo import resolve_model  # noqa: E402
 
 COUNTS: dict[str, int] = {}
 STAGE = ["model"]
+GOAL_SECONDS, GOAL_RATIO = 120.0, 1.5  # issue 24: the main job in two minutes, within 1.5x of this floor
+# Progress stages folded into one row: the useful sweep reports its positions, nodes and power-stage passes.
+USEFUL_PARTS = {"positions", "nodes", "power-pos", "power"}
+
+
+def cpu_seconds() -> float:
+    """CPU seconds of this process and of its children that have finished (figure workers once their pool closed)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def _counting(method):
@@ -59,6 +78,9 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="model name or checkpoint (default: the shipped model)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-studies", type=int, default=None)
+    parser.add_argument("--no-report", action="store_true", help="skip drawing the maps, figures and report")
+    parser.add_argument("--json", type=Path, default=None, help="also write the table here (e.g. "
+                        "benchmarks/results/analyze_work.json)")
     parser.add_argument("--also-rate", default=None, metavar="MODEL",
                         help="also this model's plain forward rate, and the same work's ideal time at it (valid for "
                              "a model doing the same work, e.g. bench_reference.py's embedded reference-size copy, "
@@ -70,36 +92,69 @@ def main() -> None:
     TransformerBlock.fast = _counting(TransformerBlock.fast)
 
     walls: dict[str, float] = {}
-    mark = [time.perf_counter()]
+    cpus: dict[str, float] = {}
+    mark = [time.perf_counter(), cpu_seconds()]
+    order: list[str] = []
+
+    def switch(stage: str) -> None:
+        now, cpu = time.perf_counter(), cpu_seconds()
+        walls[STAGE[0]] = walls.get(STAGE[0], 0.0) + now - mark[0]
+        cpus[STAGE[0]] = cpus.get(STAGE[0], 0.0) + cpu - mark[1]
+        mark[:] = [now, cpu]
+        STAGE[0] = stage
+        if stage not in order:
+            order.append(stage)
 
     def progress(stage: str, done: int, total: int, detail: str) -> None:
-        if stage not in ("faithfulness", "circuit", "search", "studies"):
-            stage = "useful"  # positions, nodes and the power stage's passes
+        stage = "useful" if stage in USEFUL_PARTS else stage  # other stages (edges, circuit, ...) keep their name
         if stage != STAGE[0]:
-            now = time.perf_counter()
-            walls[STAGE[0]] = walls.get(STAGE[0], 0.0) + now - mark[0]
-            mark[0], STAGE[0] = now, stage
+            switch(stage)
 
-    t0 = time.perf_counter()
+    STAGE[0] = "useful"
+    order.append("useful")
+    t0, cpu0 = time.perf_counter(), cpu_seconds()
     analysis = analyze(model, AnalyzeOptions(max_studies=args.max_studies), progress=progress)
-    walls[STAGE[0]] = walls.get(STAGE[0], 0.0) + time.perf_counter() - mark[0]
-    total = time.perf_counter() - t0
-    STAGE[0] = "rate"
+    if not args.no_report:
+        from arithlens.report.html import write_report
+
+        switch("report")
+        with tempfile.TemporaryDirectory(prefix="bench_work.") as out:
+            write_report(analysis, out)
+    switch("rate")
+    total, total_cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
     rate = forward_rate(model)
     COUNTS.pop("rate", None)
 
+    load = os.getloadavg()
     print(f"{model.spec.name}, {torch.get_num_threads()} torch threads, load average "
-          f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}; {len(analysis.studies)} studies")
+          f"{', '.join(f'{x:.1f}' for x in load)}; {len(analysis.studies)} studies")
     print(f"plain forward rate: {rate / 1e6:.2f} M block-positions/s")
-    print(f"{'stage':<14}{'block-pos (M)':>14}{'ideal (s)':>11}{'wall (s)':>10}{'wall/ideal':>12}")
-    for stage in ("useful", "faithfulness", "search", "studies"):
+    print(f"{'stage':<14}{'block-pos (M)':>14}{'ideal (s)':>11}{'wall (s)':>10}{'CPU (s)':>9}{'wall/ideal':>12}")
+    rows = []
+    for stage in order:
+        if stage == "rate":
+            continue
         work = COUNTS.get(stage, 0)
         ideal = work / rate
-        wall = analysis.timings.get(stage, walls.get(stage, 0.0))
+        wall = analysis.timings.get(stage, walls.get(stage, 0.0)) if stage != "report" else walls.get(stage, 0.0)
         ratio = f"{wall / ideal:.1f}" if ideal else "-"
-        print(f"{stage:<14}{work / 1e6:>14.1f}{ideal:>11.1f}{wall:>10.1f}{ratio:>12}")
-    work = sum(COUNTS.get(s, 0) for s in ("useful", "faithfulness", "search", "studies"))
-    print(f"{'analysis':<14}{work / 1e6:>14.1f}{work / rate:>11.1f}{total:>10.1f}{total / (work / rate):>12.1f}")
+        print(f"{stage:<14}{work / 1e6:>14.1f}{ideal:>11.1f}{wall:>10.1f}{cpus.get(stage, 0.0):>9.1f}{ratio:>12}")
+        rows.append({"stage": stage, "block_positions": work, "ideal_s": round(ideal, 2), "wall_s": round(wall, 2),
+                     "cpu_s": round(cpus.get(stage, 0.0), 2)})
+    work = sum(COUNTS.get(s, 0) for s in order if s not in ("rate", "report"))
+    floor = work / rate
+    print(f"{'analyze':<14}{work / 1e6:>14.1f}{floor:>11.1f}{total:>10.1f}{total_cpu:>9.1f}{total / floor:>12.1f}")
+    print(f"goal: {GOAL_SECONDS:.0f} s and {GOAL_RATIO}x the floor ({GOAL_RATIO * floor:.0f} s): "
+          f"{'met' if total <= min(GOAL_SECONDS, GOAL_RATIO * floor) else 'not met'} at {total:.0f} s")
+    if args.json:
+        record = {"model": model.spec.name, "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+                  "load_average": [round(x, 2) for x in load], "studies": len(analysis.studies),
+                  "max_studies": args.max_studies, "report": not args.no_report,
+                  "rate_block_positions_per_s": round(rate), "stages": rows, "floor_s": round(floor, 2),
+                  "wall_s": round(total, 2), "cpu_s": round(total_cpu, 2), "wall_over_floor": round(total / floor, 2),
+                  "goal_s": GOAL_SECONDS, "goal_ratio": GOAL_RATIO}
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(record, indent=1) + "\n")
     if args.also_rate:
         other = load_checkpoint(resolve_model(args.also_rate)).model.eval()
         other_rate = forward_rate(other)

@@ -196,9 +196,10 @@ STUDY_HELD_EACH = 0.002  # per necessity question of the whole study (3 qtypes x
 # labels, the node's activation and output, its outcomes
 STUDY_PAIR_EACH = 0.135  # its patching pairs and mixed set (per qtype and pair)
 FAITHFULNESS_EACH = 0.25  # a chunk of the faithfulness check (the masks' scores, per question of the chunk)
-# `faithfulness --nodes useful` peaked at 1,688 MB at its defaults, 1.5x the sum of its two stages' terms: the
-# allocator keeps the sweep's freed pages for the check (benchmarks/results/memory.md).
-USEFUL_THEN_CHECK = 1.5
+# `faithfulness --nodes useful` peaked at 1,688 MB at its defaults, 1.5x the sum of its two stages' terms, while the
+# allocator kept the sweep's freed pages for the check; with them handed back first (`release_freed_memory`) it
+# peaked at 1,034 MB, just under the plain sum (1,116 MB; benchmarks/results/memory_h33.json).
+USEFUL_THEN_CHECK = 1.0
 CIRCUIT_SEARCH_EACH = 0.83  # the circuit search's cached runs of its search questions
 # The edge circuit's peak is its attribution pass (a gradient through the edge-masked forward, 64 questions at a
 # time); per question of that chunk, in forward_bytes (benchmarks/bench_edges.py: the stage's peak RSS over the

@@ -19,7 +19,7 @@ from torch import Tensor
 from arithlens.analysis.faithfulness import (
     FAITHFULNESS_SEED, REFERENCE_QUESTIONS, STREAM_EVAL, STREAM_MINIMALITY, STREAM_REFERENCE, STREAM_SEARCH,
     KeepMask, all_nodes, fresh_questions, mean_values, measure_faithfulness, reference_questions,
-    rng_for, supported_qtypes, targets_of,
+    release_freed_memory, rng_for, supported_qtypes, targets_of,
 )
 from arithlens.analysis.nodes import Node
 from arithlens.analysis.stats import wilson
@@ -183,6 +183,7 @@ def discover_circuit(
     search_exact = tuple(pruner.exact(pruner.wrong).items())
     passes = pruner.passes
     del pruner  # its engine (the search questions' cached run) is not needed again: free it before the next one
+    release_freed_memory()  # and hand its pages back, so the next pruner's run does not come on top of them
 
     minimal_set = make_questions(spec, search_questions, rng_for(seed, STREAM_MINIMALITY), search)
     costs = node_costs(Pruner(model, minimal_set, values, circuit, target=target), progress)

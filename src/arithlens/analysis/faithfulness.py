@@ -7,6 +7,8 @@ out nodes that matter together (backup heads), and only ablating the whole outsi
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,11 +33,36 @@ ABLATIONS = ("mean", "resample")
 REFERENCE_QUESTIONS = 2048  # the mixed batch whose per-position means (or rows, for resample) replace a node
 FAITHFULNESS_SEED = 140_014
 # Questions per forward pass: bounds the memory of the pass and its per-question ablation values. At 2,048 the
-# faithfulness stage of `arithlens faithfulness --nodes useful` peaked at 1.56 GB (budget 1.5 GB).
+# faithfulness stage of `arithlens faithfulness --nodes useful` peaked at 1.56 GB (budget 1.5 GB). Below 1,024 it
+# gains nothing once the sweep's pages are released: 1,157 MB at 1,024, 1,161 MB at 512
+# (`benchmarks/bench_faithfulness_memory.py --chunk N`, benchmarks/results/faithfulness_memory.txt).
 CHUNK = 1024
 DRAW_BLOCK = 2048  # resample rows are drawn this many questions at a time (the earlier chunk): a seed keeps its rows
 # Independent random streams per seed: np.random.default_rng([seed, stream]).
 STREAM_EVAL, STREAM_REFERENCE, STREAM_RESAMPLE, STREAM_SEARCH, STREAM_MINIMALITY = range(5)
+
+
+@functools.cache
+def _malloc_trim():
+    """glibc's malloc_trim, or None where the C library is another (macOS, musl)."""
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def release_freed_memory() -> bool:
+    """Hand the pages the C allocator holds free back to the system; True where it could (glibc).
+
+    Tensors an earlier stage freed (the useful sweep's runs, a circuit pruner's cached run) stay in glibc's arenas
+    as free pages, still in the process's memory, and the next stage's buffers come on top of them. Returning them
+    first lowered the faithfulness check's peak after a useful sweep from 1,307 MB to 1,157 MB
+    (`benchmarks/bench_faithfulness_memory.py`). It frees nothing in use, so no result changes."""
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True
 
 
 def supported_qtypes(spec: ModelSpec) -> list[QType]:
@@ -252,6 +279,7 @@ def measure_faithfulness(
     qtype, none of them in `exclude`; or `questions` as given), with the same ablation values. The clean and
     all-ablated baselines are run once for all the sets."""
     t0 = time.perf_counter()
+    release_freed_memory()  # what the stage before (the useful sweep, a circuit's pruner) freed
     spec = model.spec
     sets = {label: sorted(set(nodes)) for label, nodes in node_sets.items()}
     if questions is None:

@@ -29,6 +29,28 @@ def new_figure(width: float, height: float, **kwargs) -> Figure:
     return fig
 
 
+def fixed_margins(fig: Figure, *, left: float, right: float, top: float, bottom: float,
+                  wspace: float | None = None, hspace: float | None = None) -> Figure:
+    """Place the subplots `fig` makes next with these margins, in inches (spaces: fractions of an axes' size).
+
+    A layout engine (constrained, tight) measures every tick label and title in an extra drawing pass: about
+    half of a figure's drawing time (`benchmarks/bench_figures.py`). Figures whose parts have known sizes take
+    fixed margins instead."""
+    width, height = fig.get_size_inches()
+    fig.subplots_adjust(left=left / width, right=1 - right / width, top=1 - top / height, bottom=bottom / height,
+                        wspace=wspace, hspace=hspace)
+    return fig
+
+
+def text_width(fig: Figure, texts: Sequence[str], fontsize: float) -> float:
+    """The widest of `texts` at `fontsize`, in inches, measured by the figure's renderer without drawing."""
+    from matplotlib.font_manager import FontProperties
+
+    renderer, font = fig.canvas.get_renderer(), FontProperties(size=fontsize)
+    return max((renderer.get_text_width_height_descent(t, font, ismath=False)[0] for t in texts), default=0.0) \
+        / fig.dpi
+
+
 def save_figure(fig: Figure, out_dir: str | Path, stem: str, formats: Sequence[str] = ("png",), *,
                 dpi: int = 150, tight: bool = True) -> list[Path]:
     """Write `fig` as out_dir/stem.<fmt> for each format; returns the paths. SVGs keep real text and are

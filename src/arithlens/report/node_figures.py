@@ -14,7 +14,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from arithlens.report.figures import Job, new_figure, save_figure
+from arithlens.report.figures import Job, fixed_margins, new_figure, save_figure, text_width
 
 FORMATS = ("png", "svg")
 CASE_COLOURS = {8: "red", 9: "green", 10: "blue"}
@@ -44,13 +44,15 @@ def draw_node_figure(name: str, data: dict, out_dir: str | Path, formats: Sequen
 
 
 def _save(fig: Figure, out_dir: str | Path, stem: str, formats: Sequence[str]) -> list[Path]:
-    # The constrained layout already fits the axes and labels to the canvas; a tight bounding box on top would
-    # draw every figure twice (once to measure it): ~20% of the drawing time, for a few pixels of margin.
+    # The margins are fixed to fit the labels; a tight bounding box would draw every figure twice (once to measure
+    # it) for a few pixels of margin.
     return save_figure(fig, out_dir, stem, formats, dpi=120, tight=False)
 
 
-def _figure(width: float, height: float) -> Figure:
-    return new_figure(width, height, layout="constrained")
+def _figure(width: float, height: float, **margins: float) -> Figure:
+    """A figure whose subplots take fixed margins (inches): a constrained layout cost half the drawing time of these
+    figures, whose titles, labels and legends have sizes known in advance (`benchmarks/bench_figures.py`)."""
+    return fixed_margins(new_figure(width, height), **margins)
 
 
 def _pct(x) -> str:
@@ -65,7 +67,8 @@ def pca_figure(data: dict) -> Figure:
     rep = data["representation"]
     ops = list(rep)
     t = data["study_digit"]
-    fig = _figure(4.3 * len(ops), 5.0)
+    # Two-line titles above, the legend hung below each axes.
+    fig = _figure(4.3 * len(ops), 5.0, left=0.6, right=0.4, top=0.85, bottom=1.0, wspace=0.22)
     axes = fig.subplots(1, len(ops), squeeze=False)[0]
     for ax, op in zip(axes, ops):
         r = rep[op]
@@ -105,7 +108,7 @@ def attention_figure(data: dict) -> Figure:
     names = att["meanings"]
     per = att["per_qtype"]
     x = np.arange(len(names))
-    fig = _figure(max(6.0, 0.42 * len(names) + 1.5), 3.6)
+    fig = _figure(max(6.0, 0.42 * len(names) + 1.5), 3.6, left=0.7, right=0.15, top=0.35, bottom=0.5)
     ax = fig.subplots()
     width = 0.8 / len(per)
     for i, (op, row) in enumerate(per.items()):
@@ -130,7 +133,10 @@ def necessity_figure(data: dict) -> Figure:
     labels = [f"{g['qtype']} {g['case']} {'' if g['carry_out'] else 'no '}"
               f"{'carry' if g['qtype'] == 'ADD' else 'borrow'}  n={g['n']}, clean {_pct1(g['clean']['fail']['rate'])}"
               for g in groups]
-    fig = _figure(2.0 + 3.2 * len(kinds), max(2.6, 0.8 + 0.32 * len(groups)))
+    fig = new_figure(2.0 + 3.2 * len(kinds), max(2.6, 0.8 + 0.32 * len(groups)))
+    # The row labels' width sets the left margin (8% over: the hinted glyphs at the saving dpi come out wider than
+    # measured at the figure's), the colour bar and its ticks take the right one.
+    fixed_margins(fig, left=1.08 * text_width(fig, labels, 7) + 0.2, right=0.55, top=0.75, bottom=0.3, wspace=0.06)
     axes = fig.subplots(1, len(kinds), squeeze=False, sharey=True)[0]
     image = None
     for ax, kind in zip(axes, kinds):
@@ -165,7 +171,8 @@ def grid_figure(data: dict) -> Figure:
     t = grid["digit"]
     proj = grid["projection"]
     ops = list(proj)
-    fig = _figure(3.3 * len(ops) + 0.8, 7.0)
+    # A two-line title above, each row's colour bar on the right.
+    fig = _figure(3.3 * len(ops) + 0.8, 7.0, left=0.5, right=0.75, top=0.85, bottom=0.45, wspace=0.25, hspace=0.3)
     axes = fig.subplots(2, len(ops), squeeze=False)
     for row, comp in enumerate(("pc0", "pc1")):
         values = [np.array(proj[op][comp], dtype=float) for op in ops]
