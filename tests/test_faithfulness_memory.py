@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from arithlens.analysis.faithfulness import release_freed_memory
+from arithlens.analysis.memory import release_freed_memory
 
 GLIBC = os.name == "posix" and "libc.so.6" in (ctypes.util.find_library("c") or "")
 

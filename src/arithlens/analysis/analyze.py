@@ -13,11 +13,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
+from arithlens.analysis.memory import release_freed_memory
 from arithlens.analysis.node_study import P_MAX, StudyCache, StudyOptions, study_node
-from arithlens.analysis.node_study.memory import release_freed_memory
 from arithlens.analysis.node_study.study import planned_digit
 from arithlens.analysis.nodes import Major, Node, NodeList, UsefulNode
-from arithlens.analysis.useful import ANALYSIS_SEED, RANDOM_QUESTIONS, UsefulResult, find_useful, varied_questions
+from arithlens.analysis.useful import (
+    ANALYSIS_SEED,
+    RANDOM_QUESTIONS,
+    UsefulResult,
+    find_useful,
+    varied_questions,
+)
 from arithlens.errors import ArithLensError
 from arithlens.model.spec import ModelSpec
 

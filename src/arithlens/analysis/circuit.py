@@ -17,10 +17,23 @@ import numpy as np
 from torch import Tensor
 
 from arithlens.analysis.faithfulness import (
-    FAITHFULNESS_SEED, REFERENCE_QUESTIONS, STREAM_EVAL, STREAM_MINIMALITY, STREAM_REFERENCE, STREAM_SEARCH,
-    KeepMask, all_nodes, fresh_questions, mean_values, measure_faithfulness, reference_questions,
-    release_freed_memory, rng_for, supported_qtypes, targets_of,
+    FAITHFULNESS_SEED,
+    REFERENCE_QUESTIONS,
+    STREAM_EVAL,
+    STREAM_MINIMALITY,
+    STREAM_REFERENCE,
+    STREAM_SEARCH,
+    KeepMask,
+    all_nodes,
+    fresh_questions,
+    mean_values,
+    measure_faithfulness,
+    reference_questions,
+    rng_for,
+    supported_qtypes,
+    targets_of,
 )
+from arithlens.analysis.memory import release_freed_memory
 from arithlens.analysis.nodes import Node
 from arithlens.analysis.stats import wilson
 from arithlens.arith.questions import QuestionBatch

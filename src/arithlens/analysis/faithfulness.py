@@ -7,8 +7,6 @@ out nodes that matter together (backup heads), and only ablating the whole outsi
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -19,11 +17,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from arithlens.analysis.memory import release_freed_memory
 from arithlens.analysis.nodes import Node
 from arithlens.arith.generators import uniform
 from arithlens.arith.questions import QType, QuestionBatch
 from arithlens.errors import ArithLensError
-from arithlens.interventions import MaskedAblation, compute_means, run_with_interventions
+from arithlens.interventions import (
+    MaskedAblation,
+    compute_means,
+    run_with_interventions,
+)
 from arithlens.model.hooks import act_name, output_sites
 from arithlens.model.spec import ModelSpec
 from arithlens.model.transformer import HookedTransformer
@@ -40,29 +43,6 @@ CHUNK = 1024
 DRAW_BLOCK = 2048  # resample rows are drawn this many questions at a time (the earlier chunk): a seed keeps its rows
 # Independent random streams per seed: np.random.default_rng([seed, stream]).
 STREAM_EVAL, STREAM_REFERENCE, STREAM_RESAMPLE, STREAM_SEARCH, STREAM_MINIMALITY = range(5)
-
-
-@functools.cache
-def _malloc_trim():
-    """glibc's malloc_trim, or None where the C library is another (macOS, musl)."""
-    try:
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return None
-
-
-def release_freed_memory() -> bool:
-    """Hand the pages the C allocator holds free back to the system; True where it could (glibc).
-
-    Tensors an earlier stage freed (the useful sweep's runs, a circuit pruner's cached run) stay in glibc's arenas
-    as free pages, still in the process's memory, and the next stage's buffers come on top of them. Returning them
-    first lowered the faithfulness check's peak after a useful sweep from 1,307 MB to 1,157 MB
-    (`benchmarks/bench_faithfulness_memory.py`). It frees nothing in use, so no result changes."""
-    trim = _malloc_trim()
-    if trim is None:
-        return False
-    trim(0)
-    return True
 
 
 def supported_qtypes(spec: ModelSpec) -> list[QType]:
