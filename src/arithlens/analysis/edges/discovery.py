@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from arithlens.analysis.edges.forward import ablation_values, edge_forward
+from arithlens.analysis.edges.forward import ablation_values, edge_forward, mask_blocks
 from arithlens.analysis.edges.graph import EdgeGraph, Sender
 from arithlens.analysis.edges.scores import EAP_IG_STEPS, eap_ig_scores, eap_scores, exact_scores
 from arithlens.analysis.faithfulness import (
@@ -164,9 +164,11 @@ class CheckSet:
         than it is allowed (when `stop_early`: the decision is the same as a full count's, for less work)."""
         wrong = np.zeros(len(self.names), dtype=np.int64)
         with torch.no_grad():
+            blocks = mask_blocks(graph, mask.to(model.device, model.embed.W_E.dtype))  # made once for every chunk
             for start in range(0, len(self), chunk):
                 abl = self.ablated if self.ablated.shape[0] == 1 else self.ablated[start : start + chunk]
-                logits = edge_forward(model, graph, self.tokens[start : start + chunk], abl, mask, chunk=chunk)
+                logits = edge_forward(model, graph, self.tokens[start : start + chunk], abl, mask, chunk=chunk,
+                                      offs=blocks)
                 bad = ~(logits.argmax(-1) == self.targets[start : start + chunk]).all(-1).cpu().numpy()
                 wrong += np.bincount(self.qtype[start : start + chunk][bad], minlength=len(self.names))
                 if stop_early and (wrong > self.allowed).any():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -117,7 +118,8 @@ def _pair_inputs(resid: Tensor, diff: Tensor, off: Tensor, ln, W: Tensor, b: Ten
     (B, W, Pk, H, d_head), without forming the (B, W, Pk, H, d_model) inputs: the projection is linear, and the
     layer norm's mean and variance follow from the senders' means, dot products and Gram matrix per position.
 
-    resid (B, Pk, D); diff (B, S, Pk, D); off (rows, S, W, Pk, H); W (H, D, d_head); b (H, d_head)."""
+    resid (B, Pk, D); diff (B, S, Pk, D); off (rows, S, W, Pk, H); W (H, D, d_head); b (H, d_head). The edge-masked
+    forward's shared-mask checks use `_pair_stats` directly, never forming this tensor."""
     if off.shape[0] == 1 and not off.requires_grad:
         return _pair_inputs_shared(resid, diff, off[0], ln, W, b)
     D = resid.shape[-1]
@@ -140,10 +142,44 @@ def _pair_inputs(resid: Tensor, diff: Tensor, off: Tensor, ln, W: Tensor, b: Ten
     return torch.addcmul(torch.einsum("d,hde->he", ln.b, W) + b, centred, scale[..., None])
 
 
-def _pair_inputs_shared(resid: Tensor, diff: Tensor, off: Tensor, ln, W: Tensor, b: Tensor) -> Tensor:
-    """`_pair_inputs` for one mask shared by every row, off (S, W, Pk, H) and no gradient: the same sums, each
-    written as one batched matmul over the (key, head) pairs with the questions folded into its columns (the
-    general form broadcasts the mask over the batch, which costs more copying than arithmetic)."""
+@dataclass(frozen=True)
+class _PairStats:
+    """A layer norm + projection input edited per (query, key, head) with one mask shared by every row, factored
+    so that no (B, W, Pk, H, d_head) tensor is formed: input(b, w, q, h) = const[h] + scale[b, w, q, h] *
+    (rW[b, q, h] - sum_s off[s, w, q, h] dW[b, s, q, h]), each term a d_head vector."""
+
+    const: Tensor  # (H, dh): ln.b . W + b
+    scale: Tensor  # (B, W, Pk, H): the layer norm's 1 / std of each edited input
+    rW: Tensor  # (B, H, Pk, dh): the centred residual, projected
+    dW: Tensor  # (B, H, S, Pk, dh): each sender's centred difference, projected
+    off: Tensor  # (H, W, S, Pk): 1 - mask per (query, sender, key)
+
+    def scores(self, q: Tensor) -> Tensor:
+        """(B, H, W, Pk): q . key input for the window's queries q (B, W, H, dh)."""
+        qh = q.transpose(1, 2)  # (B, H, W, dh)
+        base = qh @ self.rW.transpose(-1, -2)  # (B, H, W, Pk)
+        B, H, S, Pk, dh = self.dW.shape
+        qd = (qh @ self.dW.reshape(B, H, S * Pk, dh).transpose(-1, -2)).view(B, H, -1, S, Pk)  # (B, H, W, S, Pk)
+        cut = (qd * self.off).sum(3)  # (B, H, W, Pk)
+        return (qh * self.const[:, None]).sum(-1, keepdim=True) + self.scale.permute(0, 3, 1, 2) * (base - cut)
+
+    def values(self, pattern: Tensor) -> Tensor:
+        """(B, W, H, dh): the window's attention `pattern` (B, H, W, Pk) over the edited value inputs."""
+        B, H, S, Pk, dh = self.dW.shape
+        ps = pattern * self.scale.permute(0, 3, 1, 2)  # (B, H, W, Pk)
+        out = pattern.sum(-1, keepdim=True) * self.const[:, None] + ps @ self.rW  # (B, H, W, dh)
+        weights = (ps.unsqueeze(3) * self.off).view(B, H, -1, S * Pk)  # (B, H, W, S*Pk)
+        out = out - weights @ self.dW.view(B, H, S * Pk, dh)
+        return out.transpose(1, 2)
+
+
+def _pair_stats(resid: Tensor, diff: Tensor, off: Tensor, ln, W: Tensor, b: Tensor,
+                diff_w: Tensor | None = None) -> _PairStats:
+    """`_pair_inputs`' sums for one mask shared by every row, off (S, W, Pk, H) and no gradient, factored
+    (`_PairStats`); the contractions with the mask are batched matmuls over the (key, head) pairs with the
+    questions folded into their columns (broadcasting the mask over the batch costs more copying than arithmetic).
+    `diff_w`: diff already projected by the gain-folded W, (B, S, Pk, H*dh), when the caller has it more cheaply
+    (`_projected_diff`)."""
     B, Pk, D = resid.shape
     S, Wn, _, H = off.shape
     dh = W.shape[-1]
@@ -151,10 +187,9 @@ def _pair_inputs_shared(resid: Tensor, diff: Tensor, off: Tensor, ln, W: Tensor,
     col = Ww.sum(0).view(H, dh)  # what the centring subtracts per unit of mean
     r_mean, d_mean = resid.mean(-1), diff.mean(-1)  # (B, Pk), (B, S, Pk)
     rW = (resid @ Ww).view(B, Pk, H, dh) - r_mean[..., None, None] * col  # (B, Pk, H, dh)
-    dW = (diff @ Ww).view(B, S, Pk, H, dh) - d_mean[..., None, None] * col  # (B, S, Pk, H, dh)
-    off_qh = off.permute(2, 3, 1, 0)  # (Pk, H, W, S)
-    sub = off_qh @ dW.permute(2, 3, 1, 0, 4).reshape(Pk, H, S, B * dh)  # (Pk, H, W, B*dh)
-    centred = rW.unsqueeze(1) - sub.view(Pk, H, Wn, B, dh).permute(3, 2, 0, 1, 4)  # (B, W, Pk, H, dh)
+    if diff_w is None:
+        diff_w = diff @ Ww
+    dW = diff_w.view(B, S, Pk, H, dh) - d_mean[..., None, None] * col  # (B, S, Pk, H, dh)
     off_q = off.permute(2, 3, 1, 0).reshape(Pk, H * Wn, S)  # (Pk, H*W, S)
     # the senders' means and dot products with the residual, both contracted with the mask at once
     rd = (diff * resid.unsqueeze(1)).sum(-1)  # (B, S, Pk)
@@ -167,28 +202,84 @@ def _pair_inputs_shared(resid: Tensor, diff: Tensor, off: Tensor, ln, W: Tensor,
     quad = quad.view(Pk, H, Wn, B).permute(3, 2, 0, 1)  # (B, W, Pk, H)
     sq = ((resid * resid).sum(-1)[:, None, :, None] - 2 * lin[1] + quad) / D  # (B, W, Pk, H): mean of x^2
     scale = (sq - mean * mean).clamp_min(0.0).add(LN_EPS).rsqrt()
-    return torch.addcmul(torch.einsum("d,hde->he", ln.b, W) + b, centred, scale[..., None])
+    return _PairStats(torch.einsum("d,hde->he", ln.b, W) + b, scale, rW.transpose(1, 2).contiguous(),
+                      dW.permute(0, 3, 1, 2, 4).contiguous(), off.permute(3, 1, 0, 2).contiguous())
+
+
+def _pair_inputs_shared(resid: Tensor, diff: Tensor, off: Tensor, ln, W: Tensor, b: Tensor) -> Tensor:
+    """`_pair_inputs` for one mask shared by every row (off (S, W, Pk, H), no gradient), formed from `_pair_stats`:
+    (B, W, Pk, H, d_head)."""
+    st = _pair_stats(resid, diff, off, ln, W, b)
+    cut = torch.einsum("hwsq,bhsqe->bwqhe", st.off, st.dW)
+    centred = st.rW.permute(0, 2, 1, 3).unsqueeze(1) - cut  # (B, W, Pk, H, dh)
+    return torch.addcmul(st.const, centred, st.scale[..., None])
+
+
+def _kv_weights(block) -> Tensor:
+    """(D, 2*H*d_head): the layer's W_K and W_V side by side, each head's columns scaled by the ln1 gain."""
+    a = block.attn
+    return torch.cat([(block.ln1.w[None, :, None] * W).permute(1, 0, 2).flatten(1) for W in (a.W_K, a.W_V)], 1)
+
+
+def _projected_diff(model: HookedTransformer, tokens: Tensor, zs: list[Tensor], mlps: list[Tensor],
+                    ablated: Tensor, n: int, w_kv: Tensor) -> Tensor:
+    """(B, n, P, 2*H*d_head): the first n senders' output in this run minus their ablated value, times `w_kv`.
+    Projected through the senders' own factors: a head's output z . W_O[h] as z . (W_O[h] w_kv), d_model / d_head
+    times fewer multiply-adds than projecting the d_model-wide output, and the embedding by a table lookup (the key
+    and value inputs of the shared-mask checks spent most of their time in this product)."""
+    B, P = tokens.shape
+    parts = [(model.embed.W_E @ w_kv)[tokens] + model.pos_embed.W_pos[:P] @ w_kv]  # (B, P, F)
+    for layer, (z, mlp) in enumerate(zip(zs, mlps)):  # each earlier layer's heads, then its MLP
+        parts += list(torch.einsum("bphe,hef->hbpf", z, model.blocks[layer].attn.W_O @ w_kv))  # H x (B, P, F)
+        parts.append(mlp @ w_kv)
+    away = ablated[:, :n] @ w_kv  # (1 or B, n, P, F)
+    out = away.new_empty(B, n, P, w_kv.shape[1])
+    for s in range(n):  # one pass per sender, where stacking and then subtracting took two
+        torch.sub(parts[s], away[:, s], out=out[:, s])
+    return out
+
+
+def mask_blocks(graph: EdgeGraph, mask: Tensor) -> dict[tuple[str, int], Tensor | None]:
+    """1 - mask as each group's dense block (`_dense_off`), by (kind, layer); mask (n_edges,) or (rows, n_edges) on
+    the model's device and dtype."""
+    mask = mask if mask.ndim == 2 else mask.unsqueeze(0)
+    return {(g.kind, g.layer): _dense_off(g, mask) for g in graph.groups}
 
 
 def _chunk_forward(model: HookedTransformer, graph: EdgeGraph, tokens: Tensor, ablated: Tensor,
-                   mask: Tensor) -> Tensor:
+                   mask: Tensor, offs: dict[tuple[str, int], Tensor | None] | None = None) -> Tensor:
+    """`edge_forward` of one chunk; `offs`: `mask_blocks(graph, mask)` when the caller shares it between chunks."""
     spec = model.spec
     B, P = tokens.shape
     H, dh = spec.n_heads, spec.d_head
-    groups = {(g.kind, g.layer): g for g in graph.groups}
+    offs = mask_blocks(graph, mask) if offs is None else offs
     w0, w1 = graph.min_position, graph.answer.stop  # queries whose key / value inputs may be edited
-    outs = [model.embed.W_E[tokens] + model.pos_embed.W_pos[:P]]  # sender outputs of this run, each (B, P, D)
-    resid = outs[0]
+    outs: list[Tensor] = []  # sender outputs of this run, each (B, P, D)
+    resid = model.embed.W_E[tokens] + model.pos_embed.W_pos[:P]
+    zs: list[Tensor] = []  # each layer's z and MLP output, (B, P, H, dh) and (B, P, D): the senders' factors
+    mlps: list[Tensor] = []
+    shared = mask.shape[0] == 1 and not mask.requires_grad
     causal = torch.ones(P, P, dtype=torch.bool, device=tokens.device).tril()
+
+    # Without gradients each sender's difference is taken once, into one buffer that every later receiver reads a
+    # prefix of (stacking the outputs again for each layer copied and subtracted the early senders four times over).
+    buffer = None if torch.is_grad_enabled() else resid.new_empty(B, graph.n_senders, P, resid.shape[-1])
+
+    def send(*outputs: Tensor) -> None:
+        for out in outputs:
+            if buffer is not None:
+                torch.sub(out, ablated[:, len(outs)], out=buffer[:, len(outs)])
+            outs.append(out)
 
     def diffs(n: int) -> Tensor:
         """(B, n, P, D): the first n senders' output in this run minus their ablated value."""
-        return torch.stack(outs[:n], 1) - ablated[:, :n]
+        return buffer[:, :n] if buffer is not None else torch.stack(outs[:n], 1) - ablated[:, :n]
 
+    send(resid)
     for layer, block in enumerate(model.blocks):
         a = block.attn
         ns = 1 + layer * (H + 1)
-        off_q, off_k, off_v = (_dense_off(groups[kind, layer], mask) for kind in ("q", "k", "v"))
+        off_q, off_k, off_v = (offs[kind, layer] for kind in ("q", "k", "v"))
         diff = diffs(ns) if any(o is not None for o in (off_q, off_k, off_v)) else None
         xq = resid.unsqueeze(2).expand(B, P, H, -1)  # (B, P, H, D): each head's query input
         if off_q is not None:
@@ -198,37 +289,51 @@ def _chunk_forward(model: HookedTransformer, graph: EdgeGraph, tokens: Tensor, a
         k = torch.einsum("bqd,hde->bqhe", plain, a.W_K) + a.b_K  # (B, Pk, H, dh)
         v = torch.einsum("bqd,hde->bqhe", plain, a.W_V) + a.b_V
         scores = torch.einsum("bphe,bqhe->bhpq", q, k)  # (B, H, Pq, Pk)
+        diff_k = diff_v = None
+        if shared and (off_k is not None or off_v is not None):
+            diff_k, diff_v = _projected_diff(model, tokens, zs, mlps, ablated, ns, _kv_weights(block)).chunk(2, -1)
         if off_k is not None:  # the window's queries read their own keys
-            k_pair = _pair_inputs(resid, diff, off_k[:, :, w0:w1], block.ln1, a.W_K, a.b_K)  # (B, W, Pk, H, dh)
-            inner = torch.einsum("bwhe,bwqhe->bhwq", q[:, w0:w1], k_pair)
+            if shared:
+                inner = _pair_stats(resid, diff, off_k[0, :, w0:w1], block.ln1, a.W_K, a.b_K, diff_k).scores(
+                    q[:, w0:w1])  # (B, H, W, Pk)
+            else:
+                k_pair = _pair_inputs(resid, diff, off_k[:, :, w0:w1], block.ln1, a.W_K, a.b_K)  # (B, W, Pk, H, dh)
+                inner = torch.einsum("bwhe,bwqhe->bhwq", q[:, w0:w1], k_pair)
             scores = torch.cat([scores[:, :, :w0], inner, scores[:, :, w1:]], 2)
         pattern = (scores / math.sqrt(dh)).masked_fill(~causal, float("-inf")).softmax(-1)  # (B, H, Pq, Pk)
         z = torch.einsum("bhpq,bqhe->bphe", pattern, v)  # (B, P, H, dh)
         if off_v is not None:
-            v_pair = _pair_inputs(resid, diff, off_v[:, :, w0:w1], block.ln1, a.W_V, a.b_V)
-            inner = torch.einsum("bhwq,bwqhe->bwhe", pattern[:, :, w0:w1], v_pair)
+            if shared:
+                inner = _pair_stats(resid, diff, off_v[0, :, w0:w1], block.ln1, a.W_V, a.b_V, diff_v).values(
+                    pattern[:, :, w0:w1])  # (B, W, H, dh)
+            else:
+                v_pair = _pair_inputs(resid, diff, off_v[:, :, w0:w1], block.ln1, a.W_V, a.b_V)
+                inner = torch.einsum("bhwq,bwqhe->bwhe", pattern[:, :, w0:w1], v_pair)
             z = torch.cat([z[:, :w0], inner, z[:, w1:]], 1)
         heads = torch.einsum("bphe,hed->hbpd", z, a.W_O)  # (H, B, P, D)
-        outs += list(heads)
+        send(*heads)
+        zs.append(z)
         resid = resid + heads.sum(0) + a.b_O
         x = resid
-        if (off := _dense_off(groups["mlp", layer], mask)) is not None:
+        if (off := offs["mlp", layer]) is not None:
             x = x - _removed(off, diffs(ns + H))
         out = F.relu(_ln(x, block.ln2) @ block.mlp.W_in + block.mlp.b_in) @ block.mlp.W_out  # (B, P, D)
-        outs.append(out)
+        send(out)
+        mlps.append(out)
         resid = resid + out + block.mlp.b_out
     x = resid[:, graph.answer.start : graph.answer.stop]
-    if (off := _dense_off(groups["logits", spec.n_layers], mask)) is not None:
+    if (off := offs["logits", spec.n_layers]) is not None:
         a0, a1 = graph.answer.start, graph.answer.stop
         x = x - _removed(off[:, :, a0:a1], diffs(len(outs))[:, :, a0:a1])
     return _ln(x, model.ln_final) @ model.unembed.W_U + model.unembed.b_U  # (B, n_answer, vocab)
 
 
 def edge_forward(model: HookedTransformer, graph: EdgeGraph, tokens: Tensor, ablated: Tensor, mask: Tensor, *,
-                 chunk: int = 256) -> Tensor:
+                 chunk: int = 256, offs: dict | None = None) -> Tensor:
     """Answer logits (batch, n_answer, vocab) with the edges weighted by `mask` ((n_edges,) or (batch, n_edges),
     1 keeps an edge) and `ablated` (1 or batch, n_senders, pos, d_model) what a masked edge carries. Differentiable
-    in `mask` (and the weights) unless called under no_grad; run `chunk` questions at a time on the model's device."""
+    in `mask` (and the weights) unless called under no_grad; run `chunk` questions at a time on the model's device.
+    `offs`: `mask_blocks(graph, mask)` of this (shared) mask, for a caller that runs it on many small batches."""
     tokens = tokens.to(model.device)
     B = len(tokens)
     S = graph.n_senders
@@ -248,7 +353,9 @@ def edge_forward(model: HookedTransformer, graph: EdgeGraph, tokens: Tensor, abl
     def rows(t: Tensor, start: int) -> Tensor:
         return t if t.shape[0] == 1 else t[start : start + chunk]
 
-    return torch.cat([_chunk_forward(model, graph, tokens[s : s + chunk], rows(ablated, s), rows(mask, s))
+    if offs is None and mask.shape[0] == 1:  # one mask for every chunk: its blocks made once
+        offs = mask_blocks(graph, mask)
+    return torch.cat([_chunk_forward(model, graph, tokens[s : s + chunk], rows(ablated, s), rows(mask, s), offs)
                       for s in range(0, B, chunk)])
 
 
@@ -270,4 +377,4 @@ def answer_loss(logits: Tensor, targets: Tensor) -> Tensor:
 METRICS: dict[str, Metric] = {"logit_diff": logit_diff, "loss": answer_loss}
 
 __all__ = ["ABLATION_KINDS", "METRICS", "Metric", "ablation_values", "answer_loss", "edge_forward", "logit_diff",
-           "sender_outputs"]
+           "mask_blocks", "sender_outputs"]
