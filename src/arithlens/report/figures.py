@@ -22,6 +22,12 @@ from matplotlib.figure import Figure
 from arithlens.io import write_atomic
 
 
+# An axes title given its height (1.0: just above the axes, where matplotlib puts it when nothing is drawn over the
+# axes' top edge) is not placed again at each drawing: that search measured every tick label of the axes, a
+# quarter of a node-study figure's drawing time (`benchmarks/bench_figures.py`).
+TITLE_Y = 1.0
+
+
 def new_figure(width: float, height: float, **kwargs) -> Figure:
     """A pyplot-free figure on the Agg canvas."""
     fig = Figure(figsize=(width, height), **kwargs)

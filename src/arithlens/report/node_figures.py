@@ -14,7 +14,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from arithlens.report.figures import Job, fixed_margins, new_figure, save_figure, text_width
+from arithlens.report.figures import TITLE_Y, Job, fixed_margins, new_figure, save_figure, text_width
 
 FORMATS = ("png", "svg")
 CASE_COLOURS = {8: "red", 9: "green", 10: "blue"}
@@ -85,7 +85,7 @@ def pca_figure(data: dict) -> Figure:
         ax.set_title(f"{data['node']} {op}, digit {t}: EVR {_pct(evr[0])} / {_pct(evr[1])}, silhouette "
                      f"{_fmt(r['silhouette_class'])}\nprobe: {word} out {_pct(r['probe_carry']['accuracy'])} "
                      f"(pair-only ceiling {_pct(r['carry_ceiling_from_pair'])}), "
-                     f"{r['pair_rule'].replace('t', str(t))} {_pct(r['probe_pair']['accuracy'])}", fontsize=9)
+                     f"{r['pair_rule'].replace('t', str(t))} {_pct(r['probe_pair']['accuracy'])}", fontsize=9, y=TITLE_Y)
         ax.set_xlabel("PC0")
         ax.set_ylabel("PC1")
         ax.tick_params(labelsize=7)
@@ -117,7 +117,7 @@ def attention_figure(data: dict) -> Figure:
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("mean attention")
     ax.set_title(f"{data['node']}: attention from P{data['position']} ({data['position_token']}) per qtype",
-                 fontsize=10)
+                 fontsize=10, y=TITLE_Y)
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     return fig
@@ -148,7 +148,7 @@ def necessity_figure(data: dict) -> Figure:
                         color="white" if v > 0.6 else "black")
         fails = [g[kind]["fail"]["rate"] if kind in g else None for g in groups]
         ax.set_title(f"{ABLATION_TITLES[kind]}\n(question failures "
-                     f"{_pct1(np.nanmean([f for f in fails if f is not None]))}, mean of rows)", fontsize=9)
+                     f"{_pct1(np.nanmean([f for f in fails if f is not None]))}, mean of rows)", fontsize=9, y=TITLE_Y)
         ax.set_xticks(range(len(names)), names, fontsize=7)
         ax.set_yticks(range(len(groups)), labels, fontsize=7)
         for y in range(1, len(groups)):
@@ -182,7 +182,7 @@ def grid_figure(data: dict) -> Figure:
         for ax, op, v in zip(axes[row], ops, values):
             image = ax.imshow(v, cmap="coolwarm", vmin=-lim, vmax=lim, origin="lower")
             _boundary(ax, op)
-            ax.set_title(f"{op}: {comp.upper()} (EVR {_pct(grid['evr'][row])})", fontsize=9)
+            ax.set_title(f"{op}: {comp.upper()} (EVR {_pct(grid['evr'][row])})", fontsize=9, y=TITLE_Y)
             ax.set_xlabel(f"D'{t}", fontsize=8)
             ax.set_ylabel(f"D{t}", fontsize=8)
             ax.set_xticks(range(10))
