@@ -11,6 +11,12 @@ overhead of any kind (no hooks, caching, statistics or Python). A stage far abov
 a stage near it is compute-bound, and only less work (fewer questions, a smaller set) makes it faster.
 Both numbers come from one run, so background load hits them alike.
 
+The edge circuit's edge-masked forward (`analysis.edges.forward`) calls no transformer block: it recomputes every
+receiver input with the masked-out senders' differences taken away. Its work is counted as what it computes: the
+multiply-adds of its matrix products (torch's FlopCounterMode, replayed after the timed run once per distinct
+batch size and mask kind, so the count costs the timed run nothing), in block-positions at the multiply-adds of
+one block-position of the plain forward.
+
 Then (unless --no-report) the report is drawn as `arithlens analyze` draws it (maps, study figures, report.html into
 a temporary folder), so the total is the command's wall time less loading the model and writing the JSON. Each
 stage's CPU seconds (this process and its finished children, e.g. figure workers) are printed beside its wall
@@ -32,6 +38,7 @@ os.environ.setdefault("GOMP_SPINCOUNT", "10000")  # as the CLI does
 import torch  # noqa: E402
 
 from arithlens.analysis.analyze import AnalyzeOptions, analyze  # noqa: E402
+from arithlens.analysis.edges import forward as edge_forward_module  # noqa: E402
 from arithlens.arith import uniform  # noqa: E402
 from arithlens.model.transformer import TransformerBlock  # noqa: E402
 from arithlens.model import load_checkpoint  # noqa: E402
@@ -55,6 +62,58 @@ def _counting(method):
         COUNTS[STAGE[0]] = COUNTS.get(STAGE[0], 0) + x.shape[0] * x.shape[1]
         return method(self, x, *args, **kwargs)
     return wrapped
+
+
+# Edge-masked forward calls per (stage, batch rows, mask rows, gradient, ablated rows), with the first call's
+# arguments kept to replay it under a FLOP counter after the timed run.
+MASKED_CALLS: dict[tuple, list] = {}
+
+
+def _recording(chunk_forward):
+    def wrapped(model, graph, tokens, ablated, mask, offs=None):
+        key = (STAGE[0], tokens.shape[0], mask.shape[0], mask.requires_grad, ablated.shape[0])
+        if key in MASKED_CALLS:
+            MASKED_CALLS[key][0] += 1
+        else:
+            MASKED_CALLS[key] = [1, (model, graph, tokens, ablated.detach(), mask.detach())]
+        return chunk_forward(model, graph, tokens, ablated, mask, offs)
+    return wrapped
+
+
+def _matmul_flops(run) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        run()
+    return counter.get_total_flops()
+
+
+def masked_block_positions(model, chunk_forward) -> dict[str, float]:
+    """{stage: the edge-masked forward's matrix-product FLOPs (and a gradient call's backward pass) over all its
+    calls, in block-positions of the plain forward}."""
+    import numpy as np
+
+    qs = uniform(model.spec.n_digits, 64, np.random.default_rng(0))
+    tokens = qs.torch_tokens(str(model.device))
+    fast, model.fast_kernels = model.fast_kernels, False  # the counter sees the plain path's products, not the fused
+    try:
+        with torch.inference_mode():
+            per_block_position = _matmul_flops(lambda: model(tokens)) / (len(tokens) * tokens.shape[1] *
+                                                                          model.spec.n_layers)
+    finally:
+        model.fast_kernels = fast
+    out: dict[str, float] = {}
+    for (stage, _, _, grad, _), (count, (m, graph, toks, ablated, mask)) in MASKED_CALLS.items():
+        if grad:  # EAP's calls: the backward pass to the mask counts too
+            def run():
+                grad_mask = mask.clone().requires_grad_(True)
+                torch.autograd.grad(chunk_forward(m, graph, toks, ablated, grad_mask).sum(), grad_mask)
+        else:
+            def run():
+                with torch.no_grad():
+                    chunk_forward(m, graph, toks, ablated, mask)
+        out[stage] = out.get(stage, 0.0) + count * _matmul_flops(run) / per_block_position
+    return out
 
 
 def forward_rate(model, n: int = 4096, repeats: int = 5) -> float:
@@ -90,6 +149,8 @@ def main() -> None:
     model = load_checkpoint(resolve_model(args.model)).model.eval()
     TransformerBlock.forward = _counting(TransformerBlock.forward)
     TransformerBlock.fast = _counting(TransformerBlock.fast)
+    chunk_forward = edge_forward_module._chunk_forward
+    edge_forward_module._chunk_forward = _recording(chunk_forward)
 
     walls: dict[str, float] = {}
     cpus: dict[str, float] = {}
@@ -124,12 +185,17 @@ def main() -> None:
     total, total_cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
     rate = forward_rate(model)
     COUNTS.pop("rate", None)
+    edge_forward_module._chunk_forward = chunk_forward
+    masked = masked_block_positions(model, chunk_forward)
+    for stage, work in masked.items():
+        COUNTS[stage] = COUNTS.get(stage, 0) + round(work)
 
     load = os.getloadavg()
     print(f"{model.spec.name}, {torch.get_num_threads()} torch threads, load average "
           f"{', '.join(f'{x:.1f}' for x in load)}; {len(analysis.studies)} studies")
     print(f"plain forward rate: {rate / 1e6:.2f} M block-positions/s")
-    print(f"{'stage':<14}{'block-pos (M)':>14}{'ideal (s)':>11}{'wall (s)':>10}{'CPU (s)':>9}{'wall/ideal':>12}")
+    print(f"{'stage':<14}{'block-pos (M)':>14}{'floor (s)':>11}{'wall (s)':>10}{'CPU (s)':>9}{'wall/floor':>12}"
+          f"{'  of it masked (M)':>18}")
     rows = []
     for stage in order:
         if stage == "rate":
@@ -138,9 +204,11 @@ def main() -> None:
         ideal = work / rate
         wall = analysis.timings.get(stage, walls.get(stage, 0.0)) if stage != "report" else walls.get(stage, 0.0)
         ratio = f"{wall / ideal:.1f}" if ideal else "-"
-        print(f"{stage:<14}{work / 1e6:>14.1f}{ideal:>11.1f}{wall:>10.1f}{cpus.get(stage, 0.0):>9.1f}{ratio:>12}")
+        print(f"{stage:<14}{work / 1e6:>14.1f}{ideal:>11.1f}{wall:>10.1f}{cpus.get(stage, 0.0):>9.1f}{ratio:>12}"
+              f"{masked.get(stage, 0.0) / 1e6:>18.1f}")
         rows.append({"stage": stage, "block_positions": work, "ideal_s": round(ideal, 2), "wall_s": round(wall, 2),
-                     "cpu_s": round(cpus.get(stage, 0.0), 2)})
+                     "cpu_s": round(cpus.get(stage, 0.0), 2),
+                     "masked_forward_block_positions": round(masked.get(stage, 0.0))})
     work = sum(COUNTS.get(s, 0) for s in order if s not in ("rate", "report"))
     floor = work / rate
     print(f"{'analyze':<14}{work / 1e6:>14.1f}{floor:>11.1f}{total:>10.1f}{total_cpu:>9.1f}{total / floor:>12.1f}")
