@@ -1,10 +1,11 @@
-"""CPU seconds to draw and save the node-study figures of an `arithlens analyze` folder, per figure, with the fixed
-margins they use and with the constrained layout they used before, in one run (alternating, best of `--repeats`).
+"""CPU seconds to draw and save the node-study figures of an `arithlens analyze` folder, per figure, as they are
+drawn now and as they were drawn before each of two changes, in one run (alternating, best of `--repeats`):
+titles placed by matplotlib (before titles were set at `TITLE_Y`) and a constrained layout (before fixed margins).
 
     python benchmarks/bench_figures.py DIR [--studies 8] [--repeats 2]
 
 DIR holds `<node>_study.json` files (an `arithlens analyze --out DIR` folder). Process CPU time, not wall time, is
-compared, so other jobs on the machine move the two columns alike; the PNGs go to a temporary folder.
+compared, so other jobs on the machine move the columns alike; the PNGs go to a temporary folder.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ import argparse
 import json
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+
+from matplotlib.axes import Axes
 
 from arithlens.report import node_figures
 from arithlens.report.figures import fixed_margins
@@ -23,6 +27,21 @@ def constrained(fig, **margins):
     """The earlier layout: a constrained layout engine instead of fixed margins."""
     fig.set_layout_engine("constrained")
     return fig
+
+
+@contextmanager
+def variant(name: str):
+    """Draw as `name` does: "now", "placed titles" (no y given to set_title) or "constrained" (and placed titles)."""
+    set_title = Axes.set_title
+    if name != "now":
+        Axes.set_title = lambda self, label, *args, y=None, **kwargs: set_title(self, label, *args, **kwargs)
+    if name == "constrained":
+        node_figures.fixed_margins = constrained
+    try:
+        yield
+    finally:
+        Axes.set_title = set_title
+        node_figures.fixed_margins = fixed_margins
 
 
 def draw_all(studies: list[dict], out: Path) -> dict[str, float]:
@@ -46,21 +65,21 @@ def main() -> None:
     if not files:
         raise SystemExit(f"error: no *_study.json in {args.folder}")
     studies = [json.loads(f.read_text()) for f in files]
-    best: dict[str, dict[str, float]] = {"fixed margins": {}, "constrained layout": {}}
+    labels = ("constrained", "placed titles", "now")
+    best: dict[str, dict[str, float]] = {label: {} for label in labels}
     with tempfile.TemporaryDirectory(prefix="bench_figures.") as tmp:
         for _ in range(args.repeats):
-            for label, layout in (("constrained layout", constrained), ("fixed margins", fixed_margins)):
-                node_figures.fixed_margins = layout
-                for name, s in draw_all(studies, Path(tmp)).items():
-                    best[label][name] = min(best[label].get(name, float("inf")), s)
-    node_figures.fixed_margins = fixed_margins
-    names = list(best["fixed margins"])
-    print(f"{len(studies)} studies from {args.folder}, CPU seconds (best of {args.repeats})")
-    print(f"{'figure':<12}{'constrained':>13}{'fixed':>9}{'ratio':>8}")
+            for label in labels:
+                with variant(label):
+                    for name, s in draw_all(studies, Path(tmp)).items():
+                        best[label][name] = min(best[label].get(name, float("inf")), s)
+    names = list(best["now"])
+    print(f"{len(studies)} studies from {args.folder}, CPU seconds (best of {args.repeats}); ratios against now")
+    print(f"{'figure':<12}" + "".join(f"{label:>15}" for label in labels) + f"{'placed/now':>12}{'constr./now':>13}")
     for name in [*names, "all"]:
-        before = sum(best["constrained layout"].values()) if name == "all" else best["constrained layout"][name]
-        after = sum(best["fixed margins"].values()) if name == "all" else best["fixed margins"][name]
-        print(f"{name:<12}{before:>13.2f}{after:>9.2f}{before / after:>7.2f}x")
+        cpu = {label: sum(best[label].values()) if name == "all" else best[label][name] for label in labels}
+        print(f"{name:<12}" + "".join(f"{cpu[label]:>15.2f}" for label in labels)
+              + f"{cpu['placed titles'] / cpu['now']:>11.2f}x{cpu['constrained'] / cpu['now']:>12.2f}x")
 
 
 if __name__ == "__main__":
