@@ -88,9 +88,9 @@ def _matmul_flops(run) -> int:
     return counter.get_total_flops()
 
 
-def masked_block_positions(model, chunk_forward) -> dict[str, float]:
-    """{stage: the edge-masked forward's matrix-product FLOPs (and a gradient call's backward pass) over all its
-    calls, in block-positions of the plain forward}."""
+def masked_block_positions(model, chunk_forward) -> tuple[dict[str, float], float]:
+    """({stage: the edge-masked forward's matrix-product FLOPs (and a gradient call's backward pass) over all its
+    calls, in block-positions of the plain forward}, the plain forward's FLOPs per block-position)."""
     import numpy as np
 
     qs = uniform(model.spec.n_digits, 64, np.random.default_rng(0))
@@ -113,7 +113,7 @@ def masked_block_positions(model, chunk_forward) -> dict[str, float]:
                 with torch.no_grad():
                     chunk_forward(m, graph, toks, ablated, mask)
         out[stage] = out.get(stage, 0.0) + count * _matmul_flops(run) / per_block_position
-    return out
+    return out, per_block_position
 
 
 def forward_rate(model, n: int = 4096, repeats: int = 5) -> float:
@@ -186,14 +186,15 @@ def main() -> None:
     rate = forward_rate(model)
     COUNTS.pop("rate", None)
     edge_forward_module._chunk_forward = chunk_forward
-    masked = masked_block_positions(model, chunk_forward)
+    masked, flops_per_block_position = masked_block_positions(model, chunk_forward)
     for stage, work in masked.items():
         COUNTS[stage] = COUNTS.get(stage, 0) + round(work)
 
     load = os.getloadavg()
     print(f"{model.spec.name}, {torch.get_num_threads()} torch threads, load average "
           f"{', '.join(f'{x:.1f}' for x in load)}; {len(analysis.studies)} studies")
-    print(f"plain forward rate: {rate / 1e6:.2f} M block-positions/s")
+    print(f"plain forward rate: {rate / 1e6:.2f} M block-positions/s; the edge-masked forward counted at "
+          f"{flops_per_block_position:,.0f} matrix-product FLOPs per block-position")
     print(f"{'stage':<14}{'block-pos (M)':>14}{'floor (s)':>11}{'wall (s)':>10}{'CPU (s)':>9}{'wall/floor':>12}"
           f"{'  of it masked (M)':>18}")
     rows = []
@@ -218,7 +219,8 @@ def main() -> None:
         record = {"model": model.spec.name, "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
                   "load_average": [round(x, 2) for x in load], "studies": len(analysis.studies),
                   "max_studies": args.max_studies, "report": not args.no_report,
-                  "rate_block_positions_per_s": round(rate), "stages": rows, "floor_s": round(floor, 2),
+                  "rate_block_positions_per_s": round(rate),
+                  "flops_per_block_position": round(flops_per_block_position), "stages": rows, "floor_s": round(floor, 2),
                   "wall_s": round(total, 2), "cpu_s": round(total_cpu, 2), "wall_over_floor": round(total / floor, 2),
                   "goal_s": GOAL_SECONDS, "goal_ratio": GOAL_RATIO}
         args.json.parent.mkdir(parents=True, exist_ok=True)
