@@ -120,8 +120,6 @@ def _pair_inputs(resid: Tensor, diff: Tensor, off: Tensor, ln, W: Tensor, b: Ten
 
     resid (B, Pk, D); diff (B, S, Pk, D); off (rows, S, W, Pk, H); W (H, D, d_head); b (H, d_head). The edge-masked
     forward's shared-mask checks use `_pair_stats` directly, never forming this tensor."""
-    if off.shape[0] == 1 and not off.requires_grad:
-        return _pair_inputs_shared(resid, diff, off[0], ln, W, b)
     D = resid.shape[-1]
     Ww = ln.w[None, :, None] * W  # (H, D, dh): the layer norm's gain folded in
     col = Ww.sum(1)  # (H, dh): what the centring subtracts per unit of mean
@@ -206,15 +204,6 @@ def _pair_stats(resid: Tensor, diff: Tensor, off: Tensor, ln, W: Tensor, b: Tens
                       dW.permute(0, 3, 1, 2, 4).contiguous(), off.permute(3, 1, 0, 2).contiguous())
 
 
-def _pair_inputs_shared(resid: Tensor, diff: Tensor, off: Tensor, ln, W: Tensor, b: Tensor) -> Tensor:
-    """`_pair_inputs` for one mask shared by every row (off (S, W, Pk, H), no gradient), formed from `_pair_stats`:
-    (B, W, Pk, H, d_head)."""
-    st = _pair_stats(resid, diff, off, ln, W, b)
-    cut = torch.einsum("hwsq,bhsqe->bwqhe", st.off, st.dW)
-    centred = st.rW.permute(0, 2, 1, 3).unsqueeze(1) - cut  # (B, W, Pk, H, dh)
-    return torch.addcmul(st.const, centred, st.scale[..., None])
-
-
 def _kv_weights(block) -> Tensor:
     """(D, 2*H*d_head): the layer's W_K and W_V side by side, each head's columns scaled by the ln1 gain."""
     a = block.attn
@@ -258,7 +247,8 @@ def _chunk_forward(model: HookedTransformer, graph: EdgeGraph, tokens: Tensor, a
     resid = model.embed.W_E[tokens] + model.pos_embed.W_pos[:P]
     zs: list[Tensor] = []  # each layer's z and MLP output, (B, P, H, dh) and (B, P, D): the senders' factors
     mlps: list[Tensor] = []
-    shared = mask.shape[0] == 1 and not mask.requires_grad
+    # one mask for every row and no gradient to it: the checks' factored key and value inputs (`_PairStats`)
+    shared = mask.shape[0] == 1 and not (mask.requires_grad and torch.is_grad_enabled())
     causal = torch.ones(P, P, dtype=torch.bool, device=tokens.device).tril()
 
     # Without gradients each sender's difference is taken once, into one buffer that every later receiver reads a
