@@ -214,8 +214,7 @@ def _projected_diff(model: HookedTransformer, tokens: Tensor, zs: list[Tensor], 
                     ablated: Tensor, n: int, w_kv: Tensor) -> Tensor:
     """(B, n, P, 2*H*d_head): the first n senders' output in this run minus their ablated value, times `w_kv`.
     Projected through the senders' own factors: a head's output z . W_O[h] as z . (W_O[h] w_kv), d_model / d_head
-    times fewer multiply-adds than projecting the d_model-wide output, and the embedding by a table lookup (the key
-    and value inputs of the shared-mask checks spent most of their time in this product)."""
+    times fewer multiply-adds than projecting the d_model-wide output, and the embedding by a table lookup."""
     B, P = tokens.shape
     parts = [(model.embed.W_E @ w_kv)[tokens] + model.pos_embed.W_pos[:P] @ w_kv]  # (B, P, F)
     for layer, (z, mlp) in enumerate(zip(zs, mlps)):  # each earlier layer's heads, then its MLP
