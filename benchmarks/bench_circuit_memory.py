@@ -3,10 +3,12 @@ of the node circuit's discovery, as the command runs it (the useful sweep, the p
 the held-out check).
 
     python benchmarks/bench_circuit_memory.py [--search-questions 600] [--held-out 10000] [--useful FILE]
+    python benchmarks/bench_circuit_memory.py --means      # the ablation means' pass alone, by chunk size
 
 `--useful FILE` reads the useful nodes from a node-set file instead of running the sweep (faster, but the sweep's
 freed pages are then not there to count). Prints each stage's RSS at its start and its peak, and the node set, so
-a change can be checked to keep the circuit identical.
+a change can be checked to keep the circuit identical. `--means` measures the reference means (`mean_values`, the
+first thing the discovery and its held-out check compute) at several chunk sizes and checks they are bitwise equal.
 """
 
 from __future__ import annotations
@@ -54,6 +56,27 @@ class StagePeaks:
                 self.peaks.setdefault(name, [rss, rss])
 
 
+def means_by_chunk(model, chunks=(2048, 512, 256)) -> None:
+    """RSS over the start while `compute_means` runs the reference batch `chunk` questions at a time."""
+    from arithlens.analysis.faithfulness import (FAITHFULNESS_SEED, REFERENCE_QUESTIONS, STREAM_REFERENCE,
+                                                 ablation_hook_names, reference_questions, rng_for)
+    from arithlens.interventions.cache import compute_means
+
+    spec = model.spec
+    ref = reference_questions(spec, REFERENCE_QUESTIONS, rng_for(FAITHFULNESS_SEED, STREAM_REFERENCE))
+    peaks, means = StagePeaks(), {}
+    for chunk in chunks:
+        peaks.stage(f"chunk {chunk}")
+        means[chunk] = compute_means(model, ref, ablation_hook_names(spec), chunk=chunk).values
+        time.sleep(0.05)
+        peaks.stage(f"after {chunk}")
+    for chunk in chunks:
+        start, peak = peaks.peaks[f"chunk {chunk}"]
+        same = all(torch.equal(means[chunk][n], means[chunks[0]][n]) for n in means[chunk])
+        print(f"means of {len(ref)} reference questions, {chunk} at a time: {(peak - start) / 1e6:,.0f} MB over the "
+              f"start; bitwise equal to {chunks[0]} at a time: {same}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None)
@@ -62,8 +85,12 @@ def main() -> None:
     parser.add_argument("--useful", default=None, help="node-set file of the useful nodes (skips the sweep)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default=None, help="also write the stages' peaks and the circuit here")
+    parser.add_argument("--means", action="store_true", help="only the reference means' pass, by chunk size")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.means:
+        means_by_chunk(load_checkpoint(resolve_model(args.model)).model.eval())
+        return
     peaks = StagePeaks()
     model = load_checkpoint(resolve_model(args.model)).model.eval()
     if args.useful:

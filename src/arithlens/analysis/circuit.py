@@ -202,6 +202,7 @@ def discover_circuit(
     if not 0 < target <= 1:
         raise ArithLensError(f"the target must be in (0, 1], not {target}")
     t0 = time.perf_counter()
+    release_freed_memory()  # what the stage before (the useful sweep) freed: the pruner's run would come on top of it
     spec = model.spec
     useful = sorted(set(useful))
     values = mean_values(model, reference_questions(spec, reference, rng_for(seed, STREAM_REFERENCE)))
