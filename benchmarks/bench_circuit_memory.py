@@ -82,6 +82,7 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     parser.add_argument("--search-questions", type=int, default=circuit_module.SEARCH_QUESTIONS)
     parser.add_argument("--held-out", type=int, default=circuit_module.HELD_OUT_QUESTIONS)
+    parser.add_argument("--target", type=float, default=circuit_module.TARGET, help="(below 0.99 only for a quick try)")
     parser.add_argument("--useful", default=None, help="node-set file of the useful nodes (skips the sweep)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default=None, help="also write the stages' peaks and the circuit here")
@@ -115,7 +116,8 @@ def main() -> None:
     circuit_module.measure_faithfulness = held_out
     t0 = time.process_time()
     found = circuit_module.discover_circuit(model, useful, search_questions=args.search_questions,
-                                            held_out_questions=args.held_out, progress=progress)
+                                            held_out_questions=args.held_out, target=args.target,
+                                            progress=progress)
     cpu = time.process_time() - t0
     peaks.stage("done")
     for name, (start, peak) in peaks.peaks.items():
