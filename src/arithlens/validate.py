@@ -207,7 +207,10 @@ FAITHFULNESS_EACH = 0.25  # a chunk of the faithfulness check (the masks' scores
 # allocator kept the sweep's freed pages for the check; with them handed back first (`release_freed_memory`) it
 # peaked at 1,034 MB, just under the plain sum (1,116 MB; benchmarks/results/memory_h33.json).
 USEFUL_THEN_CHECK = 1.0
-CIRCUIT_SEARCH_EACH = 0.83  # the circuit search's cached runs of its search questions
+# The circuit search's cached run of its search questions and one rerun kept for `Pruner.accept`, per search question.
+# With the useful sweep's freed pages handed back first and the means computed in chunks, `circuit` at its defaults
+# peaked at 1,321 MB (was 1,804 at 0.83); 0.45 puts its estimate 1.12x over that (benchmarks/results/memory.md)
+CIRCUIT_SEARCH_EACH = 0.45
 # The edge circuit's peak is its attribution pass (a gradient through the edge-masked forward, 64 questions at a
 # time); per question of that chunk, in forward_bytes (benchmarks/bench_edges.py: the stage's peak RSS over the
 # process's before it, on the default model)
