@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 import pytest
 from planted import BACKUP_SPEC, backup_heads_model, plus_zero_questions
 
@@ -137,3 +138,21 @@ def test_pruner_with_added_then_without_round_trips_to_the_same_wrong_counts():
 def test_reverse_topological_order():
     nodes = [Node(3, 0, False, 1), Node(5, 1, True, -1), Node(5, 1, False, 0), Node(2, 1, False, 0)]
     assert [n.name for n in reverse_topological(nodes)] == ["P5L1MLP", "P5L1H0", "P2L1H0", "P3L0H1"]
+
+
+def test_reference_means_in_chunks_are_the_means_in_one_pass():
+    """The discovery's means run MEANS_CHUNK reference questions at a time (a third of the memory): float64 sums
+    give the float32 means of one pass, bit for bit, so no circuit changes."""
+    from arithlens.analysis.faithfulness import MEANS_CHUNK, ablation_hook_names
+    from arithlens.interventions.cache import compute_means
+    from arithlens.model.spec import ModelSpec
+    from arithlens.model.transformer import HookedTransformer
+
+    spec = ModelSpec(n_digits=2, n_layers=2, n_heads=2, d_model=16, d_head=8, op="mix")
+    model = HookedTransformer(spec, seed=4).eval()
+    reference = reference_questions(spec, 3 * MEANS_CHUNK + 17, rng_for(0, 1))  # a ragged last chunk
+    chunked = mean_values(model, reference)
+    whole = compute_means(model, reference, ablation_hook_names(spec), chunk=len(reference)).values
+    assert set(chunked) == set(whole)
+    for name in whole:
+        assert torch.equal(chunked[name], whole[name]), name
