@@ -164,7 +164,7 @@ def main() -> None:
     parser.add_argument("--defaults", action="store_true", help="Only the commands at their defaults.")
     parser.add_argument("--into", type=Path, default=RESULTS / "memory.json",
                         help="Results file to merge into (runs in parallel each take their own; --merge joins them).")
-    parser.add_argument("--merge", type=Path, nargs="*", default=[], help="Merge these results files' cases in.")
+    parser.add_argument("--merge", type=Path, nargs="*", default=[], help="Merge these results files' cases in (and run nothing, unless --only, --calibrate or --defaults).")
     parser.add_argument("--stale", default="",
                         help="Run nothing: mark these comma-separated case names (as in memory.md, without "
                              "`arithlens `) as measured before a change that moves their peak, until rerun.")
@@ -182,6 +182,9 @@ def main() -> None:
             if name not in results["cases"]:
                 sys.exit(f"error: no case {name!r} in {path}")
             results["cases"][name]["stale"] = True
+        save(results, path)
+        return
+    if args.merge and not (only or args.calibrate or args.defaults):  # only joining results: run nothing
         save(results, path)
         return
     if args.reestimate:

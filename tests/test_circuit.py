@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 import pytest
 from planted import BACKUP_SPEC, backup_heads_model, plus_zero_questions
 
@@ -12,6 +13,7 @@ from arithlens.analysis.faithfulness import (
 )
 from arithlens.analysis.nodes import Node
 from arithlens.analysis.useful import find_useful
+from arithlens.errors import ArithLensError
 
 COPY_AT = BACKUP_SPEC.layout.answer_logit_positions.start + 2
 H0, H1 = Node(COPY_AT, 0, False, 0), Node(COPY_AT, 0, False, 1)
@@ -88,6 +90,69 @@ def test_pruner_incremental_pass_equals_a_full_pass():
         assert np.array_equal(pruner.wrong, fresh.wrong)
 
 
+def _random_pruner(seed: int = 3):
+    """A pruner of a random tiny model over about two thirds of its nodes, with the nodes it leaves out."""
+    from arithlens.model.transformer import HookedTransformer
+    from arithlens.model.spec import ModelSpec
+    from arithlens.analysis.faithfulness import fresh_questions
+
+    spec = ModelSpec(n_digits=2, n_layers=2, n_heads=2, d_model=16, d_head=8, op="mix")
+    model = HookedTransformer(spec, seed=seed).eval()
+    values = mean_values(model, reference_questions(spec, 64, rng_for(0, 1)))
+    qs = fresh_questions(spec, 30, rng_for(0, 2))
+    start = [n for n in all_nodes(spec) if (n.position + n.layer + max(n.num, 0)) % 3]
+    outside = [n for n in all_nodes(spec) if n not in set(start)]
+    return Pruner(model, qs, values, start, target=0.0), outside
+
+
+def test_pruner_with_added_equals_a_full_pass_of_the_larger_set():
+    pruner, outside = _random_pruner()
+    before = pruner.wrong.copy()
+    changed = 0
+    for node in outside:
+        wrong = pruner.with_added([node])
+        fresh = Pruner(pruner.model, pruner.questions, pruner.values, pruner.nodes | {node}, target=0.0)
+        assert np.array_equal(wrong, fresh.wrong)
+        changed += int((wrong != before).any())
+        assert np.array_equal(pruner.wrong, before)  # the current set stays as it was
+    assert changed > 0  # some additions do change answers: the comparison is not vacuous
+
+
+def test_pruner_with_added_then_without_round_trips_to_the_same_wrong_counts():
+    pruner, outside = _random_pruner()
+    start_wrong = int(pruner.wrong.sum())
+    start_nodes = set(pruner.nodes)
+    for node in outside[:6]:
+        added = pruner.with_added([node])
+        pruner.set(pruner.nodes | {node})
+        assert int(pruner.wrong.sum()) == int(added.sum())
+        back = pruner.without([node])
+        assert int(back.sum()) == start_wrong and pruner.nodes == start_nodes | {node}
+        pruner.accept()
+        assert pruner.nodes == start_nodes and int(pruner.wrong.sum()) == start_wrong
+    with pytest.raises(ArithLensError, match="nothing to accept"):
+        pruner.with_added([outside[0]])
+        pruner.accept()  # with_added leaves nothing pending: the set grows only through set()
+
+
 def test_reverse_topological_order():
     nodes = [Node(3, 0, False, 1), Node(5, 1, True, -1), Node(5, 1, False, 0), Node(2, 1, False, 0)]
     assert [n.name for n in reverse_topological(nodes)] == ["P5L1MLP", "P5L1H0", "P2L1H0", "P3L0H1"]
+
+
+def test_reference_means_in_chunks_are_the_means_in_one_pass():
+    """The discovery's means run MEANS_CHUNK reference questions at a time (a third of the memory): float64 sums
+    give the float32 means of one pass, bit for bit, so no circuit changes."""
+    from arithlens.analysis.faithfulness import MEANS_CHUNK, ablation_hook_names
+    from arithlens.interventions.cache import compute_means
+    from arithlens.model.spec import ModelSpec
+    from arithlens.model.transformer import HookedTransformer
+
+    spec = ModelSpec(n_digits=2, n_layers=2, n_heads=2, d_model=16, d_head=8, op="mix")
+    model = HookedTransformer(spec, seed=4).eval()
+    reference = reference_questions(spec, 3 * MEANS_CHUNK + 17, rng_for(0, 1))  # a ragged last chunk
+    chunked = mean_values(model, reference)
+    whole = compute_means(model, reference, ablation_hook_names(spec), chunk=len(reference)).values
+    assert set(chunked) == set(whole)
+    for name in whole:
+        assert torch.equal(chunked[name], whole[name]), name

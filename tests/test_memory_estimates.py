@@ -101,3 +101,25 @@ def test_the_node_estimate_counts_one_necessity_chunk_and_what_each_question_kee
     # below one chunk a qtype's set is one engine, which grows with it
     small = f("node", DEFAULT, {"questions": 200}) - f("node", DEFAULT, {"questions": 100})
     assert small == pytest.approx((validate.STUDY_CHUNK_EACH * 300 + validate.STUDY_HELD_EACH * 900) * fb, abs=1)
+
+
+def test_analyze_checks_its_memory_with_max_studies(monkeypatch, tmp_path, capsys):
+    """`analyze --max-studies N` is checked for what it runs: at most the founding heads leave the study cache out."""
+    import arithlens.validate as v
+    from arithlens.cli import main
+
+    seen = {}
+
+    def refuse(command, spec, options, scaled_by):
+        seen.update(options)
+        raise ResourceError("stop here")
+
+    monkeypatch.setattr(v, "check_command_memory", refuse)
+    with pytest.raises(SystemExit) as stopped:
+        main(["analyze", "--out", str(tmp_path / "out"), "--max-studies", "1", "--quiet"])
+    assert stopped.value.code == 2 and "stop here" in capsys.readouterr().err
+    assert seen["max_studies"] == 1 and not (tmp_path / "out").exists()
+    # with the cache left out, the studies' stage no longer sets the default model's estimate
+    options = {k: v for k, v in seen.items() if k != "figure_workers"}
+    assert validate.command_memory("analyze", DEFAULT, options) < validate.command_memory(
+        "analyze", DEFAULT, {**options, "max_studies": None})

@@ -186,9 +186,16 @@ def forward_bytes(spec: Any) -> int:
 
 PROCESS_BYTES = 380e6  # python, torch, numpy and a small model, before any work
 QTYPES = 3  # ADD, SUB, NEG: the commands' per-qtype counts are multiplied by this
-FIGURE_WORKER_BYTES = 160e6  # one figure-drawing process of `analyze` (matplotlib, no torch work)
+# One figure-drawing process of `analyze` (forked; matplotlib, no torch work): what it adds to the tree's PSS sum is
+# its own pages, 55-57 MB each (`python benchmarks/bench_figure_workers.py DIR`: 32 study figures on 2 workers, peak
+# USS 55 and 56 MB, the tree's PSS 228 -> 342 MB)
+FIGURE_WORKER_BYTES = 60e6
 # Working set per question, in forward_bytes, of each stage (fit slopes of the calibration runs):
 USEFUL_EACH = 0.55  # the useful sweep keeps clean and per-layer activations of one chunk of its questions
+# Past one chunk (the power stage's 1,794 questions at the defaults), the next chunk's engine is built while the last
+# one's is still held: `useful` at its defaults peaked at 893 MB, 124 MB over the one-chunk estimate (769 MB; the
+# one-chunk cases stayed within 3%), so per question of a chunk, in forward_bytes:
+USEFUL_NEXT_EACH = 0.25
 SEARCH_EACH = 0.5  # the searches keep the store and clean runs of one sub-task's pairs
 # The node study runs its necessity questions one chunk (`node_study.necessity.CHUNK`) of one qtype's set at a time:
 STUDY_CHUNK_EACH = 0.2  # per question of that chunk (its engine: the clean run's caches, their scratch copy, a rerun)
@@ -200,7 +207,10 @@ FAITHFULNESS_EACH = 0.25  # a chunk of the faithfulness check (the masks' scores
 # allocator kept the sweep's freed pages for the check; with them handed back first (`release_freed_memory`) it
 # peaked at 1,034 MB, just under the plain sum (1,116 MB; benchmarks/results/memory_h33.json).
 USEFUL_THEN_CHECK = 1.0
-CIRCUIT_SEARCH_EACH = 0.83  # the circuit search's cached runs of its search questions
+# The circuit search's cached run of its search questions and one rerun kept for `Pruner.accept`, per search question.
+# With the useful sweep's freed pages handed back first and the means computed in chunks, `circuit` at its defaults
+# peaked at 1,321 MB (was 1,804 at 0.83); 0.45 puts its estimate 1.12x over that (benchmarks/results/memory.md)
+CIRCUIT_SEARCH_EACH = 0.45
 # The edge circuit's peak is its attribution pass (a gradient through the edge-masked forward, 64 questions at a
 # time); per question of that chunk, in forward_bytes (benchmarks/bench_edges.py: the stage's peak RSS over the
 # process's before it, on the default model)
@@ -223,7 +233,9 @@ def command_memory(command: str, spec: Any, options: dict[str, Any]) -> int:
         return int(PROCESS_BYTES + _useful_bytes(o["questions"], o.get("power"), f))
     if command == "search":  # the useful nodes are found first, unless read from a file
         useful = 0 if o.get("nodes") else _useful_bytes(COMMAND_DEFAULTS["useful"]["questions"], None, f)
-        return int(PROCESS_BYTES + max(useful, SEARCH_EACH * 2 * o["pairs"] * f))
+        # the searches run on top of what the sweep leaves resident: `search` at its defaults peaked at 1,027 MB,
+        # the useful sweep's 893 MB plus about the searches' own term (136 MB), as `faithfulness --nodes useful` does
+        return int(PROCESS_BYTES + USEFUL_THEN_CHECK * useful + SEARCH_EACH * 2 * o["pairs"] * f)
     if command == "node":
         return int(PROCESS_BYTES + _study_bytes(o["questions"], o["pairs"], f))
     if command == "faithfulness":
@@ -245,14 +257,18 @@ def command_memory(command: str, spec: Any, options: dict[str, Any]) -> int:
         # cache; the heads after them keep the clean runs they share in a cache of up to STUDY_CACHE_BYTES.
         study = _study_bytes(COMMAND_DEFAULTS["node"]["questions"], COMMAND_DEFAULTS["node"]["pairs"], f)
         cached = o.get("max_studies") is None or o["max_studies"] > spec.n_heads
-        stages = [_useful_bytes(o["questions"], None, f), SEARCH_EACH * 2 * o["pairs"] * f,
-                  study + (STUDY_CACHE_OVERHEAD * STUDY_CACHE_BYTES if cached else 0),
-                  FAITHFULNESS_EACH * min(QTYPES * o["faithfulness"], CHUNK) * f]
+        stages = [SEARCH_EACH * 2 * o["pairs"] * f, FAITHFULNESS_EACH * min(QTYPES * o["faithfulness"], CHUNK) * f]
         if o.get("circuit"):
             stages.append(CIRCUIT_SEARCH_EACH * QTYPES * COMMAND_DEFAULTS["circuit"]["search_questions"] * f)
         if o.get("edges"):
             stages.append(EDGES_EACH * EDGE_GRADIENT_CHUNK * f)
-        return int(PROCESS_BYTES + max(stages) + o.get("figure_workers", 0) * FIGURE_WORKER_BYTES)
+        # The stages besides the studies are counted on top of what the useful sweep leaves resident (as in `search`):
+        # with --max-studies 1 the largest of them alone (edges, 434 MB) fell 0.5 GB short of the measured 1,474 MB.
+        # The studies' term (its cache factor calibrated on analyze at its defaults) stands alone: the study loop
+        # hands the freed pages back first.
+        work = max(USEFUL_THEN_CHECK * _useful_bytes(o["questions"], None, f) + max(stages),
+                   study + (STUDY_CACHE_OVERHEAD * STUDY_CACHE_BYTES if cached else 0))
+        return int(PROCESS_BYTES + work + o.get("figure_workers", 0) * FIGURE_WORKER_BYTES)
     raise ArithLensError(f"no memory estimate for the command {command!r}")
 
 
@@ -274,7 +290,9 @@ def _useful_bytes(questions: int, power: Optional[int], f: float) -> float:
 
     power = questions_for_power() if power is None else power
     held = HELD_EACH * (questions + CURATED_QUESTIONS) * f  # the question set itself is built whole, not chunked
-    return held + USEFUL_EACH * min(max(questions + CURATED_QUESTIONS, QTYPES * power), CHUNK) * f
+    items = max(questions + CURATED_QUESTIONS, QTYPES * power)
+    next_chunk = USEFUL_NEXT_EACH * CHUNK * f if items > CHUNK else 0.0
+    return held + USEFUL_EACH * min(items, CHUNK) * f + next_chunk
 
 
 CURATED_QUESTIONS = 214  # the curated questions the useful sweep adds to --questions (6 digits)

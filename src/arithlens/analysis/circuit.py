@@ -92,20 +92,36 @@ class Pruner:
         if not removed:
             return self.wrong.copy()
         nodes = self.nodes - set(removed)
-        keep = KeepMask.of(self.spec, nodes, self.model.device)
-        layer = min(n.layer for n in removed)
-        pos = min(n.position for n in removed)
-        if pos > self.answer.stop - 1:  # reaches no answer logit
-            self._pending = (nodes, keep, None, self.wrong.copy())
+        keep, run, wrong = self._rerun(nodes, removed, keep_run=True)
+        self._pending = (nodes, keep, run, wrong)
+        return wrong
+
+    def with_added(self, added: Sequence[Node]) -> np.ndarray:
+        """(batch, n_answer) wrong answer tokens with `added` running clean besides the current set; the current
+        set stays as it is (nothing to `accept`: a set that grows is made current with `set`)."""
+        self._pending = None
+        if not added:
             return self.wrong.copy()
+        return self._rerun(self.nodes | set(added), added, keep_run=False)[2]
+
+    def _rerun(self, nodes: set[Node], changed: Sequence[Node], *, keep_run: bool
+               ) -> tuple[KeepMask, tuple | None, np.ndarray]:
+        """(keep mask of `nodes`, what `Engine.splice` needs with `keep_run` (else None), wrong answer tokens) of the
+        set `nodes`, which differs from the current one by `changed`: a partial rerun from the lowest changed layer
+        and position (nothing before either can change)."""
+        keep = KeepMask.of(self.spec, nodes, self.model.device)
+        layer = min(n.layer for n in changed)
+        pos = min(n.position for n in changed)
+        if pos > self.answer.stop - 1:  # reaches no answer logit
+            return keep, None, self.wrong.copy()
         ablations = keep.ablations(self.spec, self.values)
-        logits, cache = self.engine.rerun([a for a in ablations if a.layer >= layer], layer, pos, keep=True)
+        out = self.engine.rerun([a for a in ablations if a.layer >= layer], layer, pos, keep=keep_run)
+        logits, cache = out if keep_run else (out, None)
         self.passes += 1
         wrong = self.wrong.copy()
         first = max(pos, self.answer.start) - self.answer.start
         wrong[:, first:] = (logits.argmax(-1) != self.targets[:, first:]).cpu().numpy()
-        self._pending = (nodes, keep, (ablations, layer, pos, logits, cache), wrong)
-        return wrong
+        return keep, (ablations, layer, pos, logits, cache) if keep_run else None, wrong
 
     def accept(self) -> None:
         """Make the last `without` the current set: its run is spliced into the engine's base run."""
@@ -186,6 +202,7 @@ def discover_circuit(
     if not 0 < target <= 1:
         raise ArithLensError(f"the target must be in (0, 1], not {target}")
     t0 = time.perf_counter()
+    release_freed_memory()  # what the stage before (the useful sweep) freed: the pruner's run would come on top of it
     spec = model.spec
     useful = sorted(set(useful))
     values = mean_values(model, reference_questions(spec, reference, rng_for(seed, STREAM_REFERENCE)))

@@ -40,6 +40,9 @@ FAITHFULNESS_SEED = 140_014
 # gains nothing once the sweep's pages are released: 1,157 MB at 1,024, 1,161 MB at 512
 # (`benchmarks/bench_faithfulness_memory.py --chunk N`, benchmarks/results/faithfulness_memory.txt).
 CHUNK = 1024
+# Reference questions per pass of `mean_values`: all 2,048 in one pass rose 554-654 MB over the process, 256 at a time
+# 75-146 MB, with bitwise the same means (float64 sums; `python benchmarks/bench_circuit_memory.py --means`)
+MEANS_CHUNK = 256
 DRAW_BLOCK = 2048  # resample rows are drawn this many questions at a time (the earlier chunk): a seed keeps its rows
 # Independent random streams per seed: np.random.default_rng([seed, stream]).
 STREAM_EVAL, STREAM_REFERENCE, STREAM_RESAMPLE, STREAM_SEARCH, STREAM_MINIMALITY = range(5)
@@ -143,7 +146,7 @@ def ablation_hook_names(spec: ModelSpec) -> list[str]:
 
 def mean_values(model: HookedTransformer, reference: QuestionBatch) -> dict[str, Tensor]:
     """Per-layer, per-position means of every head's z and every MLP neuron: {hook: (1, pos, ...)}."""
-    means = compute_means(model, reference, ablation_hook_names(model.spec))
+    means = compute_means(model, reference, ablation_hook_names(model.spec), chunk=MEANS_CHUNK)
     return {n: means[n] for n in ablation_hook_names(model.spec)}
 
 

@@ -62,7 +62,8 @@ def register(app: typer.Typer) -> None:
         ck = load_checkpoint(str(path), device)
         # the faithfulness check runs a chunk of questions at a time: only a chunk that cannot fit counts
         check_command_memory("analyze", ck.spec, {"questions": questions, "pairs": pairs, "faithfulness": faithfulness,
-                                                  "circuit": circuit, "edges": edges, "figure_workers": figure_workers(MAX_WORKERS)},
+                                                  "circuit": circuit, "edges": edges, "max_studies": max_studies,
+                                                  "figure_workers": figure_workers(MAX_WORKERS)},
                              {"questions": "the useful-node sweep", "pairs": "the patching pairs"})
         load_seconds = time.perf_counter() - start
         formats = ("png", "svg") if svg else ("png",)

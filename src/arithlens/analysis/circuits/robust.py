@@ -16,7 +16,7 @@ from torch import Tensor
 from arithlens.analysis.circuit import TARGET, Pruner, QuestionSource, prune
 from arithlens.results.circuits import RobustCircuit
 from arithlens.analysis.faithfulness import (
-    FAITHFULNESS_SEED, REFERENCE_QUESTIONS, STREAM_REFERENCE, STREAM_SEARCH, KeepMask, all_nodes, fresh_questions,
+    FAITHFULNESS_SEED, REFERENCE_QUESTIONS, STREAM_REFERENCE, STREAM_SEARCH, all_nodes, fresh_questions,
     reference_questions, resample_values, rng_for, supported_qtypes,
 )
 from arithlens.analysis.nodes import Node
@@ -122,22 +122,6 @@ def rates_over_draws(pruner: Pruner, wrong: np.ndarray, draws: int) -> tuple[dic
     return exact, lower
 
 
-def wrong_with(pruner: Pruner, added: Node) -> np.ndarray:
-    """(batch, n_answer) wrong answer tokens with `added` running clean besides the pruner's current set; a
-    partial rerun from the added node's layer and position (nothing before either can change)."""
-    spec = pruner.spec
-    if added.position > pruner.answer.stop - 1:  # reaches no answer logit
-        return pruner.wrong.copy()
-    keep = KeepMask.of(spec, pruner.nodes | {added}, pruner.model.device)
-    ablations = [a for a in keep.ablations(spec, pruner.values) if a.layer >= added.layer]
-    logits = pruner.engine.rerun(ablations, added.layer, added.position)
-    pruner.passes += 1
-    wrong = pruner.wrong.copy()
-    first = max(added.position, pruner.answer.start) - pruner.answer.start
-    wrong[:, first:] = (logits.argmax(-1) != pruner.targets[:, first:]).cpu().numpy()
-    return wrong
-
-
 def best_addition(pruner: Pruner, questions: QuestionBatch, everything: Sequence[Node], draws: int,
                   progress: Progress | None = None, stage: str = "add-back") -> Node:
     """The node outside the pruner's set whose addition raises the lowest qtype's lower bound the most (then fixes
@@ -152,7 +136,7 @@ def best_addition(pruner: Pruner, questions: QuestionBatch, everything: Sequence
     candidates = [n for n in everything if n not in pruner.nodes]
     best, best_key = None, None
     for k, node in enumerate(candidates):
-        fixed = ~wrong_with(screen, node).any(1)
+        fixed = ~screen.with_added([node]).any(1)
         counts = {name: right[name] + int(fixed[m].sum()) for name, m in screen.masks}
         bound = min(wilson(counts[q] / draws, total[q] // draws)[0] for q in total)
         key = (bound, int(fixed.sum()))
