@@ -141,3 +141,21 @@ def test_the_everything_ablated_shortcut_equals_the_hooked_run_bit_for_bit(model
     assert torch.equal(short, hooked)
     clean = model(tokens, logit_positions=SPEC.layout.answer_logit_positions)
     assert not torch.allclose(short, clean, atol=1e-3)  # the ablation does move the answers
+
+
+def test_positions_after_the_last_answer_logit_are_not_run_and_change_no_score(model):
+    """`run_masked` stops at the last position that predicts an answer token: the scores equal those of runs over
+    every position exactly (causal attention: nothing earlier reads the positions left out)."""
+    from arithlens.analysis.faithfulness import RunScores, mean_values, reference_questions, run_masked, targets_of
+    from arithlens.interventions import run_with_interventions
+
+    qs = fresh_questions(SPEC, 30, rng_for(2, 0))
+    means = mean_values(model, reference_questions(SPEC, 64, rng_for(2, 1)))
+    keep = KeepMask.of(SPEC, [n for n in all_nodes(SPEC) if n.layer == 0 or n.position % 3 == 0])
+    assert SPEC.layout.answer_logit_positions.stop < SPEC.n_ctx  # there is a position to leave out
+    got = run_masked(model, qs, [None, keep], means=means)
+    tokens = qs.torch_tokens("cpu")
+    with torch.inference_mode():
+        for scores, ivs in zip(got, ([], keep.ablations(SPEC, means))):
+            full = RunScores.of(run_with_interventions(model, tokens, ivs), targets_of(tokens, SPEC))
+            assert np.array_equal(scores.wrong, full.wrong) and np.array_equal(scores.loss, full.loss)

@@ -238,10 +238,11 @@ def run_masked(model: HookedTransformer, questions: QuestionBatch, keeps: Sequen
         rows = [rng.integers(0, len(reference), size=min(DRAW_BLOCK, len(tokens) - s))
                 for s in range(0, len(tokens), DRAW_BLOCK)]
         rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    reach = spec.layout.answer_logit_positions.stop  # later positions change no answer logit: not run
     with torch.inference_mode():
         for start in range(0, len(tokens), chunk):
-            part = tokens[start : start + chunk]
-            targets = targets_of(part, spec)
+            targets = targets_of(tokens[start : start + chunk], spec)
+            part = tokens[start : start + chunk, :reach]
             if resample:
                 values = resample_values(model, reference, rows[start : start + len(part)])
             else:
