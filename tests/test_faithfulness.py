@@ -145,7 +145,8 @@ def test_the_everything_ablated_shortcut_equals_the_hooked_run_bit_for_bit(model
 
 def test_positions_after_the_last_answer_logit_are_not_run_and_change_no_score(model):
     """`run_masked` stops at the last position that predicts an answer token: the scores equal those of runs over
-    every position exactly (causal attention: nothing earlier reads the positions left out)."""
+    every position (causal attention: nothing earlier reads the positions left out). The losses to float64 rounding
+    of float32 sums, whose blocking may change with the number of positions (bit-equal on the default model)."""
     from arithlens.analysis.faithfulness import RunScores, mean_values, reference_questions, run_masked, targets_of
     from arithlens.interventions import run_with_interventions
 
@@ -158,4 +159,5 @@ def test_positions_after_the_last_answer_logit_are_not_run_and_change_no_score(m
     with torch.inference_mode():
         for scores, ivs in zip(got, ([], keep.ablations(SPEC, means))):
             full = RunScores.of(run_with_interventions(model, tokens, ivs), targets_of(tokens, SPEC))
-            assert np.array_equal(scores.wrong, full.wrong) and np.array_equal(scores.loss, full.loss)
+            assert np.array_equal(scores.wrong, full.wrong)
+            np.testing.assert_allclose(scores.loss, full.loss, rtol=1e-5, atol=1e-7)
