@@ -54,7 +54,10 @@ def run_stages(model_name: str | None, stages: list[str]) -> dict:
                          "cells": [{"tag": c.tag, "tagged": c.tagged, "valid": c.valid, "candidates": c.candidates}
                                    for c in search.cells],
                          "nodes": {un.name: [str(t) for t in un.tags] for un in result.nodes},
-                         "claims": [c.line() for c in result.claims]}
+                         "claims": [c.line() for c in result.claims],
+                         "trials": len(search.trials),
+                         "stopped_early": sum(t.pairs_valid is not None and t.valid < t.pairs_valid
+                                              for t in search.trials)}
     out["load_average"] = os.getloadavg()
     return out
 
@@ -99,6 +102,14 @@ def main() -> None:
                 print(f"{stage:13s} CPU {before['cpu_s'][stage]:7.1f} s -> {after['cpu_s'][stage]:7.1f} s "
                       f"({before['cpu_s'][stage] / after['cpu_s'][stage]:.2f}x); wall {before['wall_s'][stage]:6.1f}"
                       f" -> {after['wall_s'][stage]:6.1f} s")
+        for name, data in (("before", before), ("after", after)):
+            if "search" in data:
+                print(f"{name}: {data['search'].get('trials', '?')} search trials, "
+                      f"{data['search'].get('stopped_early', 0)} stopped early by the sequential test")
+            if "faithfulness" in data:
+                print(f"{name}: faithfulness " + ", ".join(f"{q} {r['exact']:.4f} [{r['ci'][0]:.4f}, {r['ci'][1]:.4f}]"
+                                                          f" n={r['n']}" for q, r in
+                                                          data["faithfulness"]["qtypes"].items()))
         print("decisions identical" if not diffs else "DIFFERENCES:\n  " + "\n  ".join(diffs))
         sys.exit(1 if diffs else 0)
     data = run_stages(args.model, args.stages.split(","))

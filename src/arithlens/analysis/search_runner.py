@@ -35,10 +35,6 @@ class Runner(Protocol):
 
 
 DEFAULT_BATCH_ROWS = 2048  # stacked rows per forward off the CPU (see EngineRunner)
-# ... and on a CPU: a 100-pair set runs alone, but the sequential search's blocks of ~50 pairs run 3 or 4 sets to a
-# forward, where the per-call cost (some hundred small torch ops) is a large part of a block's run
-# (`benchmarks/bench_search.py --batch-rows 0` against the default compares the two ways).
-CPU_BATCH_ROWS = 192
 
 
 class EngineRunner:
@@ -50,9 +46,8 @@ class EngineRunner:
     at the same positions share a forward, so each set's rows take the engine's path for that set alone
     (start layer, hooked blocks). Stacking shares the per-call cost (dispatch, kernel launches), not the
     arithmetic per row: on a CPU a 100-pair run is compute-bound and stacking measured no faster
-    (`benchmarks/bench_search.py`), so `batch_rows=None` stacks `DEFAULT_BATCH_ROWS` off the CPU and
-    `CPU_BATCH_ROWS` on it, which leaves 100-pair runs alone and stacks the sequential search's smaller blocks
-    (0: one set per forward). On a CPU the forwards run on `workers` threads of one torch thread each instead (default
+    (`benchmarks/bench_search.py`), so `batch_rows=None` stacks `DEFAULT_BATCH_ROWS` off the CPU only (0: one
+    set per forward). On a CPU the forwards run on `workers` threads of one torch thread each instead (default
     `torch.get_num_threads()`; the engine keeps its scratch per thread), as `Engine.outcomes` does.
     """
 
@@ -67,7 +62,7 @@ class EngineRunner:
                                                         model.spec.layout.answer_logit_positions)
         self._engine = Engine(model, pairs.clean)
         cpu = self._engine.tokens.device.type == "cpu"
-        self.batch_rows = (CPU_BATCH_ROWS if cpu else DEFAULT_BATCH_ROWS) if batch_rows is None else batch_rows
+        self.batch_rows = (0 if cpu else DEFAULT_BATCH_ROWS) if batch_rows is None else batch_rows
         self.workers = (torch.get_num_threads() if workers is None else workers) if cpu else 1
         self.clean_pred = self._engine.clean_logits.argmax(-1).cpu().numpy()
         self.store_pred = store_logits.argmax(-1).cpu().numpy()
