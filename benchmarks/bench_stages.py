@@ -56,7 +56,7 @@ def run_stages(model_name: str | None, stages: list[str]) -> dict:
                          "nodes": {un.name: [str(t) for t in un.tags] for un in result.nodes},
                          "claims": [c.line() for c in result.claims],
                          "trials": len(search.trials),
-                         "stopped_early": sum(t.pairs_valid is not None and t.valid < t.pairs_valid
+                         "stopped_early": sum(getattr(t, "pairs_valid", None) is not None and t.valid < t.pairs_valid
                                               for t in search.trials)}
     out["load_average"] = os.getloadavg()
     return out
