@@ -3,12 +3,14 @@ CPU seconds, and their decisions written to a JSON file that `--compare` checks 
 
     PYTHONPATH=src python benchmarks/bench_stages.py --out /tmp/after.json [--model NAME] [--stages useful,...]
     python benchmarks/bench_stages.py --compare /tmp/before.json /tmp/after.json
+    python benchmarks/bench_stages.py --search-ab SC,MB,SS [--rounds 2]
 
 Run it once with the code before a change (e.g. `git archive` of that commit, PYTHONPATH pointing at it) and
 once after, one after the other on the same machine; CPU seconds (`time.process_time()`, every thread of the
 process) are what compares on a shared machine. `--compare` checks decisions exactly (the useful node set and
 every tag, position failures, the search's Algo tags and cells' tagged lists, the claims' outcomes) and the
 faithfulness rates within their Wilson 95% intervals; it prints the differences and exits 1 when any.
+`--search-ab` times the search judging every pair against its sequential test in one process (same load).
 """
 
 from __future__ import annotations
@@ -62,6 +64,37 @@ def run_stages(model_name: str | None, stages: list[str]) -> dict:
     return out
 
 
+def search_ab(model_name: str | None, tasks: list[str], rounds: int) -> None:
+    """The search over the useful nodes judging every pair (`sequential=False`) and with the sequential test,
+    alternating in one process (the first way first in odd rounds), on the sub-tasks `tasks`: CPU seconds each,
+    and whether the tags and every trial's verdict agree."""
+    import arithlens as al
+    from arithlens.analysis.search import search_model
+    from arithlens.analysis.subtasks import tasks_for
+    from arithlens.analysis.useful import find_useful, varied_questions
+
+    model = al.load_model(model_name)
+    model.eval()
+    spec = model.spec
+    chosen = [t for t in tasks_for(spec.perc_add, spec.perc_sub, spec.perc_mul) if t.name in tasks]
+    nodes = find_useful(model, varied_questions(spec)).nodes
+    seconds: dict[bool, list[float]] = {False: [], True: []}
+    verdicts = {}
+    for r in range(rounds):
+        for sequential in ((False, True) if r % 2 == 0 else (True, False)):
+            c0 = time.process_time()
+            result = search_model(model, nodes, n_pairs=100, seed=0, tasks=chosen, sequential=sequential)
+            seconds[sequential].append(time.process_time() - c0)
+            verdicts[sequential] = (result.algo_tags(), [(t.name, t.tag, t.tagged) for t in result.trials])
+            stopped = sum(t.valid < (t.pairs_valid or t.valid) for t in result.trials)
+            print(f"round {r + 1} sequential={sequential}: CPU {seconds[sequential][-1]:.1f} s, "
+                  f"{len(result.trials)} trials, {stopped} stopped early", flush=True)
+    full, seq = sum(seconds[False]), sum(seconds[True])
+    print(f"tasks {','.join(t.name for t in chosen)}: every pair {full:.1f} s CPU, sequential {seq:.1f} s "
+          f"({full / seq:.2f}x); verdicts equal: {verdicts[False] == verdicts[True]}; load average "
+          f"{os.getloadavg()[0]:.1f}")
+
+
 def compare(before: dict, after: dict) -> list[str]:
     """Decisions that differ (exactly), and faithfulness rates outside the other run's Wilson interval."""
     diffs = []
@@ -93,7 +126,13 @@ def main() -> None:
                     "search")
     ap.add_argument("--out", default=None, help="write the decisions and CPU seconds as JSON here")
     ap.add_argument("--compare", nargs=2, metavar=("BEFORE", "AFTER"), help="compare two --out files")
+    ap.add_argument("--search-ab", metavar="TASKS", help="instead: the search judging every pair against the "
+                    "sequential test, alternating in this process, on these sub-tasks (e.g. SC,MB,SS)")
+    ap.add_argument("--rounds", type=int, default=2, help="rounds of --search-ab")
     args = ap.parse_args()
+    if args.search_ab:
+        search_ab(args.model, args.search_ab.split(","), args.rounds)
+        return
     if args.compare:
         before, after = (json.load(open(p)) for p in args.compare)
         diffs = compare(before, after)
