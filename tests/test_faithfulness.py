@@ -117,3 +117,47 @@ def test_the_chunk_size_changes_no_score(model, monkeypatch, ablation):
         assert (a.correct, a.clean_correct, a.ablated_correct, a.digit_correct) == (
             b.correct, b.clean_correct, b.ablated_correct, b.digit_correct)
         assert a.loss == pytest.approx(b.loss, rel=1e-5) and a.logit_diff == pytest.approx(b.logit_diff, rel=1e-5)
+
+
+@pytest.mark.parametrize("ablation", ["mean", "resample"])
+def test_the_everything_ablated_shortcut_equals_the_hooked_run_bit_for_bit(model, ablation):
+    """With nothing kept no attention or MLP input runs (`everything_ablated_logits`); the same sums in the same
+    order as the run with every site hooked, so the very same logits, for per-layer means and per-question rows."""
+    from arithlens.analysis.faithfulness import (
+        everything_ablated_logits, mean_values, reference_questions, resample_values,
+    )
+    from arithlens.interventions import run_with_interventions
+
+    qs = fresh_questions(SPEC, 30, rng_for(1, 0))
+    ref = reference_questions(SPEC, 64, rng_for(1, 1))
+    values = (mean_values(model, ref) if ablation == "mean"
+              else resample_values(model, ref, rng_for(1, 2).integers(0, len(ref), size=len(qs))))
+    keep = KeepMask.of(SPEC, [])
+    assert keep.keeps_nothing and not KeepMask.of(SPEC, [Node(3, 0, False, 1)]).keeps_nothing
+    tokens = qs.torch_tokens("cpu")
+    with torch.inference_mode():
+        hooked = run_with_interventions(model, tokens, keep.ablations(SPEC, values))
+        short = everything_ablated_logits(model, tokens, values)
+    assert torch.equal(short, hooked)
+    clean = model(tokens, logit_positions=SPEC.layout.answer_logit_positions)
+    assert not torch.allclose(short, clean, atol=1e-3)  # the ablation does move the answers
+
+
+def test_positions_after_the_last_answer_logit_are_not_run_and_change_no_score(model):
+    """`run_masked` stops at the last position that predicts an answer token: the scores equal those of runs over
+    every position (causal attention: nothing earlier reads the positions left out). The losses to float64 rounding
+    of float32 sums, whose blocking may change with the number of positions (bit-equal on the default model)."""
+    from arithlens.analysis.faithfulness import RunScores, mean_values, reference_questions, run_masked, targets_of
+    from arithlens.interventions import run_with_interventions
+
+    qs = fresh_questions(SPEC, 30, rng_for(2, 0))
+    means = mean_values(model, reference_questions(SPEC, 64, rng_for(2, 1)))
+    keep = KeepMask.of(SPEC, [n for n in all_nodes(SPEC) if n.layer == 0 or n.position % 3 == 0])
+    assert SPEC.layout.answer_logit_positions.stop < SPEC.n_ctx  # there is a position to leave out
+    got = run_masked(model, qs, [None, keep], means=means)
+    tokens = qs.torch_tokens("cpu")
+    with torch.inference_mode():
+        for scores, ivs in zip(got, ([], keep.ablations(SPEC, means))):
+            full = RunScores.of(run_with_interventions(model, tokens, ivs), targets_of(tokens, SPEC))
+            assert np.array_equal(scores.wrong, full.wrong)
+            np.testing.assert_allclose(scores.loss, full.loss, rtol=1e-5, atol=1e-7)

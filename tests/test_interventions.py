@@ -222,3 +222,26 @@ def test_a_spliced_rerun_is_the_base_run_a_fresh_engine_makes(model, tokens, mea
     # and it stays a base: one more ablation on top agrees with the fresh engine's
     extra = [zero_ablate("blocks.2.attn.hook_z", 8, head=1)]
     torch.testing.assert_close(engine.answer_logits(extra), fresh.answer_logits(extra), rtol=1e-4, atol=1e-4)
+
+
+def test_an_engine_cut_to_a_block_of_rows_answers_as_the_whole_engine_does_there(model, tokens, means, engine):
+    """`Engine.rows` views the clean run (nothing rerun); per-question values are cut with `Intervention.rows`.
+    Its logits equal the whole engine's on those rows (float32 sums over fewer rows may be blocked differently:
+    2e-5, as against a full forward), and so do the failures."""
+    other = uniform(3, 60, np.random.default_rng(9)).torch_tokens()
+    stored = record(model, other, ["blocks.1.hook_resid_post", "blocks.0.attn.hook_z"])
+    block = slice(17, 45)
+    part = engine.rows(block)
+    assert len(part) == 28 and torch.equal(part.clean_logits, engine.clean_logits[block])
+    changed = 0
+    for ivs in _cases(means, stored):
+        whole = engine.answer_logits(ivs)[block]
+        torch.testing.assert_close(part.answer_logits([iv.rows(block) for iv in ivs]), whole, rtol=0, atol=2e-5)
+        fails = part.outcome([iv.rows(block) for iv in ivs]).fails
+        assert np.array_equal(fails, engine.outcome(ivs).fails[block])
+        changed += bool(fails.any())
+    assert changed > 10  # the comparison is not vacuous
+    with pytest.raises(ArithLensError, match="contiguous"):
+        engine.rows(slice(0, 10, 2))
+    with pytest.raises(ArithLensError, match="empty"):
+        engine.rows(slice(60, 70))

@@ -129,3 +129,16 @@ def test_the_search_record_is_the_same_batched_or_not(model, monkeypatch):
     threaded = search(nodes, SPEC, lambda p: EngineRunner(model, p, batch_rows=0, workers=2), **kwargs).to_json()
     assert len(stacks) == calls  # batch_rows=0: one set per forward
     assert batched == single == threaded and any(len(t["node"].split("+")) > 1 for t in single["trials"])
+
+
+def test_a_runner_cut_to_a_block_of_pairs_patches_as_the_whole_runner_does_there(model, pairs):
+    """`EngineRunner.rows` (the sequential search's stages): the same answers on those pairs, one set per forward
+    or several stacked."""
+    whole = EngineRunner(model, pairs, batch_rows=0)
+    sets = [(head(9, 0, 0),), (head(9, 2, 1),), (head(9, 0, 1), head(9, 1, 0)), (mlp(9, 1),), (head(10, 0, 0),)]
+    expected = [whole.patched(nodes) for nodes in sets]
+    block = slice(3, 8)
+    for runner in (whole.rows(block), EngineRunner(model, pairs, batch_rows=15).rows(block)):  # 3 sets a forward
+        assert np.array_equal(runner.clean_pred, whole.clean_pred[block])
+        got = runner.patched_many(sets)
+        assert all(np.array_equal(a, b[block]) for a, b in zip(got, expected, strict=True))

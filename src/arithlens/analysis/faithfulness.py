@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from arithlens.analysis.memory import release_freed_memory
@@ -27,6 +28,7 @@ from arithlens.interventions import (
     compute_means,
     run_with_interventions,
 )
+from arithlens.model.fast_block import LN_EPS
 from arithlens.model.hooks import act_name, output_sites
 from arithlens.model.spec import ModelSpec
 from arithlens.model.transformer import HookedTransformer
@@ -128,6 +130,11 @@ class KeepMask:
                 mlp[node.layer, node.position] = True
         return cls(heads.to(device), mlp.to(device))
 
+    @property
+    def keeps_nothing(self) -> bool:
+        """Every head and every neuron ablated: the baseline a node set's faithfulness is measured against."""
+        return not bool(self.heads.any()) and not bool(self.mlp.any())
+
     def ablations(self, spec: ModelSpec, values: Mapping[str, Tensor]) -> list[MaskedAblation]:
         """The interventions that replace every activation outside this mask with `values` ({site: (1 or batch,
         pos, ...)}), one per site that ablates anything, lowest layer first."""
@@ -186,6 +193,27 @@ class RunScores:
                          np.concatenate([p.logit_diff for p in parts]))
 
 
+def everything_ablated_logits(model: HookedTransformer, tokens: Tensor, values: Mapping[str, Tensor]) -> Tensor:
+    """Answer logits (batch, n_answer, vocab) with every head's z and every MLP neuron replaced by `values` ({site:
+    (1 or batch, pos, ...)}), the run `KeepMask.of(spec, [])` asks for: the residual stream is then the embeddings
+    plus each layer's output of those values, so no LayerNorm, attention or MLP input runs (their results would
+    all be replaced). The same sums in the same order as the hooked run."""
+    spec = model.spec
+    B, T = tokens.shape
+    resid = F.embedding(tokens, model.embed.W_E) + model.pos_embed.W_pos[:T].expand(B, T, -1)  # (B, T, D)
+    for layer, block in enumerate(model.blocks):
+        z = values[act_name("z", layer)][:, :T]  # (1 or B, T, H, d_head)
+        post = values[act_name("post", layer)][:, :T]  # (1 or B, T, d_mlp)
+        attn = torch.addmm(block.attn.b_O, z.reshape(-1, spec.n_heads * spec.d_head).to(resid.dtype),
+                           block.attn.W_O.reshape(spec.n_heads * spec.d_head, spec.d_model))
+        resid = resid + attn.view(z.shape[0], T, spec.d_model)
+        mlp = torch.addmm(block.mlp.b_out, post.reshape(-1, spec.d_mlp).to(resid.dtype), block.mlp.W_out)
+        resid = resid + mlp.view(post.shape[0], T, spec.d_model)
+    x = F.layer_norm(resid[:, spec.layout.answer_logit_positions], (spec.d_model,), model.ln_final.w,
+                     model.ln_final.b, LN_EPS)  # (B, n_answer, D)
+    return torch.addmm(model.unembed.b_U, x.reshape(-1, spec.d_model), model.unembed.W_U).view(B, x.shape[1], -1)
+
+
 def targets_of(tokens: Tensor, spec: ModelSpec) -> Tensor:
     answer = spec.layout.answer_logit_positions
     return tokens[:, answer.start + 1 : answer.stop + 1]
@@ -213,16 +241,20 @@ def run_masked(model: HookedTransformer, questions: QuestionBatch, keeps: Sequen
         rows = [rng.integers(0, len(reference), size=min(DRAW_BLOCK, len(tokens) - s))
                 for s in range(0, len(tokens), DRAW_BLOCK)]
         rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    reach = spec.layout.answer_logit_positions.stop  # later positions change no answer logit: not run
     with torch.inference_mode():
         for start in range(0, len(tokens), chunk):
-            part = tokens[start : start + chunk]
-            targets = targets_of(part, spec)
+            targets = targets_of(tokens[start : start + chunk], spec)
+            part = tokens[start : start + chunk, :reach]
             if resample:
                 values = resample_values(model, reference, rows[start : start + len(part)])
             else:
                 values = means
             for k, keep in enumerate(keeps):
-                logits = run_with_interventions(model, part, [] if keep is None else keep.ablations(spec, values))
+                if keep is not None and keep.keeps_nothing:
+                    logits = everything_ablated_logits(model, part, values)
+                else:
+                    logits = run_with_interventions(model, part, [] if keep is None else keep.ablations(spec, values))
                 parts[k].append(RunScores.of(logits, targets))
     return [RunScores.concat(p) for p in parts]
 

@@ -59,6 +59,9 @@ from arithlens.arith.vocab import tokens_to_string
 from arithlens.errors import ArithLensError
 
 ATTENTION_FACTS = ("OPR", "SGN")
+# The sequential test's first stage settles a node set with at most this many hits on it as failing (see
+# `stage_ends`): most sets patched in a cell move no answer at all, so this first block is all they cost.
+STAGE_SLACK = 5
 WEAK_POLICIES = ("always", "fallback", "never")
 _TASK_INDEX = {t.name: i for i, t in enumerate(ORDER)}  # part of each (task, digit) seed: never reorder
 
@@ -105,21 +108,42 @@ class Trial:
     tagged: str | None = None  # the Algo tag this trial added, if any
     without: tuple[tuple[int, int], ...] = ()  # groups: (strong, weak) with each member left out, in order
     partners: tuple[Node, ...] = ()  # members that are not useful nodes (never tagged)
+    # The cell's valid pairs, which the rule judges against; more than `valid` when the sequential test stopped
+    # patching this trial once no outcome of the pairs left could change its verdict (None: `valid`).
+    pairs_valid: int | None = None
 
     @property
     def name(self) -> str:
         return "+".join(n.name for n in self.nodes)
 
     def passes(self, rule: Rule, kind: str) -> bool:
-        """Whether the strong (kind "strong") or weak count earns a tag; a group's also needs every member."""
+        """Whether the strong (kind "strong") or weak count earns a tag; a group's also needs every member. After a
+        sequential stop, the verdict the unjudged pairs cannot change (`settled`): the full count's verdict."""
+        return self.verdicts(rule, kind)[0]
+
+    def settled(self, rule: Rule, kind: str) -> bool:
+        """Whether every outcome of the pairs not judged yet gives the same verdict."""
+        worst, best = self.verdicts(rule, kind)
+        return worst == best
+
+    def verdicts(self, rule: Rule, kind: str) -> tuple[bool, bool]:
+        """The verdict if every pair not judged yet fails, and if every one succeeds (while every member left out
+        does the opposite): the verdict rises with the hits and falls with the left-out sets' hits, so these
+        bound the full count's verdict; equal, it is settled."""
+        n = self.valid if self.pairs_valid is None else self.pairs_valid
+        rest = n - self.valid
         hits = self.strong if kind == "strong" else self.weak
         others = [s if kind == "strong" else w for s, w in self.without]
-        return rule.passes(hits, self.valid) and rule.all_needed(hits, others, self.valid)
+        worst = rule.passes(hits, n) and rule.all_needed(hits, [o + rest for o in others], n)
+        best = rule.passes(hits + rest, n) and rule.all_needed(hits + rest, others, n)
+        return worst, best
 
     def to_dict(self) -> dict:
         out = {"node": self.name, "task": self.task, "digit": self.digit, "tag": self.tag,
                "strong": _rate(self.strong, self.valid), "weak": _rate(self.weak, self.valid),
                "tagged": self.tagged}
+        if self.pairs_valid is not None and self.pairs_valid != self.valid:
+            out["stopped_early"] = {"judged": self.valid, "valid": self.pairs_valid}
         if self.without:
             out["without"] = {node.name: {"strong": _rate(s, self.valid), "weak": _rate(w, self.valid)}
                               for node, (s, w) in zip(self.nodes, self.without)}
@@ -234,13 +258,28 @@ class SearchResult:
 # The search
 
 
-def _judge(pred: np.ndarray, pairs: Pairs, valid: np.ndarray) -> tuple[int, int]:
-    """(strong, weak) success counts over the valid rows."""
+def _judge(pred: np.ndarray, pairs: Pairs, valid: np.ndarray, rows: slice = slice(None)) -> tuple[int, int]:
+    """(strong, weak) success counts over the valid rows (of the block `rows` that `pred` answers)."""
     j = pairs.judged
-    strong = (pred[:, j] == pairs.expected_tokens[:, j]).all(1)
-    changed = (pred != pairs.clean_tokens) & j
-    weak = (changed == pairs.impact).all(1) & pairs.impact.any(1)
-    return int((strong & valid).sum()), int((weak & valid).sum())
+    impact = pairs.impact[rows]
+    strong = (pred[:, j] == pairs.expected_tokens[rows][:, j]).all(1)
+    changed = (pred != pairs.clean_tokens[rows]) & j
+    weak = (changed == impact).all(1) & impact.any(1)
+    return int((strong & valid[rows]).sum()), int((weak & valid[rows]).sum())
+
+
+def stage_ends(valid: np.ndarray, rule: Rule, slack: int = STAGE_SLACK) -> list[int]:
+    """Row ends of the sequential test's stages over a cell's pairs: first just enough valid pairs that a node
+    set with at most `slack` hits there cannot reach the rule's bar on all of them (n - h* + 1 + slack, where h*
+    is the fewest hits that pass), then the rest. One stage when that leaves nothing to save."""
+    n = int(valid.sum())
+    bar = next((h for h in range(n + 1) if rule.passes(h, n)), None)
+    if bar is None:
+        return [len(valid)]
+    first = n - bar + 1 + slack
+    if not 0 < first < n:
+        return [len(valid)]
+    return [int(np.flatnonzero(valid)[first - 1]) + 1, len(valid)]
 
 
 def _judged(pairs: Pairs) -> str:
@@ -266,7 +305,7 @@ def search(nodes: NodeList, spec, runner: RunnerFactory, *, tasks: Sequence[SubT
            n_pairs: int = DEFAULT_PAIRS, seed: int = 0, rule: Rule = Rule(), weak: str = "always",
            pair_search: bool = True, max_group: int = 3, partners: bool = True, min_pct: int = DEFAULT_MIN_ATTN,
            make_pairs: Callable[[SubTask, int, int, np.random.Generator], Pairs] | None = None,
-           progress: Callable[[int, int, str], None] | None = None) -> SearchResult:
+           sequential: bool = True, progress: Callable[[int, int, str], None] | None = None) -> SearchResult:
     """Run the sub-task searches over useful `nodes` of a model described by `spec` (a ModelSpec).
 
     `runner(pairs)` patches (see `engine_runner`); `tasks` default to those the model's operation mix
@@ -278,6 +317,9 @@ def search(nodes: NodeList, spec, runner: RunnerFactory, *, tasks: Sequence[SubT
     predecessor's "virtual head" of two operand-copying heads); with `partners` too, each candidate head
     that passed neither alone nor in a group is paired with every deeper head at its position that is not a useful node. `make_pairs(task, k,
     n_pairs, rng)` replaces the tasks' own pair drawing (e.g. questions a hand-built model can answer).
+    `sequential` (with a runner that has `rows`) judges a first block of pairs, then patches the rest only for
+    trials whose verdicts those could not settle (`stage_ends`): the same tags as judging every pair, fewer
+    patched runs; a stopped trial's rates are over the pairs it was judged on (`stopped_early` in its record).
     Deterministic for a seed.
     """
     if weak not in WEAK_POLICIES:
@@ -314,19 +356,15 @@ def search(nodes: NodeList, spec, runner: RunnerFactory, *, tasks: Sequence[SubT
                         "expected": tokens_to_string(pairs.expected_tokens[0]),
                         "judged": _judged(pairs)}
         weak_tag = _weak_tag(task, k, n)
-        judge = _Judge(run, pairs, valid)
+        judge = _Judge(run, pairs, valid, rule, weak_counts=task.weak and weak != "never",
+                       stages=stage_ends(valid, rule) if sequential else [len(pairs)])
         singles = [(un.node,) for un in candidates if task.prereq.covers([un], k, layout, min_pct=min_pct)]
         groups = _groups(candidates, task, k, layout, min_pct, max_group) if pair_search else []
-        judge.prefetch(singles + [s for group in groups for s in _with_subsets(group)])
-        tried = [Trial(nodes, task.name, k, tag, cell.valid, *judge(nodes)) for nodes in singles]
-        for group in groups:
-            tried.append(_group_trial(group, judge, out, task.name, k, tag, cell.valid))
+        tried = judge.trials(singles + groups, out, task.name, k, tag)
         if pair_search and partners:  # the second round: who has a partner depends on the first's verdicts
             done = {node for t in tried if t.passes(rule, "strong") for node in t.nodes}
             groups = _partner_pairs([un for un in candidates if un.node not in done], out, spec)
-            judge.prefetch([s for group in groups for s in _with_subsets(group)])
-            for group in groups:
-                tried.append(_group_trial(group, judge, out, task.name, k, tag, cell.valid))
+            tried += judge.trials(groups, out, task.name, k, tag)
         any_strong = any(t.passes(rule, "strong") for t in tried)
         for t in tried:
             added = None
@@ -346,45 +384,74 @@ def search(nodes: NodeList, spec, runner: RunnerFactory, *, tasks: Sequence[SubT
     drop_lone_attention_facts(out)
     settings = {"model": getattr(spec, "name", None), "n_digits": n, "pairs": n_pairs, "seed": seed,
                 "weak": weak, "pair_search": pair_search, "max_group": max_group, "partners": partners,
-                "min_attn_pct": min_pct,
+                "min_attn_pct": min_pct, "sequential": sequential,
                 "tasks": [t.name for t in tasks]}
     return SearchResult(out, trials, cells, rule, settings)
 
 
 class _Judge:
-    """(strong, weak) counts of one patched node set, each set run once per cell."""
+    """(strong, weak) counts of patched node sets over one cell's pairs, judged in stages (a sequential test):
+    each stage patches, on its block of pairs, only the sets of trials whose verdict is not settled yet; each
+    set is run once per stage. With a runner that cannot be cut into rows (`rows`), one stage."""
 
-    def __init__(self, run: Runner, pairs: Pairs, valid: np.ndarray):
-        self.run, self.pairs, self.valid = run, pairs, valid
-        self.seen: dict[frozenset[Node], tuple[int, int]] = {}
+    def __init__(self, run: Runner, pairs: Pairs, valid: np.ndarray, rule: Rule, *, weak_counts: bool,
+                 stages: Sequence[int]):
+        self.run, self.pairs, self.valid, self.rule, self.weak_counts = run, pairs, valid, rule, weak_counts
+        self.ends = list(stages) if hasattr(run, "rows") else [len(pairs)]
+        self.judged = [int(valid[:end].sum()) for end in self.ends]  # valid pairs judged after each stage
+        self.counts: dict[frozenset[Node], list[tuple[int, int]]] = {}  # cumulative (strong, weak) per stage
 
-    def __call__(self, nodes: tuple[Node, ...]) -> tuple[int, int]:
-        key = frozenset(nodes)
-        if key not in self.seen:
-            self.seen[key] = _judge(self.run.patched(list(nodes)), self.pairs, self.valid)
-        return self.seen[key]
+    def trials(self, node_sets: Sequence[tuple[Node, ...]], useful: NodeList, task: str, k: int,
+               tag: str) -> list[Trial]:
+        """A trial per node set (a group's with its members left out), each stopped at the first stage that
+        settles its verdicts: the strong one, and the weak one where it can still tag."""
+        out: list[Trial | None] = [None] * len(node_sets)
+        pending = dict(enumerate(node_sets))
+        for stage in range(len(self.ends)):
+            self._run([s for nodes in pending.values() for s in _judged_sets(nodes)], stage)
+            for i, nodes in list(pending.items()):
+                trial = self._trial(nodes, stage, useful, task, k, tag)
+                if stage == len(self.ends) - 1 or self._settled(trial):
+                    out[i] = trial
+                    del pending[i]
+        return out
 
-    def prefetch(self, node_sets: Iterable[tuple[Node, ...]]) -> None:
-        """Judge every set not seen yet in one `patched_many` call, where the runner has one."""
-        patched_many = getattr(self.run, "patched_many", None)
-        if patched_many is None:
+    def _settled(self, trial: Trial) -> bool:
+        if not trial.settled(self.rule, "strong"):
+            return False
+        if trial.passes(self.rule, "strong") or not self.weak_counts:
+            return True
+        return trial.settled(self.rule, "weak")
+
+    def _trial(self, nodes: tuple[Node, ...], stage: int, useful: NodeList, task: str, k: int, tag: str) -> Trial:
+        strong, weak_hits = self.counts[frozenset(nodes)][stage]
+        without = tuple(self.counts[frozenset(s)][stage] for s in _judged_sets(nodes)[1:])
+        return Trial(nodes, task, k, tag, self.judged[stage], strong, weak_hits, without=without,
+                     partners=tuple(x for x in nodes if x not in useful) if len(nodes) > 1 else (),
+                     pairs_valid=self.judged[-1])
+
+    def _run(self, node_sets: Iterable[tuple[Node, ...]], stage: int) -> None:
+        """Patch every set not judged at `stage` yet on that stage's block of pairs (in one `patched_many` call
+        where the runner has one). A set reaching a stage has been judged at every earlier one."""
+        todo = list({frozenset(nodes): nodes for nodes in node_sets
+                     if len(self.counts.get(frozenset(nodes), ())) == stage}.items())
+        if not todo:
             return
-        todo = list({frozenset(nodes): nodes for nodes in node_sets if frozenset(nodes) not in self.seen}.items())
-        for (key, _), pred in zip(todo, patched_many([list(nodes) for _, nodes in todo])):
-            self.seen[key] = _judge(pred, self.pairs, self.valid)
+        rows = slice(self.ends[stage - 1] if stage else 0, self.ends[stage])
+        run = self.run if len(self.ends) == 1 else self.run.rows(rows)
+        patched_many = getattr(run, "patched_many", None)
+        sets = [list(nodes) for _, nodes in todo]
+        preds = patched_many(sets) if patched_many is not None else [run.patched(nodes) for nodes in sets]
+        for (key, _), pred in zip(todo, preds):
+            strong, weak_hits = _judge(pred, self.pairs, self.valid, rows)
+            before = self.counts.setdefault(key, [])
+            s0, w0 = before[-1] if before else (0, 0)
+            before.append((s0 + strong, w0 + weak_hits))
 
 
-def _with_subsets(group: tuple[Node, ...]) -> list[tuple[Node, ...]]:
-    """A group and the sets with each member left out (what `_group_trial` judges)."""
-    return [group] + [tuple(x for x in group if x != m) for m in group]
-
-
-def _group_trial(group: tuple[Node, ...], judge: _Judge, useful: NodeList, task: str, k: int, tag: str,
-                 valid: int) -> Trial:
-    strong, weak_hits = judge(group)
-    without = tuple(judge(nodes) for nodes in _with_subsets(group)[1:])
-    return Trial(group, task, k, tag, valid, strong, weak_hits, without=without,
-                 partners=tuple(x for x in group if x not in useful))
+def _judged_sets(nodes: tuple[Node, ...]) -> list[tuple[Node, ...]]:
+    """The sets a trial judges: a single node; a group and the group with each member left out."""
+    return [nodes] if len(nodes) == 1 else [nodes] + [tuple(x for x in nodes if x != m) for m in nodes]
 
 
 def _groups(candidates: list[UsefulNode], task: SubTask, k: int, layout, min_pct: int,

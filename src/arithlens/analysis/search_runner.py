@@ -4,6 +4,7 @@ axis off the CPU, on worker threads on it)."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +23,8 @@ from arithlens.model.hooks import node_site, output_sites
 class Runner(Protocol):
     """Answers (batch, n_answer) argmax tokens, sign first, for one set of pairs. A runner may also offer
     `patched_many(node_sets)` (a list of `patched` answers, in order), which the search then uses for
-    everything it judges in a cell."""
+    everything it judges in a cell, and `rows(slice)` (the same runner over a block of the pairs), with which
+    the search judges the pairs in stages and stops patching a node set once its verdict is settled."""
 
     clean_pred: np.ndarray  # the clean questions, unpatched
     store_pred: np.ndarray  # the store questions
@@ -64,6 +66,15 @@ class EngineRunner:
         self.workers = (torch.get_num_threads() if workers is None else workers) if cpu else 1
         self.clean_pred = self._engine.clean_logits.argmax(-1).cpu().numpy()
         self.store_pred = store_logits.argmax(-1).cpu().numpy()
+
+    def rows(self, rows: slice) -> EngineRunner:
+        """This runner over a contiguous block of its pairs (views of its store and clean runs, nothing rerun):
+        what the search's sequential test patches a stage at a time."""
+        out = copy.copy(self)
+        out._engine = self._engine.rows(rows)
+        out._stored = {n: t[rows] for n, t in self._stored.items()}
+        out.clean_pred, out.store_pred = self.clean_pred[rows], self.store_pred[rows]
+        return out
 
     def _patch(self, node: Node) -> Intervention:
         site = node_site(node)

@@ -28,7 +28,7 @@ from torch import Tensor
 from arithlens.arith.questions import QuestionBatch
 from arithlens.errors import ArithLensError
 from arithlens.interventions.cache import as_tokens
-from arithlens.interventions.values import LOSS_THRESHOLD, Ablation
+from arithlens.interventions.values import LOSS_THRESHOLD, Ablation, Intervention
 from arithlens.model.hooks import act_name, act_names
 from arithlens.model.transformer import HookedTransformer
 
@@ -157,6 +157,27 @@ class Engine:
         out._q = None if big._q is None else [t[:rows] for t in big._q]
         out._kv_clean = {n: t[:rows] for n, t in big._kv_clean.items()}
         out._scratch_of = big  # its scratch's first rows: restored after every run, so views may share it
+        out.clean = score(out.clean_logits, out.targets, self.threshold)
+        return out
+
+    def rows(self, rows: slice) -> Engine:
+        """This engine over a contiguous block of its questions: views of the clean run's caches, nothing
+        recomputed, so its runs equal this engine's on those rows (a sequential test judges a first block of
+        questions, then the rest only for what is not settled yet). Per-question interventions must be cut to
+        the block too (`Intervention.rows`)."""
+        if not isinstance(rows, slice) or rows.step not in (None, 1):
+            raise ArithLensError(f"an engine's rows are a contiguous slice, not {rows!r}")
+        if any(not isinstance(iv, Intervention) and iv.value.shape[0] != 1 for iv in self.base):
+            raise ArithLensError("an engine whose base has per-question masked ablations cannot be cut into rows")
+        out = copy.copy(self)
+        out.tokens, out.targets, out.clean_logits = self.tokens[rows], self.targets[rows], self.clean_logits[rows]
+        if len(out.tokens) == 0:
+            raise ArithLensError(f"rows {rows.start}:{rows.stop} of an engine over {len(self)} questions are empty")
+        out.base = tuple(iv.rows(rows) if isinstance(iv, Intervention) else iv for iv in self.base)
+        out._resid = [t[rows] for t in self._resid]
+        out._q = None if self._q is None else [t[rows] for t in self._q]
+        out._kv_clean = {n: t[rows] for n, t in self._kv_clean.items()}
+        out._local, out._tiles, out._scratch_of = threading.local(), None, None
         out.clean = score(out.clean_logits, out.targets, self.threshold)
         return out
 
