@@ -6,6 +6,8 @@ how long each step takes; plus the circuit graph the report draws.
     python scripts/circuit_purposes.py --out runs/purposes --quick    # fewer questions (a smoke run)
     python scripts/circuit_purposes.py --out runs/purposes --force --circuit runs/purposes/edge_circuit.json \\
         --nodes runs/purposes/tagged_nodes.json                       # reuse a run's circuit and analysis
+    python scripts/circuit_purposes.py --out runs/purposes --stored-circuit --studies --store
+        # today's default circuit (benchmarks/results/edge_circuit.json), node studies on the heads still unexplained
 
 Writes `purposes.json` (every number printed), `purposes_result.json` (the `CircuitPurposes`), `edge_circuit.json`
 (the circuit, `EdgeCircuit.to_dict`), `tagged_nodes.json` (the analysis's useful nodes and tags) and the circuit
@@ -35,6 +37,7 @@ from arithlens.report.circuit_graph import GRAPH_STEM, draw_circuit_graph, graph
 
 
 ROOT = Path(__file__).resolve().parent.parent
+STORED_CIRCUIT = ROOT / "benchmarks" / "results" / "edge_circuit.json"  # `edge_circuit.py --default`'s circuit
 RESULTS = ROOT / "benchmarks" / "results" / "circuit_purposes.json"
 DOC = ROOT / "docs" / "circuit-purposes.md"
 START, END = "<!-- circuit-purposes:start -->", "<!-- circuit-purposes:end -->"
@@ -97,6 +100,16 @@ def render(data: dict) -> str:
     return "\n".join(lines)
 
 
+def stored_circuit(spec) -> EdgeCircuit:
+    """The default edge circuit as `edge_circuit.py --default` stored it (edges and held-out rates; no scores)."""
+    d = json.loads(STORED_CIRCUIT.read_text())
+    from arithlens.analysis.edges.graph import EdgeGraph
+
+    n = EdgeGraph.build(spec, min_position=int(d["min_position"])).n_edges
+    return EdgeCircuit.from_dict({**d, "exact": d["held_out"]["exact"], "n_held_out": d["held_out"]["per_qtype"],
+                                  "seconds": d["discovery"]["wall_s"], "scores": [None] * n}, spec)
+
+
 def store(data: dict) -> None:
     """Keep `data` as the stored results and render the doc's block from it."""
     write_atomic(RESULTS, data)
@@ -118,6 +131,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--force", action="store_true", help="replace the files of an existing --out folder")
     parser.add_argument("--quick", action="store_true", help="fewer questions everywhere (a smoke run)")
     parser.add_argument("--circuit", help="an edge circuit's JSON (EdgeCircuit.to_dict) instead of discovering one")
+    parser.add_argument("--stored-circuit", action="store_true",
+                        help=f"the default circuit stored in {STORED_CIRCUIT.relative_to(ROOT)} instead of discovering one")
+    parser.add_argument("--studies", action="store_true",
+                        help="node studies (analyze's STUDY_DEFAULTS) on the heads the analysis and search leave unexplained")
     parser.add_argument("--nodes", help="tagged nodes (NodeList.save) instead of running the useful sweep and search")
     parser.add_argument("--questions", type=int, default=100, help="fresh questions per qtype for the removals")
     parser.add_argument("--pairs", type=int, default=100, help="search pairs per sub-task and digit")
@@ -149,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
         result["analysis"] = {"from": args.nodes}
     else:
         with Clock() as c_an:  # the useful sweep and the searches, as `analyze` runs them (no studies)
-            analysis = run_analysis(model, max_studies=0, faithfulness=0, pairs=pairs,
+            analysis = run_analysis(model, max_studies=0, faithfulness=0, pairs=pairs, edges=False,
                                     **({"questions": 64} if args.quick else {}))
         tagged = analysis.nodes
         result["analysis"] = {**c_an.to_dict(), "stages": {k: round(v, 1) for k, v in analysis.timings.items()}}
@@ -165,6 +182,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.circuit:
         circuit = EdgeCircuit.from_dict(json.loads(Path(args.circuit).read_text()), spec)
         result["circuit"] = {"from": args.circuit}
+    elif args.stored_circuit:
+        circuit = stored_circuit(spec)
+        result["circuit"] = {"from": str(STORED_CIRCUIT.relative_to(ROOT)),
+                             **json.loads(STORED_CIRCUIT.read_text())["discovery"]}
+        write_atomic(out / "edge_circuit.json", circuit.to_dict())
     else:
         with Clock() as c_disc:
             circuit = discover(model, progress=lambda line: print(f"  {line}", flush=True),
@@ -178,13 +200,23 @@ def main(argv: list[str] | None = None) -> None:
           f"{circuit.exact} on {circuit.n_held_out} held-out questions per qtype", flush=True)
 
     with Clock() as c_p:
-        found = circuit_purposes(model, circuit, tagged, questions=questions, pairs=pairs,
+        found = circuit_purposes(model, circuit, tagged, questions=questions, pairs=pairs, studies=args.studies,
                                  progress=lambda stage, done, total: print(f"  {stage} {done}/{total}", flush=True))
     result["purposes"] = {**c_p.to_dict(), "counts": found.counts(), "searched": len(found.searched),
                           "unexplained": {p.node: p.needed_for for p in found.unexplained},
                           "by_search": {p.node: list(p.purpose) for p in found.nodes if p.source == "search"},
                           "needed_only_together": sum(p.needed_for == "needed only together"
                                                       for p in found.unexplained)}
+    if args.studies:
+        done = [found[n] for n in found.studied]
+        result["purposes"]["studies"] = {
+            "heads": len(done), "with_role": sum(bool(p.study.roles) for p in done),
+            "failed": sum(bool(p.study.error) for p in done), "wall_s": round(sum(p.study.seconds for p in done), 1),
+            "by_study": {p.node: list(p.purpose) for p in done if p.source == "study"},
+            "errors": {p.node: p.study.error for p in done if p.study.error}}
+        print(f"studies: {len(done)} heads, {result['purposes']['studies']['with_role']} with a carry/borrow role, "
+              f"{result['purposes']['studies']['failed']} could not run; "
+              f"{result['purposes']['studies']['wall_s']:.0f} s wall", flush=True)
     write_atomic(out / "purposes_result.json", found.to_dict())
     for kind, c in found.counts().items():
         print(f"{kind}s in the circuit: {c['nodes']}, with a purpose {c['purposed']} (analysis {c['analysis']}, "
