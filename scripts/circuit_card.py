@@ -255,7 +255,7 @@ def card_of(d: dict, data: dict, spec=None):
         circuit = data["edges"]["circuit"]
         if d["units_packed"] != circuit["edges_packed"]:
             raise SystemExit(f"error: the stored card of {d['label']!r} is not of the stored edge circuit")
-        d = {**d, "units": unpacked_circuit(circuit, spec or default_spec()).edges}
+        d = {**d, "units": sorted(unpacked_circuit(circuit, spec or default_spec()).edges)}
     return AblationCard.from_dict(d)
 
 
