@@ -58,21 +58,23 @@ def render(data: dict) -> str:
         f"first answer position): {c['n_edges']:,} of {c['n_edges_all']:,} edges "
         f"({100 * c['n_edges'] / c['n_edges_all']:.1f}%), {c['n_nodes']} heads and MLPs; exact "
         f"{' / '.join(c['exact'])} {exact}% on {c['n_held_out']} held-out questions per qtype"
-        + (f"; found in {c['wall_s']:.0f} s wall / {c['cpu_s']:.0f} s CPU." if "wall_s" in c else "."),
+        + (f"; found in {c['wall_s']:.0f} s wall / {c['cpu_s']:.0f} s CPU" if "wall_s" in c else "")
+        + (f" (the circuit stored in `{c['from']}`)." if "from" in c else "."),
         f"- **The analysis**: {u['heads']} useful heads, {u['heads_purposed']} with a purpose "
         f"({u['heads'] - u['heads_purposed']} without); {u['mlps']} useful MLPs, {u['mlps_purposed']} with one.",
         f"- **Purposes** ({data['questions']} fresh questions per qtype for the removals, {data['pairs']} search pairs "
         f"per sub-task and digit; {p['searched']} nodes removed and searched): {p['wall_s']:.0f} s wall / "
         f"{p['cpu_s']:.0f} s CPU.",
         "",
-        "| circuit nodes | total | purpose from the analysis | from the search | unexplained | useful ones (with a "
-        "purpose) |",
-        "|---|---|---|---|---|---|",
+        "| circuit nodes | total | purpose from the analysis | from the search | from a node study | unexplained | "
+        "useful ones (with a purpose) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for kind, label in (("head", "heads"), ("mlp", "MLPs")):
         k = p["counts"][kind]
-        lines.append(f"| {label} | {k['nodes']} | {k['analysis']} | {k['search']} | {k['nodes'] - k['purposed']} | "
-                     f"{k['useful']} ({k['useful_purposed']}) |")
+        study = k.get("study", 0) if "studies" in p else "not run"
+        lines.append(f"| {label} | {k['nodes']} | {k['analysis']} | {k['search']} | {study} | "
+                     f"{k['nodes'] - k['purposed']} | {k['useful']} ({k['useful_purposed']}) |")
     gained = p["by_search"]
     facts = [n for n, v in gained.items() if set(v) <= set(ATTENTION_FACTS)]  # attends the operator and the sign
     useful_new = sum(k["useful_purposed"] - k["analysis"] for k in p["counts"].values())
@@ -85,6 +87,19 @@ def render(data: dict) -> str:
     text += (f". {useful_new} of them are useful nodes: {useful_left} useful heads and MLPs stay without a purpose "
              "when searched again with their tags inside the circuit.")
     lines += ["", text]
+    if "studies" in p:
+        st = p["studies"]
+        found = ", ".join(f"{n} ({' '.join(v)})" for n, v in sorted(st["by_study"].items()))
+        reasons: dict[str, int] = {}
+        for e in st["errors"].values():
+            reasons[e] = reasons.get(e, 0) + 1
+        lines += ["", f"Node studies (`--studies`: `study_node` at analyze's STUDY_DEFAULTS) on the {st['heads']} heads "
+                  f"the analysis and the search left unexplained: {st['with_role']} found a carry/borrow role and take "
+                  f"the study's tags as their purpose" + (f" ({found})" if found else "")
+                  + f"; {st['heads'] - st['with_role'] - st['failed']} were studied and found none; {st['failed']} "
+                  "could not be studied" + (" (" + "; ".join(f"{k}: {v}" for k, v in reasons.items()) + ")"
+                                             if reasons else "")
+                  + f". The studies took {st['wall_s']:.0f} s wall in all."]
     left = p["unexplained"]
     together = sum(v == "needed only together" for v in left.values())
     silent = sum(v == "sends no circuit edge" for v in left.values())
