@@ -9,6 +9,7 @@ Stages, each stored under its key of benchmarks/results/circuit_card.json (so a 
   python scripts/circuit_card.py edges      # the edge circuit (`discover()` defaults) and MIB curves per method
   python scripts/circuit_card.py cards      # ablation cards of the node circuits (and the edge circuit, if found)
   python scripts/circuit_card.py curves     # node scores, then MIB curves under mean and resample ablation
+  python scripts/circuit_card.py profile    # CPU seconds of a card slice's pieces (one thread, 512 questions)
   python scripts/circuit_card.py render     # rewrite the docs block between the circuit-card markers
   python scripts/circuit_card.py all        # all of them
 Every stage is deterministic (fixed seeds); wall times depend on the machine and its load (stored beside them).
@@ -433,6 +434,43 @@ def stage_sliced_cards(per_qtype: int, force: bool, only: list[str] | None, work
                 f"{time.perf_counter() - t0:.0f} s wall")
 
 
+def stage_profile(questions: int = 512) -> None:
+    """CPU seconds (one torch thread) of what one card slice runs, on `questions` of the card's questions: a plain
+    forward, the edge-masked forward of the edge circuit and of the empty circuit under mean ablation, the senders'
+    outputs a resample block needs, and the node runner's masked run of the mean circuit; stored as `profile`."""
+    import torch
+
+    from arithlens.analysis.circuits.runner import Ablation
+    from arithlens.analysis.edges.forward import edge_forward, sender_outputs
+    from arithlens.analysis.faithfulness import STREAM_EVAL
+
+    model, circuit, drawn = model_and_sets()
+    data = load()
+    edge = unpacked_circuit(data["edges"]["circuit"], model.spec)
+    per_qtype = -(-questions // 3)
+    runner = edge_runner_for(model, edge.graph, per_qtype, STREAM_EVAL, drawn)
+    nodes = runner_for(model, per_qtype, STREAM_EVAL, drawn)
+    tokens = runner._tokens[:questions]
+    mask = edge.graph.mask(edge.edges)
+    mean = ablation_means = runner._values["mean"]
+
+    def cpu(work) -> float:
+        t0 = time.process_time()
+        with torch.inference_mode():
+            work()
+        return round(time.process_time() - t0, 2)
+
+    out = {"questions": len(tokens), "threads": torch.get_num_threads(), **setting(),
+           "plain forward": cpu(lambda: model(tokens)),
+           "edge circuit, mean": cpu(lambda: edge_forward(model, edge.graph, tokens, mean, mask)),
+           "empty edge circuit, mean": cpu(lambda: edge_forward(model, edge.graph, tokens, ablation_means,
+                                                                torch.zeros_like(mask))),
+           "senders' outputs (a resample block)": cpu(lambda: sender_outputs(model, runner._reference_tokens[:len(tokens)])),
+           "node runner, mean circuit (mean)": cpu(lambda: nodes.run([circuit["nodes"]], Ablation("mean")))}
+    store("profile", out)
+    log(f"profile: {out}")
+
+
 def stage_cards(per_qtype: int, force: bool, only: str | None = None, ablations: list[str] | None = None) -> None:
     from arithlens.analysis.circuits.card import ablation_cards
     from arithlens.analysis.circuits.runner import Ablation
@@ -703,7 +741,8 @@ def write_doc(data: dict) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("stage", choices=["robust", "repair", "edges", "edge-circuit", "cards", "curves", "render", "all"])
+    p.add_argument("stage", choices=["robust", "repair", "edges", "edge-circuit", "cards", "curves", "render", "all",
+                                      "profile"])
     p.add_argument("--questions", type=int, default=CARD_QUESTIONS, help="per qtype, for the cards")
     p.add_argument("--curve-questions", type=int, default=CURVE_QUESTIONS, help="per qtype, for the curves")
     p.add_argument("--score-questions", type=int, default=SCORE_QUESTIONS, help="per qtype, single-node scores")
@@ -731,6 +770,8 @@ def main() -> None:
             stage_sliced_cards(args.questions, args.force, args.only, args.workers, args.slice)
     if args.stage in ("curves", "all"):
         stage_curves(args.curve_questions, args.score_questions)
+    if args.stage == "profile":
+        stage_profile()
     if args.stage in ("render", "all"):
         write_doc(load())
 
