@@ -590,8 +590,27 @@ def _verdicts(cards: dict) -> list[str]:
                     f"({' / '.join(c.qtypes)}). Under resample ablation (the lower of {len(draws)} draws): "
                     + " / ".join(f"{100 * v:.1f}%" for v in lowest.values())
                     + (f", short of 99% on {', '.join(short)}." if short else ", >= 99% on every qtype.")
-                    + ("" if len(c.ablations) == 5 else f" (Measured under {', '.join(c.ablations)} only.)")]
+                    + ("" if len(c.ablations) == 5 else f" (Measured under {', '.join(c.ablations)} only.)")
+                    + _disagreement(c, draws)]
     return out
+
+
+def _disagreement(c, draws: list[str]) -> str:
+    """Where mean and resample ablation disagree: qtypes whose mean-ablation Wilson interval does not overlap a
+    resample draw's."""
+    if "mean" not in c.ablations or not draws:
+        return ""
+    apart = []
+    for q in c.qtypes:
+        m = c.row("mean", q)
+        for a in draws:
+            r = c.row(a, q)
+            if r.ci[1] < m.ci[0] or m.ci[1] < r.ci[0]:
+                apart.append(f"{q} ({a} {100 * r.exact:.1f}% vs mean {100 * m.exact:.1f}%)")
+                break
+    if not apart:
+        return " Mean and resample ablation agree on every qtype (their 95% intervals overlap)."
+    return (" Mean and resample ablation disagree (95% intervals apart) on " + ", ".join(apart) + ".")
 
 
 def _size(card, data: dict) -> str:
