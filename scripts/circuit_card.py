@@ -39,6 +39,7 @@ EDGE_SCORE_QUESTIONS = 32  # per qtype, for the edge scores (as `discover()` sco
 SLICE_QUESTIONS = 1_000  # per qtype in each slice of a card's questions (the unit of work, checkpoint and progress)
 CHECKPOINTS = ROOT / "runs" / "circuit_card"  # per (slice, ablation) scores, so an interrupted card resumes
 MEAN, ROBUST, REPAIRED, EDGE = "mean circuit", "resample circuit", "resample circuit + add-back", "edge circuit"
+SENDERS = "senders' outputs (a resample block)"  # a key of the profile stage
 EDGE_METHODS = {"exact": "exact patching", "eap": "EAP", "eap_ig": "EAP-IG"}
 
 
@@ -465,7 +466,7 @@ def stage_profile(questions: int = 512) -> None:
            "edge circuit, mean": cpu(lambda: edge_forward(model, edge.graph, tokens, mean, mask)),
            "empty edge circuit, mean": cpu(lambda: edge_forward(model, edge.graph, tokens, ablation_means,
                                                                 torch.zeros_like(mask))),
-           "senders' outputs (a resample block)": cpu(lambda: sender_outputs(model, runner._reference_tokens[:len(tokens)])),
+           SENDERS: cpu(lambda: sender_outputs(model, runner._reference_tokens[:len(tokens)])),
            "node runner, mean circuit (mean)": cpu(lambda: nodes.run([circuit["nodes"]], Ablation("mean")))}
     store("profile", out)
     log(f"profile: {out}")
@@ -691,6 +692,22 @@ def _sizes_table(cards: dict) -> str:
     return "\n".join(lines)
 
 
+def _profile_text(prof: dict) -> str:
+    """What a card's pieces cost, from the `profile` stage."""
+    plain = prof["plain forward"]
+    edge, empty = prof["edge circuit, mean"], prof["empty edge circuit, mean"]
+    per_slice = (5 * (edge + empty) + 2 * prof[SENDERS]) * 1500 / prof["questions"]
+    return (f"What a card costs (`python scripts/circuit_card.py profile`: CPU seconds on one torch thread for "
+            f"{prof['questions']} of the card's questions{_load(prof)}): a plain forward {plain:.2f} s; the node "
+            f"runner's run of the mean circuit {prof['node runner, mean circuit (mean)']:.2f} s (it reruns only what "
+            f"the ablation changes); the edge-masked forward of the edge circuit {edge:.2f} s and of the empty "
+            f"circuit {empty:.2f} s ({edge / plain:.1f}x and {empty / plain:.1f}x a plain forward); the senders' "
+            f"outputs of a resample block {prof[SENDERS]:.2f} s. "
+            f"An edge card therefore costs ~{per_slice:.0f} CPU s per 500 questions per qtype (the circuit and the "
+            "empty circuit under five ablations, two resample blocks; the clean run once): ~"
+            f"{20 * per_slice / 60:.0f} CPU minutes at 10,000 per qtype.")
+
+
 def render(data: dict) -> str:
     """The docs block (markdown) from the stored results."""
     from arithlens.results.circuits import AblationCard, FaithfulnessCurve
@@ -699,6 +716,8 @@ def render(data: dict) -> str:
     out = []
     cards = data.get("cards", {})
     robust = data.get("robust")
+    if data.get("profile"):
+        out += [_profile_text(data["profile"]), ""]
     if cards:
         out.append(f"Shipped default model, exact rate per qtype with 95% Wilson intervals on fresh questions "
                    f"(seed {CARD_SEED}; none drawn by the circuit searches; n per qtype beside each card), and LD: the logit "
@@ -709,8 +728,12 @@ def render(data: dict) -> str:
         parsed = {k: card_of(v, data) for k, v in cards["cards"].items()}
         for label, c in parsed.items():
             n = ", ".join(f"{q} {c.row(c.ablations[0], q).n:,}" for q in c.qtypes)
+            work = cards.get("work", {}).get(label)
+            how = (f" ({work['slices']} slices of {work['slice_questions_per_qtype']:,} questions per qtype, "
+                   f"{work['workers']} worker processes, {work['cpu_seconds']:,.0f} CPU s)" if work else "")
             out += ["", f"**{label}**: {_size(c, data)}; n = {n}; wall time "
-                        f"{cards['wall_seconds'][label]:.0f} s for this stage{_load(cards.get('settings', {}).get(label))}",
+                        f"{cards['wall_seconds'][label]:.0f} s for this stage{how}"
+                        f"{_load(cards.get('settings', {}).get(label))}",
                     "", card_markdown(c)]
         out += _verdicts(parsed)
         out += ["", _sizes_table(parsed)]
