@@ -616,7 +616,7 @@ def _disagreement(c, draws: list[str]) -> str:
 
 def _size(card, data: dict) -> str:
     """`163 of 330 nodes (49%)`; an edge circuit also names the nodes it touches."""
-    share = f"{len(card.units)} of {card.n_all} {card.unit}s ({100 * len(card.units) / card.n_all:.1f}% of the model's)"
+    share = f"{len(card.units):,} of {card.n_all:,} {card.unit}s ({100 * len(card.units) / card.n_all:.1f}% of the model's)"
     if card.unit == "edge" and "edges" in data:
         circuit = data["edges"]["circuit"]
         share += (f", touching {len(circuit['nodes'])} of 330 nodes; edges into the answer positions only "
@@ -724,7 +724,8 @@ def render(data: dict) -> str:
                    "difference recovered between the empty circuit (0%) and the model (100%). Ablated nodes read: "
                    "their mean per position over 2,048 mixed reference questions (`mean`, the project's mean), one "
                    "mean over all positions (`plain-mean`), the activation of a reference question drawn per "
-                   "question (`resample#1`, `resample#2`: two independent draws), or zero.")
+                   "question (`resample#1`, `resample#2`: two independent draws), or zero; an ablated edge carries "
+                   "the same value of its sender, and only the receiver of that edge reads it.")
         parsed = {k: card_of(v, data) for k, v in cards["cards"].items()}
         for label, c in parsed.items():
             n = ", ".join(f"{q} {c.row(c.ablations[0], q).n:,}" for q in c.qtypes)
