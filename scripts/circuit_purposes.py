@@ -100,6 +100,15 @@ def render(data: dict) -> str:
                   "could not be studied" + (" (" + "; ".join(f"{k}: {v}" for k, v in reasons.items()) + ")"
                                              if reasons else "")
                   + f". The studies took {st['wall_s']:.0f} s wall in all."]
+    if "study_sample" in data:
+        st = data["study_sample"]
+        found = ", ".join(f"{n} ({' '.join(v)})" for n, v in sorted(st["by_study"].items()))
+        lines += ["", f"Node studies on a uniform sample of the heads without a purpose from the analysis in "
+                  f"today's default circuit ({st['circuit_edges']:,} edges; `--study-sample {st['seed']}`, "
+                  f"`study_node` at analyze's STUDY_DEFAULTS): {st['studied']} of its {st['heads']} such heads "
+                  f"studied, {st['with_role']} found a carry/borrow role" + (f" ({found})" if found else "")
+                  + f", {st['failed']} could not be studied; {st['wall_s']:.0f} s wall / {st['cpu_s']:.0f} s CPU "
+                  f"({st['cpu_s'] / max(st['studied'], 1):.1f} CPU s a head) on the shared machine."]
     left = p["unexplained"]
     together = sum(v == "needed only together" for v in left.values())
     silent = sum(v == "sends no circuit edge" for v in left.values())
@@ -113,6 +122,40 @@ def render(data: dict) -> str:
         lines += ["", "| node | fails when removed alone from the circuit (failures / judged; digits) |", "|---|---|"]
         lines += [f"| {n} | {v} |" for n, v in list(failing.items())[:LISTED]]
     return "\n".join(lines)
+
+
+def study_sample(model, circuit: EdgeCircuit, tagged: NodeList, out: Path, seed: int, result: dict,
+                 keep: bool) -> None:
+    """Node studies on the circuit's heads that have no purpose from the analysis (the heads `--studies` studies,
+    before the search explains a few), in a shuffled order so that a run stopped early is a uniform sample; the
+    tally is rewritten after each head."""
+    import time
+
+    import numpy as np
+
+    from arithlens.analysis.circuits.purposes import circuit_units, study_heads
+
+    heads = [n for n in circuit_units(circuit) if n.is_head and not (n in tagged and tagged.get(n).values(Major.ALGO))]
+    order = [heads[i] for i in np.random.default_rng(seed).permutation(len(heads))]
+    records: dict = {}
+    t0, c0 = time.perf_counter(), time.process_time()
+    for node in order:
+        records[node.name] = study_heads(model, [node])[node]
+        done = list(records.values())
+        result["study_sample"] = {
+            "seed": seed, "heads": len(heads), "studied": len(done), "with_role": sum(bool(r["roles"]) for r in done),
+            "failed": sum(bool(r["error"]) for r in done), "wall_s": round(time.perf_counter() - t0, 1),
+            "cpu_s": round(time.process_time() - c0, 1), "records": records}
+        write_atomic(out / "study_sample.json", result)
+        print(f"  study {len(done)}/{len(heads)} {node.name}: roles {records[node.name]['roles']} "
+              f"{records[node.name]['error']} ({records[node.name]['seconds']:.1f} s)", flush=True)
+        if keep:
+            data = json.loads(RESULTS.read_text())
+            data["study_sample"] = {k: v for k, v in result["study_sample"].items() if k != "records"} | {
+                "by_study": {n: r["tags"] for n, r in records.items() if r["roles"]},
+                "errors": {n: r["error"] for n, r in records.items() if r["error"]},
+                "circuit_edges": circuit.n_edges}
+            store(data)
 
 
 def stored_circuit(spec) -> EdgeCircuit:
@@ -150,6 +193,9 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"the default circuit stored in {STORED_CIRCUIT.relative_to(ROOT)} instead of discovering one")
     parser.add_argument("--studies", action="store_true",
                         help="node studies (analyze's STUDY_DEFAULTS) on the heads the analysis and search leave unexplained")
+    parser.add_argument("--study-sample", type=int, metavar="SEED",
+                        help="only node studies, on the circuit's heads without a purpose from the analysis, in an order "
+                             "shuffled with SEED, written after each head to study_sample.json (a sample, if stopped)")
     parser.add_argument("--nodes", help="tagged nodes (NodeList.save) instead of running the useful sweep and search")
     parser.add_argument("--questions", type=int, default=100, help="fresh questions per qtype for the removals")
     parser.add_argument("--pairs", type=int, default=100, help="search pairs per sub-task and digit")
@@ -214,6 +260,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"circuit: {circuit.n_edges:,} of {circuit.graph.n_edges:,} edges, {len(circuit.nodes)} nodes, exact "
           f"{circuit.exact} on {circuit.n_held_out} held-out questions per qtype", flush=True)
 
+    if args.study_sample is not None:
+        return study_sample(model, circuit, tagged, out, args.study_sample, result, args.store)
     with Clock() as c_p:
         found = circuit_purposes(model, circuit, tagged, questions=questions, pairs=pairs, studies=args.studies,
                                  progress=lambda stage, done, total: print(f"  {stage} {done}/{total}", flush=True))
