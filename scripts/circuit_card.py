@@ -586,7 +586,7 @@ def _verdicts(cards: dict) -> list[str]:
         draws = [a for a in c.ablations if a.startswith("resample")]
         lowest = {q: min(c.row(a, q).exact for a in draws) for q in c.qtypes}
         short = [q for q, v in lowest.items() if v < 0.99]
-        out += ["", f"The {label} ({len(c.units)} {c.unit}s) is >= 99% exact on every qtype under "
+        out += ["", f"The {label} ({len(c.units):,} {c.unit}s) is >= 99% exact on every qtype under "
                     f"{', '.join(held) if held else 'no ablation'}; its worst is {worst}: {cells} "
                     f"({' / '.join(c.qtypes)}). Under resample ablation (the lower of {len(draws)} draws): "
                     + " / ".join(f"{100 * v:.1f}%" for v in lowest.values())
