@@ -9,6 +9,7 @@ Stages, each stored under its key of benchmarks/results/circuit_card.json (so a 
   python scripts/circuit_card.py edges      # the edge circuit (`discover()` defaults) and MIB curves per method
   python scripts/circuit_card.py cards      # ablation cards of the node circuits (and the edge circuit, if found)
   python scripts/circuit_card.py curves     # node scores, then MIB curves under mean and resample ablation
+  python scripts/circuit_card.py profile    # CPU seconds of a card slice's pieces (one thread, 512 questions)
   python scripts/circuit_card.py render     # rewrite the docs block between the circuit-card markers
   python scripts/circuit_card.py all        # all of them
 Every stage is deterministic (fixed seeds); wall times depend on the machine and its load (stored beside them).
@@ -17,6 +18,7 @@ Every stage is deterministic (fixed seeds); wall times depend on the machine and
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -34,7 +36,10 @@ CARD_QUESTIONS = 10_000  # per qtype, for the ablation cards
 CURVE_QUESTIONS = 1_000  # per qtype, for each point of the MIB curves
 SCORE_QUESTIONS = 300  # per qtype, for the single-node ablation scores
 EDGE_SCORE_QUESTIONS = 32  # per qtype, for the edge scores (as `discover()` scores)
+SLICE_QUESTIONS = 1_000  # per qtype in each slice of a card's questions (the unit of work, checkpoint and progress)
+CHECKPOINTS = ROOT / "runs" / "circuit_card"  # per (slice, ablation) scores, so an interrupted card resumes
 MEAN, ROBUST, REPAIRED, EDGE = "mean circuit", "resample circuit", "resample circuit + add-back", "edge circuit"
+SENDERS = "senders' outputs (a resample block)"  # a key of the profile stage
 EDGE_METHODS = {"exact": "exact patching", "eap": "EAP", "eap_ig": "EAP-IG"}
 
 
@@ -52,7 +57,7 @@ def store(key: str, value) -> None:
 
     data = load()
     data[key] = value
-    write_atomic(RESULTS, (json.dumps(data, indent=1) + "\n").encode())
+    write_atomic(RESULTS, (json.dumps(data, separators=(",", ":")) + "\n").encode())  # compact: ~70 KB, not ~100
 
 
 def setting() -> dict:
@@ -135,6 +140,37 @@ def stage_repair() -> None:
         f"lower bounds {[dict(s.lower) for s in found.steps][-1:] or dict(found.start_lower)}")
 
 
+def packed_circuit(circuit) -> dict:
+    """The edge circuit's dict without its per-edge scores (`discover()` recomputes them) and with its edges as a
+    bitmask over `EdgeGraph.build(spec, min_position).names` (base64 of numpy's packbits): ~3 KB, not ~660 KB."""
+    import base64
+
+    import numpy as np
+
+    d = circuit.to_dict()
+    del d["scores"], d["edges"]
+    return {**d, "edges_packed": base64.b64encode(np.packbits(circuit.kept)).decode()}
+
+
+def unpacked_circuit(d: dict, spec):
+    """The `EdgeCircuit` `packed_circuit` stored (its scores unknown: NaN)."""
+    import base64
+
+    import numpy as np
+
+    from arithlens.analysis.edges.discovery import EdgeCircuit
+    from arithlens.analysis.edges.graph import EdgeGraph
+
+    if "edges_packed" not in d:  # the full layout of `EdgeCircuit.to_dict`
+        return EdgeCircuit.from_dict(d, spec)
+    graph = EdgeGraph.build(spec, min_position=int(d["min_position"]))
+    kept = np.unpackbits(np.frombuffer(base64.b64decode(d["edges_packed"]), np.uint8))[: graph.n_edges].astype(bool)
+    if graph.n_edges != d["n_edges_all"] or int(kept.sum()) != d["n_edges"]:
+        raise SystemExit(f"error: the stored edge circuit does not fit this model's graph ({graph.n_edges} edges)")
+    names = [n for n, k in zip(graph.names, kept) if k]
+    return EdgeCircuit.from_dict({**d, "edges": names, "scores": [None] * graph.n_edges}, spec)
+
+
 def edge_runner_for(model, graph, per_qtype: int, stream: int, drawn):
     from arithlens.analysis.circuits.edge_runner import EdgeRunner
 
@@ -179,7 +215,7 @@ def stage_edges(per_qtype: int, score_questions: int) -> None:
                                    seed=CARD_SEED)
         curves.append(curve.to_dict())
         log(f"edges: {method}: scores {score_seconds[method]:.0f} s, CPR {curve.cpr():.3f} CMD {curve.cmd():.3f}")
-    store("edges", {"circuit": circuit.to_dict(), "discover_seconds": discover_seconds,
+    store("edges", {"circuit": packed_circuit(circuit), "discover_seconds": discover_seconds,
                     "questions_per_qtype": per_qtype, "score_questions_per_qtype": score_questions,
                     "score_seconds": score_seconds, "curves": curves, "wall_seconds": time.perf_counter() - t0,
                     **where})
@@ -199,38 +235,241 @@ def stage_edge_circuit() -> None:
     circuit = discover(model, progress=lambda text: log(f"edge-circuit: {text}"))
     seconds = time.perf_counter() - t0
     log(f"edge-circuit: {circuit.n_edges} of {circuit.graph.n_edges} edges, {len(circuit.nodes)} nodes, {seconds:.0f} s")
-    store("edges", {**data["edges"], "circuit": circuit.to_dict(), "discover_seconds": seconds,
+    store("edges", {**data["edges"], "circuit": packed_circuit(circuit), "discover_seconds": seconds,
                     "discover_setting": where})
 
 
-def stage_edge_card(per_qtype: int, force: bool) -> None:
-    """The ablation card of the stored edge circuit, on the node cards' questions."""
-    from arithlens.analysis.circuits.card import ablation_cards
-    from arithlens.analysis.edges.discovery import EdgeCircuit
-    from arithlens.analysis.faithfulness import STREAM_EVAL
+@functools.cache
+def default_spec():
+    """The shipped default model's spec (what a stored edge bitmask is read against)."""
+    from arithlens.model import load_checkpoint
+    from arithlens.model.zoo import resolve_model
 
-    data = load()
-    if "edges" not in data or (not force and EDGE in data.get("cards", {}).get("cards", {})):
-        return
-    t0, where = time.perf_counter(), setting()
-    model, _, drawn = model_and_sets()
-    circuit = EdgeCircuit.from_dict(data["edges"]["circuit"], model.spec)
-    runner = edge_runner_for(model, circuit.graph, per_qtype, STREAM_EVAL, drawn)
-    log(f"cards: {EDGE} on {len(runner.questions)} questions")
-    card = ablation_cards(runner, {EDGE: circuit.edges}, model=model.spec.name, unit="edge", seed=CARD_SEED,
-                          reference=len(runner.reference))[EDGE]
-    _store_cards({EDGE: card}, time.perf_counter() - t0, where)
+    return load_checkpoint(resolve_model(None)).model.spec
 
 
-def _store_cards(cards: dict, seconds: float | dict, where: dict) -> None:
-    done = load().get("cards", {})  # again: another cards run may have stored its card meanwhile
-    merged = {**done.get("cards", {}), **{k: c.to_dict() for k, c in cards.items()}}
+def card_of(d: dict, data: dict, spec=None):
+    """The `AblationCard` a stored card dict holds; an edge card stores its units as the stored edge circuit's
+    bitmask (`units_packed`), read back here against the default model's graph."""
+    from arithlens.results.circuits import AblationCard
+
+    if "units_packed" in d:
+        circuit = data["edges"]["circuit"]
+        if d["units_packed"] != circuit["edges_packed"]:
+            raise SystemExit(f"error: the stored card of {d['label']!r} is not of the stored edge circuit")
+        d = {**d, "units": sorted(unpacked_circuit(circuit, spec or default_spec()).edges)}
+    return AblationCard.from_dict(d)
+
+
+def card_dict(card, data: dict) -> dict:
+    """`card.to_dict()`, an edge card's units packed as the stored edge circuit's bitmask when they are its edges."""
+    d = card.to_dict()
+    circuit = data.get("edges", {}).get("circuit", {})
+    if card.unit == "edge" and "edges_packed" in circuit and len(card.units) == circuit["n_edges"]:
+        d.pop("units")
+        d["units_packed"] = circuit["edges_packed"]
+    return d
+
+
+def _store_cards(cards: dict, seconds: float | dict, where: dict, extra: dict | None = None) -> None:
+    data = load()  # again: another cards run may have stored its card meanwhile
+    done = data.get("cards", {})
+    merged = {**done.get("cards", {}), **{k: card_dict(c, data) for k, c in cards.items()}}
     walls = {**done.get("wall_seconds", {}), **{k: seconds[k] if isinstance(seconds, dict) else seconds
                                                 for k in cards}}
     settings = {**done.get("settings", {}), **{k: where for k in cards}}
-    store("cards", {"cards": merged, "wall_seconds": walls, "settings": settings})
+    work = {**done.get("work", {}), **{k: extra for k in cards if extra is not None}}
+    store("cards", {"cards": merged, "wall_seconds": walls, "settings": settings, "work": work})
     for c in cards.values():
         log(f"cards: {c.label}: " + ", ".join(f"{a} {100 * c.min_exact(a):.1f}%" for a in c.ablations))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Cards in question slices: 2 worker processes, one torch thread each, every (slice, ablation) checkpointed
+
+
+_WORKER: dict = {}
+
+
+def _worker_model():
+    import torch
+
+    from arithlens.model import load_checkpoint
+    from arithlens.model.zoo import resolve_model
+
+    if "model" not in _WORKER:
+        torch.set_num_threads(1)  # one thread per worker process: the processes are the parallelism
+        _WORKER["model"] = load_checkpoint(resolve_model(None)).model.eval()
+    return _WORKER["model"]
+
+
+def _npz_runs(path: Path) -> dict:
+    import numpy as np
+
+    from arithlens.analysis.faithfulness import RunScores
+
+    with np.load(path) as z:
+        keys = json.loads(str(z["keys"]))
+        return {k: RunScores(z[f"wrong{i}"], z[f"loss{i}"], z[f"diff{i}"]) for i, k in enumerate(keys)}
+
+
+def _save_runs(path: Path, runs: dict) -> None:
+    import io
+
+    import numpy as np
+
+    from arithlens.io import write_atomic
+
+    arrays = {"keys": np.array(json.dumps(list(runs)))}
+    for i, r in enumerate(runs.values()):
+        arrays |= {f"wrong{i}": r.wrong, f"loss{i}": r.loss, f"diff{i}": r.logit_diff}
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    write_atomic(path, buf.getvalue())
+
+
+def _slice_task(task: dict) -> tuple[str, int, float]:
+    """Run one slice's ablations that have no checkpoint yet; returns (group, slice, CPU seconds)."""
+    from arithlens.analysis.circuits.card import card_runs
+    from arithlens.analysis.circuits.runner import Ablation, NodeRunner
+
+    t0 = time.process_time()
+    todo = [(j, a) for j, a in enumerate(task["ablations"]) if not (task["dir"] / f"s{task['k']:03d}_{a}.npz").exists()]
+    if todo:
+        model = _worker_model()
+        seed = CARD_SEED * 1000 + task["k"]  # each slice its own resample rows
+        if task["unit"] == "edge":
+            from arithlens.analysis.circuits.edge_runner import EdgeRunner
+            from arithlens.analysis.edges.graph import EdgeGraph
+
+            graph = EdgeGraph.build(model.spec, min_position=task["min_position"])
+            runner = EdgeRunner(model, task["questions"], task["reference"], graph=graph, seed=seed)
+        else:
+            runner = NodeRunner(model, task["questions"], task["reference"], seed=seed)
+        for j, label in todo:
+            runs = card_runs(runner, task["circuits"], Ablation.parse(label), clean=j == 0)
+            _save_runs(task["dir"] / f"s{task['k']:03d}_{label}.npz", runs)
+    return task["group"], task["k"], time.process_time() - t0
+
+
+def stage_sliced_cards(per_qtype: int, force: bool, only: list[str] | None, workers: int, slice_size: int) -> None:
+    """The cards of the node circuits (together: they share the clean and empty runs) and of the edge circuit, the
+    questions cut into slices of `slice_size` per qtype run by `workers` processes; after each slice the cards of
+    the slices done so far are stored (a balanced prefix: its n per qtype is in the card), so a stopped run leaves
+    a smaller honest card and a rerun resumes from the checkpoints."""
+    import hashlib
+    import multiprocessing
+
+    from arithlens.analysis.circuits.card import cards_from_runs, joined_runs, qtype_slices
+    from arithlens.analysis.circuits.runner import card_ablations
+    from arithlens.analysis.faithfulness import STREAM_EVAL, all_nodes
+
+    t0, where = time.perf_counter(), setting()
+    model, circuit, drawn = model_and_sets()
+    data = load()
+    done = data.get("cards", {}).get("cards", {})
+    groups = {"nodes": {MEAN: circuit["nodes"]}, "edges": {}}
+    if "robust" in data:
+        groups["nodes"][ROBUST] = data["robust"]["nodes"]
+    if "repair" in data:
+        groups["nodes"][REPAIRED] = data["repair"]["nodes"]
+    edge_circuit = None
+    if "edges" in data:
+        edge_circuit = unpacked_circuit(data["edges"]["circuit"], model.spec)
+        groups["edges"][EDGE] = edge_circuit.edges
+    groups = {g: {k: v for k, v in c.items() if (force or k not in done) and (not only or k in only)}
+              for g, c in groups.items()}
+    groups = {g: c for g, c in groups.items() if c}
+    if not groups:
+        log("cards: nothing to do (--force recomputes)")
+        return
+    nodes = runner_for(model, per_qtype, STREAM_EVAL, drawn)  # the node cards' questions and reference
+    questions, reference = nodes.questions, nodes.reference
+    slices = qtype_slices(nodes.qtypes, slice_size)
+    labels = [a.label for a in card_ablations()]
+    tasks, dirs = [], {}
+    for group in ("edges", "nodes"):  # the edge card first: it is the one no earlier run stored
+        if group not in groups:
+            continue
+        circuits = groups[group]
+        key = json.dumps([group, {k: sorted(v) for k, v in circuits.items()}, per_qtype, slice_size, CARD_SEED])
+        dirs[group] = CHECKPOINTS / hashlib.sha256(key.encode()).hexdigest()[:16]
+        dirs[group].mkdir(parents=True, exist_ok=True)
+        for k, rows in enumerate(slices):
+            tasks.append({"group": group, "k": k, "dir": dirs[group], "ablations": labels, "circuits": circuits,
+                          "unit": "edge" if group == "edges" else "node", "questions": questions.select(rows),
+                          "reference": reference,
+                          "min_position": edge_circuit.graph.min_position if group == "edges" else 0})
+    log(f"cards: {', '.join(k for c in groups.values() for k in c)}: {len(questions):,} questions in "
+        f"{len(slices)} slices, {workers} workers")
+    cpu = {g: 0.0 for g in groups}
+    finished = {g: set() for g in groups}
+    n_all = {"edges": edge_circuit.graph.n_edges if edge_circuit else 0, "nodes": len(all_nodes(model.spec))}
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        for group, k, seconds in pool.imap(_slice_task, tasks):
+            cpu[group] += seconds
+            finished[group].add(k)
+            prefix = 0
+            while prefix in finished[group]:
+                prefix += 1
+            if prefix != k + 1:
+                continue
+            stored = load().get("cards", {}).get("cards", {})
+            smaller = [c for c in groups[group] if c in stored and stored[c]["rows"][0]["n"] > len(slices[0]) * prefix
+                       // len(nodes.qtypes) and prefix < len(slices)]
+            if smaller:  # a stored card on more questions stays until this one is complete
+                log(f"cards: {group}: {prefix}/{len(slices)} slices (the stored card of {smaller[0]} is larger)")
+                continue
+            rows = __import__("numpy").concatenate(slices[:prefix])
+            runs = {a: joined_runs([_npz_runs(dirs[group] / f"s{j:03d}_{a}.npz") for j in range(prefix)])
+                    for a in labels}
+            qtypes = [(name, mask[rows]) for name, mask in nodes.qtypes]
+            cards = cards_from_runs(runs, qtypes, groups[group], model=model.spec.name,
+                                    unit="edge" if group == "edges" else "node", n_all=n_all[group], seed=CARD_SEED,
+                                    reference=len(reference), seconds=time.perf_counter() - t0)
+            _store_cards(cards, time.perf_counter() - t0, where,
+                         {"slices": f"{prefix} of {len(slices)}", "slice_questions_per_qtype": slice_size,
+                          "workers": workers, "cpu_seconds": round(cpu[group], 1),
+                          "resample_seeds": f"CARD_SEED * 1000 + slice ({CARD_SEED}000 ..)"})
+            log(f"cards: {group}: {prefix}/{len(slices)} slices, {cpu[group]:.0f} CPU s, "
+                f"{time.perf_counter() - t0:.0f} s wall")
+
+
+def stage_profile(questions: int = 512) -> None:
+    """CPU seconds (one torch thread) of what one card slice runs, on `questions` of the card's questions: a plain
+    forward, the edge-masked forward of the edge circuit and of the empty circuit under mean ablation, the senders'
+    outputs a resample block needs, and the node runner's masked run of the mean circuit; stored as `profile`."""
+    import torch
+
+    from arithlens.analysis.circuits.runner import Ablation
+    from arithlens.analysis.edges.forward import edge_forward, sender_outputs
+    from arithlens.analysis.faithfulness import STREAM_EVAL
+
+    model, circuit, drawn = model_and_sets()
+    data = load()
+    edge = unpacked_circuit(data["edges"]["circuit"], model.spec)
+    per_qtype = -(-questions // 3)
+    runner = edge_runner_for(model, edge.graph, per_qtype, STREAM_EVAL, drawn)
+    nodes = runner_for(model, per_qtype, STREAM_EVAL, drawn)
+    tokens = runner._tokens[:questions]
+    mask = edge.graph.mask(edge.edges)
+    mean = ablation_means = runner._values["mean"]
+
+    def cpu(work) -> float:
+        t0 = time.process_time()
+        with torch.inference_mode():
+            work()
+        return round(time.process_time() - t0, 2)
+
+    out = {"questions": len(tokens), "threads": torch.get_num_threads(), **setting(),
+           "plain forward": cpu(lambda: model(tokens)),
+           "edge circuit, mean": cpu(lambda: edge_forward(model, edge.graph, tokens, mean, mask)),
+           "empty edge circuit, mean": cpu(lambda: edge_forward(model, edge.graph, tokens, ablation_means,
+                                                                torch.zeros_like(mask))),
+           SENDERS: cpu(lambda: sender_outputs(model, runner._reference_tokens[:len(tokens)])),
+           "node runner, mean circuit (mean)": cpu(lambda: nodes.run([circuit["nodes"]], Ablation("mean")))}
+    store("profile", out)
+    log(f"profile: {out}")
 
 
 def stage_cards(per_qtype: int, force: bool, only: str | None = None, ablations: list[str] | None = None) -> None:
@@ -246,7 +485,7 @@ def stage_cards(per_qtype: int, force: bool, only: str | None = None, ablations:
         circuits[ROBUST] = load()["robust"]["nodes"]
     if "repair" in load():
         circuits[REPAIRED] = load()["repair"]["nodes"]
-    todo = {k: v for k, v in circuits.items() if (force or k not in done.get("cards", {})) and only in (None, k)}
+    todo = {k: v for k, v in circuits.items() if (force or k not in done.get("cards", {})) and (not only or k in only)}
     if not todo:
         log("cards: nothing to do (--force recomputes)")
         return
@@ -347,18 +586,37 @@ def _verdicts(cards: dict) -> list[str]:
         draws = [a for a in c.ablations if a.startswith("resample")]
         lowest = {q: min(c.row(a, q).exact for a in draws) for q in c.qtypes}
         short = [q for q, v in lowest.items() if v < 0.99]
-        out += ["", f"The {label} ({len(c.units)} {c.unit}s) is >= 99% exact on every qtype under "
+        out += ["", f"The {label} ({len(c.units):,} {c.unit}s) is >= 99% exact on every qtype under "
                     f"{', '.join(held) if held else 'no ablation'}; its worst is {worst}: {cells} "
                     f"({' / '.join(c.qtypes)}). Under resample ablation (the lower of {len(draws)} draws): "
                     + " / ".join(f"{100 * v:.1f}%" for v in lowest.values())
                     + (f", short of 99% on {', '.join(short)}." if short else ", >= 99% on every qtype.")
-                    + ("" if len(c.ablations) == 5 else f" (Measured under {', '.join(c.ablations)} only.)")]
+                    + ("" if len(c.ablations) == 5 else f" (Measured under {', '.join(c.ablations)} only.)")
+                    + _disagreement(c, draws)]
     return out
+
+
+def _disagreement(c, draws: list[str]) -> str:
+    """Where mean and resample ablation disagree: qtypes whose mean-ablation Wilson interval does not overlap a
+    resample draw's."""
+    if "mean" not in c.ablations or not draws:
+        return ""
+    apart = []
+    for q in c.qtypes:
+        m = c.row("mean", q)
+        for a in draws:
+            r = c.row(a, q)
+            if r.ci[1] < m.ci[0] or m.ci[1] < r.ci[0]:
+                apart.append(f"{q} ({a} {100 * r.exact:.1f}% vs mean {100 * m.exact:.1f}%)")
+                break
+    if not apart:
+        return " Mean and resample ablation agree on every qtype (their 95% intervals overlap)."
+    return (" Mean and resample ablation disagree (95% intervals apart) on " + ", ".join(apart) + ".")
 
 
 def _size(card, data: dict) -> str:
     """`163 of 330 nodes (49%)`; an edge circuit also names the nodes it touches."""
-    share = f"{len(card.units)} of {card.n_all} {card.unit}s ({100 * len(card.units) / card.n_all:.1f}% of the model's)"
+    share = f"{len(card.units):,} of {card.n_all:,} {card.unit}s ({100 * len(card.units) / card.n_all:.1f}% of the model's)"
     if card.unit == "edge" and "edges" in data:
         circuit = data["edges"]["circuit"]
         share += (f", touching {len(circuit['nodes'])} of 330 nodes; edges into the answer positions only "
@@ -434,6 +692,22 @@ def _sizes_table(cards: dict) -> str:
     return "\n".join(lines)
 
 
+def _profile_text(prof: dict) -> str:
+    """What a card's pieces cost, from the `profile` stage."""
+    plain = prof["plain forward"]
+    edge, empty = prof["edge circuit, mean"], prof["empty edge circuit, mean"]
+    per_slice = (5 * (edge + empty) + 2 * prof[SENDERS]) * 1500 / prof["questions"]
+    return (f"What a card costs (`python scripts/circuit_card.py profile`: CPU seconds on one torch thread for "
+            f"{prof['questions']} of the card's questions{_load(prof)}): a plain forward {plain:.2f} s; the node "
+            f"runner's run of the mean circuit {prof['node runner, mean circuit (mean)']:.2f} s (it reruns only what "
+            f"the ablation changes); the edge-masked forward of the edge circuit {edge:.2f} s and of the empty "
+            f"circuit {empty:.2f} s ({edge / plain:.1f}x and {empty / plain:.1f}x a plain forward); the senders' "
+            f"outputs of a resample block {prof[SENDERS]:.2f} s. "
+            f"An edge card therefore costs ~{per_slice:.0f} CPU s per 500 questions per qtype (the circuit and the "
+            "empty circuit under five ablations, two resample blocks; the clean run once): ~"
+            f"{20 * per_slice / 60:.0f} CPU minutes at 10,000 per qtype.")
+
+
 def render(data: dict) -> str:
     """The docs block (markdown) from the stored results."""
     from arithlens.results.circuits import AblationCard, FaithfulnessCurve
@@ -442,21 +716,28 @@ def render(data: dict) -> str:
     out = []
     cards = data.get("cards", {})
     robust = data.get("robust")
+    if data.get("profile"):
+        out += [_profile_text(data["profile"]), ""]
     if cards:
         out.append(f"Shipped default model, exact rate per qtype with 95% Wilson intervals on fresh questions "
                    f"(seed {CARD_SEED}; none drawn by the circuit searches; n per qtype beside each card), and LD: the logit "
                    "difference recovered between the empty circuit (0%) and the model (100%). Ablated nodes read: "
                    "their mean per position over 2,048 mixed reference questions (`mean`, the project's mean), one "
                    "mean over all positions (`plain-mean`), the activation of a reference question drawn per "
-                   "question (`resample#1`, `resample#2`: two independent draws), or zero.")
-        for label, card in cards["cards"].items():
-            c = AblationCard.from_dict(card)
+                   "question (`resample#1`, `resample#2`: two independent draws), or zero; an ablated edge carries "
+                   "the same value of its sender, and only the receiver of that edge reads it.")
+        parsed = {k: card_of(v, data) for k, v in cards["cards"].items()}
+        for label, c in parsed.items():
             n = ", ".join(f"{q} {c.row(c.ablations[0], q).n:,}" for q in c.qtypes)
+            work = cards.get("work", {}).get(label)
+            how = (f" ({work['slices']} slices of {work['slice_questions_per_qtype']:,} questions per qtype, "
+                   f"{work['workers']} worker processes, {work['cpu_seconds']:,.0f} CPU s)" if work else "")
             out += ["", f"**{label}**: {_size(c, data)}; n = {n}; wall time "
-                        f"{cards['wall_seconds'][label]:.0f} s for this stage{_load(cards.get('settings', {}).get(label))}",
+                        f"{cards['wall_seconds'][label]:.0f} s for this stage{how}"
+                        f"{_load(cards.get('settings', {}).get(label))}",
                     "", card_markdown(c)]
-        out += _verdicts({k: AblationCard.from_dict(v) for k, v in cards["cards"].items()})
-        out += ["", _sizes_table({k: AblationCard.from_dict(v) for k, v in cards["cards"].items()})]
+        out += _verdicts(parsed)
+        out += ["", _sizes_table(parsed)]
     if robust:
         exact = ", ".join(f"{k} {100 * v:.2f}%" for k, v in robust["search_exact"].items())
         out += ["", f"The resample circuit: {robust['n_nodes']} of {robust['n_all']} nodes, pruned from every node "
@@ -503,7 +784,8 @@ def write_doc(data: dict) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("stage", choices=["robust", "repair", "edges", "edge-circuit", "cards", "curves", "render", "all"])
+    p.add_argument("stage", choices=["robust", "repair", "edges", "edge-circuit", "cards", "curves", "render", "all",
+                                      "profile"])
     p.add_argument("--questions", type=int, default=CARD_QUESTIONS, help="per qtype, for the cards")
     p.add_argument("--curve-questions", type=int, default=CURVE_QUESTIONS, help="per qtype, for the curves")
     p.add_argument("--score-questions", type=int, default=SCORE_QUESTIONS, help="per qtype, single-node scores")
@@ -512,7 +794,9 @@ def main() -> None:
     p.add_argument("--ablations", nargs="+", metavar="LABEL",
                    help="the node cards under these ablations only (mean, plain-mean, resample#1, resample#2, zero)")
     p.add_argument("--force", action="store_true", help="recompute cards already stored")
-    p.add_argument("--only", choices=[MEAN, ROBUST, REPAIRED, EDGE], help="the card of this circuit only")
+    p.add_argument("--only", nargs="+", choices=[MEAN, ROBUST, REPAIRED, EDGE], help="the cards of these circuits only")
+    p.add_argument("--workers", type=int, default=2, help="worker processes for the cards (one torch thread each)")
+    p.add_argument("--slice", type=int, default=SLICE_QUESTIONS, help="questions per qtype in each slice of a card")
     args = p.parse_args()
     if args.stage in ("robust", "all"):
         stage_robust()
@@ -523,12 +807,14 @@ def main() -> None:
     if args.stage == "edge-circuit":
         stage_edge_circuit()
     if args.stage in ("cards", "all"):
-        if args.only != EDGE:
+        if args.ablations:  # some columns of the node cards, joined to the stored ones
             stage_cards(args.questions, args.force, args.only, args.ablations)
-        if args.only in (None, EDGE):
-            stage_edge_card(args.questions, args.force)
+        else:
+            stage_sliced_cards(args.questions, args.force, args.only, args.workers, args.slice)
     if args.stage in ("curves", "all"):
         stage_curves(args.curve_questions, args.score_questions)
+    if args.stage == "profile":
+        stage_profile()
     if args.stage in ("render", "all"):
         write_doc(load())
 

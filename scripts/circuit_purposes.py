@@ -6,6 +6,8 @@ how long each step takes; plus the circuit graph the report draws.
     python scripts/circuit_purposes.py --out runs/purposes --quick    # fewer questions (a smoke run)
     python scripts/circuit_purposes.py --out runs/purposes --force --circuit runs/purposes/edge_circuit.json \\
         --nodes runs/purposes/tagged_nodes.json                       # reuse a run's circuit and analysis
+    python scripts/circuit_purposes.py --out runs/purposes --stored-circuit --studies --store
+        # today's default circuit (benchmarks/results/edge_circuit.json), node studies on the heads still unexplained
 
 Writes `purposes.json` (every number printed), `purposes_result.json` (the `CircuitPurposes`), `edge_circuit.json`
 (the circuit, `EdgeCircuit.to_dict`), `tagged_nodes.json` (the analysis's useful nodes and tags) and the circuit
@@ -35,6 +37,7 @@ from arithlens.report.circuit_graph import GRAPH_STEM, draw_circuit_graph, graph
 
 
 ROOT = Path(__file__).resolve().parent.parent
+STORED_CIRCUIT = ROOT / "benchmarks" / "results" / "edge_circuit.json"  # `edge_circuit.py --default`'s circuit
 RESULTS = ROOT / "benchmarks" / "results" / "circuit_purposes.json"
 DOC = ROOT / "docs" / "circuit-purposes.md"
 START, END = "<!-- circuit-purposes:start -->", "<!-- circuit-purposes:end -->"
@@ -55,21 +58,23 @@ def render(data: dict) -> str:
         f"first answer position): {c['n_edges']:,} of {c['n_edges_all']:,} edges "
         f"({100 * c['n_edges'] / c['n_edges_all']:.1f}%), {c['n_nodes']} heads and MLPs; exact "
         f"{' / '.join(c['exact'])} {exact}% on {c['n_held_out']} held-out questions per qtype"
-        + (f"; found in {c['wall_s']:.0f} s wall / {c['cpu_s']:.0f} s CPU." if "wall_s" in c else "."),
+        + (f"; found in {c['wall_s']:.0f} s wall / {c['cpu_s']:.0f} s CPU" if "wall_s" in c else "")
+        + (f" (the circuit stored in `{c['from']}`)." if "from" in c else "."),
         f"- **The analysis**: {u['heads']} useful heads, {u['heads_purposed']} with a purpose "
         f"({u['heads'] - u['heads_purposed']} without); {u['mlps']} useful MLPs, {u['mlps_purposed']} with one.",
         f"- **Purposes** ({data['questions']} fresh questions per qtype for the removals, {data['pairs']} search pairs "
         f"per sub-task and digit; {p['searched']} nodes removed and searched): {p['wall_s']:.0f} s wall / "
         f"{p['cpu_s']:.0f} s CPU.",
         "",
-        "| circuit nodes | total | purpose from the analysis | from the search | unexplained | useful ones (with a "
-        "purpose) |",
-        "|---|---|---|---|---|---|",
+        "| circuit nodes | total | purpose from the analysis | from the search | from a node study | unexplained | "
+        "useful ones (with a purpose) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for kind, label in (("head", "heads"), ("mlp", "MLPs")):
         k = p["counts"][kind]
-        lines.append(f"| {label} | {k['nodes']} | {k['analysis']} | {k['search']} | {k['nodes'] - k['purposed']} | "
-                     f"{k['useful']} ({k['useful_purposed']}) |")
+        study = k.get("study", 0) if "studies" in p else "not run"
+        lines.append(f"| {label} | {k['nodes']} | {k['analysis']} | {k['search']} | {study} | "
+                     f"{k['nodes'] - k['purposed']} | {k['useful']} ({k['useful_purposed']}) |")
     gained = p["by_search"]
     facts = [n for n, v in gained.items() if set(v) <= set(ATTENTION_FACTS)]  # attends the operator and the sign
     useful_new = sum(k["useful_purposed"] - k["analysis"] for k in p["counts"].values())
@@ -82,6 +87,28 @@ def render(data: dict) -> str:
     text += (f". {useful_new} of them are useful nodes: {useful_left} useful heads and MLPs stay without a purpose "
              "when searched again with their tags inside the circuit.")
     lines += ["", text]
+    if "studies" in p:
+        st = p["studies"]
+        found = ", ".join(f"{n} ({' '.join(v)})" for n, v in sorted(st["by_study"].items()))
+        reasons: dict[str, int] = {}
+        for e in st["errors"].values():
+            reasons[e] = reasons.get(e, 0) + 1
+        lines += ["", f"Node studies (`--studies`: `study_node` at analyze's STUDY_DEFAULTS) on the {st['heads']} heads "
+                  f"the analysis and the search left unexplained: {st['with_role']} found a carry/borrow role and take "
+                  f"the study's tags as their purpose" + (f" ({found})" if found else "")
+                  + f"; {st['heads'] - st['with_role'] - st['failed']} were studied and found none; {st['failed']} "
+                  "could not be studied" + (" (" + "; ".join(f"{k}: {v}" for k, v in reasons.items()) + ")"
+                                             if reasons else "")
+                  + f". The studies took {st['wall_s']:.0f} s wall in all."]
+    if "study_sample" in data:
+        st = data["study_sample"]
+        found = ", ".join(f"{n} ({' '.join(v)})" for n, v in sorted(st["by_study"].items()))
+        lines += ["", f"Node studies on a uniform sample of the heads without a purpose from the analysis in "
+                  f"today's default circuit ({st['circuit_edges']:,} edges; `--study-sample {st['seed']}`, "
+                  f"`study_node` at analyze's STUDY_DEFAULTS): {st['studied']} of its {st['heads']} such heads "
+                  f"studied, {st['with_role']} found a carry/borrow role" + (f" ({found})" if found else "")
+                  + f", {st['failed']} could not be studied; {st['wall_s']:.0f} s wall / {st['cpu_s']:.0f} s CPU "
+                  f"({st['cpu_s'] / max(st['studied'], 1):.1f} CPU s a head) on the shared machine."]
     left = p["unexplained"]
     together = sum(v == "needed only together" for v in left.values())
     silent = sum(v == "sends no circuit edge" for v in left.values())
@@ -95,6 +122,50 @@ def render(data: dict) -> str:
         lines += ["", "| node | fails when removed alone from the circuit (failures / judged; digits) |", "|---|---|"]
         lines += [f"| {n} | {v} |" for n, v in list(failing.items())[:LISTED]]
     return "\n".join(lines)
+
+
+def study_sample(model, circuit: EdgeCircuit, tagged: NodeList, out: Path, seed: int, result: dict,
+                 keep: bool) -> None:
+    """Node studies on the circuit's heads that have no purpose from the analysis (the heads `--studies` studies,
+    before the search explains a few), in a shuffled order so that a run stopped early is a uniform sample; the
+    tally is rewritten after each head."""
+    import time
+
+    import numpy as np
+
+    from arithlens.analysis.circuits.purposes import circuit_units, study_heads
+
+    heads = [n for n in circuit_units(circuit) if n.is_head and not (n in tagged and tagged.get(n).values(Major.ALGO))]
+    order = [heads[i] for i in np.random.default_rng(seed).permutation(len(heads))]
+    records: dict = {}
+    t0, c0 = time.perf_counter(), time.process_time()
+    for node in order:
+        records[node.name] = study_heads(model, [node])[node]
+        done = list(records.values())
+        result["study_sample"] = {
+            "seed": seed, "heads": len(heads), "studied": len(done), "with_role": sum(bool(r["roles"]) for r in done),
+            "failed": sum(bool(r["error"]) for r in done), "wall_s": round(time.perf_counter() - t0, 1),
+            "cpu_s": round(time.process_time() - c0, 1), "records": records}
+        write_atomic(out / "study_sample.json", result)
+        print(f"  study {len(done)}/{len(heads)} {node.name}: roles {records[node.name]['roles']} "
+              f"{records[node.name]['error']} ({records[node.name]['seconds']:.1f} s)", flush=True)
+        if keep:
+            data = json.loads(RESULTS.read_text())
+            data["study_sample"] = {k: v for k, v in result["study_sample"].items() if k != "records"} | {
+                "by_study": {n: r["tags"] for n, r in records.items() if r["roles"]},
+                "errors": {n: r["error"] for n, r in records.items() if r["error"]},
+                "circuit_edges": circuit.n_edges}
+            store(data)
+
+
+def stored_circuit(spec) -> EdgeCircuit:
+    """The default edge circuit as `edge_circuit.py --default` stored it (edges and held-out rates; no scores)."""
+    d = json.loads(STORED_CIRCUIT.read_text())
+    from arithlens.analysis.edges.graph import EdgeGraph
+
+    n = EdgeGraph.build(spec, min_position=int(d["min_position"])).n_edges
+    return EdgeCircuit.from_dict({**d, "exact": d["held_out"]["exact"], "n_held_out": d["held_out"]["per_qtype"],
+                                  "seconds": d["discovery"]["wall_s"], "scores": [None] * n}, spec)
 
 
 def store(data: dict) -> None:
@@ -118,6 +189,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--force", action="store_true", help="replace the files of an existing --out folder")
     parser.add_argument("--quick", action="store_true", help="fewer questions everywhere (a smoke run)")
     parser.add_argument("--circuit", help="an edge circuit's JSON (EdgeCircuit.to_dict) instead of discovering one")
+    parser.add_argument("--stored-circuit", action="store_true",
+                        help=f"the default circuit stored in {STORED_CIRCUIT.relative_to(ROOT)} instead of discovering one")
+    parser.add_argument("--studies", action="store_true",
+                        help="node studies (analyze's STUDY_DEFAULTS) on the heads the analysis and search leave unexplained")
+    parser.add_argument("--study-sample", type=int, metavar="SEED",
+                        help="only node studies, on the circuit's heads without a purpose from the analysis, in an order "
+                             "shuffled with SEED, written after each head to study_sample.json (a sample, if stopped)")
     parser.add_argument("--nodes", help="tagged nodes (NodeList.save) instead of running the useful sweep and search")
     parser.add_argument("--questions", type=int, default=100, help="fresh questions per qtype for the removals")
     parser.add_argument("--pairs", type=int, default=100, help="search pairs per sub-task and digit")
@@ -149,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
         result["analysis"] = {"from": args.nodes}
     else:
         with Clock() as c_an:  # the useful sweep and the searches, as `analyze` runs them (no studies)
-            analysis = run_analysis(model, max_studies=0, faithfulness=0, pairs=pairs,
+            analysis = run_analysis(model, max_studies=0, faithfulness=0, pairs=pairs, edges=False,
                                     **({"questions": 64} if args.quick else {}))
         tagged = analysis.nodes
         result["analysis"] = {**c_an.to_dict(), "stages": {k: round(v, 1) for k, v in analysis.timings.items()}}
@@ -165,6 +243,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.circuit:
         circuit = EdgeCircuit.from_dict(json.loads(Path(args.circuit).read_text()), spec)
         result["circuit"] = {"from": args.circuit}
+    elif args.stored_circuit:
+        circuit = stored_circuit(spec)
+        result["circuit"] = {"from": str(STORED_CIRCUIT.relative_to(ROOT)),
+                             **json.loads(STORED_CIRCUIT.read_text())["discovery"]}
+        write_atomic(out / "edge_circuit.json", circuit.to_dict())
     else:
         with Clock() as c_disc:
             circuit = discover(model, progress=lambda line: print(f"  {line}", flush=True),
@@ -177,14 +260,26 @@ def main(argv: list[str] | None = None) -> None:
     print(f"circuit: {circuit.n_edges:,} of {circuit.graph.n_edges:,} edges, {len(circuit.nodes)} nodes, exact "
           f"{circuit.exact} on {circuit.n_held_out} held-out questions per qtype", flush=True)
 
+    if args.study_sample is not None:
+        return study_sample(model, circuit, tagged, out, args.study_sample, result, args.store)
     with Clock() as c_p:
-        found = circuit_purposes(model, circuit, tagged, questions=questions, pairs=pairs,
+        found = circuit_purposes(model, circuit, tagged, questions=questions, pairs=pairs, studies=args.studies,
                                  progress=lambda stage, done, total: print(f"  {stage} {done}/{total}", flush=True))
     result["purposes"] = {**c_p.to_dict(), "counts": found.counts(), "searched": len(found.searched),
                           "unexplained": {p.node: p.needed_for for p in found.unexplained},
                           "by_search": {p.node: list(p.purpose) for p in found.nodes if p.source == "search"},
                           "needed_only_together": sum(p.needed_for == "needed only together"
                                                       for p in found.unexplained)}
+    if args.studies:
+        done = [found[n] for n in found.studied]
+        result["purposes"]["studies"] = {
+            "heads": len(done), "with_role": sum(bool(p.study.roles) for p in done),
+            "failed": sum(bool(p.study.error) for p in done), "wall_s": round(sum(p.study.seconds for p in done), 1),
+            "by_study": {p.node: list(p.purpose) for p in done if p.source == "study"},
+            "errors": {p.node: p.study.error for p in done if p.study.error}}
+        print(f"studies: {len(done)} heads, {result['purposes']['studies']['with_role']} with a carry/borrow role, "
+              f"{result['purposes']['studies']['failed']} could not run; "
+              f"{result['purposes']['studies']['wall_s']:.0f} s wall", flush=True)
     write_atomic(out / "purposes_result.json", found.to_dict())
     for kind, c in found.counts().items():
         print(f"{kind}s in the circuit: {c['nodes']}, with a purpose {c['purposed']} (analysis {c['analysis']}, "

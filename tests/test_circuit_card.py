@@ -185,3 +185,38 @@ def test_edge_runner_scores_a_node_circuit_as_the_node_runner_does(runner):
     a, b = blocks.run([kept], Ablation("resample", 1))[0], edge_runner.run([kept], Ablation("resample", 1))[0]
     assert np.array_equal(a.wrong, b.wrong)
     np.testing.assert_allclose(a.logit_diff, b.logit_diff, rtol=1e-5, atol=1e-5)
+
+
+def test_slices_are_balanced_prefixes_in_row_order():
+    from arithlens.analysis.circuits.card import qtype_slices
+
+    add = np.array([1, 1, 0, 1, 0, 1, 1, 0], dtype=bool)  # ADD rows 0 1 3 5 6, SUB rows 2 4 7
+    slices = qtype_slices([("ADD", add), ("SUB", ~add)], 2)
+    assert [s.tolist() for s in slices] == [[0, 1, 2, 4], [3, 5, 7], [6]]
+    with pytest.raises(ArithLensError, match="at least one question"):
+        qtype_slices([("ADD", add)], 0)
+
+
+def test_a_card_run_in_slices_equals_the_card_of_all_questions(runner):
+    from arithlens.analysis.circuits.card import ablation_cards, card_runs, cards_from_runs, joined_runs, qtype_slices
+
+    circuits = {"one head": COPY_HEADS[:1], "two heads": COPY_HEADS[:2]}
+    chosen = [Ablation("mean"), Ablation("zero"), Ablation("plain-mean")]
+    whole = ablation_cards(runner, circuits, model="planted", ablations=chosen, seed=3, reference=20)
+    slices = qtype_slices(runner.qtypes, 15)
+    assert [len(s) for s in slices] == [15, 15, 10]
+    parts = []
+    for rows in slices:
+        part = NodeRunner(runner.model, runner.questions.select(rows), runner.reference, seed=3)
+        parts.append({a.label: card_runs(part, circuits, a, clean=k == 0) for k, a in enumerate(chosen)})
+    runs = {a.label: joined_runs([p[a.label] for p in parts]) for a in chosen}
+    sliced = cards_from_runs(runs, runner.qtypes, circuits, model="planted", unit="node", n_all=len(runner.units),
+                             seed=3, reference=20)
+    for name in circuits:
+        for a, b in zip(whole[name].rows, sliced[name].rows):
+            assert (a.ablation, a.n, a.correct, a.clean_correct, a.empty_correct) == (
+                b.ablation, b.n, b.correct, b.clean_correct, b.empty_correct)
+            assert b.logit_diff == pytest.approx(a.logit_diff, abs=1e-5)
+    assert sliced["one head"].row("mean", "ADD").correct == 4  # as the one-card test finds
+    with pytest.raises(ArithLensError, match="clean model"):
+        cards_from_runs({"zero": parts[0]["zero"]}, runner.qtypes, circuits, model="planted", unit="node", n_all=3)

@@ -30,12 +30,14 @@ def test_docs_block_is_rendered_from_the_stored_results():
 def test_stored_cards_and_curves_are_consistent():
     data = _stored()
     mean_circuit = json.loads(script.CIRCUIT.read_text())["circuit"]["nodes"]
-    cards = {k: AblationCard.from_dict(v) for k, v in data["cards"]["cards"].items()}
+    cards = {k: script.card_of(v, data) for k, v in data["cards"]["cards"].items()}
     assert list(cards[script.MEAN].units) == sorted(mean_circuit)
     if "robust" in data:
         assert list(cards[script.ROBUST].units) == sorted(data["robust"]["nodes"])
     if "edges" in data and script.EDGE in cards:
-        assert list(cards[script.EDGE].units) == sorted(data["edges"]["circuit"]["edges"])
+        edges = script.unpacked_circuit(data["edges"]["circuit"], script.default_spec()).edges
+        assert list(cards[script.EDGE].units) == sorted(edges)
+        assert len(edges) == data["edges"]["circuit"]["n_edges"]
     for card in cards.values():
         # every card has both resample draws; a card may leave out other ablations (the doc shows its columns)
         full = ("mean", "plain-mean", "resample#1", "resample#2", "zero")
@@ -99,3 +101,30 @@ def test_cards_measured_in_parts_join_to_the_card_measured_at_once():
     assert joined.rows == whole.rows
     other = card("mean")
     assert script._joined({**first.to_dict(), "seed": 4}, other) is other  # not the same questions: not joined
+
+
+def test_stored_results_are_compact_and_keep_the_edge_circuit_as_a_bitmask():
+    import numpy as np
+    from planted_edges import EDGE_SPEC, PLANTED_EDGES
+
+    from arithlens.analysis.edges.discovery import EdgeCircuit
+    from arithlens.analysis.edges.graph import EdgeGraph
+
+    assert script.RESULTS.stat().st_size < 100_000
+    assert "scores" not in _stored()["edges"]["circuit"] and "edges" not in _stored()["edges"]["circuit"]
+    graph = EdgeGraph.build(EDGE_SPEC, min_position=EDGE_SPEC.layout.answer_logit_positions.start)
+    kept = np.isin(np.array(graph.names), PLANTED_EDGES)
+    circuit = EdgeCircuit(graph, kept, np.arange(graph.n_edges, dtype=float), "exact", "mean", {"ADD": 1.0}, 10,
+                          {"final": int(kept.sum())}, 1.5)
+    packed = json.loads(json.dumps(script.packed_circuit(circuit)))
+    back = script.unpacked_circuit(packed, EDGE_SPEC)
+    assert back.edges == circuit.edges == sorted(PLANTED_EDGES, key=graph.names.index)
+    assert np.isnan(back.scores).all() and back.exact == {"ADD": 1.0}
+    from arithlens.results.circuits import CardRow
+
+    data = {"edges": {"circuit": packed}}
+    card = AblationCard("m", "edge circuit", "edge", tuple(sorted(circuit.edges)), graph.n_edges, 0, 0,
+                        (CardRow("mean", "ADD", 10, 10, 10, 0, 1.0, 1.0, 0.0),), 0.0)
+    stored = script.card_dict(card, data)
+    assert "units" not in stored and stored["units_packed"] == packed["edges_packed"]
+    assert script.card_of(json.loads(json.dumps(stored)), data, EDGE_SPEC) == card

@@ -67,7 +67,7 @@ def test_the_search_gives_the_copy_heads_their_purpose_inside_the_circuit(plante
         assert p.fails == (("ADD", 9),) and p.judged == (("ADD", 10),) and p.digits == ("A0",)
         assert "Impact:A0" in p.tags and "Attn:P0=100" in p.tags and p.sends == 1  # its edge to the logits
     assert found.searched == ("P5L0H0", "P5L0H1") and found.pairs == 40 and not found.unexplained
-    assert found.counts()["head"] == {"nodes": 2, "purposed": 2, "analysis": 0, "search": 2, "useful": 0,
+    assert found.counts()["head"] == {"nodes": 2, "purposed": 2, "analysis": 0, "search": 2, "study": 0, "useful": 0,
                                       "useful_purposed": 0}
 
 
@@ -96,6 +96,62 @@ def test_nodes_of_a_redundant_circuit_are_needed_only_together(planted):
     mlp = CircuitPurposes.from_dict(circuit_purposes(model, cut, None, questions=questions, reference=questions,
                                                      pairs=0))["P5L1MLP"]
     assert mlp.sends == 0 and mlp.needed_for == "sends no circuit edge"
+
+
+def fake_study(roles_of: dict):
+    """A `Study` that answers from a table (head name -> roles, or an exception), and the heads it was asked."""
+    asked = []
+
+    def study(model, node):
+        asked.append(node.name)
+        roles = roles_of[node.name]
+        if isinstance(roles, Exception):
+            raise roles
+        tags = [f"Math.Add:{r.replace('SC', 'SP')}" for r in roles]
+        return {"verdict": {"roles": roles}, "tags": tags, "study_digit": 0}
+
+    return study, asked
+
+
+def test_a_study_that_finds_a_carry_role_gives_the_head_its_purpose(planted):
+    model, questions, circuit = planted
+    study, asked = fake_study({"P5L0H0": ["A0.SC"], "P5L0H1": [], "P5L0H2": ArithLensError("no digit to study")})
+    found = CircuitPurposes.from_dict(circuit_purposes(model, circuit(PLANTED_EDGES), None, questions=questions,
+                                                       reference=questions, pairs=0, studies=study))
+    assert asked == ["P5L0H0", "P5L0H1", "P5L0H2"]  # heads only: the MLP is not studied
+    assert found.studied == ("P5L0H0", "P5L0H1", "P5L0H2")
+    h0, h1, h2, mlp = (found[n] for n in ("P5L0H0", "P5L0H1", "P5L0H2", "P5L1MLP"))
+    assert (h0.source, h0.purpose, h0.study.roles, h0.study.digit) == ("study", ("Math.Add:A0.SP",), ("A0.SC",), 0)
+    assert (h1.source, h1.purpose, h1.study.roles, h1.study.error) == ("none", (), (), "")
+    assert (h2.source, h2.study.error, h2.study.digit) == ("none", "no digit to study", None)
+    assert mlp.study is None and mlp.source == "none"
+    assert found.counts()["head"]["study"] == 1 and found.counts()["head"]["purposed"] == 1
+    assert {p.node for p in found.unexplained} == {"P5L0H1", "P5L0H2", "P5L1MLP"}
+    assert CircuitPurposes.from_dict(json.loads(json.dumps(found.to_dict()))) == found
+
+
+def test_a_head_the_analysis_or_search_explained_is_not_studied(planted):
+    model, questions, circuit = planted
+    tagged = NodeList([UsefulNode(Node.parse("P5L0H0"), [Tag.parse("Algo:A0.SA")])])
+    study, asked = fake_study({"P5L0H1": ["A0.SC"]})
+    found = CircuitPurposes.from_dict(circuit_purposes(model, circuit(TWO_HEADS), tagged, questions=questions,
+                                                       reference=questions, pairs=0, studies=study))
+    assert asked == ["P5L0H1"] and found["P5L0H0"].source == "analysis" and found["P5L0H0"].study is None
+    assert found["P5L0H1"].source == "study"
+
+
+def test_the_real_study_runs_on_the_planted_heads_and_records_its_verdict(planted):
+    """study_node at analyze's STUDY_DEFAULTS on the one-digit planted model: a + 0 has no carry, so no head gets a
+    role, and each head keeps what its study found (or why it could not run)."""
+    model, questions, circuit = planted
+    found = al.circuit_purposes(model, circuit(TWO_HEADS), question_set=questions, pairs=0, studies=True)
+    assert found.studied == ("P5L0H0", "P5L0H1")
+    for name in found.studied:
+        p = found[name]
+        assert p.source == "none" and p.study is not None and p.study.roles == ()
+        assert p.study.seconds >= 0 and (p.study.error != "") == (p.study.digit is None)
+    with pytest.raises(ArgumentTypeError):
+        al.circuit_purposes(model, circuit(TWO_HEADS), question_set=questions, pairs=0, studies="yes")
 
 
 def test_the_api_reads_a_circuit_dict_and_its_result_round_trips(planted):
@@ -153,7 +209,7 @@ def test_the_docs_numbers_are_rendered_from_the_stored_results(monkeypatch):
     assert block is not None and block[1] == script.render(data)
     counts, p = data["purposes"]["counts"], data["purposes"]
     assert sum(k["nodes"] for k in counts.values()) == data["circuit"]["n_nodes"]
-    assert all(k["purposed"] == k["analysis"] + k["search"] for k in counts.values())
+    assert all(k["purposed"] == k["analysis"] + k["search"] + k.get("study", 0) for k in counts.values())
     assert len(p["unexplained"]) == sum(k["nodes"] - k["purposed"] for k in counts.values())
     assert len(p["by_search"]) == sum(k["search"] for k in counts.values())
     useful = data["useful"]

@@ -41,7 +41,7 @@ def tagged_nodes(source) -> NodeList:
 
 def circuit_purposes(model: HookedTransformer, circuit: EdgeCircuit | Mapping, nodes=None, *, questions: int = 100,
                      pairs: int = 100, seed: int | None = None, question_set: QuestionBatch | None = None,
-                     progress=None) -> CircuitPurposes:
+                     studies: bool = False, progress=None) -> CircuitPurposes:
     """Every head and MLP of `circuit` (an `EdgeCircuit`, or its `to_dict()`) with its purpose.
 
     `nodes`: the analysis's tagged nodes (`analyze(...)`'s report, `run_analysis(...)`, a search result); a node
@@ -49,7 +49,9 @@ def circuit_purposes(model: HookedTransformer, circuit: EdgeCircuit | Mapping, n
     questions per qtype (exact: a question fails when any answer token is wrong; only questions the intact
     circuit answers right are judged), tagged from that, and given the sub-task searches (`pairs` per sub-task and
     digit; 0: no search). What still has no purpose lists the qtypes and answer digits its removal fails, or
-    "needed only together". `question_set`: one set to judge and take ablation values on (a planted model's)."""
+    "needed only together". `question_set`: one set to judge and take ablation values on (a planted model's).
+    `studies`: also study each head still without a purpose (`study_node` at analyze's defaults, seconds a head);
+    a study whose verdict finds a carry/borrow role gives the head its tags as a purpose (source "study")."""
     from arithlens.analysis.circuits.purposes import circuit_purposes as run
     from arithlens.analysis.edges.discovery import EdgeCircuit
     from arithlens.analysis.faithfulness import FAITHFULNESS_SEED
@@ -66,7 +68,9 @@ def circuit_purposes(model: HookedTransformer, circuit: EdgeCircuit | Mapping, n
                                 f"{type(circuit).__name__}")
     if question_set is not None:
         check_batch(model, question_set)
+    if not isinstance(studies, bool):
+        raise ArgumentTypeError(f"studies must be True or False, not {type(studies).__name__}")
     say = None if progress is None else (lambda stage, done, total: progress(stage, done, total))
     record = run(model, circuit, tagged_nodes(nodes), questions=question_set, per_qtype=questions,
-                 reference=question_set, pairs=pairs, seed=seed, progress=say)
+                 reference=question_set, pairs=pairs, seed=seed, progress=say, studies=studies)
     return CircuitPurposes.from_dict(record)

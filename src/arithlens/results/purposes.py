@@ -8,7 +8,28 @@ from dataclasses import dataclass
 
 from arithlens.errors import ArithLensError
 
-SOURCES = ("analysis", "search", "none")  # where a node's purpose came from ("none": unexplained)
+SOURCES = ("analysis", "search", "study", "none")  # where a node's purpose came from ("none": unexplained)
+
+
+@dataclass(frozen=True)
+class HeadStudy:
+    """What a circuit head kept of its node study: the verdict's carry/borrow roles (`A2.SC`), the study's tags
+    (its purpose when a role was found), the digit studied, or the error that stopped the study."""
+
+    roles: tuple[str, ...]
+    tags: tuple[str, ...]
+    digit: int | None
+    error: str
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {"roles": list(self.roles), "tags": list(self.tags), "digit": self.digit, "error": self.error,
+                "seconds": self.seconds}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> HeadStudy:
+        return cls(tuple(d["roles"]), tuple(d["tags"]), None if d["digit"] is None else int(d["digit"]),
+                   str(d["error"]), float(d["seconds"]))
 
 
 @dataclass(frozen=True)
@@ -27,6 +48,7 @@ class NodePurpose:
     fails: tuple[tuple[str, int], ...]
     judged: tuple[tuple[str, int], ...]  # (qtype, questions the intact circuit answers right: the ones judged)
     digits: tuple[str, ...]  # answer digits wrong in those failures, sign (highest) first: ("A7", "A2")
+    study: HeadStudy | None = None  # its node study, for a head studied because nothing else explained it
 
     @property
     def explained(self) -> bool:
@@ -48,7 +70,7 @@ class NodePurpose:
         return {"node": self.node, "kind": self.kind, "useful": self.useful, "source": self.source,
                 "purpose": list(self.purpose), "tags": list(self.tags), "sends": self.sends,
                 "fails": dict(self.fails), "judged": dict(self.judged), "digits": list(self.digits),
-                "needed_for": self.needed_for}
+                "needed_for": self.needed_for, **({"study": self.study.to_dict()} if self.study else {})}
 
     @classmethod
     def from_dict(cls, d: Mapping) -> NodePurpose:
@@ -57,7 +79,8 @@ class NodePurpose:
                 raise ValueError(f"source {d['source']!r} is not one of {', '.join(SOURCES)}")
             return cls(d["node"], d["kind"], bool(d["useful"]), d["source"], tuple(d["purpose"]), tuple(d["tags"]),
                        int(d["sends"]), tuple((k, int(v)) for k, v in d["fails"].items()),
-                       tuple((k, int(v)) for k, v in d["judged"].items()), tuple(d["digits"]))
+                       tuple((k, int(v)) for k, v in d["judged"].items()), tuple(d["digits"]),
+                       HeadStudy.from_dict(d["study"]) if d.get("study") else None)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ArithLensError(f"malformed node purpose JSON: {exc}") from None
 
@@ -76,6 +99,7 @@ class CircuitPurposes:
     seed: int
     nodes: tuple[NodePurpose, ...]
     seconds: float
+    studied: tuple[str, ...] = ()  # heads given a node study (those the analysis and the search left unexplained)
 
     def __post_init__(self) -> None:
         # a timing holds what its JSON holds (milliseconds), so a result read back equals the one written
@@ -99,6 +123,7 @@ class CircuitPurposes:
             out[kind] = {"nodes": len(group), "purposed": sum(p.explained for p in group),
                          "analysis": sum(p.source == "analysis" for p in group),
                          "search": sum(p.source == "search" for p in group),
+                         "study": sum(p.source == "study" for p in group),
                          "useful": sum(p.useful for p in group),
                          "useful_purposed": sum(p.useful and p.explained for p in group)}
         return out
@@ -106,13 +131,15 @@ class CircuitPurposes:
     def to_dict(self) -> dict:
         return {"model": self.model, "method": self.method, "ablation": self.ablation, "n_edges": self.n_edges,
                 "questions": self.questions, "pairs": self.pairs, "searched": list(self.searched), "seed": self.seed,
-                "counts": self.counts(), "nodes": [p.to_dict() for p in self.nodes], "seconds": self.seconds}
+                "counts": self.counts(), "nodes": [p.to_dict() for p in self.nodes], "seconds": self.seconds,
+                "studied": list(self.studied)}
 
     @classmethod
     def from_dict(cls, d: Mapping) -> CircuitPurposes:
         try:
             return cls(d["model"], d["method"], d["ablation"], int(d["n_edges"]), int(d["questions"]),
                        int(d["pairs"]), tuple(d["searched"]), int(d["seed"]),
-                       tuple(NodePurpose.from_dict(p) for p in d["nodes"]), float(d["seconds"]))
+                       tuple(NodePurpose.from_dict(p) for p in d["nodes"]), float(d["seconds"]),
+                       tuple(d.get("studied", ())))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ArithLensError(f"malformed circuit purposes JSON: {exc}") from None

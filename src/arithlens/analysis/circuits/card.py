@@ -1,6 +1,6 @@
 """The ablation card: a circuit's exact rate (with Wilson intervals) and logit difference recovered per qtype
 under each ablation (mean per position, one mean, resample draws, zero), so a reader sees whether its
-faithfulness survives the choice of ablation."""
+faithfulness survives the choice of ablation; computable in question slices that are run apart and joined."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ import numpy as np
 from arithlens.results.circuits import AblationCard, CardRow
 from arithlens.analysis.circuits.runner import Ablation, CircuitRunner, card_ablations
 from arithlens.analysis.faithfulness import RunScores
+from arithlens.errors import ArithLensError
+
+CLEAN, EMPTY = "(clean)", "(empty)"  # keys of the clean model's and the empty circuit's scores in `card_runs`
 
 
 def card_rows(ablation: Ablation, qtypes: Sequence[tuple[str, np.ndarray]], circuit: RunScores, clean: RunScores,
@@ -32,6 +35,49 @@ def card_rows(ablation: Ablation, qtypes: Sequence[tuple[str, np.ndarray]], circ
     return rows
 
 
+def card_runs(runner: CircuitRunner, circuits: Mapping[str, Collection[str]], ablation: Ablation, *,
+              clean: bool = False) -> dict[str, RunScores]:
+    """Per-question scores under one ablation of the empty circuit (`EMPTY`), each named circuit and (`clean`) the
+    clean model (`CLEAN`), all in one `runner.run` so they share the ablation's values and resample rows."""
+    keys = [CLEAN] * clean + [EMPTY, *circuits]
+    runs = runner.run([None] * clean + [(), *circuits.values()], ablation)
+    return dict(zip(keys, runs))
+
+
+def joined_runs(parts: Sequence[Mapping[str, RunScores]]) -> dict[str, RunScores]:
+    """The runs of question slices, in slice order, as the runs of their concatenated questions."""
+    return {key: RunScores.concat([p[key] for p in parts]) for key in parts[0]}
+
+
+def cards_from_runs(runs: Mapping[str, Mapping[str, RunScores]], qtypes: Sequence[tuple[str, np.ndarray]],
+                    circuits: Mapping[str, Collection[str]], *, model: str, unit: str, n_all: int, seed: int = 0,
+                    reference: int = 0, seconds: float = 0.0) -> dict[str, AblationCard]:
+    """The card of each named circuit from `card_runs` per ablation label (in column order); the clean model's
+    scores come from whichever ablation's runs hold them (no ablation changes the clean model)."""
+    clean = next((r[CLEAN] for r in runs.values() if CLEAN in r), None)
+    if clean is None:
+        raise ArithLensError("an ablation card needs the clean model's run under one of its ablations")
+    rows: dict[str, list[CardRow]] = {label: [] for label in circuits}
+    for label, by_key in runs.items():
+        for name in circuits:
+            rows[name] += card_rows(Ablation.parse(label), qtypes, by_key[name], clean, by_key[EMPTY])
+    return {name: AblationCard(model, name, unit, tuple(sorted(kept)), n_all, seed, reference, tuple(rows[name]),
+                               seconds)
+            for name, kept in circuits.items()}
+
+
+def qtype_slices(qtypes: Sequence[tuple[str, np.ndarray]], per_qtype: int) -> list[np.ndarray]:
+    """Row indices of consecutive slices holding `per_qtype` questions of each qtype (the last may hold fewer), in
+    row order: slice k holds each qtype's rows k*per_qtype .. (k+1)*per_qtype - 1, so the first k slices are
+    always a balanced prefix of the question set."""
+    if per_qtype < 1:
+        raise ArithLensError(f"a slice needs at least one question per qtype, not {per_qtype}")
+    rows = [np.flatnonzero(mask) for _, mask in qtypes]
+    count = max((len(r) for r in rows), default=0)
+    return [np.sort(np.concatenate([r[start : start + per_qtype] for r in rows]))
+            for start in range(0, count, per_qtype)]
+
+
 def ablation_cards(runner: CircuitRunner, circuits: Mapping[str, Collection[str]], *, model: str, unit: str = "node",
                    ablations: Sequence[Ablation] | None = None, seed: int = 0, reference: int = 0
                    ) -> dict[str, AblationCard]:
@@ -39,19 +85,10 @@ def ablation_cards(runner: CircuitRunner, circuits: Mapping[str, Collection[str]
     run of the empty circuit and every circuit, sharing that ablation's values; the clean model's run (which no
     ablation changes) once, with the first ablation."""
     t0 = time.perf_counter()
-    rows: dict[str, list[CardRow]] = {label: [] for label in circuits}
-    clean = None
-    for ablation in card_ablations() if ablations is None else ablations:
-        if clean is None:
-            clean, empty, *runs = runner.run([None, (), *circuits.values()], ablation)
-        else:
-            empty, *runs = runner.run([(), *circuits.values()], ablation)
-        for label, scores in zip(circuits, runs):
-            rows[label] += card_rows(ablation, runner.qtypes, scores, clean, empty)
-    seconds = time.perf_counter() - t0
-    return {label: AblationCard(model, label, unit, tuple(sorted(kept)), len(runner.units), seed, reference,
-                                tuple(rows[label]), seconds)
-            for label, kept in circuits.items()}
+    chosen = card_ablations() if ablations is None else ablations
+    runs = {a.label: card_runs(runner, circuits, a, clean=k == 0) for k, a in enumerate(chosen)}
+    return cards_from_runs(runs, runner.qtypes, circuits, model=model, unit=unit, n_all=len(runner.units), seed=seed,
+                           reference=reference, seconds=time.perf_counter() - t0)
 
 
 def ablation_card(runner: CircuitRunner, kept: Collection[str], *, label: str, **kwargs) -> AblationCard:

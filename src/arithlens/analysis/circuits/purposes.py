@@ -1,7 +1,8 @@
 """Purposes on an edge circuit: each head and MLP the circuit holds keeps the Algo tags the analysis gave it; every
 other one is removed from the circuit alone (its kept edges cut; what fails, exactly, per qtype and answer digit),
-tagged from that removal and searched with the sub-task searches; what still has no purpose is listed with what
-it is needed for. Returns the `results.purposes.CircuitPurposes` layout as a dict (the API builds the result)."""
+tagged from that removal and searched with the sub-task searches (optionally, heads still without one get a node
+study, whose carry/borrow role is a purpose); what still has no purpose is listed with what it is needed for.
+Returns the `results.purposes.CircuitPurposes` layout as a dict (the API builds the result)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,47 @@ REMOVAL_QUESTIONS = 100
 STREAM_PURPOSE_QUESTIONS, STREAM_PURPOSE_RESAMPLE = 28_005, 28_006
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
+Study = Callable[[HookedTransformer, Node], dict]  # (model, head) -> a study's JSON object (`NodeStudy.data`)
+
+
+def default_study(model: HookedTransformer, node: Node, cache=None) -> dict:
+    """`study_node` at analyze's STUDY_DEFAULTS (the options its carry-like heads are studied with)."""
+    from arithlens.analysis.analyze import STUDY_DEFAULTS
+    from arithlens.analysis.node_study import study_node
+
+    return study_node(model, node, STUDY_DEFAULTS, cache=cache).data
+
+
+def study_record(data: dict | None, error: str = "", seconds: float = 0.0) -> dict:
+    """What a circuit node keeps of its study: the verdict's carry/borrow roles, the study's tags (its purpose when
+    a role was found), the digit studied, or the one-line error that stopped it."""
+    if data is None:
+        return {"roles": [], "tags": [], "digit": None, "error": error, "seconds": round(seconds, 3)}
+    return {"roles": list(data["verdict"]["roles"]), "tags": list(data["tags"]), "digit": data["study_digit"],
+            "error": "", "seconds": round(seconds, 3)}
+
+
+def study_heads(model: HookedTransformer, heads: list[Node], study: Study | None = None,
+                progress: Progress | None = None) -> dict[Node, dict]:
+    """`study_record` of each head, studied one after another (sharing clean runs when `study` is the default); a
+    study that cannot run on a head (an `ArithLensError`: no digit to study, too few questions) records why."""
+    from arithlens.analysis.analyze import STUDY_CACHE_BYTES
+    from arithlens.analysis.node_study import StudyCache
+
+    if study is None:
+        cache = StudyCache(STUDY_CACHE_BYTES)
+        study = lambda m, n: default_study(m, n, cache)  # noqa: E731
+    say = progress or (lambda stage, done, total: None)
+    out = {}
+    for k, node in enumerate(heads):
+        say("studies", k, len(heads))
+        t0 = time.perf_counter()
+        try:
+            out[node] = study_record(study(model, node), seconds=time.perf_counter() - t0)
+        except ArithLensError as exc:
+            out[node] = study_record(None, str(exc), time.perf_counter() - t0)
+    say("studies", len(heads), len(heads))
+    return out
 
 
 def circuit_units(circuit: EdgeCircuit) -> list[Node]:
@@ -77,7 +119,8 @@ def _failed_digits(outcome: Outcome, n_digits: int) -> list[str]:
 def circuit_purposes(model: HookedTransformer, circuit: EdgeCircuit, tagged: NodeList | None = None, *,
                      questions: QuestionBatch | None = None, per_qtype: int = REMOVAL_QUESTIONS,
                      reference: QuestionBatch | None = None, pairs: int = 100, seed: int = FAITHFULNESS_SEED,
-                     search_seed: int = 0, tasks=None, make_pairs=None, progress: Progress | None = None) -> dict:
+                     search_seed: int = 0, tasks=None, make_pairs=None, progress: Progress | None = None,
+                     studies: bool | Study = False) -> dict:
     """Every head and MLP of `circuit` with its purpose, as `CircuitPurposes.to_dict` lays it out.
 
     `tagged`: the analysis's nodes with their tags (useful nodes; Algo tags where its search ran). A node with an
@@ -88,7 +131,9 @@ def circuit_purposes(model: HookedTransformer, circuit: EdgeCircuit, tagged: Nod
     removal fails nothing keeps the analysis's tags), with its attention for heads, and the sub-task searches run
     on them together (`pairs` pairs per sub-task and digit, seed `search_seed`, `tasks` and `make_pairs` as
     `search` takes them; `pairs` 0 skips the search). Nodes that gain an Algo tag get source "search"; the rest
-    are unexplained."""
+    are unexplained, except that with `studies` (True: `study_node` at analyze's STUDY_DEFAULTS; or a `Study`) each
+    head still without a purpose is studied, and a study whose verdict finds a carry/borrow role gives the head
+    the study's tags as its purpose (source "study"); MLPs are not studied."""
     if pairs < 0:
         raise ArithLensError(f"pairs must be >= 0, not {pairs}")
     t0 = time.perf_counter()
@@ -135,6 +180,14 @@ def circuit_purposes(model: HookedTransformer, circuit: EdgeCircuit, tagged: Nod
                         make_pairs=make_pairs, progress=lambda done, total, label: say("search", done, total))
         found = {un.node: un.values(Major.ALGO) for un in result.nodes}
 
+    studied: dict[Node, dict] = {}
+    if studies:
+        heads_left = [n for n in todo if n.is_head and not found.get(n)]
+        studied = study_heads(model, heads_left, None if studies is True else studies, say)
+    for node, rec in studied.items():
+        if rec["roles"]:
+            found[node] = rec["tags"]
+
     records = []
     for node in units:
         if known[node]:  # explained already: its removal was not run
@@ -142,18 +195,20 @@ def circuit_purposes(model: HookedTransformer, circuit: EdgeCircuit, tagged: Nod
             tags = [str(t) for t in tagged.get(node).tags if t.major != Major.ALGO]
         else:
             purpose = found.get(node, [])
-            source = "search" if purpose else "none"
+            source = ("study" if node in studied and studied[node]["roles"] else "search") if purpose else "none"
             fails = {qt.name: int(outcomes[node].fails[judged_questions.qtype == qt].sum()) for qt in qtypes}
             digits, tags = _failed_digits(outcomes[node], spec.n_digits), [str(t) for t in inside[node]]
         records.append({
             "node": node.name, "kind": "head" if node.is_head else "mlp", "useful": node in tagged,
             "source": source, "purpose": list(purpose), "tags": tags,
             "sends": int((circuit.kept & (graph_senders == node.name)).sum()), "fails": fails,
-            "judged": judged if fails else {}, "digits": digits})
+            "judged": judged if fails else {}, "digits": digits, **({"study": studied[node]} if node in studied else {})})
     return {"model": spec.name, "method": circuit.method, "ablation": circuit.ablation, "n_edges": circuit.n_edges,
             "questions": min(int((questions.qtype == qt).sum()) for qt in qtypes), "pairs": pairs if todo else 0,
             "searched": [n.name for n in todo] if pairs else [], "seed": seed, "nodes": records,
+            "studied": [n.name for n in studied],
             "seconds": time.perf_counter() - t0}
 
 
-__all__ = ["REMOVAL_QUESTIONS", "circuit_purposes", "circuit_units", "removal_outcomes"]
+__all__ = ["REMOVAL_QUESTIONS", "circuit_purposes", "circuit_units", "default_study", "removal_outcomes", "study_heads",
+           "study_record"]
