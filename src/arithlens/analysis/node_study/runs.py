@@ -13,7 +13,7 @@ import torch
 
 from arithlens.analysis.nodes import Node
 from arithlens.arith.questions import QuestionBatch
-from arithlens.interventions import Engine, Intervention
+from arithlens.interventions import Engine, Intervention, Outcome
 from arithlens.model.hooks import act_name, node_output, node_site, node_slice
 
 
@@ -100,11 +100,35 @@ class StudyCache:
             self.hits += 1
             return self._runs[key][0]
         self.misses += 1
-        value = make()
+        return self.put(key, make())
+
+    def clear(self) -> None:
+        self._runs.clear()
+
+    def find(self, key: tuple):
+        """The value kept under `key`, or None (a miss)."""
+        if key not in self._runs:
+            return None
+        self.hits += 1
+        self._runs.move_to_end(key)
+        return self._runs[key][0]
+
+    def put(self, key: tuple, value):
+        """Keep `value` under `key` (results one study computes for another, e.g. a companion's outcomes)."""
         self._runs[key] = (value, _nbytes(value))
         while len(self._runs) > 1 and sum(size for _, size in self._runs.values()) > self.max_bytes:
             self._runs.popitem(last=False)
         return value
+
+
+def array_key(*arrays: np.ndarray) -> str:
+    """A digest of arrays' bytes (and shapes), for cache keys on values such as replacement activations."""
+    digest = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        digest.update(str((a.shape, a.dtype.str)).encode())
+        digest.update(a.tobytes())
+    return digest.hexdigest()
 
 
 def _nbytes(value) -> int:
@@ -118,5 +142,7 @@ def _nbytes(value) -> int:
         return sum(_nbytes(v) for v in value)
     if isinstance(value, Engine):
         return value.nbytes
+    if isinstance(value, Outcome):
+        return value.loss.nbytes + value.wrong.nbytes
     return 0
 

@@ -1,0 +1,70 @@
+"""Heads studied at one digit share their necessity runs: a study's companions get their replacements run on its
+clean runs, and their own studies (same cache) find the outcomes there and give exactly the study they give alone."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from arithlens.analysis.node_study import StudyCache, StudyOptions, study_node
+from arithlens.analysis.node_study import necessity as necessity_module
+from arithlens.interventions import Engine
+from arithlens.model import HookedTransformer, ModelSpec
+
+OPTIONS = StudyOptions(questions=40, pairs=10, per_case=20, mixed=100, permutations=10, seed=4, digit=1)
+
+
+def small_model() -> HookedTransformer:
+    """Two layers, random weights scaled up so that replacing a layer-0 head changes answers."""
+    spec = ModelSpec(n_digits=6, n_layers=2, n_heads=2, d_model=24, d_head=6, d_mlp=32, op="mix", perc_sub=50)
+    model = HookedTransformer(spec, seed=7)
+    with torch.no_grad():
+        for block in model.blocks:
+            block.attn.W_O.mul_(4.0)
+    return model.eval()
+
+
+def _count_outcomes(monkeypatch) -> list[int]:
+    calls = [0]
+    real = Engine.outcome
+
+    def counted(self, interventions):
+        calls[0] += 1
+        return real(self, interventions)
+
+    monkeypatch.setattr(Engine, "outcome", counted)
+    return calls
+
+
+@pytest.mark.parametrize("chunk", [1000, 50])  # one engine a qtype (cached), or chunks (never kept)
+def test_a_companion_study_equals_its_study_alone_and_reruns_nothing(monkeypatch, chunk):
+    monkeypatch.setattr(necessity_module, "CHUNK", chunk)
+    model = small_model()
+    alone = study_node(model, "P18L0H1", OPTIONS).data
+    calls = _count_outcomes(monkeypatch)
+    cache = StudyCache()
+    first = study_node(model, "P18L0H0", OPTIONS, cache=cache, companions=("P18L0H1",))
+    ran_first = calls[0]
+    second = study_node(model, "P18L0H1", OPTIONS, cache=cache)
+    assert second.data == alone  # exactly: the same runs, only run earlier
+    assert first.data == study_node(model, "P18L0H0", OPTIONS).data
+    # 3 qtypes x (mean, resample, same class, other class) for each head, in chunks of 120 / chunk questions
+    spans = -(-120 // chunk)
+    assert ran_first == 3 * 4 * 2 * spans
+    assert calls[0] - ran_first == 3 * 4 * spans  # the study alone's second call, P18L0H1 through the cache: none
+    # the replacements do change answers here, so the equality above compares outcomes that differ by head
+    rates = alone["necessity"]["per_qtype"]["ADD"]["all"]
+    assert rates["resample"]["target_wrong"]["rate"] != rates["clean"]["target_wrong"]["rate"]
+
+
+def test_a_companion_at_another_digit_or_options_is_left_alone(monkeypatch):
+    """Outcomes are kept under the questions they ran on: a study with other options finds none and runs its own."""
+    model = small_model()
+    cache = StudyCache()
+    study_node(model, "P18L0H0", OPTIONS, cache=cache, companions=("P18L0H1",))
+    calls = _count_outcomes(monkeypatch)
+    other = replace(OPTIONS, digit=2)
+    assert study_node(model, "P18L0H1", other, cache=cache).data == study_node(model, "P18L0H1", other).data
+    assert calls[0] == 2 * 3 * 4  # both ran their own replacements
