@@ -68,3 +68,38 @@ def test_a_companion_at_another_digit_or_options_is_left_alone(monkeypatch):
     other = replace(OPTIONS, digit=2)
     assert study_node(model, "P18L0H1", other, cache=cache).data == study_node(model, "P18L0H1", other).data
     assert calls[0] == 2 * 3 * 4  # both ran their own replacements
+
+
+def test_a_capture_without_engine_stops_at_the_node_and_equals_the_full_run(monkeypatch):
+    """The node's activations (and attention row) from a forward stopped once they are captured are exactly those
+    of a full run's cache."""
+    from arithlens.analysis.node_study.runs import Site, capture
+    from arithlens.analysis.nodes import Node
+    from arithlens.arith.generators import uniform
+    from arithlens.model.hooks import act_name
+
+    import numpy as np
+
+    model = small_model()
+    qs = uniform(6, 30, np.random.default_rng(0), qtypes={"add": 1, "minus": 1})
+    site = Site(Node.parse("P18L0H1"))
+    act, pattern, _ = capture(model, site, qs, engine=False, pattern=True)
+    names = [act_name("z", 0), act_name("pattern", 0)]
+    _, full = model.run_with_cache(qs.torch_tokens("cpu"), names)
+    np.testing.assert_array_equal(act, full[names[0]][:, 18, 1].double().numpy())
+    np.testing.assert_array_equal(pattern, full[names[1]][:, 1, 18, :19].double().numpy())
+    block_type = type(model.blocks[1])
+    layers_run = []
+    for method in ("forward", "fast"):  # a block runs through one of them (hooked or not)
+        real = getattr(block_type, method)
+
+        def counted(self, *args, _real=real, **kwargs):
+            layers_run.append(self.layer)
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(block_type, method, counted)
+    model(qs.torch_tokens("cpu"))
+    assert layers_run == [0, 1]  # (the counting sees a full run)
+    layers_run.clear()
+    capture(model, site, qs, engine=False)
+    assert layers_run == [0]  # layer 1 never ran

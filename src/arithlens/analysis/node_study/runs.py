@@ -60,11 +60,17 @@ def capture(model, site: Site, questions: QuestionBatch, *, engine: bool, patter
 
         def grab(x, hook):
             got[hook.name] = (x.detach().clone(), list(hook.positions))
+            if not engine and len(got) == len(names):
+                raise _Captured  # the layers above the node's change none of it: not run
 
         with model.hooks([(name, grab) for name in names]), torch.inference_mode():
-            eng = Engine(model, questions) if engine else model(questions.torch_tokens(str(model.device)),
-                                                                 logit_positions=[0])
-        return got, (eng if engine else None)
+            if engine:
+                return got, Engine(model, questions)
+            try:
+                model(questions.torch_tokens(str(model.device)), logit_positions=[0])
+            except _Captured:
+                pass
+        return got, None
 
     key = ("capture", names, engine, question_key(questions))
     got, eng = run() if cache is None else cache.get(key, run)
@@ -76,6 +82,10 @@ def capture(model, site: Site, questions: QuestionBatch, *, engine: bool, patter
         p = site.node.position
         patt = x[:, site.head, positions.index(p), : p + 1].double().cpu().numpy()
     return act, patt, eng
+
+
+class _Captured(Exception):
+    """Raised by `capture`'s hook once it holds every activation it asked for: the rest of the forward is skipped."""
 
 
 def question_key(questions: QuestionBatch) -> tuple:
