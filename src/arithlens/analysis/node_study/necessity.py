@@ -10,7 +10,7 @@ from arithlens.analysis.node_study.runs import Site, StudyCache, array_key, capt
 from arithlens.arith.questions import QuestionBatch
 from arithlens.arith.tricase import CASES, tricase, tricase_count
 from arithlens.errors import ArithLensError
-from arithlens.interventions import Engine, Outcome
+from arithlens.interventions import Engine, Intervention, Outcome
 
 # Questions per engine: a qtype's necessity set (3 T classes x `questions`) runs this many at a time, so a study
 # holds one chunk's clean run (~0.2 GB with its scratch on the default model) instead of the whole set's (~0.6 GB
@@ -92,9 +92,13 @@ def _replaced_runs(model, site: Site, qs: QuestionBatch, pick: np.ndarray, mixed
     for span in spans:
         if eng is None:
             eng = Engine(model, qs.select(span))
-        for (s, _, m, mean, means), got in zip(sites, parts):
-            for name, o in _replacements(eng, s, m[pick[span]], mean, means, carry[span]).items():
-                got.setdefault(name, []).append(o)
+        for got in parts:
+            got.setdefault("clean", []).append(eng.clean)
+        runs = [(got, name, ivs) for (s, _, m, mean, means), got in zip(sites, parts)
+                for name, ivs in _replacements(s, m[pick[span]], mean, means, carry[span]).items()]
+        # on the engine's threads (one torch thread each: a replacement's small matmuls run better alone)
+        for (got, name, _), o in zip(runs, eng.outcomes([ivs for _, _, ivs in runs])):
+            got.setdefault(name, []).append(o)
         eng.release_scratch()  # the engine may stay cached for the next head: its clean run only
         eng = None  # freed before the next chunk's is built
     outcomes = [{name: Outcome(np.concatenate([o.loss for o in os]), np.concatenate([o.wrong for o in os]),
@@ -104,16 +108,15 @@ def _replaced_runs(model, site: Site, qs: QuestionBatch, pick: np.ndarray, mixed
     return act, outcomes[0]
 
 
-def _replacements(eng: Engine, site: Site, resampled: np.ndarray, mean: np.ndarray, means: np.ndarray | None,
-                  carry: np.ndarray) -> dict[str, Outcome]:
-    """One chunk's outcomes of the node's replacements: the mixed-set `mean`, the `resampled` mixed rows and, where
-    both classes occur, the class `means` (2, d_site) by the chunk's `carry`."""
-    got = {"clean": eng.clean, "mean": eng.outcome([site.replace(mean, "mean")]),
-           "resample": eng.outcome([site.replace(resampled, "resample")])}
+def _replacements(site: Site, resampled: np.ndarray, mean: np.ndarray, means: np.ndarray | None,
+                  carry: np.ndarray) -> dict[str, list[Intervention]]:
+    """One chunk's replacements of the node: the mixed-set `mean`, the `resampled` mixed rows and, where both
+    classes occur, the class `means` (2, d_site) by the chunk's `carry`."""
+    out = {"mean": [site.replace(mean, "mean")], "resample": [site.replace(resampled, "resample")]}
     if means is not None:
-        got["same_class_mean"] = eng.outcome([site.replace(means[carry], "mean")])
-        got["other_class_mean"] = eng.outcome([site.replace(means[1 - carry], "mean")])
-    return got
+        out["same_class_mean"] = [site.replace(means[carry], "mean")]
+        out["other_class_mean"] = [site.replace(means[1 - carry], "mean")]
+    return out
 
 
 def _outcomes_key(site: Site, qs: QuestionBatch, pick: np.ndarray, mixed_act: np.ndarray, chunk: int) -> tuple:
