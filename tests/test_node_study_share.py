@@ -103,3 +103,31 @@ def test_a_capture_without_engine_stops_at_the_node_and_equals_the_full_run(monk
     layers_run.clear()
     capture(model, site, qs, engine=False)
     assert layers_run == [0]  # layer 1 never ran
+
+
+def test_analyze_studies_heads_of_one_digit_on_one_set_of_engines(monkeypatch):
+    """`study_all` (analyze's studies stage): the founding heads' studies are those each gives alone, and a digit's
+    chunked necessity engines are built once for all its heads, not once per head."""
+    from arithlens.analysis.analyze import AnalyzeOptions, StudyTarget, study_all
+    from arithlens.analysis.node_study.study import planned_digit
+    from arithlens.analysis.nodes import Node
+
+    monkeypatch.setattr(necessity_module, "CHUNK", 50)  # 120 questions a qtype: 3 chunks, as founding sizes do
+    model = small_model()
+    small = replace(OPTIONS, digit=None, permutations=99)  # (analyze asks for p-values that can reach 0.01)
+    options = AnalyzeOptions(study=small, founding_study=small)
+    nodes = [Node.parse(name) for name in ("P18L0H0", "P18L0H1")]
+    targets = [StudyTarget(node, ("founding",), founding=True) for node in nodes]
+    assert {planned_digit(model, node, small) for node in nodes} == {1}  # both heads at one digit
+    alone = [study_node(model, node, small).data for node in nodes]
+    built = [0]
+    real = necessity_module.Engine
+
+    def counted(*args, **kwargs):
+        built[0] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(necessity_module, "Engine", counted)
+    entries = study_all(model, targets, options)
+    assert [e.data for e in entries] == alone
+    assert built[0] == 3 * 3  # chunks x qtypes, for both heads (alone: twice as many)
