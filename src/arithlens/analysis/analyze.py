@@ -60,8 +60,8 @@ STUDY_DEFAULTS = StudyOptions(questions=300, pairs=100, per_case=150, mixed=500,
 SEARCH_PAIRS = 100
 # Clean runs the studies share (heads of one layer at one digit, studied one after another). 512 MiB holds a
 # digit's runs at STUDY_DEFAULTS (~0.4 GB: three 900-question engines, the patching store and engine) but not at
-# the founding study's sizes (~1.2 GB a digit), whose heads then make their own: the price of analyze's 2 GB budget
-# (at 3 GiB it peaked at 7.4 GB, benchmarks/results/memory.md).
+# the founding study's sizes (~1.2 GB a digit), whose heads share their runs another way (below) within analyze's
+# 2 GB budget (at 3 GiB it peaked at 7.4 GB, benchmarks/results/memory.md).
 STUDY_CACHE_BYTES = 512 * 2**20
 # The founding heads' own cache: their chunked necessity engines are not kept in it (one chunk alive at a time), but
 # a digit's node activations (9 x 11 MB), mixed set and patching run (~0.1 GB) are, and the second head of a digit
