@@ -2,7 +2,7 @@
 of two runs' decisions (verdicts and tags must match; numbers may move).
 
     PYTHONPATH=src python benchmarks/bench_studies.py --out /tmp/studies-new [--targets /tmp/targets.json]
-        [--only P18L0H0,P18L0H2] [--profile P18L0H0] [--threads 2]
+        [--only P18L0H0,P18L0H2] [--profile] [--threads 2]
     PYTHONPATH=src python benchmarks/bench_studies.py --compare /tmp/studies-base /tmp/studies-new
 
 The targets (the heads analyze studies, from the useful sweep and the search) are computed once and kept in
@@ -80,7 +80,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="folder for the study JSONs and timings.json")
     parser.add_argument("--targets", type=Path, default=None, help="the targets as JSON (made when missing)")
     parser.add_argument("--only", default=None, help="comma-separated nodes to study (of the targets)")
-    parser.add_argument("--profile", default=None, help="cProfile this node's study (prints the top functions)")
+    parser.add_argument("--profile", action="store_true", help="cProfile the studies (with --only: one study)")
     parser.add_argument("--compare", nargs=2, type=Path, metavar=("BASE", "NEW"))
     args = parser.parse_args()
     if args.compare:

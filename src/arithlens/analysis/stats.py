@@ -104,10 +104,7 @@ class LogisticProbe:
         penalty[-1] = 1e-10  # the intercept is (almost) free, as in scikit-learn
         w = np.zeros((y.shape[1], d1))  # (m, d+1)
         loss = _logistic_loss(xs, y, w, penalty)
-        # Row outer products, upper triangle only (the Hessian is symmetric): every column's Hessian in one GEMM of
-        # half the width, mirrored after.
-        upper = np.triu_indices(d1)
-        outer = xs[:, upper[0]] * xs[:, upper[1]]  # (n, d1 (d1 + 1) / 2)
+        outer = (xs[:, :, None] * xs[:, None, :]).reshape(n, d1 * d1)  # row outer products: Hessians in one GEMM
         active = np.arange(len(w))  # columns still moving; converged ones are left alone
         self.n_iter_ = 0
         for _ in range(self.max_iter):
@@ -116,10 +113,7 @@ class LogisticProbe:
             p = _sigmoid(xs @ wa.T)  # (n, a)
             grad = (xs.T @ (p - ya)).T + wa * penalty  # (a, d+1)
             s = p * (1 - p)  # (n, a)
-            hess = np.empty((len(active), d1, d1))
-            hess[:, upper[0], upper[1]] = s.T @ outer
-            hess[:, upper[1], upper[0]] = hess[:, upper[0], upper[1]]
-            hess += np.diag(penalty)[None]  # (a, d+1, d+1)
+            hess = (s.T @ outer).reshape(len(active), d1, d1) + np.diag(penalty)[None]  # (a, d+1, d+1)
             step = np.linalg.solve(hess, grad[..., None])[..., 0]  # (a, d+1)
             # Damped Newton: halve the step of any column whose loss went up.
             scale = np.ones(len(active))
