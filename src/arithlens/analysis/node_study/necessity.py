@@ -94,11 +94,9 @@ def _replaced_runs(model, site: Site, qs: QuestionBatch, pick: np.ndarray, mixed
             eng = Engine(model, qs.select(span))
         for got in parts:
             got.setdefault("clean", []).append(eng.clean)
-        runs = [(got, name, ivs) for (s, _, m, mean, means), got in zip(sites, parts)
-                for name, ivs in _replacements(s, m[pick[span]], mean, means, carry[span]).items()]
-        # on the engine's threads (one torch thread each: a replacement's small matmuls run better alone)
-        for (got, name, _), o in zip(runs, eng.outcomes([ivs for _, _, ivs in runs])):
-            got.setdefault(name, []).append(o)
+        for (s, _, m, mean, means), got in zip(sites, parts):
+            for name, ivs in _replacements(s, m[pick[span]], mean, means, carry[span]).items():
+                got.setdefault(name, []).append(eng.outcome(ivs))
         eng.release_scratch()  # the engine may stay cached for the next head: its clean run only
         eng = None  # freed before the next chunk's is built
     outcomes = [{name: Outcome(np.concatenate([o.loss for o in os]), np.concatenate([o.wrong for o in os]),
