@@ -64,7 +64,7 @@ SEARCH_PAIRS = 100
 # 2 GB budget (at 3 GiB it peaked at 7.4 GB, benchmarks/results/memory.md).
 STUDY_CACHE_BYTES = 512 * 2**20
 # The founding heads' own cache: their chunked necessity engines are not kept in it (one chunk alive at a time), but
-# a digit's node activations (9 x 11 MB), mixed set and patching run (~0.1 GB) are, and the second head of a digit
+# a digit's node activations (9 x 0.5 MB), mixed set and patching run (~0.1 GB) are, and the second head of a digit
 # finds its necessity outcomes there, computed on the first head's engines (`study_node`'s companions).
 FOUNDING_CACHE_BYTES = 256 * 2**20
 # Fresh uniform questions per qtype for the useful set's faithfulness: a Wilson interval of at most +-2.2 points,
