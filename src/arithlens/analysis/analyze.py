@@ -60,9 +60,13 @@ STUDY_DEFAULTS = StudyOptions(questions=300, pairs=100, per_case=150, mixed=500,
 SEARCH_PAIRS = 100
 # Clean runs the studies share (heads of one layer at one digit, studied one after another). 512 MiB holds a
 # digit's runs at STUDY_DEFAULTS (~0.4 GB: three 900-question engines, the patching store and engine) but not at
-# the founding study's sizes (~1.2 GB a digit), whose heads then make their own: the price of analyze's 2 GB budget
-# (at 3 GiB it peaked at 7.4 GB, benchmarks/results/memory.md).
+# the founding study's sizes (~1.2 GB a digit), whose heads share their runs another way (below) within analyze's
+# 2 GB budget (at 3 GiB it peaked at 7.4 GB, benchmarks/results/memory.md).
 STUDY_CACHE_BYTES = 512 * 2**20
+# The founding heads' own cache: their chunked necessity engines are not kept in it (one chunk alive at a time), but
+# a digit's node activations (9 x 0.5 MB), mixed set and patching run (~0.1 GB) are, and the second head of a digit
+# finds its necessity outcomes there, computed on the first head's engines (`study_node`'s companions).
+FOUNDING_CACHE_BYTES = 256 * 2**20
 # Fresh uniform questions per qtype for the useful set's faithfulness: a Wilson interval of at most +-2.2 points,
 # at three forward passes over them (clean, all ablated, the set alone): 18 s for the shipped mixed model on one
 # thread of the shared 2-core machine, beside minutes for the rest of the analysis.
@@ -285,28 +289,42 @@ def analyze(model, options: AnalyzeOptions | None = None, progress: Progress | N
     # The useful sweep's, the search's and the faithfulness check's freed working sets go back to the OS first (glibc
     # keeps them resident otherwise, under the studies' and, shared, in the forked figure workers), then each study's.
     release_freed_memory()
+    result.studies = study_all(model, targets, options, say, drawer)
+    timings["studies"] = time.perf_counter() - t0
+    return result
+
+
+def study_all(model, targets: list[StudyTarget], options: AnalyzeOptions, say: Progress | None = None,
+              drawer: Drawer | None = None) -> list[StudyEntry]:
+    """The studies of `targets`, in their order (`analyze`'s studies stage; `benchmarks/bench_studies.py` times it)."""
+    say = say or (lambda stage, done, total, detail="": None)
     # Heads of one layer studied at one digit (with the same options) run the same questions: studied one after
     # the other, they share those runs while the cache holds them. Each study's digit is known from its first step
     # (the mixed set's pass, shared by a layer's heads). The entries keep the targets' order (a study does not
     # depend on which ran before it).
-    cache = StudyCache(STUDY_CACHE_BYTES)
-    digits = [_planned_digit(model, t, options, cache) for t in targets]
+    cache, founding_cache = StudyCache(STUDY_CACHE_BYTES), StudyCache(FOUNDING_CACHE_BYTES)
+    caches = [founding_cache if t.founding else cache for t in targets]
+    digits = [_planned_digit(model, t, options, c) for t, c in zip(targets, caches)]
     order = sorted(range(len(targets)), key=lambda i: (not targets[i].founding, targets[i].node.layer, digits[i],
                                                        targets[i].node.position, i))
     entries: dict[int, StudyEntry] = {}
     for done, i in enumerate(order):
         say("studies", done, len(targets), targets[i].node.name)
-        # A founding-size digit's runs (~1.2 GB) do not fit the cache: kept there they only raised the peak (1.93 GB
-        # for the four founding heads, no hit), so those studies run as `arithlens node` does, without it.
-        entries[i] = _study(model, targets[i], options, None if targets[i].founding else cache)
+        # The heads still to study at this digit in this layer (same options, same questions) are the study's
+        # companions: their necessity replacements run on its clean runs.
+        companions = tuple(targets[j].node for j in order[done + 1:]
+                           if caches[j] is caches[i] and digits[j] == digits[i] >= 0
+                           and targets[j].node.layer == targets[i].node.layer)
+        entries[i] = _study(model, targets[i], options, caches[i], companions)
+        if all(caches[j] is not caches[i] for j in order[done + 1:]):
+            caches[i].clear()  # (the founding heads' runs, once the last of them is done)
         release_freed_memory()
         if drawer is not None:
             drawer.studied(entries[i])
-    del cache  # before the figures are drawn (forked workers would share and copy its pages)
+    del cache, founding_cache, caches  # before the figures are drawn (forked workers would share and copy its pages)
     release_freed_memory()
-    result.studies = [entries[i] for i in range(len(targets))]
+    result = [entries[i] for i in range(len(targets))]
     say("studies", len(targets), len(targets), "")
-    timings["studies"] = time.perf_counter() - t0
     return result
 
 
@@ -440,11 +458,12 @@ def _planned_digit(model, target: StudyTarget, options: AnalyzeOptions, cache: S
     return -1 if digit is None else digit
 
 
-def _study(model, target: StudyTarget, options: AnalyzeOptions, cache: StudyCache | None = None) -> StudyEntry:
+def _study(model, target: StudyTarget, options: AnalyzeOptions, cache: StudyCache | None = None,
+           companions: tuple[Node, ...] = ()) -> StudyEntry:
     t0 = time.perf_counter()
     try:
         try:
-            study = study_node(model, target.node, options.study_options(target), cache=cache)
+            study = study_node(model, target.node, options.study_options(target), cache=cache, companions=companions)
         except ArithLensError:
             if target.digit is None:  # nothing better to offer than the study's own choice
                 raise

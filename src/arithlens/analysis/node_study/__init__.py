@@ -6,7 +6,8 @@ cache), `options` (thresholds), `study` (the steps in order). The verdict's word
 
 For one head (`P18L0H0`) or whole MLP layer (`P18L0MLP`) of an addition/subtraction model, on seeded
 question sets, with one forward pass per question set (plus the cheap partial runs of the engine; a
-necessity set larger than `necessity.CHUNK` runs in chunks, with one more pass to take the node's activations):
+necessity set larger than `necessity.CHUNK` runs in chunks, with one more pass, up to the node's layer only, to take
+the node's activations; heads of one layer studied at one digit in a row share these runs, `study_node`'s companions):
 
 1. Attention (heads): mean attention from the node's position to every earlier position, per qtype, on a
    uniform set mixed like the training data. The node computes answer digit k = layout.answer_digit_at(pos)

@@ -13,7 +13,7 @@ import torch
 
 from arithlens.analysis.nodes import Node
 from arithlens.arith.questions import QuestionBatch
-from arithlens.interventions import Engine, Intervention
+from arithlens.interventions import Engine, Intervention, Outcome
 from arithlens.model.hooks import act_name, node_output, node_site, node_slice
 
 
@@ -50,32 +50,50 @@ def capture(model, site: Site, questions: QuestionBatch, *, engine: bool, patter
     """One clean forward pass: the node's activation (batch, d_site) float64, optionally the head's attention
     row (batch, pos+1), and an `Engine` on these questions when asked (the pass is the engine's own).
 
-    The pass records the whole hooked activations, so with a `cache` the heads of one layer share it: the key is
-    the questions and the hooks (which decide the forward's arithmetic), so a hit is exactly a re-run."""
+    With an engine the pass records the whole hooked activations, so with a `cache` the heads of one layer share
+    it; without one it keeps the node's position only and stops there (the heads of one layer at one position share
+    it). The key is the questions, the hooks (which decide the forward's arithmetic) and what is kept, so a hit is
+    exactly a re-run."""
     pattern_name = act_name("pattern", site.node.layer)
     names = (site.hook,) + ((pattern_name,) if pattern else ())
+
+    p = site.node.position
 
     def run():
         got: dict[str, tuple[torch.Tensor, list[int]]] = {}
 
         def grab(x, hook):
-            got[hook.name] = (x.detach().clone(), list(hook.positions))
+            if engine:
+                got[hook.name] = (x.detach().clone(), list(hook.positions))
+            else:  # only the node's query position is kept (a cached capture is ~1/22 of the whole activation)
+                i = list(hook.positions).index(p)
+                row = x[:, :, i : i + 1] if hook.name == pattern_name else x[:, i : i + 1]  # pattern: (B, H, Q, K)
+                got[hook.name] = (row.detach().clone(), [p])
+            if not engine and len(got) == len(names):
+                raise _Captured  # the layers above the node's change none of it: not run
 
         with model.hooks([(name, grab) for name in names]), torch.inference_mode():
-            eng = Engine(model, questions) if engine else model(questions.torch_tokens(str(model.device)),
-                                                                 logit_positions=[0])
-        return got, (eng if engine else None)
+            if engine:
+                return got, Engine(model, questions)
+            try:
+                model(questions.torch_tokens(str(model.device)), logit_positions=[0])
+            except _Captured:
+                pass
+        return got, None
 
-    key = ("capture", names, engine, question_key(questions))
+    key = ("capture", names, engine, None if engine else p, question_key(questions))
     got, eng = run() if cache is None else cache.get(key, run)
     x, positions = got[site.hook]
     act = site.take(x, positions).double().cpu().numpy()
     patt = None
     if pattern:
         x, positions = got[pattern_name]
-        p = site.node.position
         patt = x[:, site.head, positions.index(p), : p + 1].double().cpu().numpy()
     return act, patt, eng
+
+
+class _Captured(Exception):
+    """Raised by `capture`'s hook once it holds every activation it asked for: the rest of the forward is skipped."""
 
 
 def question_key(questions: QuestionBatch) -> tuple:
@@ -100,11 +118,35 @@ class StudyCache:
             self.hits += 1
             return self._runs[key][0]
         self.misses += 1
-        value = make()
+        return self.put(key, make())
+
+    def clear(self) -> None:
+        self._runs.clear()
+
+    def find(self, key: tuple):
+        """The value kept under `key`, or None (a miss)."""
+        if key not in self._runs:
+            return None
+        self.hits += 1
+        self._runs.move_to_end(key)
+        return self._runs[key][0]
+
+    def put(self, key: tuple, value):
+        """Keep `value` under `key` (results one study computes for another, e.g. a companion's outcomes)."""
         self._runs[key] = (value, _nbytes(value))
         while len(self._runs) > 1 and sum(size for _, size in self._runs.values()) > self.max_bytes:
             self._runs.popitem(last=False)
         return value
+
+
+def array_key(*arrays: np.ndarray) -> str:
+    """A digest of arrays' bytes (and shapes), for cache keys on values such as replacement activations."""
+    digest = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        digest.update(str((a.shape, a.dtype.str)).encode())
+        digest.update(a.tobytes())
+    return digest.hexdigest()
 
 
 def _nbytes(value) -> int:
@@ -118,5 +160,7 @@ def _nbytes(value) -> int:
         return sum(_nbytes(v) for v in value)
     if isinstance(value, Engine):
         return value.nbytes
+    if isinstance(value, Outcome):
+        return value.loss.nbytes + value.wrong.nbytes
     return 0
 

@@ -54,13 +54,17 @@ class NodeStudy:
 
 def study_node(model, node: Node | str, options: StudyOptions | None = None,
                progress: Callable[[str], None] | None = None, cache: StudyCache | None = None,
-               features: SAEOptions | bool | None = None) -> NodeStudy:
+               features: SAEOptions | bool | None = None, companions: tuple[Node | str, ...] = ()) -> NodeStudy:
     """Run the study (module docstring) on `model` for `node`; deterministic for `options.seed`. Studies given
     one `cache` share their clean runs (same results, less time). With `features` (dictionary options, or True for
     the default dictionary with the study's seed and permutations), the study
     also trains a sparse autoencoder on the node's output at the study digit and adds its "features" part (which
     features carry the carry, the borrows and the operands, their effects, a probe and a direction beside them);
-    the verdict then says where the three methods agree."""
+    the verdict then says where the three methods agree.
+
+    `companions` (with a `cache`): nodes whose studies with these options come next; those of this node's layer
+    studied at its digit (same questions) get their necessity replacements run on this study's clean runs, and
+    their own studies find the outcomes in the cache (same results: a founding-size set's runs do not fit it)."""
     options = options or StudyOptions()
     say = progress or (lambda _msg: None)
     spec = model.spec
@@ -87,7 +91,7 @@ def study_node(model, node: Node | str, options: StudyOptions | None = None,
 
     say(f"necessity: {len(ops)} qtypes x 3 classes at digit {t}")
     necessity, sets = _necessity(model, site, ops, t, options, rng_tricase, rng_resample, mixed_act, mixed_mean,
-                                 cache)
+                                 cache, companions=_companions(model, companions, ops, options, t, cache))
 
     say("representation: PCA, probes")
     # Small dense algebra: one BLAS thread is faster, and much faster on a busy machine.
@@ -147,6 +151,28 @@ def _mixed(model, site: Site, ops, options: StudyOptions, rng_mixed: np.random.G
     mixed_act, pattern, _ = capture(model, site, mixed, engine=False, pattern=site.node.is_head, cache=cache)
     attention = _attention(pattern, mixed, ops, spec.layout) if site.node.is_head else None
     return mixed, mixed_act, attention
+
+
+def _companions(model, nodes, ops, options: StudyOptions, t: int, cache: StudyCache | None):
+    """(site, mixed-set activations) of the `nodes` whose studies will use digit t (their first step again: a
+    pass over the mixed set, shared through `cache`)."""
+    if cache is None:
+        return ()
+    out = []
+    for node in nodes:
+        node = Node.for_model(node, model.spec) if isinstance(node, str) else node
+        if node.is_neuron:
+            continue
+        site = Site(node)
+        rng_mixed = np.random.default_rng(np.random.SeedSequence(options.seed).spawn(6)[0])
+        _, act, attention = _mixed(model, site, ops, options, rng_mixed, cache)
+        k = model.spec.layout.answer_digit_at(node.position)
+        try:
+            if _study_digit(options.digit, attention, k, model.spec.n_digits)[0] == t:
+                out.append((site, act))
+        except ArithLensError:
+            continue
+    return tuple(out)
 
 
 def planned_digit(model, node: Node, options: StudyOptions, cache: StudyCache | None = None) -> int | None:
