@@ -26,6 +26,7 @@ os.environ.setdefault("GOMP_SPINCOUNT", "10000")  # as the CLI does
 import torch  # noqa: E402
 
 from arithlens.analysis.analyze import AnalyzeOptions, StudyTarget, analyze, study_all, study_targets  # noqa: E402
+from arithlens.analysis.memory import freeze_long_lived_objects  # noqa: E402
 from arithlens.analysis.nodes import Node  # noqa: E402
 from arithlens.model import load_checkpoint  # noqa: E402
 from arithlens.model.zoo import resolve_model  # noqa: E402
@@ -77,6 +78,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=None)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--streams", type=int, default=None, help="study threads for the non-founding heads "
+                        "(default: --threads; 1: one after another on --threads torch threads)")
     parser.add_argument("--out", type=Path, default=None, help="folder for the study JSONs and timings.json")
     parser.add_argument("--targets", type=Path, default=None, help="the targets as JSON (made when missing)")
     parser.add_argument("--only", default=None, help="comma-separated nodes to study (of the targets)")
@@ -87,6 +90,7 @@ def main() -> None:
         sys.exit(compare(*args.compare))
     torch.set_num_threads(args.threads)
     model = load_checkpoint(resolve_model(args.model)).model.eval()
+    freeze_long_lived_objects()  # as `arithlens analyze` does after loading
     targets = targets_of(model, args.targets)
     if args.only:
         keep = set(args.only.split(","))
@@ -114,7 +118,7 @@ def main() -> None:
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()
-    entries = study_all(model, targets, options, progress, Timer())
+    entries = study_all(model, targets, options, progress, Timer(), streams=args.streams)
     if args.profile:
         profiler.disable()
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)

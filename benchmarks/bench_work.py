@@ -39,6 +39,7 @@ import torch  # noqa: E402
 
 from arithlens.analysis.analyze import AnalyzeOptions, analyze  # noqa: E402
 from arithlens.analysis.edges import forward as edge_forward_module  # noqa: E402
+from arithlens.analysis.memory import freeze_long_lived_objects  # noqa: E402
 from arithlens.arith import uniform  # noqa: E402
 from arithlens.model.transformer import TransformerBlock  # noqa: E402
 from arithlens.model import load_checkpoint  # noqa: E402
@@ -147,6 +148,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = load_checkpoint(resolve_model(args.model)).model.eval()
+    freeze_long_lived_objects()  # as `arithlens analyze` does after loading
     TransformerBlock.forward = _counting(TransformerBlock.forward)
     TransformerBlock.fast = _counting(TransformerBlock.fast)
     chunk_forward = edge_forward_module._chunk_forward

@@ -131,3 +131,46 @@ def test_analyze_studies_heads_of_one_digit_on_one_set_of_engines(monkeypatch):
     entries = study_all(model, targets, options)
     assert [e.data for e in entries] == alone
     assert built[0] == 3 * 3  # chunks x qtypes, for both heads (alone: twice as many)
+
+
+def test_analyze_studies_on_two_streams_give_the_studies_of_one(monkeypatch):
+    """`study_all` on two study threads (the non-founding heads, in groups that share their runs) gives the studies
+    that one thread gives: the same decisions and counts, floats within the tolerances of tests/helpers.py (one
+    torch thread per stream instead of two per matmul may move the last bits), in the targets' order."""
+    from helpers import assert_json_close
+
+    from arithlens.analysis.analyze import AnalyzeOptions, StudyTarget, study_all
+    from arithlens.analysis.nodes import Node
+
+    model = small_model()
+    small = replace(OPTIONS, digit=None, permutations=99)
+    options = AnalyzeOptions(study=small, founding_study=small)
+    names = ("P18L0H0", "P17L0H1", "P18L1H1", "P16L0H0", "P18L1H0")  # the first the founding one; the rest in groups
+    targets = [StudyTarget(Node.parse(n), ("test",), founding=i == 0) for i, n in enumerate(names)]
+    one = study_all(model, targets, options, streams=1)
+    told = []
+    two = study_all(model, targets, options, lambda stage, done, total, detail="": told.append(detail), streams=2)
+    assert [e.name for e in two] == list(names)
+    for a, b in zip(one, two):
+        assert (a.data is None) == (b.data is None) and a.error == b.error
+        if a.data is not None:
+            assert_json_close(b.data, a.data)
+    assert sorted(d for d in told if d) == sorted(names)  # each study announced once
+
+
+def test_hooks_of_a_with_block_apply_to_its_own_thread_only():
+    """`with model.hooks(...)` in one thread leaves another thread's calls unhooked (studies run on two threads)."""
+    import threading
+
+    model = small_model()
+    tokens = torch.zeros(3, model.spec.n_ctx, dtype=torch.long)
+    seen: list[str] = []
+    plain = model(tokens)
+    with model.hooks([("blocks.0.hook_resid_pre", lambda x, hook: seen.append(threading.current_thread().name))]):
+        other = {}
+        worker = threading.Thread(target=lambda: other.update(out=model(tokens)), name="other")
+        worker.start()
+        worker.join()
+        model(tokens)
+    assert seen == [threading.current_thread().name]
+    torch.testing.assert_close(other["out"], plain, rtol=0, atol=0)

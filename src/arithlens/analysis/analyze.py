@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
+
+import torch
+from threadpoolctl import threadpool_limits
 
 from arithlens.analysis.memory import release_freed_memory
 from arithlens.analysis.node_study import P_MAX, StudyCache, StudyOptions, study_node
@@ -295,37 +300,86 @@ def analyze(model, options: AnalyzeOptions | None = None, progress: Progress | N
 
 
 def study_all(model, targets: list[StudyTarget], options: AnalyzeOptions, say: Progress | None = None,
-              drawer: Drawer | None = None) -> list[StudyEntry]:
-    """The studies of `targets`, in their order (`analyze`'s studies stage; `benchmarks/bench_studies.py` times it)."""
+              drawer: Drawer | None = None, streams: int | None = None) -> list[StudyEntry]:
+    """The studies of `targets`, in their order (`analyze`'s studies stage; `benchmarks/bench_studies.py` times it).
+
+    The founding heads are studied first, one after another on the process's torch threads. On a CPU the other
+    heads are then studied on `streams` threads (default: the torch thread count) of one torch thread each: each
+    stream takes whole groups of heads that share their clean runs (one layer, one digit) and keeps them in a cache
+    of its own. A study's questions and draws come from its own seeds, so no result depends on the stream or on the
+    order; only float32 summation order (one thread or two per matmul) moves the last bits of its numbers."""
     say = say or (lambda stage, done, total, detail="": None)
     # Heads of one layer studied at one digit (with the same options) run the same questions: studied one after
     # the other, they share those runs while the cache holds them. Each study's digit is known from its first step
-    # (the mixed set's pass, shared by a layer's heads). The entries keep the targets' order (a study does not
-    # depend on which ran before it).
-    cache, founding_cache = StudyCache(STUDY_CACHE_BYTES), StudyCache(FOUNDING_CACHE_BYTES)
-    caches = [founding_cache if t.founding else cache for t in targets]
-    digits = [_planned_digit(model, t, options, c) for t, c in zip(targets, caches)]
-    order = sorted(range(len(targets)), key=lambda i: (not targets[i].founding, targets[i].node.layer, digits[i],
-                                                       targets[i].node.position, i))
+    # (the mixed set's pass, shared by a layer's heads). The entries keep the targets' order.
+    founding_cache, plan_cache = StudyCache(FOUNDING_CACHE_BYTES), StudyCache(STUDY_CACHE_BYTES)
+    digits = [_planned_digit(model, t, options, founding_cache if t.founding else plan_cache) for t in targets]
+    groups: dict[tuple, list[int]] = {}  # (founding, layer, digit) -> targets, in study order
+    for i in sorted(range(len(targets)), key=lambda i: (not targets[i].founding, targets[i].node.layer, digits[i],
+                                                        targets[i].node.position, i)):
+        key = (targets[i].founding, targets[i].node.layer, digits[i] if digits[i] >= 0 else ("alone", i))
+        groups.setdefault(key, []).append(i)
+    founding = [g for k, g in groups.items() if k[0]]
+    rest = [g for k, g in groups.items() if not k[0]]
     entries: dict[int, StudyEntry] = {}
-    for done, i in enumerate(order):
-        say("studies", done, len(targets), targets[i].node.name)
-        # The heads still to study at this digit in this layer (same options, same questions) are the study's
-        # companions: their necessity replacements run on its clean runs.
-        companions = tuple(targets[j].node for j in order[done + 1:]
-                           if caches[j] is caches[i] and digits[j] == digits[i] >= 0
-                           and targets[j].node.layer == targets[i].node.layer)
-        entries[i] = _study(model, targets[i], options, caches[i], companions)
-        if all(caches[j] is not caches[i] for j in order[done + 1:]):
-            caches[i].clear()  # (the founding heads' runs, once the last of them is done)
-        release_freed_memory()
-        if drawer is not None:
-            drawer.studied(entries[i])
-    del cache, founding_cache, caches  # before the figures are drawn (forked workers would share and copy its pages)
+    lock = threading.Lock()
+
+    def run_group(group: list[int], cache: StudyCache) -> None:
+        for n, i in enumerate(group):
+            with lock:
+                say("studies", len(entries), len(targets), targets[i].node.name)
+            # The heads still to study in this group (same options, same questions) are the study's companions:
+            # their necessity replacements run on its clean runs.
+            companions = tuple(targets[j].node for j in group[n + 1:]) if digits[i] >= 0 else ()
+            entry = _study(model, targets[i], options, cache, companions)
+            with lock:
+                entries[i] = entry
+                if drawer is not None:
+                    drawer.studied(entry)
+            release_freed_memory()
+        cache.clear()
+
+    for group in founding:  # the founding heads' runs: one cache for them all, cleared after the last
+        run_group(group, founding_cache)
+    founding_cache.clear()
+    del founding_cache
+    release_freed_memory()
+    cpu = next(model.parameters()).device.type == "cpu"
+    streams = max(1, min(streams or torch.get_num_threads(), len(rest))) if cpu else 1
+    if streams == 1:
+        for group in rest:
+            run_group(group, plan_cache)
+    else:
+        # Longest groups first onto the stream with the least work so far (a group's first head pays for the runs).
+        load, plan = [0.0] * streams, [[] for _ in range(streams)]
+        for group in sorted(rest, key=lambda g: -_group_cost(targets, g)):
+            s = load.index(min(load))
+            plan[s].append(group)
+            load[s] += _group_cost(targets, group)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # process-wide while the streams run, as the search's worker threads do
+        try:
+            with threadpool_limits(1), ThreadPoolExecutor(streams, thread_name_prefix="arithlens-study") as pool:
+                # Each stream's cache starts with the planning's mixed-set passes (read only, shared).
+                caches = [plan_cache.copy() for _ in range(streams)]
+                plan_cache.clear()
+                futures = [pool.submit(lambda gs, c: [run_group(g, c) for g in gs], plan[s], caches[s])
+                           for s in range(streams)]
+                for future in futures:
+                    future.result()
+        finally:
+            torch.set_num_threads(threads)
     release_freed_memory()
     result = [entries[i] for i in range(len(targets))]
     say("studies", len(targets), len(targets), "")
     return result
+
+
+def _group_cost(targets: list[StudyTarget], group: list[int]) -> float:
+    """A rough cost of studying a group of heads that share their runs: the first head's runs (a layer-0 head reruns
+    every layer) and each head's statistics."""
+    layer = targets[group[0]].node.layer
+    return 2.0 * (3 - min(layer, 2)) + len(group)
 
 
 def _faithfulness(model, result: Analysis, say: Progress) -> None:

@@ -47,6 +47,7 @@ def register(app: typer.Typer) -> None:
         --no-edges) and analysis.json files; nothing on failure.
         Examples: `arithlens analyze --out out/`; `arithlens analyze --model runs/mix --out out/ --json`.
         """
+        from arithlens.analysis.memory import freeze_long_lived_objects
         from arithlens.api import load_checkpoint, resolve_model, run_analysis
         from arithlens.io import OutputTarget
         from arithlens.report.analysis_files import write_analysis
@@ -60,6 +61,7 @@ def register(app: typer.Typer) -> None:
         target = OutputTarget(out, "dir", "--out")  # checked before the work
         path = resolve_model(model)
         ck = load_checkpoint(str(path), device)
+        freeze_long_lived_objects()  # the modules and the model: never scanned by the collector again
         # the faithfulness check runs a chunk of questions at a time: only a chunk that cannot fit counts
         check_command_memory("analyze", ck.spec, {"questions": questions, "pairs": pairs, "faithfulness": faithfulness,
                                                   "circuit": circuit, "edges": edges, "max_studies": max_studies,

@@ -16,6 +16,7 @@ result; the same values), unless `model.fast_kernels` is False; hook plumbing li
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
@@ -186,6 +187,19 @@ class Unembed(nn.Module):
 # ---------------------------------------------------------------------------------------------------
 
 
+class _HookContext(threading.local):
+    """A model's open `with model.hooks(...)` blocks, one stack per thread; copied or pickled empty."""
+
+    def __init__(self) -> None:
+        self.stack: list[list[Hook]] = []
+
+    def __reduce__(self):
+        return _HookContext, ()
+
+    def __deepcopy__(self, memo) -> _HookContext:
+        return _HookContext()
+
+
 class HookedTransformer(nn.Module):
     """The model. `HookedTransformer(spec, seed=..., device=..., dtype=...)`; `model(tokens)` -> logits.
 
@@ -213,7 +227,7 @@ class HookedTransformer(nn.Module):
             self.blocks = nn.ModuleList(TransformerBlock(spec, layer) for layer in range(spec.n_layers))
             self.ln_final = LayerNorm(spec.d_model, "ln_final.")
             self.unembed = Unembed(spec.d_model, spec.d_vocab)
-        self._context_hooks: list[list[Hook]] = []
+        self._hook_context = _HookContext()  # `with model.hooks(...)` blocks, per thread
         # The one switch between the two paths: blocks with nothing hooked in them run `fast_block`'s kernels
         # (same values; tests/test_transformer.py); False runs every block through the hooked modules.
         self.fast_kernels = True
@@ -248,6 +262,11 @@ class HookedTransformer(nn.Module):
                 p.copy_(torch.empty(p.shape).normal_(0.0, std, generator=gen))
             else:
                 p.fill_(1.0 if leaf == "w" else 0.0)
+
+    @property
+    def _context_hooks(self) -> list[list[Hook]]:
+        """The hooks of this thread's open `with model.hooks(...)` blocks (another thread's calls do not see them)."""
+        return self._hook_context.stack
 
     @property
     def device(self) -> torch.device:
@@ -328,7 +347,9 @@ class HookedTransformer(nn.Module):
 
     @contextmanager
     def hooks(self, hooks: Iterable[Hook]) -> Iterator[HookedTransformer]:
-        """`with model.hooks([...]):` every call inside applies these hooks; they are gone on exit, error or not."""
+        """`with model.hooks([...]):` every call inside applies these hooks; they are gone on exit, error or not.
+        The block is the opening thread's: calls from other threads (e.g. a study on another worker thread) do not
+        see its hooks."""
         hooks = list(hooks)
         self._check_names([name for name, _ in hooks], start_layer=0, what="hook")
         self._context_hooks.append(hooks)

@@ -123,6 +123,12 @@ class StudyCache:
     def clear(self) -> None:
         self._runs.clear()
 
+    def copy(self) -> StudyCache:
+        """A cache of the same size holding the same runs (shared, not copied: a run is never changed once kept)."""
+        out = StudyCache(self.max_bytes)
+        out._runs = OrderedDict(self._runs)
+        return out
+
     def find(self, key: tuple):
         """The value kept under `key`, or None (a miss)."""
         if key not in self._runs:
