@@ -105,7 +105,7 @@ class LogisticProbe:
         w = np.zeros((y.shape[1], d1))  # (m, d+1)
         yx = y.T @ xs  # (m, d+1): sum_i y_i * eta_i = yx . w, the labels' part of every loss
         eta = np.zeros((n, len(w)))  # xs @ w.T of the columns still moving (kept from the line search)
-        loss = _logistic_loss(eta, yx, w, penalty)
+        loss = np.full(len(w), n * math.log(2))  # at w = 0 every row costs log(1 + e^0)
         # The Hessians are symmetric: one GEMM against the upper triangles of the rows' outer products, mirrored.
         outer = _upper_outer(xs)  # (d1 * (d1 + 1) / 2, n)
         upper_i, upper_j = np.triu_indices(d1)
