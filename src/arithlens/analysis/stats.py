@@ -103,29 +103,48 @@ class LogisticProbe:
         penalty = np.full(d1, 1.0 / self.C)
         penalty[-1] = 1e-10  # the intercept is (almost) free, as in scikit-learn
         w = np.zeros((y.shape[1], d1))  # (m, d+1)
-        loss = _logistic_loss(xs, y, w, penalty)
-        outer = (xs[:, :, None] * xs[:, None, :]).reshape(n, d1 * d1)  # row outer products: Hessians in one GEMM
+        yx = y.T @ xs  # (m, d+1): sum_i y_i * eta_i = yx . w, the labels' part of every loss
+        eta = np.zeros((n, len(w)))  # xs @ w.T of the columns still moving (kept from the line search)
+        loss = np.full(len(w), n * math.log(2))  # at w = 0 every row costs log(1 + e^0)
+        # The Hessians are symmetric: one GEMM against the upper triangles of the rows' outer products, mirrored.
+        outer = _upper_outer(xs)  # (d1 * (d1 + 1) / 2, n)
+        upper_i, upper_j = np.triu_indices(d1)
+        full = np.zeros((d1, d1), dtype=np.int64)
+        full[upper_i, upper_j] = full[upper_j, upper_i] = np.arange(len(upper_i))
+        full = full.ravel()  # (d1 * d1,) where each Hessian entry is in the triangle
         active = np.arange(len(w))  # columns still moving; converged ones are left alone
         self.n_iter_ = 0
         for _ in range(self.max_iter):
             self.n_iter_ += 1
-            wa, ya = w[active], y[:, active]
-            p = _sigmoid(xs @ wa.T)  # (n, a)
-            grad = (xs.T @ (p - ya)).T + wa * penalty  # (a, d+1)
-            s = p * (1 - p)  # (n, a)
-            hess = (s.T @ outer).reshape(len(active), d1, d1) + np.diag(penalty)[None]  # (a, d+1, d+1)
-            step = np.linalg.solve(hess, grad[..., None])[..., 0]  # (a, d+1)
+            every = len(active) == len(w)  # no copies while every column moves
+            wa, ya, yxa = (w, y, yx) if every else (w[active], y[:, active], yx[active])
+            p = _sigmoid(eta)  # (n, a)
+            if self.n_iter_ > 1:
+                s = 1 - p  # (n, a): p * (1 - p), in place (fresh large temporaries cost page faults)
+                s *= p
+                hess = np.take(s.T @ outer.T, full, axis=1)  # (a, (d+1)^2)
+                hess[:, ::d1 + 1] += penalty  # the diagonal
+                hess = hess.reshape(len(active), d1, d1)
+            p -= ya
+            grad = (xs.T @ p).T + wa * penalty  # (a, d+1)
+            if self.n_iter_ == 1:  # w = 0: p = 1/2 everywhere, one Hessian for all columns
+                step = np.linalg.solve(0.25 * (xs.T @ xs) + np.diag(penalty), grad.T).T  # (a, d+1)
+            else:
+                step = np.linalg.solve(hess, grad[..., None])[..., 0]  # (a, d+1)
             # Damped Newton: halve the step of any column whose loss went up.
             scale = np.ones(len(active))
             for _ in range(30):
                 trial = wa - step * scale[:, None]
-                new = _logistic_loss(xs, ya, trial, penalty)
+                eta = xs @ trial.T
+                new = _logistic_loss(eta, yxa, trial, penalty)
                 worse = new > loss[active] + 1e-12
                 if not worse.any():
                     break
                 scale[worse] *= 0.5
             w[active], loss[active] = trial, new
-            active = active[np.abs(step * scale[:, None]).max(1) >= self.tol]
+            moving = np.abs(step * scale[:, None]).max(1) >= self.tol
+            if not moving.all():
+                active, eta = active[moving], eta[:, moving]
             if not len(active):
                 break
         self.coef_ = w[:, :-1] / sd  # back to input units
@@ -140,14 +159,43 @@ class LogisticProbe:
         return (self.decision_function(x) > 0).astype(np.int8)
 
 
+def _upper_outer(xs: np.ndarray) -> np.ndarray:
+    """Row i * d1 + j - i * (i + 1) / 2 (j >= i) holds xs[:, i] * xs[:, j]: np.triu_indices order, row-major."""
+    n, d1 = xs.shape
+    cols = np.ascontiguousarray(xs.T)
+    out = np.empty((d1 * (d1 + 1) // 2, n))
+    start = 0
+    for i in range(d1):
+        np.multiply(cols[i:], cols[i], out=out[start:start + d1 - i])
+        start += d1 - i
+    return out
+
+
 def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1 + np.tanh(0.5 * z))
+    """0.5 * (1 + tanh(0.5 * z)), in one buffer."""
+    p = np.multiply(z, 0.5)
+    np.tanh(p, out=p)
+    p += 1
+    p *= 0.5
+    return p
 
 
-def _logistic_loss(xs, y, w, penalty) -> np.ndarray:
-    eta = xs @ w.T  # (n, m)
-    nll = np.logaddexp(0, eta) - y * eta
-    return nll.sum(0) + 0.5 * (w * w * penalty).sum(1)
+def _logistic_loss(eta, yx, w, penalty) -> np.ndarray:
+    """Per column: sum_i log(1 + exp(eta_i)) - y_i * eta_i, plus the penalty ||w||^2 / 2 (weighted), for
+    eta = xs @ w.T (n, m) and yx = y.T @ xs (m, d+1).
+
+    log(1 + exp(eta)) = max(eta, 0) + log(1 + exp(-|eta|)), and the sum of the logs is the log of the product
+    (one log per column instead of one per row: logs are the slow part), in blocks of 1,000 rows, whose factors
+    in (1, 2] cannot overflow."""
+    buf = np.maximum(eta, 0)  # one (n, m) buffer for all the steps
+    total = buf.sum(0)
+    np.abs(eta, out=buf)
+    np.negative(buf, out=buf)
+    np.exp(buf, out=buf)
+    buf += 1
+    for start in range(0, len(buf), 1000):
+        total += np.log(np.prod(buf[start:start + 1000], axis=0))
+    return total - (yx * w).sum(1) + 0.5 * (w * w * penalty).sum(1)
 
 
 @dataclass(frozen=True)
