@@ -134,14 +134,16 @@ def test_analyze_studies_heads_of_one_digit_on_one_set_of_engines(monkeypatch):
 
 
 def test_analyze_studies_on_two_streams_give_the_studies_of_one(monkeypatch):
-    """`study_all` on two study threads (the non-founding heads, in groups that share their runs) gives the studies
-    that one thread gives: the same decisions and counts, floats within the tolerances of tests/helpers.py (one
+    """`study_all` on two study threads (the non-founding heads, in groups that share their runs, each qtype's set in
+    chunks) gives the studies that one thread gives: the same decisions and counts, floats within the tolerances of tests/helpers.py (one
     torch thread per stream instead of two per matmul may move the last bits), in the targets' order."""
     from helpers import assert_json_close
 
+    from arithlens.analysis import analyze as analyze_module
     from arithlens.analysis.analyze import AnalyzeOptions, StudyTarget, study_all
     from arithlens.analysis.nodes import Node
 
+    monkeypatch.setattr(analyze_module, "STREAM_CHUNK", 50)  # 120 questions a qtype: 3 chunks on the streams
     model = small_model()
     small = replace(OPTIONS, digit=None, permutations=99)
     options = AnalyzeOptions(study=small, founding_study=small)

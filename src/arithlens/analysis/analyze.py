@@ -76,6 +76,10 @@ FOUNDING_CACHE_BYTES = 256 * 2**20
 # at three forward passes over them (clean, all ablated, the set alone): 18 s for the shipped mixed model on one
 # thread of the shared 2-core machine, beside minutes for the rest of the analysis.
 FAITHFULNESS_QUESTIONS = 2000
+# Questions per necessity run of a study on a study thread: two streams each holding a qtype set's three clean runs
+# (900 questions each at STUDY_DEFAULTS) took 0.7 GB more than one stream; in chunks of 450 one chunk's run is alive
+# per stream (the companions' replacements still run on it).
+STREAM_CHUNK = 450
 
 
 @dataclass(frozen=True)
@@ -324,20 +328,21 @@ def study_all(model, targets: list[StudyTarget], options: AnalyzeOptions, say: P
     entries: dict[int, StudyEntry] = {}
     lock = threading.Lock()
 
-    def run_group(group: list[int], cache: StudyCache) -> None:
+    def run_group(group: list[int], cache: StudyCache, chunk: int | None = None) -> None:
         for n, i in enumerate(group):
             with lock:
                 say("studies", len(entries), len(targets), targets[i].node.name)
             # The heads still to study in this group (same options, same questions) are the study's companions:
             # their necessity replacements run on its clean runs.
             companions = tuple(targets[j].node for j in group[n + 1:]) if digits[i] >= 0 else ()
-            entry = _study(model, targets[i], options, cache, companions)
+            entry = _study(model, targets[i], options, cache, companions, chunk)
             with lock:
                 entries[i] = entry
                 if drawer is not None:
                     drawer.studied(entry)
             release_freed_memory()
-        cache.clear()
+        # The group's runs go (no other group runs its questions); the mixed-set passes of the planning stay.
+        cache.discard(_planned_pass)
 
     for group in founding:  # the founding heads' runs: one cache for them all, cleared after the last
         run_group(group, founding_cache)
@@ -363,7 +368,7 @@ def study_all(model, targets: list[StudyTarget], options: AnalyzeOptions, say: P
                 # Each stream's cache starts with the planning's mixed-set passes (read only, shared).
                 caches = [plan_cache.copy() for _ in range(streams)]
                 plan_cache.clear()
-                futures = [pool.submit(lambda gs, c: [run_group(g, c) for g in gs], plan[s], caches[s])
+                futures = [pool.submit(lambda gs, c: [run_group(g, c, STREAM_CHUNK) for g in gs], plan[s], caches[s])
                            for s in range(streams)]
                 for future in futures:
                     future.result()
@@ -373,6 +378,11 @@ def study_all(model, targets: list[StudyTarget], options: AnalyzeOptions, say: P
     result = [entries[i] for i in range(len(targets))]
     say("studies", len(targets), len(targets), "")
     return result
+
+
+def _planned_pass(key: tuple) -> bool:
+    """Whether a study cache key is a capture without an engine (a mixed-set pass of `planned_digit`: one position)."""
+    return key[0] == "capture" and not key[2]
 
 
 def _group_cost(targets: list[StudyTarget], group: list[int]) -> float:
@@ -513,17 +523,19 @@ def _planned_digit(model, target: StudyTarget, options: AnalyzeOptions, cache: S
 
 
 def _study(model, target: StudyTarget, options: AnalyzeOptions, cache: StudyCache | None = None,
-           companions: tuple[Node, ...] = ()) -> StudyEntry:
+           companions: tuple[Node, ...] = (), chunk: int | None = None) -> StudyEntry:
     t0 = time.perf_counter()
     try:
         try:
-            study = study_node(model, target.node, options.study_options(target), cache=cache, companions=companions)
+            study = study_node(model, target.node, options.study_options(target), cache=cache, companions=companions,
+                               chunk=chunk)
         except ArithLensError:
             if target.digit is None:  # nothing better to offer than the study's own choice
                 raise
             # A question-token head (P10) predicts no answer digit and may split its attention: its tags say
             # which digit it serves.
-            study = study_node(model, target.node, options.study_options(target, target.digit), cache=cache)
+            study = study_node(model, target.node, options.study_options(target, target.digit), cache=cache,
+                               chunk=chunk)
         return StudyEntry(target, study.data, seconds=time.perf_counter() - t0)
     except ArithLensError as exc:
         return StudyEntry(target, None, str(exc), time.perf_counter() - t0)

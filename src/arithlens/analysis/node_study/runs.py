@@ -123,6 +123,11 @@ class StudyCache:
     def clear(self) -> None:
         self._runs.clear()
 
+    def discard(self, keep: Callable[[tuple], bool]) -> None:
+        """Drop every run whose key `keep` rejects."""
+        for key in [k for k in self._runs if not keep(k)]:
+            del self._runs[key]
+
     def copy(self) -> StudyCache:
         """A cache of the same size holding the same runs (shared, not copied: a run is never changed once kept)."""
         out = StudyCache(self.max_bytes)

@@ -54,7 +54,8 @@ class NodeStudy:
 
 def study_node(model, node: Node | str, options: StudyOptions | None = None,
                progress: Callable[[str], None] | None = None, cache: StudyCache | None = None,
-               features: SAEOptions | bool | None = None, companions: tuple[Node | str, ...] = ()) -> NodeStudy:
+               features: SAEOptions | bool | None = None, companions: tuple[Node | str, ...] = (),
+               chunk: int | None = None) -> NodeStudy:
     """Run the study (module docstring) on `model` for `node`; deterministic for `options.seed`. Studies given
     one `cache` share their clean runs (same results, less time). With `features` (dictionary options, or True for
     the default dictionary with the study's seed and permutations), the study
@@ -64,7 +65,9 @@ def study_node(model, node: Node | str, options: StudyOptions | None = None,
 
     `companions` (with a `cache`): nodes whose studies with these options come next; those of this node's layer
     studied at its digit (same questions) get their necessity replacements run on this study's clean runs, and
-    their own studies find the outcomes in the cache (same results: a founding-size set's runs do not fit it)."""
+    their own studies find the outcomes in the cache (same results: a founding-size set's runs do not fit it).
+    `chunk`: questions per necessity run (default `necessity.CHUNK`); a qtype's set in several chunks keeps one
+    chunk's clean run alive at a time instead of the set's (less memory, a partial extra pass per chunk)."""
     options = options or StudyOptions()
     say = progress or (lambda _msg: None)
     spec = model.spec
@@ -91,7 +94,7 @@ def study_node(model, node: Node | str, options: StudyOptions | None = None,
 
     say(f"necessity: {len(ops)} qtypes x 3 classes at digit {t}")
     necessity, sets = _necessity(model, site, ops, t, options, rng_tricase, rng_resample, mixed_act, mixed_mean,
-                                 cache, companions=_companions(model, companions, ops, options, t, cache))
+                                 cache, chunk=chunk, companions=_companions(model, companions, ops, options, t, cache))
 
     say("representation: PCA, probes")
     # Small dense algebra: one BLAS thread is faster, and much faster on a busy machine.
