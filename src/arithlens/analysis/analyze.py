@@ -307,10 +307,10 @@ def study_all(model, targets: list[StudyTarget], options: AnalyzeOptions, say: P
               drawer: Drawer | None = None, streams: int | None = None) -> list[StudyEntry]:
     """The studies of `targets`, in their order (`analyze`'s studies stage; `benchmarks/bench_studies.py` times it).
 
-    The founding heads are studied first, one after another on the process's torch threads. On a CPU the other
-    heads are then studied on `streams` threads (default: the torch thread count) of one torch thread each: each
-    stream takes whole groups of heads that share their clean runs (one layer, one digit) and keeps them in a cache
-    of its own. A study's questions and draws come from its own seeds, so no result depends on the stream or on the
+    On a CPU the heads are studied on `streams` threads (default: the torch thread count) of one torch thread each:
+    each stream takes whole groups of heads that share their clean runs (one layer, one digit; the founding heads'
+    groups first, the costliest) and keeps them in a cache of its own. With one stream, the founding heads first,
+    then the others, on the process's torch threads. A study's questions and draws come from its own seeds, so no result depends on the stream or on the
     order; only float32 summation order (one thread or two per matmul) moves the last bits of its numbers."""
     say = say or (lambda stage, done, total, detail="": None)
     # Heads of one layer studied at one digit (with the same options) run the same questions: studied one after
@@ -344,36 +344,43 @@ def study_all(model, targets: list[StudyTarget], options: AnalyzeOptions, say: P
         # The group's runs go (no other group runs its questions); the mixed-set passes of the planning stay.
         cache.discard(_planned_pass)
 
-    for group in founding:  # the founding heads' runs: one cache for them all, cleared after the last
-        run_group(group, founding_cache)
-    founding_cache.clear()
-    del founding_cache
-    release_freed_memory()
     cpu = next(model.parameters()).device.type == "cpu"
-    streams = max(1, min(streams or torch.get_num_threads(), len(rest))) if cpu else 1
+    streams = max(1, min(streams or torch.get_num_threads(), len(groups))) if cpu else 1
     if streams == 1:
+        for group in founding:  # the founding heads' runs: one cache for them all, cleared after the last
+            run_group(group, founding_cache)
+        founding_cache.clear()
+        release_freed_memory()
         for group in rest:
             run_group(group, plan_cache)
     else:
-        # Longest groups first onto the stream with the least work so far (a group's first head pays for the runs).
+        # Costliest groups first onto the stream with the least work so far (the founding heads' larger sets first).
         load, plan = [0.0] * streams, [[] for _ in range(streams)]
-        for group in sorted(rest, key=lambda g: -_group_cost(targets, g)):
+        for group in sorted(founding + rest, key=lambda g: -_group_cost(targets, g)):
             s = load.index(min(load))
             plan[s].append(group)
             load[s] += _group_cost(targets, group)
+        # Each stream's cache starts with the planning's mixed-set passes (read only, shared between the streams).
+        caches = [plan_cache.copy() for _ in range(streams)]
+        for cache in caches:
+            for key, (value, _) in founding_cache._runs.items():
+                cache.put(key, value)
+        founding_cache.clear()
+        plan_cache.clear()
+
+        def run_stream(s: int) -> None:
+            for group in plan[s]:  # the founding heads' sets in `arithlens node`'s chunks; the others' in smaller
+                run_group(group, caches[s], None if targets[group[0]].founding else STREAM_CHUNK)
+
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # process-wide while the streams run, as the search's worker threads do
         try:
             with threadpool_limits(1), ThreadPoolExecutor(streams, thread_name_prefix="arithlens-study") as pool:
-                # Each stream's cache starts with the planning's mixed-set passes (read only, shared).
-                caches = [plan_cache.copy() for _ in range(streams)]
-                plan_cache.clear()
-                futures = [pool.submit(lambda gs, c: [run_group(g, c, STREAM_CHUNK) for g in gs], plan[s], caches[s])
-                           for s in range(streams)]
-                for future in futures:
+                for future in [pool.submit(run_stream, s) for s in range(streams)]:
                     future.result()
         finally:
             torch.set_num_threads(threads)
+    del founding_cache, plan_cache
     release_freed_memory()
     result = [entries[i] for i in range(len(targets))]
     say("studies", len(targets), len(targets), "")
@@ -388,8 +395,8 @@ def _planned_pass(key: tuple) -> bool:
 def _group_cost(targets: list[StudyTarget], group: list[int]) -> float:
     """A rough cost of studying a group of heads that share their runs: the first head's runs (a layer-0 head reruns
     every layer) and each head's statistics."""
-    layer = targets[group[0]].node.layer
-    return 2.0 * (3 - min(layer, 2)) + len(group)
+    first = targets[group[0]]
+    return (2.0 * (3 - min(first.node.layer, 2)) + len(group)) * (3 if first.founding else 1)
 
 
 def _faithfulness(model, result: Analysis, say: Progress) -> None:
