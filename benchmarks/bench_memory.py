@@ -2,6 +2,7 @@
 
     python benchmarks/bench_memory.py                       # every case (the defaults of analyze and circuit: ~10 min each)
     python benchmarks/bench_memory.py --only node,useful    # cases whose command is listed
+    python benchmarks/bench_memory.py --case "node P18L0H0,search --pairs 20"  # cases named as in memory.md
     python benchmarks/bench_memory.py --calibrate           # only the small sizes (minutes)
 
 Each case runs `arithlens ...` in a fresh process. Peak memory is the largest sum of PSS (proportional set size:
@@ -39,6 +40,7 @@ CASES: list[tuple[str, dict, bool]] = [
     ("node", {"args": ["P18L0H0"], "questions": 100, "pairs": 20, "permutations": 5}, False),
     ("node", {"args": ["P18L0H0"], "questions": 300, "pairs": 60, "permutations": 5}, False),
     ("faithfulness", {"nodes": "useful", "questions": 500}, False),
+    ("faithfulness", {"nodes": "useful", "questions": 3000}, False),
     ("faithfulness", {"nodes": "P18L0H0 P18L2H0", "questions": 500}, False),
     ("faithfulness", {"nodes": "P18L0H0 P18L2H0", "questions": 3000}, False),
     ("circuit", {"search_questions": 100, "held_out": 500}, False),
@@ -138,8 +140,8 @@ def measure(command: str, options: dict) -> dict:
 
 
 def render(results: dict) -> str:
-    lines = ["| case | default | wall (s) | load | peak, all processes (PSS) | largest process (RSS) | estimate | "
-             "estimate / peak |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [("| case | default | wall (s) | load | peak, all processes (PSS) | largest process (RSS) | estimate | "
+              "estimate / peak |"), "|---|---|---:|---:|---:|---:|---:|---:|"]
     for name, r in results["cases"].items():
         stale = " (stale: measured before a change that lowers it; rerun)" if r.get("stale") else ""
         lines.append(f"| `arithlens {name}`{stale} | {'yes' if r['default'] else ''} | {r['seconds']:.0f} | "
@@ -160,6 +162,8 @@ def render(results: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="", help="Comma-separated commands to run (default: all).")
+    parser.add_argument("--case", default="",
+                        help="Comma-separated case names to run (as in memory.md, without `arithlens `; default: all).")
     parser.add_argument("--calibrate", action="store_true", help="Only the small (non-default) sizes.")
     parser.add_argument("--defaults", action="store_true", help="Only the commands at their defaults.")
     parser.add_argument("--into", type=Path, default=RESULTS / "memory.json",
@@ -172,6 +176,10 @@ def main() -> None:
                         help="Run nothing: recompute the stored cases' estimates (after the estimate's terms change).")
     args = parser.parse_args()
     only = set(filter(None, args.only.split(",")))
+    cases = [name.strip() for name in args.case.split(",") if name.strip()]
+    unknown = [name for name in cases if name not in {case_name(c, o) for c, o, _ in CASES}]
+    if unknown:
+        sys.exit(f"error: no case {unknown[0]!r} in bench_memory.py's CASES")
     path = args.into
     results = json.loads(path.read_text()) if path.exists() else {"cases": {}}
     for other in args.merge:
@@ -184,7 +192,7 @@ def main() -> None:
             results["cases"][name]["stale"] = True
         save(results, path)
         return
-    if args.merge and not (only or args.calibrate or args.defaults):  # only joining results: run nothing
+    if args.merge and not (only or cases or args.calibrate or args.defaults):  # only joining results: run nothing
         save(results, path)
         return
     if args.reestimate:
@@ -195,9 +203,10 @@ def main() -> None:
         save(results, path)
         return
     for command, options, default in CASES:
-        if (only and command not in only) or (args.calibrate and default) or (args.defaults and not default):
-            continue
         name = case_name(command, options)
+        if ((only and command not in only) or (cases and name not in cases) or (args.calibrate and default)
+                or (args.defaults and not default)):
+            continue
         print(f"{name} ...", file=sys.stderr, flush=True)
         load = round(os.getloadavg()[0], 1)
         row = {**measure(command, options), "default": default, "load_average": load}
