@@ -13,9 +13,9 @@ are recorded beside it. A spike shorter than a poll can be missed, so the peaks 
 poll. The estimate is `arithlens.validate.command_memory`
 for the same options: what the command checks against the memory available before it starts. Results are merged
 by case into benchmarks/results/memory.json (so `--only` reruns update their rows) and rendered as
-benchmarks/results/memory.md. The same case's peak differs from run to run (by up to a third for
-`faithfulness --nodes useful`: the allocator's reuse of freed pages varies), so `--repeat N` runs each case N
-times and keeps the run with the largest peak, listing every run's peak beside it.
+benchmarks/results/memory.md. The same case's peak differs from run to run (`faithfulness --nodes useful
+--questions 3000`: from 894 to 1,205 MB in six runs), so `--repeat N` runs each case N times and keeps the run with
+the largest peak, listing every run's peak beside it.
 """
 
 from __future__ import annotations
@@ -155,14 +155,19 @@ def render(results: dict) -> str:
                      f"{r['estimate_bytes'] / 1e6:,.0f} MB | {r['ratio']:.2f} |")
     machine = results.get("machine", {})
     repeated = any(len(r.get("runs", [])) > 1 for r in results["cases"].values())
+    any_rss = any(r.get("measure") == "RSS" for r in results["cases"].values())
     return ("# Peak memory per command\n\nMeasured by `python benchmarks/bench_memory.py` on the default model "
             f"({machine.get('model', '?')}; {machine.get('cpus', '?')} CPUs, {machine.get('memory_gb', '?')} GB; wall "
             "times depend on the load average at each case's start, shown beside them). Peak: memory summed over the command's "
             "process tree (PSS, psutil, polled every 50 ms). Estimate: `arithlens.validate.command_memory`, which the "
-            "command checks against the memory available before it starts. Rows marked (RSS) were measured as RSS, "
-            "before PSS was recorded (single-process commands: the two differ by the shared libraries' pages, "
-            "~70 MB here)." + (" Where a case ran several times, its row is the run with the largest peak; "
-            "the least of the runs' peaks is shown beside it." if repeated else "") + "\n\n" + "\n".join(lines) + "\n")
+            "command checks against the memory available before it starts. A process's PSS splits the shared "
+            "libraries' pages with every other process that maps them, other people's torch processes on the machine "
+            "included: while one ran, `node P18L0H0 --questions 100 ...` read 343-353 MB instead of 431 MB (its RSS "
+            "437-456 MB, unmoved)."
+            + (" Rows marked (RSS) were measured as RSS, before PSS was recorded (single-process commands: the two "
+               "differ by the shared libraries' pages, ~70 MB here)." if any_rss else "")
+            + (" Where a case ran several times, its row is the run with the largest peak; the least of the runs' "
+               "peaks is shown beside it." if repeated else "") + "\n\n" + "\n".join(lines) + "\n")
 
 
 def runs(row: dict) -> str:
