@@ -2,6 +2,8 @@
 
     python benchmarks/bench_memory.py                       # every case (the defaults of analyze and circuit: ~10 min each)
     python benchmarks/bench_memory.py --only node,useful    # cases whose command is listed
+    python benchmarks/bench_memory.py --case "node P18L0H0,search --pairs 20"  # cases named as in memory.md
+    python benchmarks/bench_memory.py --case "search --pairs 20" --repeat 3  # the largest peak of 3 runs
     python benchmarks/bench_memory.py --calibrate           # only the small sizes (minutes)
 
 Each case runs `arithlens ...` in a fresh process. Peak memory is the largest sum of PSS (proportional set size:
@@ -11,7 +13,9 @@ are recorded beside it. A spike shorter than a poll can be missed, so the peaks 
 poll. The estimate is `arithlens.validate.command_memory`
 for the same options: what the command checks against the memory available before it starts. Results are merged
 by case into benchmarks/results/memory.json (so `--only` reruns update their rows) and rendered as
-benchmarks/results/memory.md.
+benchmarks/results/memory.md. The same case's peak differs from run to run (`faithfulness --nodes useful
+--questions 3000`: from 894 to 1,205 MB in six runs), so `--repeat N` runs each case N times and keeps the run with
+the largest peak, listing every run's peak beside it.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ CASES: list[tuple[str, dict, bool]] = [
     ("node", {"args": ["P18L0H0"], "questions": 100, "pairs": 20, "permutations": 5}, False),
     ("node", {"args": ["P18L0H0"], "questions": 300, "pairs": 60, "permutations": 5}, False),
     ("faithfulness", {"nodes": "useful", "questions": 500}, False),
+    ("faithfulness", {"nodes": "useful", "questions": 3000}, False),
     ("faithfulness", {"nodes": "P18L0H0 P18L2H0", "questions": 500}, False),
     ("faithfulness", {"nodes": "P18L0H0 P18L2H0", "questions": 3000}, False),
     ("circuit", {"search_questions": 100, "held_out": 500}, False),
@@ -138,28 +143,47 @@ def measure(command: str, options: dict) -> dict:
 
 
 def render(results: dict) -> str:
-    lines = ["| case | default | wall (s) | load | peak, all processes (PSS) | largest process (RSS) | estimate | "
-             "estimate / peak |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [("| case | default | wall (s) | load | peak, all processes (PSS) | largest process (RSS) | estimate | "
+              "estimate / peak |"), "|---|---|---:|---:|---:|---:|---:|---:|"]
     for name, r in results["cases"].items():
         stale = " (stale: measured before a change that lowers it; rerun)" if r.get("stale") else ""
         lines.append(f"| `arithlens {name}`{stale} | {'yes' if r['default'] else ''} | {r['seconds']:.0f} | "
                      f"{r.get('load_average') or '?'} | "
-                     f"{r['peak_bytes'] / 1e6:,.0f} MB{' (RSS)' if r.get('measure') == 'RSS' else ''} | "
+                     f"{r['peak_bytes'] / 1e6:,.0f} MB{' (RSS)' if r.get('measure') == 'RSS' else ''}"
+                     f"{runs(r)} | "
                      f"{r['largest_process_bytes'] / 1e6:,.0f} MB | "
                      f"{r['estimate_bytes'] / 1e6:,.0f} MB | {r['ratio']:.2f} |")
     machine = results.get("machine", {})
+    repeated = any(len(r.get("runs", [])) > 1 for r in results["cases"].values())
+    any_rss = any(r.get("measure") == "RSS" for r in results["cases"].values())
     return ("# Peak memory per command\n\nMeasured by `python benchmarks/bench_memory.py` on the default model "
             f"({machine.get('model', '?')}; {machine.get('cpus', '?')} CPUs, {machine.get('memory_gb', '?')} GB; wall "
             "times depend on the load average at each case's start, shown beside them). Peak: memory summed over the command's "
             "process tree (PSS, psutil, polled every 50 ms). Estimate: `arithlens.validate.command_memory`, which the "
-            "command checks against the memory available before it starts. Rows marked (RSS) were measured as RSS, "
-            "before PSS was recorded (single-process commands: the two differ by the shared libraries' pages, "
-            "~70 MB here).\n\n" + "\n".join(lines) + "\n")
+            "command checks against the memory available before it starts. A process's PSS splits the shared "
+            "libraries' pages with every other process that maps them, other people's torch processes on the machine "
+            "included: while one ran, `node P18L0H0 --questions 100 ...` read 343-353 MB instead of 431 MB (its RSS "
+            "437-456 MB, unmoved)."
+            + (" Rows marked (RSS) were measured as RSS, before PSS was recorded (single-process commands: the two "
+               "differ by the shared libraries' pages, ~70 MB here)." if any_rss else "")
+            + (" Where a case ran several times, its row is the run with the largest peak; the least of the runs' "
+               "peaks is shown beside it." if repeated else "") + "\n\n" + "\n".join(lines) + "\n")
+
+
+def runs(row: dict) -> str:
+    """' (largest of N runs, least X MB)' where the case ran N > 1 times, else nothing."""
+    peaks = row.get("runs", [])
+    return f" (largest of {len(peaks)} runs, least {min(peaks) / 1e6:,.0f} MB)" if len(peaks) > 1 else ""
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="", help="Comma-separated commands to run (default: all).")
+    parser.add_argument("--case", default="",
+                        help="Comma-separated case names to run (as in memory.md, without `arithlens `; default: all).")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="Run each case this many times, one after another; its row is the run with the largest "
+                             "peak, with every run's peak beside it.")
     parser.add_argument("--calibrate", action="store_true", help="Only the small (non-default) sizes.")
     parser.add_argument("--defaults", action="store_true", help="Only the commands at their defaults.")
     parser.add_argument("--into", type=Path, default=RESULTS / "memory.json",
@@ -172,6 +196,10 @@ def main() -> None:
                         help="Run nothing: recompute the stored cases' estimates (after the estimate's terms change).")
     args = parser.parse_args()
     only = set(filter(None, args.only.split(",")))
+    cases = [name.strip() for name in args.case.split(",") if name.strip()]
+    unknown = [name for name in cases if name not in {case_name(c, o) for c, o, _ in CASES}]
+    if unknown:
+        sys.exit(f"error: no case {unknown[0]!r} in bench_memory.py's CASES")
     path = args.into
     results = json.loads(path.read_text()) if path.exists() else {"cases": {}}
     for other in args.merge:
@@ -184,7 +212,7 @@ def main() -> None:
             results["cases"][name]["stale"] = True
         save(results, path)
         return
-    if args.merge and not (only or args.calibrate or args.defaults):  # only joining results: run nothing
+    if args.merge and not (only or cases or args.calibrate or args.defaults):  # only joining results: run nothing
         save(results, path)
         return
     if args.reestimate:
@@ -195,15 +223,23 @@ def main() -> None:
         save(results, path)
         return
     for command, options, default in CASES:
-        if (only and command not in only) or (args.calibrate and default) or (args.defaults and not default):
-            continue
         name = case_name(command, options)
+        if ((only and command not in only) or (cases and name not in cases) or (args.calibrate and default)
+                or (args.defaults and not default)):
+            continue
         print(f"{name} ...", file=sys.stderr, flush=True)
-        load = round(os.getloadavg()[0], 1)
-        row = {**measure(command, options), "default": default, "load_average": load}
+        measured = []
+        for _ in range(max(1, args.repeat)):
+            load = round(os.getloadavg()[0], 1)
+            row = {**measure(command, options), "default": default, "load_average": load}
+            print(f"  peak {row['peak_bytes'] / 1e6:,.0f} MB "
+                  f"(largest process {row['largest_process_bytes'] / 1e6:,.0f}), "
+                  f"estimate {row['estimate_bytes'] / 1e6:,.0f} MB, {row['seconds']} s", file=sys.stderr, flush=True)
+            measured.append(row)
+        row = max(measured, key=lambda r: r["peak_bytes"])
+        if len(measured) > 1:
+            row["runs"] = [r["peak_bytes"] for r in measured]
         results["machine"]["model"] = row["model"]
-        print(f"  peak {row['peak_bytes'] / 1e6:,.0f} MB (largest process {row['largest_process_bytes'] / 1e6:,.0f}), "
-              f"estimate {row['estimate_bytes'] / 1e6:,.0f} MB, {row['seconds']} s", file=sys.stderr, flush=True)
         results["cases"][name] = row
         save(results, path)
     if args.merge:

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import inspect
 import json
+import sys
 from pathlib import Path
 
 import pytest
 import typer
 
-import arithlens.validate as validate
+from arithlens import validate
 from arithlens.errors import ResourceError
 from arithlens.model import ModelSpec
 
@@ -123,3 +124,49 @@ def test_analyze_checks_its_memory_with_max_studies(monkeypatch, tmp_path, capsy
     options = {k: v for k, v in seen.items() if k != "figure_workers"}
     assert validate.command_memory("analyze", DEFAULT, options) < validate.command_memory(
         "analyze", DEFAULT, {**options, "max_studies": None})
+
+
+def _bench_memory():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_memory", ROOT / "benchmarks" / "bench_memory.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_memory_table_is_its_data_with_every_row_current_and_in_pss():
+    bench = _bench_memory()
+    results = json.loads(MEASURED.read_text())
+    assert MEASURED.with_suffix(".md").read_text() == bench.render(results)
+    for name, case in results["cases"].items():
+        assert not case.get("stale") and case.get("measure", "PSS") == "PSS", name
+        assert case["exit_code"] == 0, name
+    assert set(results["cases"]) <= {bench.case_name(c, o) for c, o, _ in bench.CASES}  # each row can be rerun
+
+
+def test_bench_memory_runs_only_the_named_cases_and_keeps_the_largest_of_its_repeats(monkeypatch, tmp_path):
+    bench = _bench_memory()
+    peaks = iter([300e6, 500e6, 400e6])
+    ran = []
+
+    def measure(command, options):
+        ran.append(bench.case_name(command, options))
+        peak = next(peaks)
+        return {"command": command, "options": options, "peak_bytes": peak, "peak_rss_sum_bytes": peak,
+                "largest_process_bytes": peak, "seconds": len(ran), "exit_code": 0, "estimate_bytes": 450e6,
+                "figure_workers": 0, "model": "m", "ratio": round(450e6 / peak, 2)}
+
+    monkeypatch.setattr(bench, "measure", measure)
+    into = tmp_path / "memory.json"
+    name = "faithfulness --nodes P18L0H0 P18L2H0 --questions 500"
+    monkeypatch.setattr(sys, "argv", ["bench_memory.py", "--into", str(into), "--case", name, "--repeat", "3"])
+    bench.main()
+    assert ran == [name] * 3
+    row = json.loads(into.read_text())["cases"][name]
+    assert (row["peak_bytes"], row["seconds"], row["ratio"], row["runs"]) == (500e6, 2, 0.9, [300e6, 500e6, 400e6])
+    table = into.with_suffix(".md").read_text()
+    assert "| 500 MB (largest of 3 runs, least 300 MB) | 500 MB | 450 MB | 0.90 |" in table
+    monkeypatch.setattr(sys, "argv", ["bench_memory.py", "--into", str(into), "--case", "faithfulness --questions 1"])
+    with pytest.raises(SystemExit, match="no case 'faithfulness --questions 1'"):
+        bench.main()

@@ -205,7 +205,10 @@ STUDY_PAIR_EACH = 0.135  # its patching pairs and mixed set (per qtype and pair)
 FAITHFULNESS_EACH = 0.25  # a chunk of the faithfulness check (the masks' scores, per question of the chunk)
 # `faithfulness --nodes useful` peaked at 1,688 MB at its defaults, 1.5x the sum of its two stages' terms, while the
 # allocator kept the sweep's freed pages for the check; with them handed back first (`release_freed_memory`) it
-# peaked at 1,034 MB, just under the plain sum (1,116 MB; benchmarks/results/memory_h33.json).
+# peaked at 1,034 MB, just under the plain sum (1,116 MB; benchmarks/results/memory_h33.json). Since the check runs
+# fewer positions, its peak is the sweep's (benchmarks/bench_faithfulness_memory.py --power 598: the sweep 989-1,020 MB
+# RSS, the check after it 666-869 MB): 979-1,062 MB over three runs at the defaults, the sum (1,290 MB) 1.21x over it;
+# kept as the sum, which also covers the run-to-run spread (--questions 3000: 894 to 1,205 MB in six runs).
 USEFUL_THEN_CHECK = 1.0
 # The circuit search's cached run of its search questions and one rerun kept for `Pruner.accept`, per search question.
 # With the useful sweep's freed pages handed back first and the means computed in chunks, `circuit` at its defaults
