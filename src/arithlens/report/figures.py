@@ -185,12 +185,18 @@ class FixedTicks(Artist):
                                                                                               self.ax.transAxes))
 
 
-def fixed_ticks(ax, which: str, locs: Sequence[float], labels: Sequence[str] | None = None) -> FixedTicks:
+def fixed_ticks(ax, which: str, locs: Sequence[float], labels: Sequence[str] | None = None, *,
+                widen: bool = True) -> FixedTicks:
     """Major ticks of `ax`'s x or y axis (`which`) at `locs` with `labels` (default: what the axis's formatter
-    writes), drawn by a `FixedTicks`: the pixels of `set_xticks(locs, labels)`, styled as the axis's tick_params
-    say (set them first). Only for the bottom x and left y axis of a plain axes."""
+    writes), drawn by a `FixedTicks`: the pixels of `set_xticks(locs, labels)` (which also widens the view to
+    show every place), styled as the axis's tick_params say (set them first). Only for the bottom x and left y
+    axis of a plain axes."""
     axis = ax.xaxis if which == "x" else ax.yaxis
     locs = list(locs)
+    if widen and locs:  # as set_ticks does: the view widened to show every place, on every axes sharing it
+        shared = ax.get_shared_x_axes() if which == "x" else ax.get_shared_y_axes()
+        for other in shared.get_siblings(ax):
+            (other.xaxis if which == "x" else other.yaxis).set_view_interval(min(locs), max(locs))
     if labels is None:
         labels = axis.major.formatter.format_ticks(locs)
     ticks = FixedTicks(ax, which, locs, labels)
@@ -212,7 +218,7 @@ def frozen_ticks(ax, which: str) -> FixedTicks | None:
     if axis.major.formatter.get_offset():
         return None
     (ax.set_xlim if which == "x" else ax.set_ylim)(low, high)
-    return fixed_ticks(ax, which, locs, labels)
+    return fixed_ticks(ax, which, locs, labels, widen=False)  # places outside the view are not drawn
 
 
 def tight_box(fig: Figure, dpi: float) -> Bbox:
