@@ -97,3 +97,143 @@ def test_fixed_title_heights_draw_the_pixels_of_matplotlibs_own_placement(study,
     placed = DRAW[name](study)
     assert any(ax._autotitlepos for ax in placed.axes if ax.get_title()) or not any(ax.get_title() for ax in placed.axes)
     np.testing.assert_array_equal(pixels(fixed), pixels(placed))
+
+
+# ---------------------------------------------------------------------------------------------------
+# FixedTicks, tight boxes without a measuring drawing, the paused collector: cheaper, the same pixels
+
+
+def _png_pixels(fig: Figure, dpi: int = 120, **kwargs):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, **kwargs)
+    return np.asarray(Image.open(buf))
+
+
+def _matplotlib_ticks(monkeypatch):
+    """Make the node figures tick as matplotlib does by itself (what they did before FixedTicks)."""
+    from arithlens.report import node_figures
+
+    def native(ax, which, locs, labels=None):
+        (ax.set_xticks if which == "x" else ax.set_yticks)(list(locs), labels)
+
+    monkeypatch.setattr(node_figures, "fixed_ticks", native)
+    monkeypatch.setattr(node_figures, "frozen_ticks", lambda ax, which: None)
+
+
+@pytest.mark.parametrize("name", list(DRAW))
+def test_fixed_ticks_draw_the_pixels_of_matplotlibs_own_ticks(study, name, monkeypatch):
+    """Marks, tick labels and the axis labels placed below/left of them: the same PNG, at the saving dpi and
+    another, as when matplotlib makes a Tick per place."""
+    import numpy as np
+
+    from arithlens.report.figures import FixedTicks
+
+    fast = DRAW[name](study)
+    assert fast.findobj(FixedTicks)  # the cheap path is the one taken
+    _matplotlib_ticks(monkeypatch)
+    native = DRAW[name](study)
+    assert not native.findobj(FixedTicks)
+    for dpi in (120, 75):
+        np.testing.assert_array_equal(_png_pixels(fast, dpi), _png_pixels(native, dpi))
+
+
+@pytest.mark.parametrize("inverted", [False, True])
+def test_fixed_ticks_match_set_ticks_with_labels_hidden_and_places_outside_the_view(inverted):
+    import numpy as np
+
+    from arithlens.report.figures import fixed_ticks
+
+    def draw(fast: bool) -> Figure:
+        fig = new_figure(4, 3)
+        axes = fig.subplots(1, 2, sharey=True)  # the second axes' y labels hidden, its marks kept
+        for ax in axes:
+            ax.plot([0, 3], [0, 9], color="tab:blue")
+            ax.set_xlim(-0.5, 2.5)  # the tick at 3 lies outside: not drawn
+            ax.set_ylim((9.5, -0.5) if inverted else (-0.5, 9.5))
+            ax.set_xlabel("x label")
+            ax.set_ylabel("y label")
+            ax.tick_params(labelsize=6)
+            names = ["zero", "one", "two", "three"]
+            if fast:
+                fixed_ticks(ax, "x", range(4), names)
+                fixed_ticks(ax, "y", [0, 4.5, 9])
+            else:
+                ax.set_xticks(range(4), names)
+                ax.set_yticks([0, 4.5, 9])
+        return fig
+
+    fast, native = draw(True), draw(False)
+    assert [t.get_text() for t in fast.axes[0].findobj(Text) if t.get_text() in ("0.0", "4.5", "9.0")] \
+        == ["0.0", "4.5", "9.0"]  # the axis's formatter wrote the labels not given
+    np.testing.assert_array_equal(_png_pixels(fast), _png_pixels(native))
+
+
+def test_frozen_ticks_keep_the_view_and_leave_offset_axes_to_matplotlib():
+    from arithlens.report.figures import FixedTicks, frozen_ticks
+
+    fig = new_figure(4, 3)
+    ax = fig.subplots()
+    ax.scatter([0.0, 1.3], [1e6, 1e6 + 3])
+    xlim = ax.get_xlim()
+    assert isinstance(frozen_ticks(ax, "x"), FixedTicks)
+    assert ax.get_xlim() == xlim and not ax.get_autoscalex_on()
+    assert frozen_ticks(ax, "y") is None  # an offset (1e6) only the axis draws
+    assert ax.get_autoscaley_on()
+
+
+@pytest.mark.parametrize("kind", ["map", "table"])
+def test_a_tight_png_is_measured_without_a_drawing_and_keeps_matplotlibs_pixels(kind, tmp_path, monkeypatch):
+    """save_figure crops a PNG to the box matplotlib's `bbox_inches="tight"` finds, but draws the figure once
+    (a table, which lays itself out at each measurement, included)."""
+    import numpy as np
+    from matplotlib.image import imread
+    from test_quanta_maps import MAPS, NODES, SPEC
+
+    from arithlens.report import figures, quanta_maps
+
+    def draw(out):
+        if kind == "map":
+            return quanta_maps.draw_map(NODES, MAPS["MathsPurposePerNode"], SPEC.layout, out, "m_", ("png",))
+        return quanta_maps.draw_quanta_at(NODES, SPEC, 18, out, "m_", ("png",))
+
+    draws = []
+    draw_figure = Figure.draw
+    monkeypatch.setattr(Figure, "draw", lambda self, renderer: (draws.append(1), draw_figure(self, renderer))[1])
+    (fast,) = draw(tmp_path / "fast")
+    assert len(draws) == 1
+    monkeypatch.setattr(figures, "tight_box", lambda fig, dpi: "tight")  # matplotlib's measuring drawing
+    (native,) = draw(tmp_path / "native")
+    assert len(draws) == 3
+    np.testing.assert_array_equal(imread(fast), imread(native))
+
+
+def test_a_figure_job_pauses_the_collector_and_collects_its_figure_after():
+    import gc
+    import weakref
+
+    from arithlens.report.figures import figure_job
+
+    seen = {}
+
+    @figure_job
+    def job():
+        seen["enabled"] = gc.isenabled()
+        fig = new_figure(2, 2)
+        fig.subplots().plot([0, 1])
+        seen["figure"] = weakref.ref(fig)
+        return []
+
+    assert gc.isenabled()
+    assert job() == [] and seen["enabled"] is False and gc.isenabled()
+    assert seen["figure"]() is None  # its cycles collected when the job ended
+    gc.disable()
+    try:
+        job()
+        assert not gc.isenabled()  # a paused collector is left paused
+    finally:
+        gc.enable()

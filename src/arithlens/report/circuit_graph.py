@@ -14,7 +14,7 @@ from matplotlib.patches import Patch
 
 from arithlens.analysis.nodes import Node
 from arithlens.analysis.subtasks import TASKS
-from arithlens.report.figures import new_figure, save_figure
+from arithlens.report.figures import figure_job, new_figure, save_figure
 from arithlens.report.quanta_maps import BACKGROUND, GREEN_YELLOW, WINTER, pale
 
 GRAPH_STEM = "EdgeCircuitGraph"  # the figure's file stem after the model prefix
@@ -134,6 +134,7 @@ def _ends(lines: list, last: int) -> list[tuple[float, float]]:
     return sorted({(x, y) for x0, y0, x1, y1, _ in lines for x, y in ((x0, y0), (x1, y1)) if y in (0, last)})
 
 
+@figure_job
 def draw_circuit_graph(data: dict, out_dir: str | Path, stem: str, formats: Sequence[str] = ("png",)) -> list[Path]:
     """Draw and write the circuit graph (a figure job: module-level, plain arguments)."""
     # 110 dpi: thousands of translucent edges make a 150-dpi PNG of the default model's circuit 1.2 MB, and the

@@ -14,7 +14,8 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from arithlens.report.figures import TITLE_Y, Job, fixed_margins, new_figure, save_figure, text_width
+from arithlens.report.figures import (TITLE_Y, Job, figure_job, fixed_margins, fixed_ticks, frozen_ticks, new_figure,
+                                      save_figure, text_width)
 
 FORMATS = ("png", "svg")
 CASE_COLOURS = {8: "red", 9: "green", 10: "blue"}
@@ -22,6 +23,7 @@ QTYPE_COLOURS = {"ADD": "tab:green", "SUB": "tab:red", "NEG": "tab:blue"}
 CASE_MEANING = {"ADD": {8: "T8 (sum<9)", 9: "T9 (sum=9)", 10: "T10 (sum>9)"},
                 "SUB": {8: "T8 (Dt>D't)", 9: "T9 (Dt=D't)", 10: "T10 (Dt<D't)"},
                 "NEG": {8: "T8 (Dt>D't)", 9: "T9 (Dt=D't)", 10: "T10 (Dt<D't)"}}
+DIGITS = [str(d) for d in range(10)]
 ABLATION_TITLES = {"mean": "mean ablation", "resample": "resample ablation",
                    "same_class_mean": "same-class mean", "other_class_mean": "other-class mean"}
 
@@ -37,6 +39,7 @@ def node_figure_jobs(data: dict, out_dir: str | Path, formats: Sequence[str] = F
     return {name: (draw_node_figure, (name, data, out_dir, formats)) for name in names}
 
 
+@figure_job
 def draw_node_figure(name: str, data: dict, out_dir: str | Path, formats: Sequence[str]) -> list[Path]:
     """Draw figure `name` ("pca", "attention", "necessity", "grid") of a study and write it."""
     draw = {"pca": pca_figure, "attention": attention_figure, "necessity": necessity_figure, "grid": grid_figure}
@@ -89,6 +92,8 @@ def pca_figure(data: dict) -> Figure:
         ax.set_xlabel("PC0")
         ax.set_ylabel("PC1")
         ax.tick_params(labelsize=7)
+        frozen_ticks(ax, "x")
+        frozen_ticks(ax, "y")
         handles = [Line2D([], [], marker="s", ls="", color=CASE_COLOURS[c], label=CASE_MEANING[op][c])
                    for c in (8, 9, 10) if (case == c).any()]
         handles += [Line2D([], [], marker="o", ls="", color="grey", label=f"no {word} out"),
@@ -113,8 +118,9 @@ def attention_figure(data: dict) -> Figure:
     width = 0.8 / len(per)
     for i, (op, row) in enumerate(per.items()):
         ax.bar(x + (i - (len(per) - 1) / 2) * width, row, width, color=QTYPE_COLOURS.get(op), label=op)
-    ax.set_xticks(x, [f"{m}\nP{p}" for p, m in zip(att["positions"], names)], fontsize=7)
     ax.set_ylim(0, 1.05)
+    ax.tick_params(axis="x", labelsize=7)
+    fixed_ticks(ax, "x", x, [f"{m}\nP{p}" for p, m in zip(att["positions"], names)])
     ax.set_ylabel("mean attention")
     ax.set_title(f"{data['node']}: attention from P{data['position']} ({data['position_token']}) per qtype",
                  fontsize=10, y=TITLE_Y)
@@ -149,8 +155,9 @@ def necessity_figure(data: dict) -> Figure:
         fails = [g[kind]["fail"]["rate"] if kind in g else None for g in groups]
         ax.set_title(f"{ABLATION_TITLES[kind]}\n(question failures "
                      f"{_pct1(np.nanmean([f for f in fails if f is not None]))}, mean of rows)", fontsize=9, y=TITLE_Y)
-        ax.set_xticks(range(len(names)), names, fontsize=7)
-        ax.set_yticks(range(len(groups)), labels, fontsize=7)
+        ax.tick_params(labelsize=7)
+        fixed_ticks(ax, "x", range(len(names)), names)
+        fixed_ticks(ax, "y", range(len(groups)), labels)  # labels on the first axes only (shared y)
         for y in range(1, len(groups)):
             if groups[y]["qtype"] != groups[y - 1]["qtype"]:
                 ax.axhline(y - 0.5, color="black", lw=0.8)
@@ -185,9 +192,9 @@ def grid_figure(data: dict) -> Figure:
             ax.set_title(f"{op}: {comp.upper()} (EVR {_pct(grid['evr'][row])})", fontsize=9, y=TITLE_Y)
             ax.set_xlabel(f"D'{t}", fontsize=8)
             ax.set_ylabel(f"D{t}", fontsize=8)
-            ax.set_xticks(range(10))
-            ax.set_yticks(range(10))
             ax.tick_params(labelsize=7)
+            fixed_ticks(ax, "x", range(10), DIGITS)
+            fixed_ticks(ax, "y", range(10), DIGITS)
         fig.colorbar(image, ax=list(axes[row]), fraction=0.02, pad=0.02)
     fig.suptitle(f"{data['node']}: mean output over (D{t}, D'{t}) per qtype; variance explained by the pair "
                  f"{_pct1(grid['r2_pair'])}, by the qtype {_pct1(grid['r2_qtype'])}, by pair x qtype "

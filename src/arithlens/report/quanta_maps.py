@@ -23,7 +23,7 @@ from matplotlib.patches import Ellipse, Rectangle
 from arithlens.analysis.nodes import Major, Node, UsefulNode, compact_impact
 from arithlens.arith.layout import Layout
 from arithlens.errors import ArithLensError
-from arithlens.report.figures import Job, new_figure, save_figure
+from arithlens.report.figures import Job, figure_job, new_figure, save_figure
 from arithlens.model.spec import ModelSpec
 
 FONT_SIZE = 10
@@ -330,6 +330,7 @@ def map_figure(nodes: Iterable[UsefulNode], name: str, layout: Layout) -> Figure
     return _draw_map(cells, spec, layout)
 
 
+@figure_job
 def draw_map(nodes: Iterable[UsefulNode], qmap: QuantaMap, layout: Layout, out_dir: str | Path, prefix: str,
              formats: Sequence[str] = FORMATS) -> list[Path]:
     """Draw one map; returns the files written (none when the map has no cells)."""
@@ -378,6 +379,7 @@ def _table_figure(header: Sequence[str], rows: list[Sequence[str]], colours: lis
     return fig
 
 
+@figure_job
 def draw_quanta_at(nodes: Iterable[UsefulNode], spec: ModelSpec, position: int, out_dir: str | Path,
                    prefix: str | None = None, formats: Sequence[str] = FORMATS) -> list[Path]:
     """The "Quanta At P{position}" table; nothing is written when no useful node sits there."""
@@ -391,6 +393,7 @@ def draw_quanta_at(nodes: Iterable[UsefulNode], spec: ModelSpec, position: int, 
     return _save(fig, out_dir, stem, formats)
 
 
+@figure_job
 def draw_position_failures(counts: Sequence[int], spec: ModelSpec, out_dir: str | Path, prefix: str | None = None,
                            formats: Sequence[str] = FORMATS) -> list[Path]:
     """The "Failures When Position Ablated" table: P-names, meanings and failure counts ('.' for none)."""
