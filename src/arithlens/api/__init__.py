@@ -13,6 +13,7 @@ autoencoders), `primitives` (a node's output, PCA, cached runs, ablations), `tra
 
 from __future__ import annotations
 
+from arithlens.analysis.memory import freeze_long_lived_objects
 from arithlens.api.analysis import (
     analyze,
     circuit_record,
@@ -88,3 +89,4 @@ __all__ += [
     "save_checkpoint", "search_options", "suite_kinds", "suite_size", "sweep", "train", "train_config",
 ]
 __all__ += ["circuit_purposes"]  # purposes on an edge circuit (issue 28)
+__all__ += ["freeze_long_lived_objects"]  # a long command, after its model load

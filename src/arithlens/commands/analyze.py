@@ -47,8 +47,7 @@ def register(app: typer.Typer) -> None:
         --no-edges) and analysis.json files; nothing on failure.
         Examples: `arithlens analyze --out out/`; `arithlens analyze --model runs/mix --out out/ --json`.
         """
-        from arithlens.analysis.memory import freeze_long_lived_objects
-        from arithlens.api import load_checkpoint, resolve_model, run_analysis
+        from arithlens.api import freeze_long_lived_objects, load_checkpoint, resolve_model, run_analysis
         from arithlens.io import OutputTarget
         from arithlens.report.analysis_files import write_analysis
         from arithlens.report.figures import MAX_WORKERS, figure_workers
