@@ -361,10 +361,7 @@ def study_all(model, targets: list[StudyTarget], options: AnalyzeOptions, say: P
             plan[s].append(group)
             load[s] += _group_cost(targets, group)
         # Each stream's cache starts with the planning's mixed-set passes (read only, shared between the streams).
-        caches = [plan_cache.copy() for _ in range(streams)]
-        for cache in caches:
-            for key, (value, _) in founding_cache._runs.items():
-                cache.put(key, value)
+        caches = [plan_cache.copy(also=founding_cache) for _ in range(streams)]
         founding_cache.clear()
         plan_cache.clear()
 

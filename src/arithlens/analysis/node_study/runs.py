@@ -128,10 +128,13 @@ class StudyCache:
         for key in [k for k in self._runs if not keep(k)]:
             del self._runs[key]
 
-    def copy(self) -> StudyCache:
-        """A cache of the same size holding the same runs (shared, not copied: a run is never changed once kept)."""
+    def copy(self, also: StudyCache | None = None) -> StudyCache:
+        """A cache of the same size holding the same runs, and `also`'s (shared, not copied: a run is never changed
+        once kept)."""
         out = StudyCache(self.max_bytes)
         out._runs = OrderedDict(self._runs)
+        if also is not None:
+            out._runs.update(also._runs)
         return out
 
     def find(self, key: tuple):
