@@ -7,6 +7,7 @@ Stages, each stored under its key of benchmarks/results/circuit_card.json (so a 
   python scripts/circuit_card.py robust     # prune a node circuit under resample ablation (the slow one)
   python scripts/circuit_card.py repair     # greedy add-back to the resample circuit, judged on other questions
   python scripts/circuit_card.py edges      # the edge circuit (`discover()` defaults) and MIB curves per method
+  python scripts/circuit_card.py edge-resample  # the edge circuit repaired under resample ablation (exact ranking)
   python scripts/circuit_card.py cards      # ablation cards of the node circuits (and the edge circuit, if found)
   python scripts/circuit_card.py curves     # node scores, then MIB curves under mean and resample ablation
   python scripts/circuit_card.py profile    # CPU seconds of a card slice's pieces (one thread, 512 questions)
@@ -39,6 +40,8 @@ EDGE_SCORE_QUESTIONS = 32  # per qtype, for the edge scores (as `discover()` sco
 SLICE_QUESTIONS = 1_000  # per qtype in each slice of a card's questions (the unit of work, checkpoint and progress)
 CHECKPOINTS = ROOT / "runs" / "circuit_card"  # per (slice, ablation) scores, so an interrupted card resumes
 MEAN, ROBUST, REPAIRED, EDGE = "mean circuit", "resample circuit", "resample circuit + add-back", "edge circuit"
+EDGE_RS = "edge circuit + resample repair"  # the edge circuit, edges added until it holds under resample ablation too
+EDGE_RS_METHOD = "exact"  # the repair's ranking: exact patching under resample ablation adds the fewest edges
 SENDERS = "senders' outputs (a resample block)"  # a key of the profile stage
 EDGE_METHODS = {"exact": "exact patching", "eap": "EAP", "eap_ig": "EAP-IG"}
 
@@ -239,6 +242,27 @@ def stage_edge_circuit() -> None:
                     "discover_setting": where})
 
 
+def stage_edge_resample() -> None:
+    """The stored edge circuit (found under mean ablation) repaired under resample ablation: edges ranked by
+    `EDGE_RS_METHOD` under resample ablation are added until `discover()`'s held-out check passes under resample
+    and mean ablation both (`discover(..., start=)`)."""
+    from arithlens.analysis.edges.discovery import discover
+
+    data = load()
+    if "edges" not in data:
+        raise SystemExit("error: no stored edges stage; run `circuit_card.py edges` first")
+    t0, c0, where = time.perf_counter(), time.process_time(), setting()
+    model, _, _ = model_and_sets()
+    start = unpacked_circuit(data["edges"]["circuit"], model.spec)
+    circuit = discover(model, method=EDGE_RS_METHOD, ablation="resample", start=start,
+                       progress=lambda text: log(f"edge-resample: {text}"))
+    seconds = time.perf_counter() - t0
+    log(f"edge-resample: {circuit.n_edges} of {circuit.graph.n_edges} edges, {len(circuit.nodes)} nodes, "
+        f"{seconds:.0f} s")
+    store("edges_resample", {"circuit": packed_circuit(circuit), "start_edges": start.n_edges, "wall_seconds": seconds,
+                             "cpu_seconds": time.process_time() - c0, **where})
+
+
 @functools.cache
 def default_spec():
     """The shipped default model's spec (what a stored edge bitmask is read against)."""
@@ -249,25 +273,48 @@ def default_spec():
 
 
 def card_of(d: dict, data: dict, spec=None):
-    """The `AblationCard` a stored card dict holds; an edge card stores its units as the stored edge circuit's
-    bitmask (`units_packed`), read back here against the default model's graph."""
+    """The `AblationCard` a stored card dict holds; an edge card stores its units as a bitmask over the edge graph
+    from `min_position` (`units_packed`), read back here against the default model's graph."""
     from arithlens.results.circuits import AblationCard
 
+    d = dict(d)
     if "units_packed" in d:
         circuit = data["edges"]["circuit"]
-        if d["units_packed"] != circuit["edges_packed"]:
-            raise SystemExit(f"error: the stored card of {d['label']!r} is not of the stored edge circuit")
-        d = {**d, "units": sorted(unpacked_circuit(circuit, spec or default_spec()).edges)}
+        first = int(d.pop("min_position", circuit["min_position"]))
+        d = {**d, "units": sorted(_unpacked_edges(d.pop("units_packed"), first, spec or default_spec()))}
     return AblationCard.from_dict(d)
+
+
+def _packed_edges(edges, graph) -> str:
+    import base64
+
+    import numpy as np
+
+    return base64.b64encode(np.packbits(graph.mask(list(edges)).numpy() > 0.5)).decode()
+
+
+def _unpacked_edges(packed: str, min_position: int, spec) -> list[str]:
+    import base64
+
+    import numpy as np
+
+    from arithlens.analysis.edges.graph import EdgeGraph
+
+    graph = EdgeGraph.build(spec, min_position=min_position)
+    kept = np.unpackbits(np.frombuffer(base64.b64decode(packed), np.uint8))[: graph.n_edges].astype(bool)
+    return [n for n, k in zip(graph.names, kept) if k]
 
 
 def card_dict(card, data: dict) -> dict:
     """`card.to_dict()`, an edge card's units packed as the stored edge circuit's bitmask when they are its edges."""
+    from arithlens.analysis.edges.graph import EdgeGraph
+
     d = card.to_dict()
     circuit = data.get("edges", {}).get("circuit", {})
-    if card.unit == "edge" and "edges_packed" in circuit and len(card.units) == circuit["n_edges"]:
-        d.pop("units")
-        d["units_packed"] = circuit["edges_packed"]
+    if card.unit == "edge" and "min_position" in circuit:
+        graph = EdgeGraph.build(default_spec(), min_position=int(circuit["min_position"]))
+        d["units_packed"] = _packed_edges(d.pop("units"), graph)
+        d["min_position"] = graph.min_position
     return d
 
 
@@ -377,6 +424,8 @@ def stage_sliced_cards(per_qtype: int, force: bool, only: list[str] | None, work
     if "edges" in data:
         edge_circuit = unpacked_circuit(data["edges"]["circuit"], model.spec)
         groups["edges"][EDGE] = edge_circuit.edges
+    if "edges_resample" in data:
+        groups["edges"][EDGE_RS] = unpacked_circuit(data["edges_resample"]["circuit"], model.spec).edges
     groups = {g: {k: v for k, v in c.items() if (force or k not in done) and (not only or k in only)}
               for g, c in groups.items()}
     groups = {g: c for g, c in groups.items() if c}
@@ -784,8 +833,8 @@ def write_doc(data: dict) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("stage", choices=["robust", "repair", "edges", "edge-circuit", "cards", "curves", "render", "all",
-                                      "profile"])
+    p.add_argument("stage", choices=["robust", "repair", "edges", "edge-circuit", "edge-resample", "cards", "curves",
+                                      "render", "all", "profile"])
     p.add_argument("--questions", type=int, default=CARD_QUESTIONS, help="per qtype, for the cards")
     p.add_argument("--curve-questions", type=int, default=CURVE_QUESTIONS, help="per qtype, for the curves")
     p.add_argument("--score-questions", type=int, default=SCORE_QUESTIONS, help="per qtype, single-node scores")
@@ -794,7 +843,7 @@ def main() -> None:
     p.add_argument("--ablations", nargs="+", metavar="LABEL",
                    help="the node cards under these ablations only (mean, plain-mean, resample#1, resample#2, zero)")
     p.add_argument("--force", action="store_true", help="recompute cards already stored")
-    p.add_argument("--only", nargs="+", choices=[MEAN, ROBUST, REPAIRED, EDGE], help="the cards of these circuits only")
+    p.add_argument("--only", nargs="+", choices=[MEAN, ROBUST, REPAIRED, EDGE, EDGE_RS], help="the cards of these circuits only")
     p.add_argument("--workers", type=int, default=2, help="worker processes for the cards (one torch thread each)")
     p.add_argument("--slice", type=int, default=SLICE_QUESTIONS, help="questions per qtype in each slice of a card")
     args = p.parse_args()
@@ -806,6 +855,8 @@ def main() -> None:
         stage_edges(args.curve_questions, args.edge_score_questions)
     if args.stage == "edge-circuit":
         stage_edge_circuit()
+    if args.stage in ("edge-resample", "all"):
+        stage_edge_resample()
     if args.stage in ("cards", "all"):
         if args.ablations:  # some columns of the node cards, joined to the stored ones
             stage_cards(args.questions, args.force, args.only, args.ablations)

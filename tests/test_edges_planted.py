@@ -18,6 +18,7 @@ from arithlens.analysis.edges.graph import EdgeGraph
 from arithlens.analysis.edges.scores import eap_ig_scores, eap_scores, exact_scores, rank_agreement
 from arithlens.arith.questions import QuestionBatch
 from arithlens.arith.vocab import PLUS
+from arithlens.errors import ArithLensError
 from planted_edges import EDGE_SPEC, PLANTED_EDGES, edge_circuit_model
 
 ANSWER = EDGE_SPEC.layout.answer_logit_positions
@@ -118,6 +119,30 @@ def test_discovery_under_resample_ablation_keeps_to_planted_edges(setup):
                        held_out=questions, reference=questions, prune_passes=50, seed=3)
     assert circuit.ablation == "resample" and circuit.exact == {"ADD": 1.0}
     assert not (circuit.kept & ~planted).any() and circuit.n_edges >= 4
+
+
+def test_repairing_a_circuit_under_another_ablation_adds_planted_edges_until_both_hold(setup):
+    """`start=`: a mean-ablation circuit holding one of the two needed paths is repaired under resample ablation by
+    adding edges (never dropping one), and the result is exact under resample and mean ablation both."""
+    model, questions, tokens, graph, planted, abl = setup
+    one_path = np.zeros(graph.n_edges, dtype=bool)
+    one_path[[graph.index(e) for e in ("P0EMB -> P5L0H0.v@0", "P5L0H0 -> P5LOGITS")]] = True
+    assert exact_rates(model, graph, questions, abl, torch.as_tensor(one_path, dtype=torch.float32))["ADD"] < 1.0
+    start = EdgeCircuit(graph, one_path, np.full(graph.n_edges, np.nan), "exact", "mean", {"ADD": 0.0}, 10,
+                        {"final": 2}, 0.0)
+    circuit = discover(model, method="exact", ablation="resample", start=start, search=questions, held_out=questions,
+                       reference=questions, seed=3)
+    assert circuit.ablation == "resample" and circuit.exact == {"ADD": 1.0}
+    assert (circuit.kept >= one_path).all() and not (circuit.kept & ~planted).any()
+    assert circuit.stages["start"] == 2 and circuit.stages["final"] == circuit.n_edges > 2
+    assert "top_k" not in circuit.stages  # a repair only: no top-k search, no pruning
+    mask = torch.as_tensor(circuit.kept, dtype=torch.float32)
+    assert exact_rates(model, graph, questions, abl, mask) == {"ADD": 1.0}  # and still under mean ablation
+    wider = EdgeGraph.build(EDGE_SPEC, min_position=0)
+    with pytest.raises(ArithLensError, match="not this model's graph"):
+        discover(model, ablation="resample", start=start, min_position=0, search=questions, held_out=questions,
+                 reference=questions)
+    assert wider.n_edges > graph.n_edges
 
 
 @pytest.mark.parametrize("bad", [{"method": "acdc"}, {"ablation": "zero"}, {"target": 1.5}])

@@ -201,7 +201,8 @@ def discover(model: HookedTransformer, *, method: str = DEFAULT_METHOD, ablation
              score_per_qtype: int = 32, held_out_per_qtype: int = HELD_OUT_PER_QTYPE, steps: int = EAP_IG_STEPS,
              prune_passes: int = 12, mass: float = FIRST_GUESS_MASS, seed: int = FAITHFULNESS_SEED,
              search: QuestionBatch | None = None, held_out: QuestionBatch | None = None,
-             reference: QuestionBatch | None = None, progress: Progress | None = None) -> EdgeCircuit:
+             reference: QuestionBatch | None = None, start: EdgeCircuit | None = None,
+             progress: Progress | None = None) -> EdgeCircuit:
     """An edge circuit of `model` whose exact rate on `held_out_per_qtype` fresh questions per qtype has a 95%
     Wilson lower bound >= `target` for every qtype (so it holds on more questions than it was checked on).
 
@@ -212,7 +213,11 @@ def discover(model: HookedTransformer, *, method: str = DEFAULT_METHOD, ablation
     >= `target` exact there, and the repair then adds edges until the held-out bound holds. Mean ablation uses `REFERENCE_QUESTIONS` reference
     questions; resample draws a row per question. `search`, `held_out`, `reference`: question sets to use
     instead of fresh ones (a planted model's; a given held-out set is checked against `target` itself, not its
-    Wilson bound, since it may be small)."""
+    Wilson bound, since it may be small).
+
+    `start`: a circuit of this model (found under another ablation, e.g. the mean one) to repair instead of a top-k
+    search: its edges are kept, the best-ranked missing ones (ranked by `method` under `ablation`) are added until
+    the held-out set passes under `ablation` and under `start`'s own ablation too, so the result holds under both."""
     if method not in METHODS:
         raise ArithLensError(f"edge method {method!r} is not one of {', '.join(METHODS)}")
     if ablation not in ("mean", "resample"):
@@ -224,8 +229,15 @@ def discover(model: HookedTransformer, *, method: str = DEFAULT_METHOD, ablation
     say = progress or (lambda _: None)
     t0 = time.perf_counter()
     spec = model.spec
+    if start is not None and min_position is None:
+        min_position = start.graph.min_position
     graph = EdgeGraph.build(spec, min_position=spec.layout.answer_logit_positions.start if min_position is None
                             else min_position)
+    if start is not None and (start.graph.min_position != graph.min_position
+                              or start.graph.n_edges != graph.n_edges):
+        raise ArithLensError(f"the start circuit's graph ({start.graph.n_edges:,} edges, receivers from "
+                             f"P{start.graph.min_position}) is not this model's graph from P{graph.min_position} "
+                             f"({graph.n_edges:,} edges)")
     if search is None:
         search = fresh_questions(spec, search_per_qtype, rng_for(seed, STREAM_EDGE_SEARCH))
     certify = held_out is None
@@ -253,6 +265,11 @@ def discover(model: HookedTransformer, *, method: str = DEFAULT_METHOD, ablation
         return k
 
     held_set = CheckSet.build(model, held, abl_held, held_allowed)
+    # repairing a circuit found under another ablation: the held-out check asks for both
+    also_held = None
+    if start is not None and start.ablation != ablation:
+        other = ablation_values(model, ref_tokens, start.ablation, batch=len(held), rng=rs)
+        also_held = CheckSet.build(model, held, other, held_allowed)
     # the search set allows `target`'s share of wrong answers: its circuit is the repair's starting point
     search_set = CheckSet.build(model, search, abl_search, lambda n: int(n * (1 - target) + 1e-9))
     # the scoring set: the first `score_per_qtype` search questions of each qtype
@@ -276,37 +293,12 @@ def discover(model: HookedTransformer, *, method: str = DEFAULT_METHOD, ablation
 
     def passes(kept: np.ndarray, held_out: bool = False) -> bool:
         n_checks[held_out] += 1
+        if held_out and also_held is not None and also_held.wrong(model, graph, mask_of(kept)) is None:
+            return False
         wrong = (held_set if held_out else search_set).wrong(model, graph, mask_of(kept))
         if held_out and wrong is not None:
             passed[kept.tobytes()] = wrong
         return wrong is not None
-
-    # top-k: gallop from the first guess by factors of 5/4, then bisect to 1/64 of k (assumes more top edges
-    # never hurt, which the repair step backs up)
-    n = graph.n_edges
-    k = first_guess(scores, order, mass)
-    if passes(top(k)):
-        hi, lo = k, 0
-        while hi > 16:
-            trial = max(16, hi * 4 // 5)
-            if not passes(top(trial)):
-                lo = trial
-                break
-            hi = trial
-    else:
-        lo, hi = k, n
-        while lo < n:
-            trial = min(n, max(lo + 1, lo * 5 // 4))
-            if trial == n or passes(top(trial)):
-                hi = trial
-                break
-            lo = trial
-    while hi - lo > max(1, hi // 64):
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if passes(top(mid)) else (mid, hi)
-    kept = top(hi)
-    stages = {"first_guess": int(k), "top_k": int(hi)}
-    say(f"top-k: {hi} edges (first guess {k}) at {time.perf_counter() - t0:.1f}s")
 
     def repair(kept: np.ndarray) -> np.ndarray:
         """Add the best-ranked missing edges until the held-out set passes: steps of 2%, 4%, 8%, ... of the
@@ -331,23 +323,53 @@ def discover(model: HookedTransformer, *, method: str = DEFAULT_METHOD, ablation
         kept[missing[:hi]] = True
         return kept
 
-    # prune first, on the search set (lowest-ranked kept edges first, in blocks that halve on failure), then one
-    # repair against the held-out set
-    tried = 0
-    queue = [order[kept[order]][::-1]]  # one block: every kept edge, lowest rank first
-    block = max(1, int(kept.sum()) // 8)
-    queue = [queue[0][i : i + block] for i in range(0, len(queue[0]), block)]
-    while queue and tried < prune_passes:
-        part = queue.pop(0)
-        tried += 1
-        trial = kept.copy()
-        trial[part] = False
-        if passes(trial):
-            kept = trial
-        elif len(part) > 1:
-            queue[:0] = [part[: len(part) // 2], part[len(part) // 2 :]]
-    stages["prune"] = int(kept.sum())
-    say(f"prune: {kept.sum()} edges at {time.perf_counter() - t0:.1f}s")
+    n = graph.n_edges
+    if start is not None:  # repair only: no top-k search, no pruning
+        kept, stages = start.kept.copy(), {"start": int(start.n_edges)}
+    else:
+        # top-k: gallop from the first guess by factors of 5/4, then bisect to 1/64 of k (assumes more top edges
+        # never hurt, which the repair step backs up)
+        k = first_guess(scores, order, mass)
+        if passes(top(k)):
+            hi, lo = k, 0
+            while hi > 16:
+                trial = max(16, hi * 4 // 5)
+                if not passes(top(trial)):
+                    lo = trial
+                    break
+                hi = trial
+        else:
+            lo, hi = k, n
+            while lo < n:
+                trial = min(n, max(lo + 1, lo * 5 // 4))
+                if trial == n or passes(top(trial)):
+                    hi = trial
+                    break
+                lo = trial
+        while hi - lo > max(1, hi // 64):
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if passes(top(mid)) else (mid, hi)
+        kept = top(hi)
+        stages = {"first_guess": int(k), "top_k": int(hi)}
+        say(f"top-k: {hi} edges (first guess {k}) at {time.perf_counter() - t0:.1f}s")
+
+        # prune first, on the search set (lowest-ranked kept edges first, in blocks that halve on failure), then one
+        # repair against the held-out set
+        tried = 0
+        queue = [order[kept[order]][::-1]]  # one block: every kept edge, lowest rank first
+        block = max(1, int(kept.sum()) // 8)
+        queue = [queue[0][i : i + block] for i in range(0, len(queue[0]), block)]
+        while queue and tried < prune_passes:
+            part = queue.pop(0)
+            tried += 1
+            trial = kept.copy()
+            trial[part] = False
+            if passes(trial):
+                kept = trial
+            elif len(part) > 1:
+                queue[:0] = [part[: len(part) // 2], part[len(part) // 2 :]]
+        stages["prune"] = int(kept.sum())
+        say(f"prune: {kept.sum()} edges at {time.perf_counter() - t0:.1f}s")
     kept = repair(kept)
     stages["final"] = int(kept.sum())
     wrong = passed.get(kept.tobytes())  # the last held-out check counted every question when it passed
