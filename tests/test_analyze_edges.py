@@ -10,7 +10,11 @@ import torch
 from helpers import arithlens
 from test_analyze import FAST, TINY, tiny_model
 
-from arithlens.analysis.analyze import analyze
+import pytest
+
+from arithlens.analysis.analyze import EDGE_CARD_ABLATIONS, analyze
+from arithlens.api.circuits import CARD_SEED
+from arithlens.results.circuits import AblationCard
 from arithlens.analysis.edges.discovery import (
     HELD_OUT_PER_QTYPE, STREAM_EDGE_HELD_OUT, STREAM_EDGE_SEARCH, EdgeCircuit,
 )
@@ -59,10 +63,35 @@ def test_analyze_finds_the_edge_circuit_and_records_it():
     json.dumps(analysis.summary(), allow_nan=False)  # strict JSON
 
 
+def test_analyze_gives_the_edge_circuits_ablation_card():
+    model = tiny_model()
+    analysis = analyze(model, replace(QUICK, edge_card=40))
+    card = analysis.edge_card
+    assert isinstance(card, AblationCard) and analysis.edge_card_note is None
+    assert card.unit == "edge" and card.ablations == EDGE_CARD_ABLATIONS and card.seed == CARD_SEED
+    assert card.units == tuple(sorted(analysis.edge_circuit.edges)) and card.n_all == analysis.edge_circuit.graph.n_edges
+    assert card.qtypes == tuple(qt.name for qt in supported_qtypes(TINY))
+    # every edge is kept (no circuit of the tiny model reaches 99%): no ablation can change an answer, so the
+    # circuit is right exactly where the clean model is, and the empty circuit is not the model
+    for row in card.rows:
+        assert 0 < row.n <= 40 and row.correct == row.clean_correct
+        assert row.logit_diff == pytest.approx(row.clean_logit_diff, rel=1e-4, abs=1e-4)
+    assert any(r.empty_correct < r.clean_correct for r in card.rows if r.ablation == "zero")
+    record = analysis.summary()["edge_card"]
+    assert record["ablations"] == list(EDGE_CARD_ABLATIONS) and record["n_edges"] == len(card.units)
+    assert [(r["ablation"], r["qtype"], r["n"], r["correct"]) for r in record["rows"]] == [
+        (r.ablation, r.qtype, r.n, r.correct) for r in card.rows]
+    assert card.summary().startswith("mean ADD ") and "n = " in card.summary()
+    off = analyze(model, replace(QUICK, edge_card=0))
+    assert off.edge_card is None and off.edge_card_note == "ablation card not measured (--edge-card 0)"
+    assert off.summary()["edge_card"] is None
+
+
 def test_no_edges_gives_no_circuit_and_says_why():
     analysis = analyze(tiny_model(), replace(QUICK, edges=False))
     assert analysis.edge_circuit is None
     assert analysis.edge_circuit_note == "edge circuit not searched (--no-edges)"
+    assert analysis.edge_card is None  # the edge circuit note says why
     summary = analysis.summary()
     assert summary["edge_circuit"] is None and summary["options"]["edges"] is False
 
@@ -81,6 +110,9 @@ def test_cli_writes_the_edges_file_and_no_edges_leaves_it_out(tmp_path):
     assert back.edges == data["edges"] and back.n_edges == summary["edge_circuit"]["n_edges"]
     assert back.exact == summary["edge_circuit"]["exact"] and back.nodes == summary["edge_circuit"]["nodes"]
     assert np.array_equal(np.isnan(back.scores), [s is None for s in data["scores"]])
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "Faithfulness under each ablation" in page and 'class="circuit-card"' in page
+    assert summary["edge_card"]["ablations"] == ["mean", "plain-mean", "resample#1", "zero"]
 
     proc = arithlens("analyze", "--out", str(tmp_path / "plain"), *common, "--no-edges")
     assert proc.returncode == 0, proc.stderr

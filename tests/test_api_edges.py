@@ -75,3 +75,32 @@ def test_cli_edges_refuses_a_bad_method_in_one_line(tmp_path, monkeypatch, capsy
     code, _, err = arithlens_here(monkeypatch, capsys, "edges", "--out", str(tmp_path / "o"), "--method", "acdc")
     assert code == 2 and err.startswith("error: ") and "--method" in err and err.count("\n") == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_edge_card_of_every_edge_and_of_none():
+    """`al.edge_card`: with every edge kept no ablation changes an answer (the clean count); with none kept the
+    circuit is the empty circuit (its count); bad ablations and another model's graph are refused."""
+    from planted import backup_heads_model
+
+    from arithlens.analysis.edges.discovery import EdgeCircuit
+    from arithlens.analysis.edges.graph import EdgeGraph
+
+    model = backup_heads_model()
+    graph = EdgeGraph.build(model.spec, min_position=model.spec.layout.answer_logit_positions.start)
+
+    def circuit(kept: np.ndarray) -> EdgeCircuit:
+        return EdgeCircuit(graph, kept, np.zeros(graph.n_edges), "exact", "mean", {}, 0, {}, 0.0)
+
+    every, none = circuit(np.ones(graph.n_edges, dtype=bool)), circuit(np.zeros(graph.n_edges, dtype=bool))
+    cards = al.edge_card(model, {"every": every, "none": none}, questions=30, ablations=("mean", "resample#1", "zero"))
+    assert cards["every"].ablations == ("mean", "resample#1", "zero") and cards["every"].unit == "edge"
+    assert cards["every"].n_all == graph.n_edges and len(cards["none"].units) == 0
+    assert all(r.correct == r.clean_correct for r in cards["every"].rows)
+    assert all(r.correct == r.empty_correct for r in cards["none"].rows)
+    assert any(r.empty_correct < r.clean_correct for r in cards["none"].rows)
+    with pytest.raises(ArithLensError, match="distinct"):
+        al.edge_card(model, every, ablations=("mean", "mean"))
+    with pytest.raises(ArithLensError, match="not KIND"):
+        al.edge_card(model, every, ablations=("resample#x",))
+    with pytest.raises(ArithLensError, match="graph"):
+        al.edge_card(edge_circuit_model(), every, questions=5)

@@ -294,8 +294,13 @@ def test_the_api_atlas_takes_analyses_and_keeps_their_faithfulness(tiny_analysis
     import arithlens as al
 
     model, analysis = tiny_analysis
-    report = al.analyze(model, questions=3000, pairs=20, max_studies=0, run_search=False, faithfulness=400)
+    report = al.analyze(model, questions=3000, pairs=20, max_studies=0, run_search=False, faithfulness=400,
+                        edge_card=20)
     assert report.data["faithfulness"]["qtypes"][1]["correct"] == analysis.faithfulness["SUB"].correct
+    # the front door's record holds the edge circuit and its ablation card, as analysis.json does
+    assert report.data["edge_circuit"]["n_edges"] > 0 and report.data["edge_card"]["n_edges"] == report.data[
+        "edge_circuit"]["n_edges"]
+    assert {r["n"] for r in report.data["edge_card"]["rows"]} <= set(range(1, 21))
     from_report, from_analysis = al.atlas([report]), al.atlas([analysis])
     assert from_report["models"][0]["faithfulness"] == from_analysis["models"][0]["faithfulness"]
     assert from_report["models"][0]["faithfulness"]["qtypes"]["NEG"]["correct"] == analysis.faithfulness["NEG"].correct

@@ -187,6 +187,18 @@ def test_edge_runner_scores_a_node_circuit_as_the_node_runner_does(runner):
     np.testing.assert_allclose(a.logit_diff, b.logit_diff, rtol=1e-5, atol=1e-5)
 
 
+def test_the_edge_runners_clean_run_is_every_edge_kept(runner):
+    # The clean model runs as the plain forward; the edge-masked forward with every edge kept must agree with it.
+    pytest.importorskip("arithlens.analysis.edges.forward")
+    from arithlens.analysis.circuits.edge_runner import EdgeRunner
+
+    edge_runner = EdgeRunner(runner.model, runner.questions, runner.reference)
+    clean, every = edge_runner.run([None, edge_runner.units], Ablation("zero"))
+    assert np.array_equal(clean.wrong, every.wrong)
+    np.testing.assert_allclose(every.logit_diff, clean.logit_diff, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(every.loss, clean.loss, rtol=1e-4, atol=1e-5)
+
+
 def test_slices_are_balanced_prefixes_in_row_order():
     from arithlens.analysis.circuits.card import qtype_slices
 

@@ -1,10 +1,11 @@
 """Circuits the field can compare, through the front door: an edge circuit between positioned nodes (ranked by
 EAP, EAP-IG or exact patching, then repaired and pruned against exact faithfulness), and the ablation card of any
-node or edge set (its faithfulness under mean, plain mean, resample and zero ablation)."""
+node or edge set (its faithfulness under mean, plain mean, resample and zero ablation: `circuit_card` of nodes,
+`edge_card` of an edge circuit)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from arithlens.api._checks import check_model
@@ -89,3 +90,45 @@ def circuit_card(model: HookedTransformer, nodes: Iterable[str] | Mapping[str, I
     cards = ablation_cards(runner, circuits, model=spec.name, ablations=card_ablations(draws), seed=seed,
                            reference=len(reference))
     return cards if several else cards["circuit"]
+
+
+def edge_card(model: HookedTransformer, circuit: EdgeCircuit | Mapping[str, EdgeCircuit], *, questions: int = 1000,
+              ablations: Sequence[str] = ("mean", "plain-mean", "resample#1", "resample#2", "zero"),
+              seed: int = CARD_SEED) -> AblationCard | dict[str, AblationCard]:
+    """The ablation card of an edge circuit (or of several on one graph, given as {label: circuit}): per qtype the
+    exact rate with a 95% interval and the logit difference recovered, with every edge outside the circuit carrying
+    its sender's value under each of `ablations` (mean per position, plain-mean, resample#N, zero), on
+    `questions` fresh questions per qtype drawn as `circuit_card` draws them."""
+    from arithlens.analysis.circuits.card import ablation_cards
+    from arithlens.analysis.circuits.edge_runner import EdgeRunner
+    from arithlens.analysis.circuits.runner import Ablation
+    from arithlens.analysis.faithfulness import (
+        REFERENCE_QUESTIONS,
+        STREAM_REFERENCE,
+        fresh_questions,
+        reference_questions,
+        rng_for,
+    )
+
+    check_model(model)
+    check_count("questions", questions, low=1)
+    check_seed(seed, "seed")
+    chosen = [Ablation.parse(a) for a in ablations]
+    if not chosen or len({a.label for a in chosen}) != len(chosen):
+        raise ArithLensError(f"ablations must be distinct and at least one, not {list(ablations)}")
+    several = isinstance(circuit, Mapping)
+    circuits = dict(circuit) if several else {"edge circuit": circuit}
+    graphs = {(c.graph.min_position, c.graph.n_edges) for c in circuits.values()}
+    if len(graphs) != 1:
+        raise ArithLensError("the edge circuits of one card must share a graph (receivers from one position)")
+    graph = next(iter(circuits.values())).graph
+    spec = model.spec
+    if (graph.n_layers, graph.n_heads, graph.n_ctx) != (spec.n_layers, spec.n_heads, spec.n_ctx):
+        raise ArithLensError(f"the edge circuit's graph ({graph.n_layers} layers, {graph.n_heads} heads, "
+                             f"{graph.n_ctx} positions) is not {spec.name}'s")
+    batch = fresh_questions(spec, questions, rng_for(seed, STREAM_CARD))
+    reference = reference_questions(spec, REFERENCE_QUESTIONS, rng_for(seed, STREAM_REFERENCE))
+    runner = EdgeRunner(model, batch, reference, graph=graph, seed=seed)
+    cards = ablation_cards(runner, {k: c.edges for k, c in circuits.items()}, model=spec.name, unit="edge",
+                           ablations=chosen, seed=seed, reference=len(reference))
+    return cards if several else cards["edge circuit"]

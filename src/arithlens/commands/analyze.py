@@ -32,6 +32,8 @@ def register(app: typer.Typer) -> None:
                                      "minutes to tens of minutes) and write circuit.json."),
         edges: bool = typer.Option(True, "--edges/--no-edges", help="Find the edge circuit (as `arithlens edges`) "
                                    "and write <model>_edges.json."),
+        edge_card: int = count_option(100, "--edge-card", "Fresh questions per qtype for the edge circuit's "
+                                      "ablation card (mean, plain-mean, resample, zero); 0 skips it.", low=0),
         svg: bool = typer.Option(False, "--svg", help="Also write every map and figure as SVG."),
         threads: Optional[int] = sweep_threads_option(),
         device: Device = device_option(),
@@ -56,7 +58,7 @@ def register(app: typer.Typer) -> None:
 
         start = time.perf_counter()
         options = {"questions": questions, "pairs": pairs, "seed": seed, "max_studies": max_studies, "search": search,
-                   "faithfulness": faithfulness, "circuit": circuit, "edges": edges}
+                   "faithfulness": faithfulness, "circuit": circuit, "edges": edges, "edge_card": edge_card}
         target = OutputTarget(out, "dir", "--out")  # checked before the work
         path = resolve_model(model)
         ck = load_checkpoint(str(path), device)
@@ -123,6 +125,10 @@ def _print_summary(analysis, out: Path, files: list[Path], timings: dict[str, fl
              f"{edge.n_held_out:,} held-out questions per qtype ({edge.method}, {edge.ablation} ablation)")
     elif analysis.edge_circuit_note:
         echo(analysis.edge_circuit_note)
+    if analysis.edge_card is not None:
+        echo(f"edge circuit's ablation card: {analysis.edge_card.summary()}")
+    elif edge is not None and analysis.edge_card_note:
+        echo(analysis.edge_card_note)
     stages = ", ".join(f"{k} {v:.1f} s" for k, v in timings.items() if k not in ("total", "cpu"))
     load = os.getloadavg()[0]
     echo(f"time: {timings['total']:.1f} s (CPU {timings['cpu']:.1f} s, load average {load:.1f}): {stages}")

@@ -42,6 +42,24 @@ def card_caption(card: AblationCard) -> str:
             f"interval on {per} questions per qtype; LD = logit difference recovered (empty circuit 0%, model 100%)")
 
 
+def card_verdict(card: AblationCard, target: float = 0.99) -> str:
+    """One sentence: under which ablations the circuit is >= `target` exact on every qtype, and for the others the
+    worst qtype (point estimates; the card's table has the intervals)."""
+    held = [a for a in card.ablations if card.min_exact(a) >= target]
+    short = []
+    for a in card.ablations:
+        if a in held:
+            continue
+        worst = min(card.qtypes, key=lambda q: card.row(a, q).exact)
+        short.append(f"{a} ({worst} {_pct(card.row(a, worst).exact)})")
+    parts = []
+    if held:
+        parts.append(f"at least {_pct(target, 0)} exact on every qtype under {', '.join(held)}")
+    if short:
+        parts.append(f"short of it under {', '.join(short)}")
+    return f"The {card.label} is " + "; ".join(parts) + "."
+
+
 def card_markdown(card: AblationCard) -> str:
     header, rows = card_cells(card)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

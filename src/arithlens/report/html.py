@@ -19,6 +19,7 @@ from arithlens.analysis.stats import wilson
 from arithlens.errors import ArithLensError
 from arithlens.io import write_atomic
 from arithlens.model.zoo import card_accuracy
+from arithlens.report.circuit_card import card_html, card_verdict
 from arithlens.report.circuit_graph import (
     EDGES_FILE, GRAPH_STEM, circuit_json, draw_circuit_graph, graph_data, node_edges, useful_split,
 )
@@ -520,6 +521,17 @@ def _edge_circuit(analysis: Analysis, maps: Sequence[Path]) -> str:
         lo, hi = wilson(k, circuit.n_held_out)
         rows.append([_e(qtype), _rate({"rate": rate, "ci": [lo, hi], "n": circuit.n_held_out})])
     out.append(_table(["qtype", "exact with only the circuit's edges (held-out questions)"], rows, "edges", raw=True))
+    card = getattr(analysis, "edge_card", None)
+    if card is not None:
+        out.append(f"<h3>Faithfulness under each ablation</h3><p>The same edges, every other edge carrying its "
+                   f"sender's mean per position (<code>mean</code>), one mean over all positions "
+                   f"(<code>plain-mean</code>), another question's value (<code>resample#1</code>) or zero, on "
+                   f"fresh questions; LD: the logit difference recovered between the empty circuit (0%) and the "
+                   f"model (100%). {_e(card_verdict(card))}</p>{card_html(card)}")
+    else:
+        note = getattr(analysis, "edge_card_note", None)
+        if note:
+            out.append(f'<p class="note">{_e(note)}</p>')
     stages = ", ".join(f"{k} {v:,}" for k, v in circuit.stages.items())
     out.append(_kv([("edges after each step", _e(stages or "n/a")), ("found in", _e(f"{circuit.seconds:.1f} s"))]))
     png = next((p for p in maps if p.suffix == ".png" and p.stem == analysis.spec.base_name + GRAPH_STEM), None)

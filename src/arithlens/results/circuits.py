@@ -336,6 +336,14 @@ class AblationCard:
     def min_exact(self, ablation: str) -> float:
         return min(r.exact for r in self.rows if r.ablation == ablation)
 
+    def summary(self) -> str:
+        """One line: `mean ADD 99.7% SUB 99.6% NEG 100.0%; zero ADD 16.5% ...; n = 10,000 per qtype`."""
+        parts = ["; ".join(f"{a} " + " ".join(f"{q} {100 * self.row(a, q).exact:.1f}%" for q in self.qtypes)
+                           for a in self.ablations)]
+        ns = sorted({r.n for r in self.rows})
+        parts.append(f"n = {ns[0]:,} per qtype" if len(ns) == 1 else f"n = {ns[0]:,}-{ns[-1]:,} per qtype")
+        return "; ".join(parts)
+
     def to_dict(self) -> dict:
         return {"model": self.model, "label": self.label, "unit": self.unit, "n_units": len(self.units),
                 "n_all": self.n_all, "units": list(self.units), "seed": self.seed, "reference": self.reference,
