@@ -666,8 +666,9 @@ def _disagreement(c, draws: list[str]) -> str:
 def _size(card, data: dict) -> str:
     """`163 of 330 nodes (49%)`; an edge circuit also names the nodes it touches."""
     share = f"{len(card.units):,} of {card.n_all:,} {card.unit}s ({100 * len(card.units) / card.n_all:.1f}% of the model's)"
-    if card.unit == "edge" and "edges" in data:
-        circuit = data["edges"]["circuit"]
+    key = "edges_resample" if card.label == EDGE_RS else "edges"
+    if card.unit == "edge" and key in data:
+        circuit = data[key]["circuit"]
         share += (f", touching {len(circuit['nodes'])} of 330 nodes; edges into the answer positions only "
                   f"(P{circuit['min_position']} on): every earlier position runs clean under every ablation")
     return share
@@ -721,6 +722,19 @@ def _edges_text(edges: dict) -> str:
         f"other questions per qtype ({seconds}). Faithfulness of the logit difference:", "",
         curves_markdown(pooled, "logit_diff"), "", "and of the exact rate:", "", curves_markdown(pooled, "exact"), "",
         f"Wall time of the edges stage: {edges['wall_seconds']:.0f} s."])
+
+
+def _edge_resample_text(rs: dict) -> str:
+    c = rs["circuit"]
+    exact = ", ".join(f"{q} {100 * v:.2f}%" for q, v in c["exact"].items())
+    return (f"The edge circuit + resample repair (`discover(model, method=\"{c['method']}\", ablation=\"resample\", "
+            f"start=edge_circuit)`): from the {rs['start_edges']:,}-edge mean-ablation circuit, the missing edges ranked "
+            f"by {EDGE_METHODS[c['method']]} under resample ablation (on discovery's 32 scoring questions per qtype) are "
+            f"added until discovery's held-out check ({c['n_held_out']:,} questions per qtype, 95% Wilson lower bound "
+            f">= 99%) passes under resample and mean ablation both. It added {c['n_edges'] - rs['start_edges']:,} edges: "
+            f"{c['n_edges']:,} of {c['n_edges_all']:,} ({100 * c['n_edges'] / c['n_edges_all']:.1f}%), touching "
+            f"{len(c['nodes'])} nodes; held-out exact under resample {exact}; {rs['wall_seconds']:.0f} s wall, "
+            f"{rs['cpu_seconds']:.0f} CPU s{_load(rs)}.")
 
 
 def _sizes_table(cards: dict) -> str:
@@ -804,6 +818,8 @@ def render(data: dict) -> str:
     edges = data.get("edges")
     if edges:
         out += ["", _edges_text(edges)]
+    if data.get("edges_resample"):
+        out += ["", _edge_resample_text(data["edges_resample"])]
     curves = data.get("curves")
     if curves:
         cs = [FaithfulnessCurve.from_dict(c) for c in curves["curves"]]
