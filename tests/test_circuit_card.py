@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from planted import BACKUP_SPEC, backup_heads_model, plus_zero_questions
 
 from arithlens.analysis.circuits.card import ablation_card
@@ -197,6 +198,27 @@ def test_the_edge_runners_clean_run_is_every_edge_kept(runner):
     assert np.array_equal(clean.wrong, every.wrong)
     np.testing.assert_allclose(every.logit_diff, clean.logit_diff, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(every.loss, clean.loss, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["mean", "plain-mean", "zero"])
+def test_the_empty_edge_circuit_is_one_answer_for_every_question(runner, kind):
+    # With no edge kept and one ablated value for all questions the runner computes the first question only: the
+    # full edge-masked forward must give every question the same logits.
+    pytest.importorskip("arithlens.analysis.edges.forward")
+    from arithlens.analysis.circuits.edge_runner import EdgeRunner
+    from arithlens.analysis.edges.forward import edge_forward
+    from arithlens.analysis.faithfulness import RunScores, targets_of
+
+    edge_runner = EdgeRunner(runner.model, runner.questions, runner.reference)
+    fast = edge_runner.run([()], Ablation(kind))[0]
+    tokens = edge_runner._tokens
+    with torch.inference_mode():
+        full = edge_forward(runner.model, edge_runner.graph, tokens, edge_runner._values[kind],
+                            torch.zeros(edge_runner.graph.n_edges))
+    torch.testing.assert_close(full, full[:1].expand_as(full), rtol=1e-4, atol=1e-4)
+    slow = RunScores.of(full, targets_of(tokens, runner.model.spec))
+    assert np.array_equal(fast.wrong, slow.wrong)
+    np.testing.assert_allclose(fast.logit_diff, slow.logit_diff, rtol=1e-4, atol=1e-4)
 
 
 def test_slices_are_balanced_prefixes_in_row_order():

@@ -63,7 +63,14 @@ class EdgeRunner:
                 ablated = (self._values[ablation.kind] if draw is None
                            else sender_outputs(self.model, self._reference_tokens[draw[start : start + self.rows]]))
                 for part, mask in zip(parts, masks):
-                    logits = (self.model(tokens, logit_positions=answer) if mask is None
-                              else edge_forward(self.model, self.graph, tokens, ablated, mask, chunk=self.chunk))
+                    if mask is None:
+                        logits = self.model(tokens, logit_positions=answer)
+                    elif draw is None and not bool(mask.any()):
+                        # no edge kept and one ablated value for every question: every receiver reads only
+                        # ablated values and biases, so the logits are the same for every question (tested)
+                        one = edge_forward(self.model, self.graph, tokens[:1], ablated, mask, chunk=self.chunk)
+                        logits = one.expand(len(tokens), *one.shape[1:])
+                    else:
+                        logits = edge_forward(self.model, self.graph, tokens, ablated, mask, chunk=self.chunk)
                     part.append(RunScores.of(logits, targets))
         return [RunScores.concat(p) for p in parts]
