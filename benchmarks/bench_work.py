@@ -139,6 +139,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-studies", type=int, default=None)
     parser.add_argument("--no-report", action="store_true", help="skip drawing the maps, figures and report")
+    parser.add_argument("--edge-card", type=int, default=None, metavar="N",
+                        help="questions per qtype of the edge circuit's ablation card (default: analyze's; 0 skips)")
     parser.add_argument("--json", type=Path, default=None, help="also write the table here (e.g. "
                         "benchmarks/results/analyze_work.json)")
     parser.add_argument("--also-rate", default=None, metavar="MODEL",
@@ -170,13 +172,16 @@ def main() -> None:
 
     def progress(stage: str, done: int, total: int, detail: str) -> None:
         stage = "useful" if stage in USEFUL_PARTS else stage  # other stages (edges, circuit, ...) keep their name
+        if stage == "edges" and detail.startswith("ablation card"):
+            stage = "edge card"  # the edge circuit's ablation card, apart from its discovery
         if stage != STAGE[0]:
             switch(stage)
 
     STAGE[0] = "useful"
     order.append("useful")
     t0, cpu0 = time.perf_counter(), cpu_seconds()
-    analysis = analyze(model, AnalyzeOptions(max_studies=args.max_studies), progress=progress)
+    card = {} if args.edge_card is None else {"edge_card": args.edge_card}
+    analysis = analyze(model, AnalyzeOptions(max_studies=args.max_studies, **card), progress=progress)
     if not args.no_report:
         from arithlens.report.html import write_report
 
