@@ -110,7 +110,7 @@ def test_analyze_tags_the_copy_heads_and_studies_the_heads_at_p6_with_progress()
     assert analysis.search is not None and analysis.search_note is None
     assert {"positions", "nodes", "search", "studies"} <= {stage for stage, _ in seen}
     assert ("studies", "P6L0H1") in seen
-    assert set(analysis.timings) == {"useful", "faithfulness", "search", "studies"}
+    assert set(analysis.timings) == {"useful", "faithfulness", "edges", "search", "studies"}
     summary = analysis.summary()
     assert summary["useful_positions"] == [7, 8] and summary["heads"] == 2 and summary["mlps"] == 0
     assert [s["node"] for s in summary["studies"]] == ["P6L0H0", "P6L0H1"]

@@ -297,7 +297,10 @@ def analyze(model, options: AnalyzeOptions | None = None, progress: Progress | N
         t0 = time.perf_counter()
         _circuit(model, result, say)
         timings["circuit"] = time.perf_counter() - t0
-    _edge_circuit(model, result, say)  # its wall time is the circuit's own `seconds`
+    t0 = time.perf_counter()
+    _edge_circuit(model, result, say)  # the discovery's own wall time is also the circuit's `seconds`
+    if options.edges:
+        timings["edges"] = time.perf_counter() - t0  # discovery and the ablation card
 
     t0 = time.perf_counter()
     _search(model, result, say)

@@ -38,7 +38,7 @@ def card_cells(card: AblationCard) -> tuple[list[str], list[list[str]]]:
 def card_caption(card: AblationCard) -> str:
     n = sorted({r.n for r in card.rows})
     per = f"{n[0]:,}" if len(n) == 1 else f"{n[0]:,}-{n[-1]:,}"
-    return (f"{card.label}: {len(card.units)} of {card.n_all} {card.unit}s, exact rate per qtype with 95% Wilson "
+    return (f"{card.label}: {len(card.units):,} of {card.n_all:,} {card.unit}s, exact rate per qtype with 95% Wilson "
             f"interval on {per} questions per qtype; LD = logit difference recovered (empty circuit 0%, model 100%)")
 
 
