@@ -305,14 +305,14 @@ def _unpacked_edges(packed: str, min_position: int, spec) -> list[str]:
     return [n for n, k in zip(graph.names, kept) if k]
 
 
-def card_dict(card, data: dict) -> dict:
+def card_dict(card, data: dict, spec=None) -> dict:
     """`card.to_dict()`, an edge card's units packed as the stored edge circuit's bitmask when they are its edges."""
     from arithlens.analysis.edges.graph import EdgeGraph
 
     d = card.to_dict()
     circuit = data.get("edges", {}).get("circuit", {})
     if card.unit == "edge" and "min_position" in circuit:
-        graph = EdgeGraph.build(default_spec(), min_position=int(circuit["min_position"]))
+        graph = EdgeGraph.build(spec or default_spec(), min_position=int(circuit["min_position"]))
         d["units_packed"] = _packed_edges(d.pop("units"), graph)
         d["min_position"] = graph.min_position
     return d

@@ -125,6 +125,7 @@ def test_stored_results_are_compact_and_keep_the_edge_circuit_as_a_bitmask():
     data = {"edges": {"circuit": packed}}
     card = AblationCard("m", "edge circuit", "edge", tuple(sorted(circuit.edges)), graph.n_edges, 0, 0,
                         (CardRow("mean", "ADD", 10, 10, 10, 0, 1.0, 1.0, 0.0),), 0.0)
-    stored = script.card_dict(card, data)
+    stored = script.card_dict(card, data, EDGE_SPEC)
     assert "units" not in stored and stored["units_packed"] == packed["edges_packed"]
+    assert stored["min_position"] == graph.min_position
     assert script.card_of(json.loads(json.dumps(stored)), data, EDGE_SPEC) == card

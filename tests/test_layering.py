@@ -26,6 +26,7 @@ KNOWN_UPWARD = {
 # The result types analysis builds and returns (results sit below analysis for them); the other result types are
 # still typed views the API builds from analysis's records.
 ANALYSIS_RESULT_TYPES = {("arithlens.analysis.circuit", "arithlens.results.circuits"),
+                         ("arithlens.analysis.analyze", "arithlens.results.circuits"),  # the edge card's type
                          ("arithlens.analysis.faithfulness", "arithlens.results.circuits"),
                          ("arithlens.analysis.circuits.card", "arithlens.results.circuits"),
                          ("arithlens.analysis.circuits.robust", "arithlens.results.circuits"),

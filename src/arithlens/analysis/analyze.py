@@ -492,7 +492,9 @@ def _edge_circuit(model, result: Analysis, say: Progress) -> None:
 def _edge_card(model, result: Analysis, say: Progress) -> None:
     """The edge circuit's ablation card on `options.edge_card` fresh questions per qtype (the card's own seed, or
     the analysis's seed on the card's question stream)."""
-    from arithlens.api.circuits import CARD_SEED, edge_card
+    from arithlens.analysis.circuits import CARD_SEED
+    from arithlens.analysis.circuits.card import edge_cards
+    from arithlens.analysis.circuits.runner import Ablation
 
     count = result.options.edge_card
     if result.edge_circuit is None:
@@ -504,8 +506,8 @@ def _edge_card(model, result: Analysis, say: Progress) -> None:
     say("edges", 0, 1, f"ablation card on {count} questions per qtype")
     seed = CARD_SEED if result.options.seed is None else result.options.seed
     try:
-        result.edge_card = edge_card(model, result.edge_circuit, questions=count, ablations=EDGE_CARD_ABLATIONS,
-                                     seed=seed)
+        result.edge_card = edge_cards(model, {"edge circuit": result.edge_circuit}, questions=count, seed=seed,
+                                      ablations=[Ablation.parse(a) for a in EDGE_CARD_ABLATIONS])["edge circuit"]
     except ArithLensError as exc:
         result.edge_card_note = f"ablation card failed: {exc}"
 

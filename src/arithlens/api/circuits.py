@@ -19,8 +19,7 @@ if TYPE_CHECKING:
     from arithlens.model.transformer import HookedTransformer
 
 EDGE_METHODS = ("eap_ig", "eap", "exact")
-CARD_SEED = 280_029  # the card's own seed: none of its questions is drawn by a circuit search (those use 140014)
-STREAM_CARD = 11  # the card's question stream under its seed
+from arithlens.analysis.circuits import CARD_SEED, STREAM_CARD  # noqa: F401  (the card's seed and stream)
 
 
 def edge_circuit(model: HookedTransformer, *, method: str = "eap", ablation: str = "mean", target: float = 0.99,
@@ -99,16 +98,8 @@ def edge_card(model: HookedTransformer, circuit: EdgeCircuit | Mapping[str, Edge
     exact rate with a 95% interval and the logit difference recovered, with every edge outside the circuit carrying
     its sender's value under each of `ablations` (mean per position, plain-mean, resample#N, zero), on
     `questions` fresh questions per qtype drawn as `circuit_card` draws them."""
-    from arithlens.analysis.circuits.card import ablation_cards
-    from arithlens.analysis.circuits.edge_runner import EdgeRunner
+    from arithlens.analysis.circuits.card import edge_cards
     from arithlens.analysis.circuits.runner import Ablation
-    from arithlens.analysis.faithfulness import (
-        REFERENCE_QUESTIONS,
-        STREAM_REFERENCE,
-        fresh_questions,
-        reference_questions,
-        rng_for,
-    )
 
     check_model(model)
     check_count("questions", questions, low=1)
@@ -117,18 +108,6 @@ def edge_card(model: HookedTransformer, circuit: EdgeCircuit | Mapping[str, Edge
     if not chosen or len({a.label for a in chosen}) != len(chosen):
         raise ArithLensError(f"ablations must be distinct and at least one, not {list(ablations)}")
     several = isinstance(circuit, Mapping)
-    circuits = dict(circuit) if several else {"edge circuit": circuit}
-    graphs = {(c.graph.min_position, c.graph.n_edges) for c in circuits.values()}
-    if len(graphs) != 1:
-        raise ArithLensError("the edge circuits of one card must share a graph (receivers from one position)")
-    graph = next(iter(circuits.values())).graph
-    spec = model.spec
-    if (graph.n_layers, graph.n_heads, graph.n_ctx) != (spec.n_layers, spec.n_heads, spec.n_ctx):
-        raise ArithLensError(f"the edge circuit's graph ({graph.n_layers} layers, {graph.n_heads} heads, "
-                             f"{graph.n_ctx} positions) is not {spec.name}'s")
-    batch = fresh_questions(spec, questions, rng_for(seed, STREAM_CARD))
-    reference = reference_questions(spec, REFERENCE_QUESTIONS, rng_for(seed, STREAM_REFERENCE))
-    runner = EdgeRunner(model, batch, reference, graph=graph, seed=seed)
-    cards = ablation_cards(runner, {k: c.edges for k, c in circuits.items()}, model=spec.name, unit="edge",
-                           ablations=chosen, seed=seed, reference=len(reference))
+    cards = edge_cards(model, dict(circuit) if several else {"edge circuit": circuit}, questions=questions,
+                       ablations=chosen, seed=seed)
     return cards if several else cards["edge circuit"]

@@ -9,6 +9,7 @@ from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 
+from arithlens.analysis.circuits import CARD_SEED, STREAM_CARD
 from arithlens.results.circuits import AblationCard, CardRow
 from arithlens.analysis.circuits.runner import Ablation, CircuitRunner, card_ablations
 from arithlens.analysis.faithfulness import RunScores
@@ -89,6 +90,30 @@ def ablation_cards(runner: CircuitRunner, circuits: Mapping[str, Collection[str]
     runs = {a.label: card_runs(runner, circuits, a, clean=k == 0) for k, a in enumerate(chosen)}
     return cards_from_runs(runs, runner.qtypes, circuits, model=model, unit=unit, n_all=len(runner.units), seed=seed,
                            reference=reference, seconds=time.perf_counter() - t0)
+
+
+def edge_cards(model, circuits: Mapping[str, object], *, questions: int, ablations: Sequence[Ablation],
+               seed: int = CARD_SEED) -> dict[str, AblationCard]:
+    """The card of each named `EdgeCircuit` (all on one graph) on `questions` fresh questions per qtype (the
+    card's stream under `seed`) with the project's mean reference set, under `ablations`."""
+    from arithlens.analysis.circuits.edge_runner import EdgeRunner
+    from arithlens.analysis.faithfulness import (
+        REFERENCE_QUESTIONS, STREAM_REFERENCE, fresh_questions, reference_questions, rng_for,
+    )
+
+    graphs = {(c.graph.min_position, c.graph.n_edges) for c in circuits.values()}
+    if len(graphs) != 1:
+        raise ArithLensError("the edge circuits of one card must share a graph (receivers from one position)")
+    graph = next(iter(circuits.values())).graph
+    spec = model.spec
+    if (graph.n_layers, graph.n_heads, graph.n_ctx) != (spec.n_layers, spec.n_heads, spec.n_ctx):
+        raise ArithLensError(f"the edge circuit's graph ({graph.n_layers} layers, {graph.n_heads} heads, "
+                             f"{graph.n_ctx} positions) is not {spec.name}'s")
+    batch = fresh_questions(spec, questions, rng_for(seed, STREAM_CARD))
+    reference = reference_questions(spec, REFERENCE_QUESTIONS, rng_for(seed, STREAM_REFERENCE))
+    runner = EdgeRunner(model, batch, reference, graph=graph, seed=seed)
+    return ablation_cards(runner, {k: c.edges for k, c in circuits.items()}, model=spec.name, unit="edge",
+                          ablations=ablations, seed=seed, reference=len(reference))
 
 
 def ablation_card(runner: CircuitRunner, kept: Collection[str], *, label: str, **kwargs) -> AblationCard:
