@@ -104,3 +104,32 @@ def test_edge_card_of_every_edge_and_of_none():
         al.edge_card(model, every, ablations=("resample#x",))
     with pytest.raises(ArithLensError, match="graph"):
         al.edge_card(edge_circuit_model(), every, questions=5)
+
+
+def test_cli_edges_repairs_a_circuit_under_resample_and_refuses_a_bad_file(tmp_path, monkeypatch, capsys):
+    path = save_checkpoint(planted_model(), SPEC, tmp_path / "planted")  # right on a + 0 only
+    common = ["--model", str(path), "--held-out", "50", "--target", "0.5", "--quiet"]
+    code, _, err = arithlens_here(monkeypatch, capsys, "edges", *common, "--out", str(tmp_path / "o"))
+    assert code == 0, err
+    found = tmp_path / "o" / f"{SPEC.base_name}_edges.json"
+    mean = json.loads(found.read_text())
+    code, out, err = arithlens_here(monkeypatch, capsys, "edges", *common, "--out", str(tmp_path / "r"),
+                                    "--repair", str(found), "--ablation", "resample")
+    assert code == 0, err
+    repaired = json.loads((tmp_path / "r" / f"{SPEC.base_name}_edges.json").read_text())
+    assert repaired["ablation"] == "resample" and set(mean["edges"]) <= set(repaired["edges"])
+    assert repaired["stages"]["start"] == mean["n_edges"] and f"repaired from {mean['n_edges']:,} (mean)" in out
+    # the library reads the same file back as the circuit it holds
+    back = al.load_edge_circuit(found, al.load_model(str(path)))
+    assert back.edges == mean["edges"] and back.ablation == "mean"
+
+    bad = tmp_path / "bad.json"
+    for text, says in (("{not json", "cannot read the edge circuit"), ("[1, 2]", "must hold a JSON object"),
+                       (json.dumps({**mean, "model": "mix_d6_l3_h4_t10K_s372001"}), "was written for"),
+                       (json.dumps({**mean, "edges": ["P0EMB -> P99L0H0.q"]}), "does not fit"),
+                       (json.dumps({k: v for k, v in mean.items() if k != "scores"}), "malformed")):
+        bad.write_text(text)
+        code, _, err = arithlens_here(monkeypatch, capsys, "edges", *common, "--out", str(tmp_path / "x"),
+                                      "--repair", str(bad))
+        assert code == 2 and err.startswith("error: ") and says in err and err.count("\n") == 1, (text, err)
+        assert not (tmp_path / "x").exists()

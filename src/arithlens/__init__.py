@@ -44,7 +44,7 @@ _EXPORTS = {
     "FeatureStudy": "arithlens.results", "load_dictionary": "arithlens.analysis.features.dictionary",
     # circuits the field can compare: edges, and the ablation card
     "edge_circuit": "arithlens.api", "edge_circuit_mib": "arithlens.api", "circuit_card": "arithlens.api",
-    "edge_card": "arithlens.api",
+    "edge_card": "arithlens.api", "load_edge_circuit": "arithlens.api",
     "circuit_purposes": "arithlens.api", "CircuitPurposes": "arithlens.results",
 }
 

@@ -31,7 +31,7 @@ from arithlens.api.checkpoints import (
     resolve_model,
     save_checkpoint,
 )
-from arithlens.api.circuits import circuit_card, edge_card, edge_circuit, edge_circuit_mib
+from arithlens.api.circuits import circuit_card, edge_card, edge_circuit, edge_circuit_mib, load_edge_circuit
 from arithlens.api.circuit_purposes import circuit_purposes
 from arithlens.api.features import check_sae, feature_study, sae
 from arithlens.api.many import (
@@ -76,6 +76,7 @@ from arithlens.api.training import (
 # The Python API proper (what `import arithlens as al` offers); the rest above serves the commands.
 __all__ = [
     "DEFAULT_TRICASE_COUNTS", "ablate", "analyze", "check_sae", "circuit", "circuit_card", "edge_card", "edge_circuit",
+    "load_edge_circuit",
     "edge_circuit_mib", "faithfulness", "feature_study",
     "load_model", "models", "node_output", "pca", "questions", "run_with_cache", "sae", "search", "study_node",
     "tricase", "useful_nodes",

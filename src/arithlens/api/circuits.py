@@ -24,14 +24,18 @@ from arithlens.analysis.circuits import CARD_SEED, STREAM_CARD  # noqa: F401  (t
 
 def edge_circuit(model: HookedTransformer, *, method: str = "eap", ablation: str = "mean", target: float = 0.99,
                  min_position: int | None = None, held_out: int = 1000, seed: int | None = None,
-                 questions: QuestionBatch | None = None, progress=None) -> EdgeCircuit:
+                 questions: QuestionBatch | None = None, start: EdgeCircuit | None = None,
+                 progress=None) -> EdgeCircuit:
     """An edge circuit of `model` whose exact rate per qtype on `held_out` fresh questions per qtype has a 95% Wilson
     lower bound >= `target` (1,000 allow 3 wrong answers at 99%; fewer than 384 cannot certify 99%).
 
     Edges run between positioned senders (embedding, heads, MLPs) and receivers (a head's q, k@q, v@q inputs, an
     MLP, the logits); `min_position` is the first receiver position (default: the first answer position).
     `method` ranks the edges (eap_ig, eap, exact); an ablated edge carries its sender's `ablation` value.
-    `questions`: one set to search, check and take ablation values on instead of fresh ones (a planted model's)."""
+    `questions`: one set to search, check and take ablation values on instead of fresh ones (a planted model's).
+    `start`: a circuit of this model (e.g. found under mean ablation; `load_edge_circuit` reads one from its file)
+    to repair under `ablation` instead of searching: edges ranked by `method` are added until the held-out check
+    passes under `ablation` and under `start`'s own ablation, so the result holds under both."""
     from arithlens.analysis.edges.discovery import discover
     from arithlens.analysis.faithfulness import FAITHFULNESS_SEED
 
@@ -44,10 +48,41 @@ def edge_circuit(model: HookedTransformer, *, method: str = "eap", ablation: str
     if min_position is not None and not 0 <= min_position < model.spec.layout.n_ctx:
         raise ArithLensError(f"min_position must be in 0..{model.spec.layout.n_ctx - 1}, not {min_position}")
     seed = FAITHFULNESS_SEED if seed is None else check_seed(seed, "seed")
+    if start is not None:
+        from arithlens.analysis.edges.discovery import EdgeCircuit as _EdgeCircuit
+
+        if not isinstance(start, _EdgeCircuit):
+            raise ArithLensError(f"start must be an EdgeCircuit (edge_circuit, load_edge_circuit), not {start!r}")
     say = (lambda _: None) if progress is None else progress
     return discover(model, method=method, ablation=ablation, target=target, min_position=min_position,
                     held_out_per_qtype=held_out, seed=seed, progress=say, search=questions, held_out=questions,
-                    reference=questions)
+                    reference=questions, start=start)
+
+
+def load_edge_circuit(path, model: HookedTransformer) -> EdgeCircuit:
+    """The edge circuit an `<model>_edges.json` holds (`arithlens edges` or `arithlens analyze` wrote it), for
+    `model`; one-line errors for an unreadable or malformed file or another model's circuit."""
+    import json
+    from pathlib import Path
+
+    from arithlens.analysis.edges.discovery import EdgeCircuit as _EdgeCircuit
+    from arithlens.validate import check_same_model
+
+    check_model(model)
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ArithLensError(f"cannot read the edge circuit '{path}': {exc}") from None
+    if not isinstance(data, dict):
+        raise ArithLensError(f"the edge circuit '{path}' must hold a JSON object")
+    check_same_model(data.get("model") if isinstance(data.get("model"), str) else None, model.spec,
+                     f"the edge circuit '{path}'")
+    try:
+        return _EdgeCircuit.from_dict(data, model.spec)
+    except ArithLensError as exc:
+        raise ArithLensError(f"the edge circuit '{path}' does not fit {model.spec.name}: {exc}") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArithLensError(f"the edge circuit '{path}' is malformed: {type(exc).__name__} {exc}") from None
 
 
 def edge_circuit_mib(circuit: EdgeCircuit, model: HookedTransformer) -> dict:
