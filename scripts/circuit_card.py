@@ -157,20 +157,15 @@ def packed_circuit(circuit) -> dict:
 
 def unpacked_circuit(d: dict, spec):
     """The `EdgeCircuit` `packed_circuit` stored (its scores unknown: NaN)."""
-    import base64
-
-    import numpy as np
-
     from arithlens.analysis.edges.discovery import EdgeCircuit
     from arithlens.analysis.edges.graph import EdgeGraph
 
     if "edges_packed" not in d:  # the full layout of `EdgeCircuit.to_dict`
         return EdgeCircuit.from_dict(d, spec)
     graph = EdgeGraph.build(spec, min_position=int(d["min_position"]))
-    kept = np.unpackbits(np.frombuffer(base64.b64decode(d["edges_packed"]), np.uint8))[: graph.n_edges].astype(bool)
-    if graph.n_edges != d["n_edges_all"] or int(kept.sum()) != d["n_edges"]:
+    names = _unpacked_edges(d["edges_packed"], graph.min_position, spec)
+    if graph.n_edges != d["n_edges_all"] or len(names) != d["n_edges"]:
         raise SystemExit(f"error: the stored edge circuit does not fit this model's graph ({graph.n_edges} edges)")
-    names = [n for n, k in zip(graph.names, kept) if k]
     return EdgeCircuit.from_dict({**d, "edges": names, "scores": [None] * graph.n_edges}, spec)
 
 
