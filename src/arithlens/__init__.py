@@ -84,7 +84,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         AnalysisReport, Circuit, Faithfulness, NodePCA, NodeStudy, SearchReport, UsefulNodes, Verdict,
     )
     from arithlens.analysis.features.dictionary import load_dictionary
-    from arithlens.api import circuit_card, edge_circuit, edge_circuit_mib, feature_study, sae
+    from arithlens.api import (
+        circuit_card, edge_card, edge_circuit, edge_circuit_mib, feature_study, load_edge_circuit, sae,
+    )
     from arithlens.results import FeatureDictionary, FeatureStudy
     from arithlens.api import circuit_purposes
     from arithlens.results import CircuitPurposes

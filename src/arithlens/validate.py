@@ -113,6 +113,21 @@ def check_weights(flag: str, weights: Any, known: tuple[str, ...]) -> dict[str, 
     return out
 
 
+def read_json_object(path: Any, what: str) -> dict:
+    """The JSON object in the file `path`; one-line errors naming `what` (e.g. "config") for an unreadable file,
+    bad JSON or another JSON type."""
+    import json
+    from pathlib import Path
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ArithLensError(f"cannot read {what} '{path}': {exc}") from None
+    if not isinstance(data, dict):
+        raise ArithLensError(f"{what} '{path}' must hold a JSON object")
+    return data
+
+
 def check_finite_json(data: Any, where: str) -> Any:
     """`data` (parsed JSON) if it holds no NaN or infinity anywhere; else a one-line error naming the field.
     Python's json reads `NaN` and `Infinity`, which are not JSON and no option accepts."""
@@ -471,4 +486,4 @@ def finite(flag: str, value: Optional[float], *, positive: bool = False) -> Opti
 __all__ = ["MAX_PERMUTATIONS", "MAX_STEPS", "available_memory", "check_choice", "check_command_memory", "check_count",
            "check_finite_json", "check_int", "check_memory", "check_range", "check_same_model", "check_seed",
            "check_threads", "check_weights", "command_memory", "model_named_by_file", "finite", "forward_bytes",
-           "train_config", "usable_cores"]
+           "read_json_object", "train_config", "usable_cores"]

@@ -62,19 +62,11 @@ def edge_circuit(model: HookedTransformer, *, method: str = "eap", ablation: str
 def load_edge_circuit(path, model: HookedTransformer) -> EdgeCircuit:
     """The edge circuit an `<model>_edges.json` holds (`arithlens edges` or `arithlens analyze` wrote it), for
     `model`; one-line errors for an unreadable or malformed file or another model's circuit."""
-    import json
-    from pathlib import Path
-
     from arithlens.analysis.edges.discovery import EdgeCircuit as _EdgeCircuit
-    from arithlens.validate import check_same_model
+    from arithlens.validate import check_same_model, read_json_object
 
     check_model(model)
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise ArithLensError(f"cannot read the edge circuit '{path}': {exc}") from None
-    if not isinstance(data, dict):
-        raise ArithLensError(f"the edge circuit '{path}' must hold a JSON object")
+    data = read_json_object(path, "the edge circuit")
     check_same_model(data.get("model") if isinstance(data.get("model"), str) else None, model.spec,
                      f"the edge circuit '{path}'")
     try:

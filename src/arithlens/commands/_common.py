@@ -13,7 +13,6 @@ from typing import Any, Optional, TextIO
 
 import typer
 
-from arithlens.errors import ArithLensError
 from arithlens.validate import check_int, check_seed, check_threads
 
 # The one progress-callback signature the commands hand around: (stage, done, total, detail).
@@ -187,14 +186,7 @@ def _stderr_console():
 
 def read_json_config(path: Path) -> dict:
     """A `--config` file's JSON object; one-line errors for an unreadable file, bad JSON or another JSON type."""
-    import json
+    from arithlens.validate import check_finite_json, read_json_object
 
-    from arithlens.validate import check_finite_json
-
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise ArithLensError(f"cannot read config '{path}': {exc}") from None
-    if not isinstance(data, dict):
-        raise ArithLensError(f"config '{path}' must hold a JSON object")
+    data = read_json_object(path, "config")
     return check_finite_json(data, f"config '{path}'")  # NaN / Infinity: Python reads them, no option takes them
