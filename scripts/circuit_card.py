@@ -8,6 +8,7 @@ Stages, each stored under its key of benchmarks/results/circuit_card.json (so a 
   python scripts/circuit_card.py repair     # greedy add-back to the resample circuit, judged on other questions
   python scripts/circuit_card.py edges      # the edge circuit (`discover()` defaults) and MIB curves per method
   python scripts/circuit_card.py edge-resample  # the edge circuit repaired under resample ablation (exact ranking)
+  python scripts/circuit_card.py edge-curves-resample  # MIB's edge curves per method under resample ablation
   python scripts/circuit_card.py cards      # ablation cards of the node circuits (and the edge circuit, if found)
   python scripts/circuit_card.py curves     # node scores, then MIB curves under mean and resample ablation
   python scripts/circuit_card.py profile    # CPU seconds of a card slice's pieces (one thread, 512 questions)
@@ -54,12 +55,24 @@ def load() -> dict:
     return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
 
 
-def store(key: str, value) -> None:
-    """Set one stage's key, written atomically (other stages' keys kept)."""
+def _compact(value):
+    """Floats to 7 significant digits (what float32 sums hold), recursively: the stored file stays small."""
+    if isinstance(value, float):
+        return float(f"{value:.7g}")
+    if isinstance(value, dict):
+        return {k: _compact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_compact(v) for v in value]
+    return value
+
+
+def store(key: str, value, *, compact: bool = False) -> None:
+    """Set one stage's key, written atomically (other stages' keys kept); `compact`: its floats to 7 significant
+    digits (curves, whose floats only feed 3-decimal tables)."""
     from arithlens.io import write_atomic
 
     data = load()
-    data[key] = value
+    data[key] = _compact(value) if compact else value
     write_atomic(RESULTS, (json.dumps(data, separators=(",", ":")) + "\n").encode())  # compact: ~70 KB, not ~100
 
 
@@ -176,17 +189,46 @@ def edge_runner_for(model, graph, per_qtype: int, stream: int, drawn):
     return EdgeRunner(model, nodes.questions, nodes.reference, graph=graph, seed=CARD_SEED)
 
 
-def stage_edges(per_qtype: int, score_questions: int) -> None:
-    """The edge circuit by `discover()`'s defaults, and MIB's curve of each method's edge scores on its graph."""
+def _edge_curves(model, graph, runner, tokens, ablated, ablation):
+    """MIB's curve of each method's edge scores (scored on `tokens` with `ablated` values) under `ablation`, and
+    each method's scoring seconds."""
     import torch
 
-    from arithlens.analysis.circuits.runner import Ablation
     from arithlens.analysis.circuits.scoring import faithfulness_curve
+    from arithlens.analysis.edges.scores import eap_ig_scores, eap_scores, exact_scores
+
+    score_fns = {"exact": lambda: exact_scores(model, graph, tokens, ablated),
+                 "eap": lambda: eap_scores(model, graph, tokens, ablated),
+                 "eap_ig": lambda: eap_ig_scores(model, graph, tokens, ablated)}
+    curves, score_seconds = [], {}
+    for method, score in score_fns.items():
+        t1 = time.perf_counter()
+        with torch.enable_grad():
+            scores = score()
+        score_seconds[method] = time.perf_counter() - t1
+        curve = faithfulness_curve(runner, dict(zip(runner.units, map(float, scores))), model=model.spec.name,
+                                   method=EDGE_METHODS[method], ablation=ablation, unit="edge", seed=CARD_SEED)
+        curves.append(curve.to_dict())
+        log(f"edges: {method} ({ablation.label}): scores {score_seconds[method]:.0f} s, CPR {curve.cpr():.3f} "
+            f"CMD {curve.cmd():.3f}")
+    return curves, score_seconds
+
+
+def _edge_score_set(model, runner, drawn, score_questions: int):
+    from arithlens.analysis.faithfulness import STREAM_SEARCH, fresh_questions, rng_for
+    from arithlens.arith.questions import QuestionBatch
+
+    scored_on = fresh_questions(model.spec, score_questions, rng_for(CARD_SEED, STREAM_SEARCH),
+                                QuestionBatch.concat([drawn, runner.questions]))
+    return scored_on.torch_tokens(str(model.device))
+
+
+def stage_edges(per_qtype: int, score_questions: int) -> None:
+    """The edge circuit by `discover()`'s defaults, and MIB's curve of each method's edge scores on its graph."""
+    from arithlens.analysis.circuits.runner import Ablation
     from arithlens.analysis.edges.discovery import discover
     from arithlens.analysis.edges.forward import ablation_values
-    from arithlens.analysis.edges.scores import eap_ig_scores, eap_scores, exact_scores
-    from arithlens.analysis.faithfulness import STREAM_EVAL, STREAM_SEARCH, fresh_questions, rng_for
-    from arithlens.arith.questions import QuestionBatch
+    from arithlens.analysis.faithfulness import STREAM_EVAL
 
     t0, where = time.perf_counter(), setting()
     model, _, drawn = model_and_sets()
@@ -195,28 +237,39 @@ def stage_edges(per_qtype: int, score_questions: int) -> None:
     log(f"edges: {circuit.n_edges} of {circuit.graph.n_edges} edges, {len(circuit.nodes)} nodes, "
         f"{discover_seconds:.0f} s")
     runner = edge_runner_for(model, circuit.graph, per_qtype, STREAM_EVAL, drawn)
-    scored_on = fresh_questions(model.spec, score_questions, rng_for(CARD_SEED, STREAM_SEARCH),
-                                QuestionBatch.concat([drawn, runner.questions]))
-    tokens = scored_on.torch_tokens(str(model.device))
+    tokens = _edge_score_set(model, runner, drawn, score_questions)
     mean = ablation_values(model, runner.reference.torch_tokens(str(model.device)), "mean")
-    score_fns = {"exact": lambda: exact_scores(model, circuit.graph, tokens, mean),
-                 "eap": lambda: eap_scores(model, circuit.graph, tokens, mean),
-                 "eap_ig": lambda: eap_ig_scores(model, circuit.graph, tokens, mean)}
-    curves, score_seconds = [], {}
-    for method, score in score_fns.items():
-        t1 = time.perf_counter()
-        with torch.enable_grad():
-            scores = score()
-        score_seconds[method] = time.perf_counter() - t1
-        curve = faithfulness_curve(runner, dict(zip(runner.units, map(float, scores))), model=model.spec.name,
-                                   method=EDGE_METHODS[method], ablation=Ablation("mean"), unit="edge",
-                                   seed=CARD_SEED)
-        curves.append(curve.to_dict())
-        log(f"edges: {method}: scores {score_seconds[method]:.0f} s, CPR {curve.cpr():.3f} CMD {curve.cmd():.3f}")
+    curves, score_seconds = _edge_curves(model, circuit.graph, runner, tokens, mean, Ablation("mean"))
     store("edges", {"circuit": packed_circuit(circuit), "discover_seconds": discover_seconds,
                     "questions_per_qtype": per_qtype, "score_questions_per_qtype": score_questions,
                     "score_seconds": score_seconds, "curves": curves, "wall_seconds": time.perf_counter() - t0,
                     **where})
+
+
+def stage_edge_curves_resample(per_qtype: int, score_questions: int) -> None:
+    """MIB's curves of the three methods under resample ablation: each method scores the edges with resampled
+    values (a reference question drawn per scoring question), and the top-k circuits are run with every other
+    edge resampled (the card's first draw); the questions are the mean-ablation curves' own."""
+    import numpy as np
+
+    from arithlens.analysis.circuits.runner import Ablation
+    from arithlens.analysis.edges.forward import ablation_values
+    from arithlens.analysis.faithfulness import STREAM_EVAL
+
+    data = load()
+    if "edges" not in data:
+        raise SystemExit("error: no stored edges stage; run `circuit_card.py edges` first")
+    t0, where = time.perf_counter(), setting()
+    model, _, drawn = model_and_sets()
+    circuit = unpacked_circuit(data["edges"]["circuit"], model.spec)
+    runner = edge_runner_for(model, circuit.graph, per_qtype, STREAM_EVAL, drawn)
+    tokens = _edge_score_set(model, runner, drawn, score_questions)
+    resampled = ablation_values(model, runner.reference.torch_tokens(str(model.device)), "resample",
+                                batch=len(tokens), rng=np.random.default_rng([CARD_SEED, 44]))
+    curves, score_seconds = _edge_curves(model, circuit.graph, runner, tokens, resampled, Ablation("resample"))
+    store("edges_resample_curves", {"questions_per_qtype": per_qtype, "score_questions_per_qtype": score_questions,
+                                    "score_seconds": score_seconds, "curves": curves,
+                                    "wall_seconds": time.perf_counter() - t0, **where}, compact=True)
 
 
 def stage_edge_circuit() -> None:
@@ -732,6 +785,36 @@ def _edge_resample_text(rs: dict) -> str:
             f"{rs['cpu_seconds']:.0f} CPU s{_load(rs)}.")
 
 
+def _edge_curves_by_ablation(edges: dict, rs: dict) -> str:
+    """CPR and CMD of each method's edge curve under mean and under resample ablation, side by side (pooled)."""
+    from arithlens.results.circuits import FaithfulnessCurve
+
+    by = {}
+    for stored in (edges, rs):
+        for x in stored["curves"]:
+            c = FaithfulnessCurve.from_dict(x)
+            by[(c.method, c.ablation)] = c
+    methods = list(dict.fromkeys(m for m, _ in by))
+    rows = ["| method | CPR mean | CMD mean | CPR resample | CMD resample | CPR mean (exact) | CPR resample (exact) |",
+            "|---|---|---|---|---|---|---|"]
+    for m in methods:
+        mean, res = by.get((m, "mean")), by.get((m, "resample#1"))
+        if mean is None or res is None:
+            continue
+        (cm, dm), (cr, dr) = mean.areas("ALL", "logit_diff"), res.areas("ALL", "logit_diff")
+        rows.append(f"| {m} | {cm:.3f} | {dm:.3f} | {cr:.3f} | {dr:.3f} | {mean.areas('ALL', 'exact')[0]:.3f} | "
+                    f"{res.areas('ALL', 'exact')[0]:.3f} |")
+    seconds = ", ".join(f"{EDGE_METHODS[m]} {v:.0f} s" for m, v in rs["score_seconds"].items())
+    own = " (the mean curves' own)" if rs["questions_per_qtype"] == edges["questions_per_qtype"] else ""
+    return "\n".join([
+        f"MIB's edge curves under resample ablation as well (`python scripts/circuit_card.py edge-curves-resample`): "
+        f"each method scores the edges with a resampled reference question per scoring question "
+        f"({rs['score_questions_per_qtype']} per qtype; {seconds}), and the top-k edges at MIB's sizes run with "
+        f"every other edge resampled (one draw), on {rs['questions_per_qtype']:,} questions per qtype pooled{own}; "
+        f"wall time {rs['wall_seconds']:.0f} s{_load(rs)}. Logit-difference CPR / CMD (and exact-match "
+        f"CPR) under each ablation:", "", *rows])
+
+
 def _sizes_table(cards: dict) -> str:
     """Each circuit's size beside its worst qtype under mean and under resample ablation (the lower draw), with
     the Wilson 95% interval of that rate."""
@@ -815,6 +898,8 @@ def render(data: dict) -> str:
         out += ["", _edges_text(edges)]
     if data.get("edges_resample"):
         out += ["", _edge_resample_text(data["edges_resample"])]
+    if data.get("edges_resample_curves") and edges:
+        out += ["", _edge_curves_by_ablation(edges, data["edges_resample_curves"])]
     curves = data.get("curves")
     if curves:
         cs = [FaithfulnessCurve.from_dict(c) for c in curves["curves"]]
@@ -844,8 +929,8 @@ def write_doc(data: dict) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("stage", choices=["robust", "repair", "edges", "edge-circuit", "edge-resample", "cards", "curves",
-                                      "render", "all", "profile"])
+    p.add_argument("stage", choices=["robust", "repair", "edges", "edge-circuit", "edge-resample",
+                                      "edge-curves-resample", "cards", "curves", "render", "all", "profile"])
     p.add_argument("--questions", type=int, default=CARD_QUESTIONS, help="per qtype, for the cards")
     p.add_argument("--curve-questions", type=int, default=CURVE_QUESTIONS, help="per qtype, for the curves")
     p.add_argument("--score-questions", type=int, default=SCORE_QUESTIONS, help="per qtype, single-node scores")
@@ -868,6 +953,8 @@ def main() -> None:
         stage_edge_circuit()
     if args.stage in ("edge-resample", "all"):
         stage_edge_resample()
+    if args.stage in ("edge-curves-resample", "all"):
+        stage_edge_curves_resample(args.curve_questions, args.edge_score_questions)
     if args.stage in ("cards", "all"):
         if args.ablations:  # some columns of the node cards, joined to the stored ones
             stage_cards(args.questions, args.force, args.only, args.ablations)
