@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import types
 import typing
@@ -52,11 +53,18 @@ def _from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
     return _build(cls, data)
 
 
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """`typing.get_type_hints(cls)`, once per class: evaluating the annotations' strings was most of reading a
+    search record back (12,166 objects, 1.4 of 1.8 s)."""
+    return typing.get_type_hints(cls)
+
+
 def _build(cls: type[T], data: Mapping[str, Any]) -> T:
     """The generic field-by-field construction; a value of the wrong JSON shape is a one-line error naming it."""
     if not isinstance(data, Mapping):
         raise ArithLensError(f"{cls.__name__}: expected a JSON object, not {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     kwargs = {}
     for f in dataclasses.fields(cls):
         if f.name == "data":
