@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from arithlens.analysis.circuits import CARD_SEED, STREAM_CARD  # the card's seed and question stream
 from arithlens.api._checks import check_model
 from arithlens.errors import ArithLensError
 from arithlens.validate import check_choice, check_count, check_seed
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
     from arithlens.model.transformer import HookedTransformer
 
 EDGE_METHODS = ("eap_ig", "eap", "exact")
-from arithlens.analysis.circuits import CARD_SEED, STREAM_CARD  # noqa: F401  (the card's seed and stream)
 
 
 def edge_circuit(model: HookedTransformer, *, method: str = "eap", ablation: str = "mean", target: float = 0.99,
