@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from arithlens.analysis.circuits import CARD_SEED, STREAM_CARD  # the card's seed and question stream
+from arithlens.analysis.circuits import CARD_SEED  # the card's seed
 from arithlens.api._checks import check_model
 from arithlens.errors import ArithLensError
 from arithlens.validate import check_choice, check_count, check_seed
@@ -89,15 +89,8 @@ def circuit_card(model: HookedTransformer, nodes: Iterable[str] | Mapping[str, I
     """The ablation card of a node set (or of several, given as {label: nodes}): per qtype the exact rate with a
     95% interval and the logit difference recovered, under mean (per position), plain mean, `draws` resample
     draws and zero ablation of every node outside the set, on `questions` fresh questions per qtype."""
-    from arithlens.analysis.circuits.card import ablation_cards
+    from arithlens.analysis.circuits.card import ablation_cards, card_questions
     from arithlens.analysis.circuits.runner import NodeRunner, card_ablations
-    from arithlens.analysis.faithfulness import (
-        REFERENCE_QUESTIONS,
-        STREAM_REFERENCE,
-        fresh_questions,
-        reference_questions,
-        rng_for,
-    )
 
     check_model(model)
     check_count("questions", questions, low=1)
@@ -106,8 +99,7 @@ def circuit_card(model: HookedTransformer, nodes: Iterable[str] | Mapping[str, I
     several = isinstance(nodes, Mapping)
     circuits = {k: sorted(v) for k, v in nodes.items()} if several else {"circuit": sorted(nodes)}
     spec = model.spec
-    batch = fresh_questions(spec, questions, rng_for(seed, STREAM_CARD))
-    reference = reference_questions(spec, REFERENCE_QUESTIONS, rng_for(seed, STREAM_REFERENCE))
+    batch, reference = card_questions(spec, questions, seed)
     runner = NodeRunner(model, batch, reference, seed=seed)
     for label, kept in circuits.items():
         unknown = sorted(set(kept) - set(runner.units))

@@ -92,14 +92,22 @@ def ablation_cards(runner: CircuitRunner, circuits: Mapping[str, Collection[str]
                            reference=reference, seconds=time.perf_counter() - t0)
 
 
+def card_questions(spec, questions: int, seed: int = CARD_SEED):
+    """(the card's `questions` fresh questions per qtype, its mean reference set) under `seed`: what every card
+    of nodes or edges is scored on."""
+    from arithlens.analysis.faithfulness import (
+        REFERENCE_QUESTIONS, STREAM_REFERENCE, fresh_questions, reference_questions, rng_for,
+    )
+
+    return (fresh_questions(spec, questions, rng_for(seed, STREAM_CARD)),
+            reference_questions(spec, REFERENCE_QUESTIONS, rng_for(seed, STREAM_REFERENCE)))
+
+
 def edge_cards(model, circuits: Mapping[str, object], *, questions: int, ablations: Sequence[Ablation],
                seed: int = CARD_SEED) -> dict[str, AblationCard]:
     """The card of each named `EdgeCircuit` (all on one graph) on `questions` fresh questions per qtype (the
     card's stream under `seed`) with the project's mean reference set, under `ablations`."""
     from arithlens.analysis.circuits.edge_runner import EdgeRunner
-    from arithlens.analysis.faithfulness import (
-        REFERENCE_QUESTIONS, STREAM_REFERENCE, fresh_questions, reference_questions, rng_for,
-    )
 
     graphs = {(c.graph.min_position, c.graph.n_edges) for c in circuits.values()}
     if len(graphs) != 1:
@@ -109,8 +117,7 @@ def edge_cards(model, circuits: Mapping[str, object], *, questions: int, ablatio
     if (graph.n_layers, graph.n_heads, graph.n_ctx) != (spec.n_layers, spec.n_heads, spec.n_ctx):
         raise ArithLensError(f"the edge circuit's graph ({graph.n_layers} layers, {graph.n_heads} heads, "
                              f"{graph.n_ctx} positions) is not {spec.name}'s")
-    batch = fresh_questions(spec, questions, rng_for(seed, STREAM_CARD))
-    reference = reference_questions(spec, REFERENCE_QUESTIONS, rng_for(seed, STREAM_REFERENCE))
+    batch, reference = card_questions(spec, questions, seed)
     runner = EdgeRunner(model, batch, reference, graph=graph, seed=seed)
     return ablation_cards(runner, {k: c.edges for k, c in circuits.items()}, model=spec.name, unit="edge",
                           ablations=ablations, seed=seed, reference=len(reference))
